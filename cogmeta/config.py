@@ -1,0 +1,189 @@
+"""One configuration per run, shared by the PyTorch and JAX backends.
+
+A :class:`RunConfig` holds the task spec, the model, the optimisation recipe and two small sections of
+framework-only options. It round-trips through JSON (``config.json`` in every run folder), and every
+field is validated on construction with an error that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cogmeta._validation import require_choice, require_in_range, require_int, require_positive
+from cogmeta.tasks import GaussianMeanTask, Task, task_from_dict, task_to_dict
+
+CELLS = ("gru", "lstm")
+DTYPES = ("float32", "float64")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The meta-learner: a recurrent core and a head for the task's predictive family.
+
+    Attributes:
+        cell: "gru" or "lstm".
+        hidden_size: units per recurrent layer.
+        num_layers: stacked recurrent layers.
+    """
+
+    cell: str = "gru"
+    hidden_size: int = 64
+    num_layers: int = 1
+
+    def __post_init__(self) -> None:
+        require_choice("ModelConfig", "cell", self.cell, CELLS)
+        require_int("ModelConfig", "hidden_size", self.hidden_size, 1, 65_536)
+        require_int("ModelConfig", "num_layers", self.num_layers, 1, 64)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe: Adam on the mean NLL, global-norm clipping, a cosine schedule.
+
+    Attributes:
+        steps: optimizer updates.
+        batch_size: tasks per update (each task trains all T prefix lengths at once).
+        learning_rate: peak Adam learning rate.
+        schedule: "cosine" (decay to ``final_lr_fraction`` of the peak) or "constant".
+        final_lr_fraction: end point of the cosine schedule, in [0, 1].
+        clip_norm: global gradient-norm threshold, torch semantics (coef = c / (norm + 1e-6), at most 1).
+        adam_beta1, adam_beta2, adam_eps: Adam constants (torch and optax defaults).
+        seed: seeds weight initialisation and the task stream; batch k depends only on (seed, k).
+        dtype: "float32" or "float64" for weights and computation.
+        log_every: steps per row of the metrics log.
+        checkpoint_every: steps between checkpoints.
+    """
+
+    steps: int = 12_000
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    schedule: str = "cosine"
+    final_lr_fraction: float = 0.02
+    clip_norm: float = 10.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    seed: int = 0
+    dtype: str = "float32"
+    log_every: int = 100
+    checkpoint_every: int = 2_000
+
+    def __post_init__(self) -> None:
+        owner = "TrainConfig"
+        require_int(owner, "steps", self.steps, 1)
+        require_int(owner, "batch_size", self.batch_size, 1)
+        require_positive(owner, "learning_rate", self.learning_rate)
+        require_choice(owner, "schedule", self.schedule, SCHEDULES)
+        require_in_range(owner, "final_lr_fraction", self.final_lr_fraction, 0.0, 1.0)
+        require_positive(owner, "clip_norm", self.clip_norm)
+        require_in_range(owner, "adam_beta1", self.adam_beta1, 0.0, 1.0, closed="low")
+        require_in_range(owner, "adam_beta2", self.adam_beta2, 0.0, 1.0, closed="low")
+        require_positive(owner, "adam_eps", self.adam_eps)
+        require_int(owner, "seed", self.seed, 0, 2**31 - 1)
+        require_choice(owner, "dtype", self.dtype, DTYPES)
+        require_int(owner, "log_every", self.log_every, 1)
+        require_int(owner, "checkpoint_every", self.checkpoint_every, 1)
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """PyTorch-only options.
+
+    Attributes:
+        threads: intra-op threads. 1 is often several times faster than 2 for these small models on
+            a 2-core CPU (thread hand-off costs more than the matmuls); 0 keeps torch's default.
+    """
+
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        require_int("TorchOptions", "threads", self.threads, 0, 1024)
+
+
+@dataclass(frozen=True)
+class JaxOptions:
+    """JAX-only options.
+
+    Attributes:
+        steps_per_call: optimizer steps per compiled call (a ``lax.scan``); progress and metrics are
+            reported between calls.
+    """
+
+    steps_per_call: int = 1_000
+
+    def __post_init__(self) -> None:
+        require_int("JaxOptions", "steps_per_call", self.steps_per_call, 1)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run."""
+
+    task: Task = field(default_factory=GaussianMeanTask)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    torch: TorchOptions = field(default_factory=TorchOptions)
+    jax: JaxOptions = field(default_factory=JaxOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            "task": task_to_dict(self.task),
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "torch": dataclasses.asdict(self.torch),
+            "jax": dataclasses.asdict(self.jax),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Inverse of :meth:`to_dict`; unknown sections or keys are errors."""
+        sections = {"task", "model", "train", "torch", "jax"}
+        unknown = sorted(set(data) - sections)
+        if unknown:
+            raise ValueError(f"unknown config section(s) {', '.join(unknown)}; expected {', '.join(sorted(sections))}")
+        kwargs: dict[str, Any] = {}
+        if "task" in data:
+            kwargs["task"] = task_from_dict(data["task"])
+        for name, section_cls in (("model", ModelConfig), ("train", TrainConfig), ("torch", TorchOptions), ("jax", JaxOptions)):
+            if name in data:
+                kwargs[name] = _build(section_cls, name, data[name])
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``config.json`` atomically."""
+        from cogmeta.io import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """Read a ``config.json`` written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no run config at {path}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    @property
+    def output_size(self) -> int:
+        """Raw outputs of the head per time step."""
+        from cogmeta.predictive import OUTPUT_SIZE
+
+        return OUTPUT_SIZE[self.task.family]
+
+
+#: Inputs per time step: [start flag, previous observation] (see ``cogmeta.tasks.model_inputs``).
+INPUT_SIZE = 2
+
+
+def _build(section_cls: type, name: str, values: dict[str, Any]):
+    names = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} in config section {name!r}; valid keys: {', '.join(sorted(names))}")
+    return section_cls(**values)

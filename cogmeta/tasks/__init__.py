@@ -1,0 +1,66 @@
+"""Task specs: frozen dataclasses with a numpy reference sampler and exact Bayes-optimal predictives."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Union
+
+from cogmeta.tasks.base import NoiseSpec, TaskBatch, model_inputs
+from cogmeta.tasks.coin import CoinTask
+from cogmeta.tasks.gaussian import GaussianMeanTask
+from cogmeta.tasks.noise import draw_noise
+
+Task = Union[GaussianMeanTask, CoinTask]
+
+TASKS: dict[str, type] = {GaussianMeanTask.name: GaussianMeanTask, CoinTask.name: CoinTask}
+
+
+def task_fields(name: str) -> tuple[str, ...]:
+    """The parameter names of task ``name``."""
+    return tuple(f.name for f in dataclasses.fields(_task_class(name)))
+
+
+def make_task(name: str, **params: Any) -> Task:
+    """Build task ``name`` from keyword parameters, with errors for unknown names and fields."""
+    cls = _task_class(name)
+    unknown = sorted(set(params) - set(task_fields(name)))
+    if unknown:
+        raise ValueError(
+            f"task {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are {', '.join(task_fields(name))}"
+        )
+    return cls(**params)
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    """``{"name": ..., **fields}``, the JSON form stored in a run's config."""
+    return {"name": task.name, **dataclasses.asdict(task)}
+
+
+def task_from_dict(data: dict[str, Any]) -> Task:
+    """Inverse of :func:`task_to_dict`."""
+    data = dict(data)
+    if "name" not in data:
+        raise ValueError("a task dictionary needs a 'name' entry, e.g. {'name': 'gaussian'}")
+    return make_task(data.pop("name"), **data)
+
+
+def _task_class(name: str) -> type:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; available tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+__all__ = [
+    "CoinTask",
+    "GaussianMeanTask",
+    "NoiseSpec",
+    "TASKS",
+    "Task",
+    "TaskBatch",
+    "draw_noise",
+    "make_task",
+    "model_inputs",
+    "task_fields",
+    "task_from_dict",
+    "task_to_dict",
+]

@@ -1,0 +1,180 @@
+"""The framework-free training driver: run folder, chunked loop, logging, checkpoints, figures.
+
+The backend's ``Trainer`` runs optimizer steps (one Python step at a time in PyTorch, many steps per
+compiled ``lax.scan`` call in JAX); this driver decides how many steps to ask for, logs the metrics,
+writes checkpoints atomically, stops on a non-finite loss while keeping the last good state, and
+writes the final weights and figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from cogmeta.backends import load_backend
+from cogmeta.checkpoint import load_checkpoint, save_checkpoint
+from cogmeta.config import RunConfig
+from cogmeta.metrics_log import MetricsLog
+from cogmeta.runs import RunDir
+from cogmeta.weights import save_weights
+
+
+class StepMetrics(NamedTuple):
+    """Per-step values returned by ``Trainer.run``; each ``[n]`` for the n steps attempted.
+
+    If the loss of the last attempted step is non-finite, that step's update was *not* applied.
+    """
+
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    learning_rate: np.ndarray
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last good state was checkpointed."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    steps: int
+    final_loss: float
+    seconds: float
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    backend: str,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    figures: bool = True,
+) -> TrainResult:
+    """Train the meta-learner of ``config`` with ``backend`` ("torch" or "jax") into ``run_dir``.
+
+    Args:
+        config: the run. With ``resume=True`` it must equal the stored config except ``train.steps``.
+        run_dir: folder to create (must not hold a run already, unless resuming).
+        backend: framework that trains.
+        resume: continue from ``RUN/checkpoint.safetensors``.
+        progress: show a progress bar.
+        figures: write the learning-curve and predictive figures at the end.
+    """
+    import time
+
+    run = RunDir.at(run_dir)
+    module = load_backend(backend)
+    checkpoint = None
+    if resume:
+        config = _resumable_config(run, config)
+        checkpoint = load_checkpoint(run.checkpoint, config)
+    else:
+        if run.config.exists():
+            raise FileExistsError(
+                f"{run.root} already holds a run; continue it with --resume or choose a new output folder"
+            )
+        run.root.mkdir(parents=True, exist_ok=True)
+    config.save(run.config)
+    log = MetricsLog(run.metrics)
+    start = checkpoint.step if checkpoint else 0
+    if checkpoint is not None:
+        log.truncate_after(start)
+
+    trainer = module.Trainer(config, checkpoint)
+    total = config.train.steps
+    logger = _WindowLogger(config.train.log_every, start)
+    began = time.perf_counter()
+    bar = _progress_bar(progress, total, start, backend)
+    try:
+        next_checkpoint = (start // config.train.checkpoint_every + 1) * config.train.checkpoint_every
+        while trainer.step < total:
+            before = trainer.step
+            count = min(trainer.chunk_size, total - before)
+            metrics = trainer.run(count)
+            finite = np.isfinite(metrics.loss)
+            done = int(np.argmin(finite)) if not finite.all() else len(metrics.loss)
+            log.append(logger.add(metrics, done))
+            if bar is not None:
+                bar.update(done)
+                if done:
+                    bar.set_postfix(loss=f"{float(np.mean(metrics.loss[:done])):.4f}")
+            if done < len(metrics.loss):
+                save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+                raise NonFiniteLossError(
+                    f"non-finite loss ({metrics.loss[done]}) at step {before + done}; training stopped and the last "
+                    f"good state (step {trainer.step}) was saved to {run.checkpoint}. Try a lower learning_rate or "
+                    f"clip_norm, or float64."
+                )
+            if trainer.step >= next_checkpoint or trainer.step >= total:
+                save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+                next_checkpoint = (trainer.step // config.train.checkpoint_every + 1) * config.train.checkpoint_every
+    finally:
+        if bar is not None:
+            bar.close()
+    log.append(logger.flush())
+    weights = trainer.weights()
+    save_weights(run.weights, weights, config, framework=backend)
+    if figures:
+        from cogmeta.figures import write_run_figures
+
+        write_run_figures(run, config, weights, backend)
+    final = logger.last_loss
+    return TrainResult(run.root, trainer.step, final, time.perf_counter() - began)
+
+
+def _resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
+    if not run.checkpoint.is_file():
+        raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist")
+    stored = RunConfig.load(run.config)
+    requested = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=stored.train.steps))
+    if requested != stored:
+        raise ValueError(
+            f"cannot resume {run.root} with a different config; only train.steps may change. Stored config: {run.config}"
+        )
+    return config
+
+
+class _WindowLogger:
+    """Turns per-step metrics into one row per ``log_every`` steps (window means)."""
+
+    def __init__(self, every: int, start: int) -> None:
+        self.every, self.step = every, start
+        self.buffer: dict[str, list[float]] = {"loss": [], "grad_norm": []}
+        self.learning_rate = math.nan
+        self.last_loss = math.nan
+
+    def add(self, metrics: StepMetrics, count: int) -> list[tuple[int, str, float]]:
+        rows = []
+        for i in range(count):
+            self.buffer["loss"].append(float(metrics.loss[i]))
+            self.buffer["grad_norm"].append(float(metrics.grad_norm[i]))
+            self.learning_rate = float(metrics.learning_rate[i])
+            self.step += 1
+            if self.step % self.every == 0:
+                rows.extend(self.flush())
+        return rows
+
+    def flush(self) -> list[tuple[int, str, float]]:
+        if not self.buffer["loss"]:
+            return []
+        self.last_loss = float(np.mean(self.buffer["loss"]))
+        rows = [(self.step, name, float(np.mean(values))) for name, values in self.buffer.items()]
+        rows.append((self.step, "learning_rate", self.learning_rate))
+        self.buffer = {name: [] for name in self.buffer}
+        return rows
+
+
+def _progress_bar(enabled: bool, total: int, start: int, backend: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc=f"train ({backend})", unit="step", dynamic_ncols=True)

@@ -1,0 +1,91 @@
+"""The JAX backend behind ``cogmeta train/evaluate --backend jax`` (see ``cogmeta.backends``)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cogmeta.checkpoint import Checkpoint
+from cogmeta.config import RunConfig
+from cogmeta.training import StepMetrics
+from cogmeta.weights import validate_weights
+from jax_impl.heads import predictive_params
+from jax_impl.model import MetaLearner
+from jax_impl.numerics import configure, jax_dtype
+from jax_impl.optim import make_optimizer
+from jax_impl.samplers import model_inputs
+from jax_impl.training import make_run_steps
+from jax_impl.weights import canonical_to_state, load_canonical, model_to_canonical, state_to_canonical
+
+FRAMEWORK = "jax"
+
+
+def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
+    """A freshly initialised model (torch-matched init distributions, JAX random numbers)."""
+    configure(config.train.dtype)
+    rngs = nnx.Rngs(config.train.seed if seed is None else seed)
+    return MetaLearner(config, jax_dtype(config.train.dtype), rngs=rngs)
+
+
+def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.ndarray]:
+    """Canonical initial weights of a fresh model."""
+    return model_to_canonical(build_model(config, seed))
+
+
+class Trainer:
+    """Functional JAX training: ``steps_per_call`` optimizer steps per compiled ``lax.scan`` call."""
+
+    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None):
+        self.config = config
+        model = build_model(config)
+        if checkpoint is not None:
+            load_canonical(model, checkpoint.params)
+        self.graphdef, self.params = nnx.split(model)
+        self.opt_state = make_optimizer(config.train).init(self.params)
+        self.step = 0
+        self.chunk_size = config.jax.steps_per_call
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self._run = make_run_steps(self.graphdef, config, self.chunk_size)
+
+    def run(self, count: int) -> StepMetrics:
+        """Up to ``count`` updates in one compiled call; stops before applying one whose loss is non-finite."""
+        params, opt_state, outputs = self._run(self.params, self.opt_state, jnp.asarray(self.step), jnp.asarray(count))
+        loss = np.asarray(outputs.loss)[:count]
+        finite = np.isfinite(loss)
+        attempted = count if finite.all() else int(np.argmin(finite)) + 1
+        self.params, self.opt_state = params, opt_state
+        self.step += attempted if finite.all() else attempted - 1
+        return StepMetrics(loss[:attempted], np.asarray(outputs.grad_norm)[:attempted], np.asarray(outputs.learning_rate)[:attempted])
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return state_to_canonical(self.params)
+
+    def checkpoint(self) -> Checkpoint:
+        _, adam = self.opt_state
+        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.mu), state_to_canonical(adam.nu), FRAMEWORK)
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        clip, adam = self.opt_state
+        adam = adam._replace(
+            count=jnp.asarray(checkpoint.step, adam.count.dtype),
+            mu=canonical_to_state(adam.mu, checkpoint.exp_avg),
+            nu=canonical_to_state(adam.nu, checkpoint.exp_avg_sq),
+        )
+        self.opt_state = (clip, adam)
+        self.step = checkpoint.step
+
+
+def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray) -> dict[str, np.ndarray]:
+    """Predictive parameters ``[T, B]`` (float64 numpy) of the model with ``weights`` on ``observations``."""
+    validate_weights(weights, config)
+    model = build_model(config)
+    load_canonical(model, weights)
+    graphdef, params = nnx.split(model)
+    forward = jax.jit(lambda params, inputs: nnx.merge(graphdef, params)(inputs))
+    inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=jax_dtype(config.train.dtype)))
+    return predictive_params(config.task.family, forward(params, inputs))

@@ -1,0 +1,121 @@
+"""Recurrent cores in Flax NNX that hold PyTorch's exact tensors, time-major.
+
+Flax's own cells cannot be used: ``nnx.GRUCell`` has no ``b_hn`` and every Flax cell merges the
+input and hidden biases. A merged bias gives the same forward pass but not the same training: torch
+gives ``b_ih`` and ``b_hh`` the same gradient, so their sum moves twice as far per step
+(google/flax#5594). These modules store ``weight_ih_l{k}`` ``(G*H, I)``, ``weight_hh_l{k}`` ``(G*H, H)``,
+``bias_ih_l{k}``, ``bias_hh_l{k}`` ``(G*H,)`` with torch's gate order, and torch's init
+U(-1/sqrt(H), 1/sqrt(H)) for every tensor.
+
+GRU:  r = s(W_ir x + b_ir + W_hr h + b_hr),  z = s(W_iz x + b_iz + W_hz h + b_hz)
+      n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h
+LSTM: i, f, g, o = split(W_ih x + b_ih + W_hh h + b_hh)
+      c' = s(f) * c + s(i) * tanh(g),  h' = s(o) * tanh(c')
+
+The input projection of a whole layer is one matmul outside the time loop; only the recurrent
+projection runs inside ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+from jax_impl.numerics import matmul
+
+
+class _Recurrent(nnx.Module):
+    """Shared parameter layout of :class:`GRU` and :class:`LSTM` (``gates`` = 3 or 4)."""
+
+    gates: int = 0
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        bound = 1.0 / math.sqrt(hidden_size)
+        rows = self.gates * hidden_size
+        for layer in range(num_layers):
+            inputs = input_size if layer == 0 else hidden_size
+            for name, shape in (
+                (f"weight_ih_l{layer}", (rows, inputs)),
+                (f"weight_hh_l{layer}", (rows, hidden_size)),
+                (f"bias_ih_l{layer}", (rows,)),
+                (f"bias_hh_l{layer}", (rows,)),
+            ):
+                value = jax.random.uniform(rngs.params(), shape, dtype, -bound, bound)
+                setattr(self, name, nnx.Param(value))
+
+    def layer(self, index: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh) of layer ``index``."""
+        return tuple(getattr(self, f"{kind}_l{index}")[...] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+class GRU(_Recurrent):
+    """Multi-layer GRU over ``[T, B, I]`` inputs; returns ``([T, B, H] outputs, [L, B, H] final h)``."""
+
+    gates = 3
+
+    def __call__(self, inputs: jax.Array, state: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        hidden = self.hidden_size
+        batch = inputs.shape[1]
+        if state is None:
+            state = jnp.zeros((self.num_layers, batch, hidden), inputs.dtype)
+        x, finals = inputs, []
+        for index in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self.layer(index)
+            projected = matmul(x, w_ih) + b_ih  # [T, B, 3H], hoisted out of the scan
+
+            def cell(h, gi, w_hh=w_hh, b_hh=b_hh):
+                gh = matmul(h, w_hh) + b_hh
+                r = jax.nn.sigmoid(gi[..., :hidden] + gh[..., :hidden])
+                z = jax.nn.sigmoid(gi[..., hidden : 2 * hidden] + gh[..., hidden : 2 * hidden])
+                n = jnp.tanh(gi[..., 2 * hidden :] + r * gh[..., 2 * hidden :])
+                h = (1 - z) * n + z * h
+                return h, h
+
+            final, x = lax.scan(cell, state[index], projected)
+            finals.append(final)
+        return x, jnp.stack(finals)
+
+
+class LSTM(_Recurrent):
+    """Multi-layer LSTM over ``[T, B, I]`` inputs; returns ``([T, B, H] outputs, (h, c))``, each ``[L, B, H]``.
+
+    The state is ``(h, c)`` in torch's order (Flax's cells carry ``(c, h)``).
+    """
+
+    gates = 4
+
+    def __call__(
+        self, inputs: jax.Array, state: tuple[jax.Array, jax.Array] | None = None
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        hidden = self.hidden_size
+        batch = inputs.shape[1]
+        if state is None:
+            zeros = jnp.zeros((self.num_layers, batch, hidden), inputs.dtype)
+            state = (zeros, zeros)
+        x, final_h, final_c = inputs, [], []
+        for index in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self.layer(index)
+            projected = matmul(x, w_ih) + b_ih  # [T, B, 4H], hoisted out of the scan
+
+            def cell(carry, gi, w_hh=w_hh, b_hh=b_hh):
+                h, c = carry
+                gates = gi + matmul(h, w_hh) + b_hh
+                i = jax.nn.sigmoid(gates[..., :hidden])
+                f = jax.nn.sigmoid(gates[..., hidden : 2 * hidden])
+                g = jnp.tanh(gates[..., 2 * hidden : 3 * hidden])
+                o = jax.nn.sigmoid(gates[..., 3 * hidden :])
+                c = f * c + i * g
+                h = o * jnp.tanh(c)
+                return (h, c), h
+
+            (h, c), x = lax.scan(cell, (state[0][index], state[1][index]), projected)
+            final_h.append(h), final_c.append(c)
+        return x, (jnp.stack(final_h), jnp.stack(final_c))
+
+
+CORES = {"gru": GRU, "lstm": LSTM}

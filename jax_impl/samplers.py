@@ -1,0 +1,80 @@
+"""Task samplers in JAX: base noise from a PRNG key, then the spec's transform (jit- and vmap-safe).
+
+The transforms repeat ``cogmeta.tasks.*.transform`` operation for operation. Run op by op they give
+bit-identical batches for identical noise; under ``jax.jit`` XLA's CPU backend contracts ``a * b + c``
+into a fused multiply-add, which may change the Gaussian transform by one rounding (<= 1 ulp; see
+docs/framework-differences.md and ``parity_tests/test_samplers.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from cogmeta.tasks import CoinTask, GaussianMeanTask, NoiseSpec, Task, TaskBatch
+
+
+def draw_noise(spec: Mapping[str, NoiseSpec], key: jax.Array, dtype=jnp.float32) -> dict[str, jax.Array]:
+    """Draw every base-noise array of ``spec`` from ``key`` (one sub-key per array)."""
+    keys = jax.random.split(key, len(spec))
+    noise = {}
+    for sub, (name, item) in zip(keys, spec.items()):
+        if item.kind == "normal":
+            noise[name] = jax.random.normal(sub, item.shape, dtype)
+        elif item.kind == "uniform":
+            noise[name] = jax.random.uniform(sub, item.shape, dtype)
+        elif item.kind == "gamma":
+            noise[name] = jax.random.gamma(sub, item.concentration, item.shape, dtype)
+        else:
+            raise ValueError(f"unknown noise kind {item.kind!r} for {name!r}")
+    return noise
+
+
+def gaussian_transform(task: GaussianMeanTask, noise: Mapping[str, jax.Array]) -> TaskBatch:
+    """mu = m0 + s0 * z_mu;  x = mu + sigma * z_x  (observations ``[T, B, 1]``, latent ``[B]``)."""
+    z_latent, z_observation = noise["latent"], noise["observation"]
+    dtype = z_latent.dtype
+    latent = jnp.asarray(task.prior_mean, dtype) + jnp.asarray(task.prior_std, dtype) * z_latent
+    observations = latent[None, :] + jnp.asarray(task.noise_std, dtype) * z_observation
+    return TaskBatch(observations[:, :, None], latent)
+
+
+def coin_transform(task: CoinTask, noise: Mapping[str, jax.Array]) -> TaskBatch:
+    """theta = g_a / (g_a + g_b);  x = 1[u < theta]  (observations ``[T, B, 1]``, latent ``[B]``)."""
+    gamma_a, gamma_b, uniform = noise["gamma_a"], noise["gamma_b"], noise["uniform"]
+    latent = gamma_a / (gamma_a + gamma_b)
+    observations = (uniform < latent[None, :]).astype(uniform.dtype)
+    return TaskBatch(observations[:, :, None], latent)
+
+
+TRANSFORMS = {GaussianMeanTask.name: gaussian_transform, CoinTask.name: coin_transform}
+
+
+def transform(task: Task, noise: Mapping[str, jax.Array]) -> TaskBatch:
+    """The task's deterministic noise -> batch map."""
+    return TRANSFORMS[task.name](task, noise)
+
+
+def sample_batch(task: Task, key: jax.Array, batch_size: int, dtype=jnp.float32) -> TaskBatch:
+    """Draw B tasks natively: base noise from ``key``, then :func:`transform`."""
+    return transform(task, draw_noise(task.noise_spec(batch_size), key, dtype))
+
+
+def step_key(seed: int | jax.Array, step: int | jax.Array) -> jax.Array:
+    """The key of training step ``step``: ``fold_in(key(seed), step)``.
+
+    The batch of step k depends only on (seed, k), so a resumed run sees the same batches as an
+    uninterrupted one.
+    """
+    return jax.random.fold_in(jax.random.key(seed), step)
+
+
+def model_inputs(observations: jax.Array) -> jax.Array:
+    """``[T, B, 1]`` observations -> ``[T, B, 2]`` inputs: [1, 0] at t = 0, [0, x_t] after."""
+    if observations.ndim != 3 or observations.shape[-1] != 1:
+        raise ValueError(f"observations must have shape [T, B, 1], got {tuple(observations.shape)}")
+    start = jnp.zeros((1, observations.shape[1], 2), observations.dtype).at[..., 0].set(1)
+    previous = jnp.concatenate([jnp.zeros_like(observations[:-1]), observations[:-1]], axis=-1)
+    return jnp.concatenate([start, previous], axis=0)

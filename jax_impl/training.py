@@ -1,0 +1,114 @@
+"""The functional training core: pure steps under ``jax.jit``, many steps per call via ``lax.scan``.
+
+The model is ``nnx.split`` once into a static ``graphdef`` and a ``params`` pytree; every function
+here is pure in ``(params, opt_state, ...)`` and merges the model back only inside the traced code,
+so NNX's object-graph bookkeeping never runs in the hot loop.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from cogmeta.config import RunConfig
+from jax_impl.model import sequence_nll
+from jax_impl.numerics import jax_dtype
+from jax_impl.optim import apply_update, learning_rate, make_optimizer
+from jax_impl.samplers import model_inputs, sample_batch, step_key
+
+
+class StepOutputs(NamedTuple):
+    """Per-step values, each ``[K]`` when stacked by ``lax.scan``."""
+
+    loss: jax.Array
+    grad_norm: jax.Array
+    learning_rate: jax.Array
+
+
+def make_loss(graphdef: nnx.GraphDef) -> Callable:
+    """``loss(params, observations [T, B, 1]) -> mean NLL`` for the model ``graphdef`` describes."""
+
+    def loss(params, observations):
+        model = nnx.merge(graphdef, params)
+        return sequence_nll(model, model_inputs(observations), observations)
+
+    return loss
+
+
+def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, tx: optax.GradientTransformation | None = None) -> Callable:
+    """``step(params, opt_state, observations, step) -> (params, opt_state, StepOutputs)``.
+
+    A non-finite loss leaves params and optimizer state unchanged (the torch trainer stops before
+    such an update too).
+    """
+    tx = make_optimizer(config.train) if tx is None else tx
+    loss_and_grad = jax.value_and_grad(make_loss(graphdef))
+
+    def step_fn(params, opt_state, observations, step):
+        loss, grads = loss_and_grad(params, observations)
+        direction, new_opt_state = tx.update(grads, opt_state, params)
+        lr = learning_rate(step, config.train)
+        new_params = apply_update(params, direction, lr)
+        finite = jnp.isfinite(loss)
+        params = _select(finite, new_params, params)
+        opt_state = _select(finite, new_opt_state, opt_state)
+        return params, opt_state, StepOutputs(loss, optax.tree.norm(grads), lr)
+
+    return step_fn
+
+
+def make_train_on_batches(graphdef: nnx.GraphDef, config: RunConfig) -> Callable:
+    """Jitted ``run(params, opt_state, batches [K, T, B, 1], start) -> (params, opt_state, StepOutputs)``."""
+    step_fn = make_train_step(graphdef, config)
+
+    @jax.jit
+    def run(params, opt_state, batches, start):
+        def body(carry, inputs):
+            index, observations = inputs
+            params, opt_state, outputs = step_fn(*carry, observations, start + index)
+            return (params, opt_state), outputs
+
+        indices = jnp.arange(batches.shape[0])
+        (params, opt_state), outputs = jax.lax.scan(body, (params, opt_state), (indices, batches))
+        return params, opt_state, outputs
+
+    return run
+
+
+def make_run_steps(graphdef: nnx.GraphDef, config: RunConfig, chunk: int) -> Callable:
+    """Jitted ``run(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])``.
+
+    One compiled call runs ``chunk`` scan iterations; iteration i trains on the batch of step
+    ``start + i`` (sampled from ``step_key(seed, start + i)``) if i < count and no earlier loss in the
+    call was non-finite. Masking instead of a shorter scan keeps one compiled program for every call.
+    """
+    step_fn = make_train_step(graphdef, config)
+    dtype = jax_dtype(config.train.dtype)
+    task, batch_size, seed = config.task, config.train.batch_size, config.train.seed
+
+    @jax.jit
+    def run(params, opt_state, start, count):
+        def body(carry, index):
+            params, opt_state, alive = carry
+            step = start + index
+            observations = sample_batch(task, step_key(seed, step), batch_size, dtype).observations
+            new_params, new_opt_state, outputs = step_fn(params, opt_state, observations, step)
+            active = alive & (index < count)
+            params = _select(active, new_params, params)
+            opt_state = _select(active, new_opt_state, opt_state)
+            alive = alive & ((index >= count) | jnp.isfinite(outputs.loss))
+            return (params, opt_state, alive), outputs
+
+        carry = (params, opt_state, jnp.asarray(True))
+        (params, opt_state, _), outputs = jax.lax.scan(body, carry, jnp.arange(chunk))
+        return params, opt_state, outputs
+
+    return run
+
+
+def _select(condition: jax.Array, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)

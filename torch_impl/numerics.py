@@ -1,0 +1,27 @@
+"""Numerical settings: thread count, full-precision float32 matmuls, dtype names."""
+
+from __future__ import annotations
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def configure(threads: int = 1) -> None:
+    """Pin intra-op threads (0 keeps torch's default) and turn TF32 off.
+
+    TF32 would round float32 matmul inputs to 10 mantissa bits on Ampere+ GPUs (cuDNN RNNs use it by
+    default), which breaks parity with JAX at "highest" precision.
+    """
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """"float32"/"float64" -> torch dtype."""
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(_DTYPES)}")
+    return _DTYPES[name]

@@ -4,7 +4,8 @@
 exposes the same module ``backend`` with:
 
     Trainer(config, checkpoint=None)   .step, .chunk_size, .run(n) -> StepMetrics,
-                                       .checkpoint() -> Checkpoint, .weights() -> dict
+                                       .checkpoint() -> Checkpoint, .weights() -> dict,
+                                       .predictive(observations) -> predictive params dict
     predict(config, weights, observations) -> predictive params dict (numpy float64, [T, B])
     init_weights(config, seed) -> dict of canonical numpy arrays
 """

@@ -57,9 +57,11 @@ class TrainConfig:
         dtype: "float32" or "float64" for weights and computation.
         log_every: steps per row of the metrics log.
         checkpoint_every: steps between checkpoints.
+        eval_every: steps between exact-KL evaluations on a fixed held-out set (logged as ``heldout_kl``).
+        eval_tasks: size of that held-out set.
     """
 
-    steps: int = 12_000
+    steps: int = 8_000
     batch_size: int = 128
     learning_rate: float = 3e-3
     schedule: str = "cosine"
@@ -72,6 +74,8 @@ class TrainConfig:
     dtype: str = "float32"
     log_every: int = 100
     checkpoint_every: int = 2_000
+    eval_every: int = 1_000
+    eval_tasks: int = 1_000
 
     def __post_init__(self) -> None:
         owner = "TrainConfig"
@@ -88,6 +92,8 @@ class TrainConfig:
         require_choice(owner, "dtype", self.dtype, DTYPES)
         require_int(owner, "log_every", self.log_every, 1)
         require_int(owner, "checkpoint_every", self.checkpoint_every, 1)
+        require_int(owner, "eval_every", self.eval_every, 1)
+        require_int(owner, "eval_tasks", self.eval_tasks, 2)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 from cogmeta.backends import load_backend
 from cogmeta.checkpoint import load_checkpoint, save_checkpoint
 from cogmeta.config import RunConfig
+from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
 from cogmeta.metrics_log import MetricsLog
 from cogmeta.runs import RunDir
 from cogmeta.weights import save_weights
@@ -89,15 +90,21 @@ def train(
         log.truncate_after(start)
 
     trainer = module.Trainer(config, checkpoint)
+    held_out = held_out_observations(config.task, config.train.eval_tasks, HELD_OUT_SEED + 1)
     total = config.train.steps
     logger = _WindowLogger(config.train.log_every, start)
     began = time.perf_counter()
     bar = _progress_bar(progress, total, start, backend)
     try:
         next_checkpoint = (start // config.train.checkpoint_every + 1) * config.train.checkpoint_every
+        next_eval = (start // config.train.eval_every + 1) * config.train.eval_every
+        if start == 0:
+            log.append([(0, "heldout_kl", _heldout_kl(config, trainer, held_out))])
         while trainer.step < total:
             before = trainer.step
-            count = min(trainer.chunk_size, total - before)
+            # Stop at the next evaluation or checkpoint so that both happen at exact multiples. (A JAX
+            # call always scans steps_per_call steps and masks the rest, so keep those multiples of it.)
+            count = min(trainer.chunk_size, total - before, next_eval - before, next_checkpoint - before)
             metrics = trainer.run(count)
             finite = np.isfinite(metrics.loss)
             done = int(np.argmin(finite)) if not finite.all() else len(metrics.loss)
@@ -113,6 +120,10 @@ def train(
                     f"good state (step {trainer.step}) was saved to {run.checkpoint}. Try a lower learning_rate or "
                     f"clip_norm, or float64."
                 )
+            if trainer.step >= next_eval or trainer.step >= total:
+                log.append(logger.flush())
+                log.append([(trainer.step, "heldout_kl", _heldout_kl(config, trainer, held_out))])
+                next_eval = (trainer.step // config.train.eval_every + 1) * config.train.eval_every
             if trainer.step >= next_checkpoint or trainer.step >= total:
                 save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
                 next_checkpoint = (trainer.step // config.train.checkpoint_every + 1) * config.train.checkpoint_every
@@ -128,6 +139,11 @@ def train(
         write_run_figures(run, config, weights, backend)
     final = logger.last_loss
     return TrainResult(run.root, trainer.step, final, time.perf_counter() - began)
+
+
+def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:
+    """Mean exact KL(Bayes || model) over t on the fixed held-out observations."""
+    return score_predictions(config.task, observations, trainer.predictive(observations)).mean_kl
 
 
 def _resumable_config(run: RunDir, config: RunConfig) -> RunConfig:

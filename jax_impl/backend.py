@@ -51,6 +51,7 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
         self._run = make_run_steps(self.graphdef, config, self.chunk_size)
+        self._forward = jax.jit(lambda params, inputs: nnx.merge(self.graphdef, params)(inputs))
 
     def run(self, count: int) -> StepMetrics:
         """Up to ``count`` updates in one compiled call; stops before applying one whose loss is non-finite."""
@@ -64,6 +65,11 @@ class Trainer:
 
     def weights(self) -> dict[str, np.ndarray]:
         return state_to_canonical(self.params)
+
+    def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
+        """Predictive parameters ``[T, B]`` of the current model on numpy observations ``[T, B, 1]``."""
+        inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=jax_dtype(self.config.train.dtype)))
+        return predictive_params(self.config.task.family, self._forward(self.params, inputs))
 
     def checkpoint(self) -> Checkpoint:
         _, adam = self.opt_state

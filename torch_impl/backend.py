@@ -63,6 +63,12 @@ class Trainer:
     def weights(self) -> dict[str, np.ndarray]:
         return model_to_canonical(self.model)
 
+    def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
+        """Predictive parameters ``[T, B]`` of the current model on numpy observations ``[T, B, 1]``."""
+        with torch.no_grad():
+            raw = self.model(model_inputs(torch.as_tensor(np.asarray(observations), dtype=self.dtype)))
+        return predictive_params(self.config.task.family, raw)
+
     def checkpoint(self) -> Checkpoint:
         names = dict(self.model.named_parameters())
         exp_avg, exp_avg_sq = {}, {}

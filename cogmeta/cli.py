@@ -1,0 +1,203 @@
+"""The ``cogmeta`` command.
+
+    cogmeta train --task gaussian --backend torch [--out RUN] [model, training and task options]
+    cogmeta train --resume RUN [--steps N]
+    cogmeta evaluate RUN [--backend torch|jax] [--num-tasks 20000]
+
+Frameworks are imported only when a backend is used, so ``cogmeta --help`` works without either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from cogmeta.config import CELLS, DTYPES, SCHEDULES, JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig
+from cogmeta.tasks import TASKS, make_task, task_fields
+
+_EXIT_USAGE, _EXIT_FAILURE = 2, 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return _EXIT_USAGE
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("\ncogmeta: interrupted; the last checkpoint is intact (resume with `cogmeta train --resume RUN`)", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as error:
+        print(f"cogmeta: error: {error}", file=sys.stderr)
+        return _EXIT_USAGE
+    except RuntimeError as error:
+        print(f"cogmeta: training failed: {error}", file=sys.stderr)
+        return _EXIT_FAILURE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cogmeta", description="Meta-learned models of cognition in PyTorch and JAX.")
+    parser.add_argument("--version", action="version", version=f"cogmeta {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="meta-train a model and write a run folder",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--task", choices=sorted(TASKS), default="gaussian", help="environment to meta-train on")
+    train.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<task>-<backend>-<time>)")
+    train.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue the run in RUN from its checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--no-figures", action="store_true", help="do not write figures")
+    train.add_argument("--summary-tasks", type=int, default=2_000, help="held-out tasks for the KL summary printed at the end (0: skip)")
+
+    defaults = TrainConfig()
+    group = train.add_argument_group("model")
+    group.add_argument("--cell", choices=CELLS, default=ModelConfig.cell)
+    group.add_argument("--hidden-size", type=int, default=ModelConfig.hidden_size)
+    group.add_argument("--num-layers", type=int, default=ModelConfig.num_layers)
+    group = train.add_argument_group("training")
+    for name, kind in (("steps", int), ("batch_size", int), ("learning_rate", float), ("final_lr_fraction", float),
+                       ("clip_norm", float), ("adam_beta1", float), ("adam_beta2", float), ("adam_eps", float),
+                       ("seed", int), ("log_every", int), ("checkpoint_every", int), ("eval_every", int),
+                       ("eval_tasks", int)):
+        group.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name))
+    group.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    group.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
+    group.add_argument("--threads", type=int, default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
+    group.add_argument("--steps-per-call", type=int, default=JaxOptions.steps_per_call, help="JAX optimizer steps per compiled call")
+
+    group = train.add_argument_group("task parameters (defaults: the task's own)")
+    seen: set[str] = set()
+    for task_name in sorted(TASKS):
+        for field in dataclasses.fields(TASKS[task_name]):
+            if field.name in seen:
+                continue
+            seen.add(field.name)
+            owners = [n for n in sorted(TASKS) if field.name in task_fields(n)]
+            kind = int if field.type in (int, "int") else float
+            group.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None,
+                               help=f"{', '.join(owners)} task(s)")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a run against the exact Bayes-optimal predictive",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("run", type=Path, metavar="RUN", help="run folder written by `cogmeta train`")
+    evaluate.add_argument("--backend", choices=("torch", "jax"), default=None,
+                          help="framework that runs the model (default: the one that trained it)")
+    evaluate.add_argument("--num-tasks", type=int, default=20_000, help="held-out tasks")
+    evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks (default: cogmeta's fixed one)")
+    evaluate.add_argument("--no-figures", action="store_true", help="do not write the KL figure")
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cogmeta.training import train
+
+    if args.resume is not None:
+        return _resume(args, train)
+    config = _config_from_args(args)
+    out = args.out or Path("runs") / f"{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    result = train(config, out, args.backend, progress=not args.no_progress, figures=not args.no_figures)
+    _report(result, config, args.backend, args.summary_tasks)
+    return 0
+
+
+def _resume(args: argparse.Namespace, train) -> int:
+    from cogmeta.runs import RunDir
+
+    run = RunDir.at(args.resume)
+    config = RunConfig.load(run.config)
+    if args.steps != TrainConfig.steps:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=args.steps))
+    backend = args.backend
+    result = train(config, run.root, backend, resume=True, progress=not args.no_progress, figures=not args.no_figures)
+    _report(result, config, backend, args.summary_tasks)
+    return 0
+
+
+def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
+    print(f"trained {result.steps} steps in {result.seconds:.1f} s with {backend}; final loss {result.final_loss:.5f} "
+          f"(Bayes floor {float(config.task.expected_nll().mean()):.5f})")
+    if eval_tasks > 1:
+        from cogmeta.evaluation import evaluate
+        from cogmeta.weights import load_weights
+
+        from cogmeta.runs import RunDir
+
+        run = RunDir.at(result.run_dir)
+        evaluation = evaluate(config, load_weights(run.weights, config), backend, num_tasks=eval_tasks)
+        print(f"mean KL(Bayes || model) over t = 0..{config.task.sequence_length - 1}: {evaluation.mean_kl:.6f} nats "
+              f"({eval_tasks} held-out tasks; `cogmeta evaluate {result.run_dir}` for the full table)")
+    print(f"run folder: {result.run_dir}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cogmeta.evaluation import HELD_OUT_SEED, evaluate
+    from cogmeta.io import atomic_write_text
+    from cogmeta.runs import RunDir
+    from cogmeta.weights import load_weights
+
+    run = RunDir.at(args.run)
+    run.require_run()
+    config = RunConfig.load(run.config)
+    backend = args.backend or _trained_with(run.weights) or "torch"
+    weights = load_weights(run.weights, config)
+    evaluation = evaluate(config, weights, backend, num_tasks=args.num_tasks,
+                          seed=HELD_OUT_SEED if args.seed is None else args.seed)
+    trained = _trained_with(run.weights) or "unknown"
+    print(f"{run.root}: {config.task.name} task, {config.model.cell.upper()}-{config.model.hidden_size}, "
+          f"trained with {trained}, evaluated with {backend}")
+    print(evaluation.table())
+    atomic_write_text(run.evaluation(backend), evaluation.to_csv())
+    if not args.no_figures:
+        from cogmeta.figures import write_evaluation_figure
+
+        write_evaluation_figure(run, evaluation, backend)
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    params = {}
+    for name in {f.name for cls in TASKS.values() for f in dataclasses.fields(cls)}:
+        value = getattr(args, name, None)
+        if value is not None:
+            if name not in task_fields(args.task):
+                raise ValueError(f"--{name.replace('_', '-')} is not a parameter of the {args.task!r} task; "
+                                 f"its parameters are: {', '.join('--' + f.replace('_', '-') for f in task_fields(args.task))}")
+            params[name] = value
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = TrainConfig(**{name: getattr(args, name) for name in train_fields})
+    return RunConfig(
+        task=make_task(args.task, **params),
+        model=ModelConfig(cell=args.cell, hidden_size=args.hidden_size, num_layers=args.num_layers),
+        train=train,
+        torch=TorchOptions(threads=args.threads),
+        jax=JaxOptions(steps_per_call=args.steps_per_call),
+    )
+
+
+def _trained_with(weights_path: Path) -> str | None:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights_path), framework="numpy") as handle:
+            return (handle.metadata() or {}).get("framework")
+    except Exception:  # noqa: BLE001 - the metadata is only a default; load_weights reports real problems
+        return None
+
+
+def _version() -> str:
+    from cogmeta import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

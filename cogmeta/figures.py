@@ -1,0 +1,180 @@
+"""Figures: learning curves, the model's vs the Bayes-optimal predictive, KL per prefix length.
+
+Every ``plot_*`` function takes an optional matplotlib ``ax`` (or ``axes``) and returns the Figure, so
+it can be composed into other figures; ``write_*`` functions save PNGs into a run folder. matplotlib
+is imported with the non-interactive Agg backend unless one is already chosen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from cogmeta.config import RunConfig
+from cogmeta.evaluation import Evaluation, held_out_observations
+from cogmeta.metrics_log import metric_series, read_metrics
+from cogmeta.runs import RunDir
+from cogmeta.tasks import Task
+
+#: The tutorial's figure shows 16 test tasks.
+FIGURE_TASKS = 16
+_FIGURE_SEED = 7
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and not _interactive():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _interactive() -> bool:
+    import sys
+
+    return hasattr(sys, "ps1") or "ipykernel" in sys.modules
+
+
+def plot_learning_curve(rows: Sequence[tuple[int, str, float]], bayes_floor: float, ax=None):
+    """Training loss against the Bayes-optimal floor, and the exact held-out KL on a log scale.
+
+    Left: window means of the training loss with the floor E[NLL] averaged over t (by the tutorial's
+    proof, loss - floor is the KL to Bayes up to sampling noise). Right (only when ``ax`` is None): the
+    exact mean KL(Bayes || model) on a fixed held-out set (metric ``heldout_kl``).
+    """
+    plt = _pyplot()
+    steps, loss = (np.asarray(v) for v in metric_series(rows, "loss"))
+    kl_steps, kl = (np.asarray(v) for v in metric_series(rows, "heldout_kl"))
+    if ax is None:
+        fig, (ax, ax_kl) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    else:
+        fig, ax_kl = ax.figure, None
+    ax.plot(steps, loss, color="C0", lw=1.2, label="training loss (window mean)")
+    ax.axhline(bayes_floor, color="k", ls="--", lw=1, label=f"Bayes-optimal E[NLL] = {bayes_floor:.4f}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("NLL per prediction (nats)")
+    if len(loss):
+        top = np.percentile(loss, 98)
+        ax.set_ylim(bayes_floor - 0.1 * (top - bayes_floor + 1e-3), top)
+    ax.legend(frameon=False)
+    ax.set_title("learning curve")
+    if ax_kl is not None and len(kl):
+        positive = kl > 0
+        ax_kl.semilogy(kl_steps[positive], kl[positive], marker="o", ms=3, color="C1", lw=1.2)
+        ax_kl.set_xlabel("optimizer step")
+        ax_kl.set_ylabel("mean KL(Bayes || model) (nats)")
+        ax_kl.set_title(f"held-out exact KL (final {kl[-1]:.1e})")
+    return fig
+
+
+def plot_predictive(
+    task: Task,
+    exact: Mapping[str, np.ndarray],
+    model: Mapping[str, np.ndarray],
+    steps: Sequence[int] | None = None,
+    axes=None,
+    label: str = "meta-learned",
+):
+    """The tutorial's before/after picture, per prefix length t.
+
+    Gaussian tasks: predictive mean (x) against predictive std (y) for each task, the model's and the
+    exact predictive joined by dashed lines. Coin tasks: the model's P(heads) against the exact one.
+
+    Args:
+        exact, model: predictive parameter dicts, ``[T, B]`` each.
+        steps: which t to draw (default: up to four spread over 0..T-1).
+        axes: one axis per step.
+    """
+    plt = _pyplot()
+    length = next(iter(exact.values())).shape[0]
+    steps = list(steps) if steps is not None else sorted(set(np.linspace(0, length - 1, min(4, length)).round().astype(int)))
+    if axes is None:
+        fig, axes = plt.subplots(1, len(steps), figsize=(3.3 * len(steps), 3.3), constrained_layout=True, squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, t in zip(axes, steps):
+        if task.family == "gaussian":
+            xe, ye, xm, ym = exact["mean"][t], exact["std"][t], model["mean"][t], model["std"][t]
+            for a, b, c, d in zip(xe, ye, xm, ym):
+                ax.plot([a, c], [b, d], ls="--", color="0.6", lw=0.8)
+            ax.scatter(xe, ye, color="k", s=18, label="Bayes-optimal", zorder=3)
+            ax.scatter(xm, ym, color="C0", s=18, label=label, zorder=3)
+            ax.set_xlabel("predictive mean")
+            ax.set_ylabel("predictive std")
+        else:
+            pe, pm = exact["prob"][t], model["prob"][t]
+            ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=0.8)
+            ax.scatter(pe, pm, color="C0", s=18, label=label, zorder=3)
+            ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+            ax.set_xlabel("Bayes-optimal P(heads)")
+            ax.set_ylabel(f"{label} P(heads)")
+        ax.set_title(f"t = {t} observation{'s' if t != 1 else ''}")
+    axes[0].legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_kl_per_step(evaluation: Evaluation, ax=None, label: str | None = None):
+    """Mean exact KL(Bayes || model) per prefix length t, with standard-error bars."""
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.4), constrained_layout=True)
+    fig = ax.figure
+    t = np.arange(len(evaluation.kl))
+    ax.errorbar(t, evaluation.kl, yerr=evaluation.kl_sem, marker="o", capsize=3, label=label)
+    ax.set_xlabel("observations seen (t)")
+    ax.set_ylabel("KL(Bayes || model) (nats)")
+    ax.set_title(f"mean KL = {evaluation.mean_kl:.2e} nats ({evaluation.num_tasks} tasks)")
+    ax.set_ylim(bottom=0)
+    if label:
+        ax.legend(frameon=False)
+    return fig
+
+
+def write_run_figures(run: RunDir, config: RunConfig, weights: Mapping[str, np.ndarray], backend: str) -> list[Path]:
+    """Save ``learning_curve.png`` and ``predictive.png`` (before and after training) into ``RUN/figures``."""
+    from cogmeta.backends import load_backend
+
+    plt = _pyplot()
+    run.figures.mkdir(parents=True, exist_ok=True)
+    written = []
+    floor = float(np.mean(config.task.expected_nll()))
+    fig = plot_learning_curve(read_metrics(run.metrics), floor)
+    written.append(_save(fig, run.figures / "learning_curve.png", plt))
+
+    module = load_backend(backend)
+    observations = held_out_observations(config.task, FIGURE_TASKS, _FIGURE_SEED)
+    exact = config.task.posterior_predictive(observations)
+    before = module.predict(config, module.init_weights(config), observations)
+    after = module.predict(config, weights, observations)
+    steps = sorted(set(np.linspace(0, config.task.sequence_length - 1, min(4, config.task.sequence_length)).round().astype(int)))
+    fig, axes = plt.subplots(2, len(steps), figsize=(3.3 * len(steps), 6.4), constrained_layout=True, squeeze=False)
+    plot_predictive(config.task, exact, before, steps, axes=axes[0], label="before training")
+    plot_predictive(config.task, exact, after, steps, axes=axes[1], label="after training")
+    for column in range(len(steps)):  # same scale before and after, as in the tutorial's pair of figures
+        for get, put in ((lambda a: a.get_xlim(), lambda a, v: a.set_xlim(v)), (lambda a: a.get_ylim(), lambda a, v: a.set_ylim(v))):
+            limits = [get(axes[row, column]) for row in range(2)]
+            for row in range(2):
+                put(axes[row, column], (min(l[0] for l in limits), max(l[1] for l in limits)))
+    fig.suptitle(f"{config.task.name}: meta-learned vs Bayes-optimal predictive ({backend}, {FIGURE_TASKS} held-out tasks)")
+    written.append(_save(fig, run.figures / "predictive.png", plt))
+    return written
+
+
+def write_evaluation_figure(run: RunDir, evaluation: Evaluation, backend: str) -> Path:
+    """Save ``kl_per_step-<backend>.png`` into ``RUN/figures``."""
+    plt = _pyplot()
+    run.figures.mkdir(parents=True, exist_ok=True)
+    fig = plot_kl_per_step(evaluation, label=backend)
+    return _save(fig, run.figures / f"kl_per_step-{backend}.png", plt)
+
+
+def _save(fig, path: Path, plt) -> Path:
+    from cogmeta.io import atomic_write_with
+
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return path

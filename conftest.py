@@ -1,0 +1,38 @@
+"""Test-wide settings for tests/ and parity_tests/: numerics pinned so that results mean the same everywhere.
+
+- torch: 1 intra-op thread (reduction order fixed; also the fastest on 2 cores), TF32 off.
+- JAX: no GPU memory preallocation (torch and JAX may share a device); float64 via the
+  ``jax.enable_x64(True)`` context in the tests that need it.
+- ``--runslow`` enables tests marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_configure(config):
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False

@@ -74,7 +74,7 @@ class TrainConfig:
     dtype: str = "float32"
     log_every: int = 100
     checkpoint_every: int = 2_000
-    eval_every: int = 1_000
+    eval_every: int = 500
     eval_tasks: int = 1_000
 
     def __post_init__(self) -> None:
@@ -120,7 +120,7 @@ class JaxOptions:
             reported between calls.
     """
 
-    steps_per_call: int = 1_000
+    steps_per_call: int = 500
 
     def __post_init__(self) -> None:
         require_int("JaxOptions", "steps_per_call", self.steps_per_call, 1)

@@ -58,8 +58,10 @@ def plot_learning_curve(rows: Sequence[tuple[int, str, float]], bayes_floor: flo
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("NLL per prediction (nats)")
     if len(loss):
-        top = np.percentile(loss, 98)
-        ax.set_ylim(bayes_floor - 0.1 * (top - bayes_floor + 1e-3), top)
+        settled = loss[len(loss) // 20 :] if len(loss) >= 20 else loss  # the first windows would squash the rest
+        low, top = min(settled.min(), bayes_floor), settled.max()
+        pad = 0.1 * (top - low + 1e-4)
+        ax.set_ylim(low - pad, top + pad)
     ax.legend(frameon=False)
     ax.set_title("learning curve")
     if ax_kl is not None and len(kl):

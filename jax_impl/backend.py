@@ -55,6 +55,8 @@ class Trainer:
 
     def run(self, count: int) -> StepMetrics:
         """Up to ``count`` updates in one compiled call; stops before applying one whose loss is non-finite."""
+        if not 0 <= count <= self.chunk_size:
+            raise ValueError(f"count must lie in [0, {self.chunk_size}] (jax.steps_per_call steps per call), got {count}")
         params, opt_state, outputs = self._run(self.params, self.opt_state, jnp.asarray(self.step), jnp.asarray(count))
         loss = np.asarray(outputs.loss)[:count]
         finite = np.isfinite(loss)

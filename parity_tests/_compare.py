@@ -1,0 +1,202 @@
+"""The comparison rule of the parity suite (references/parity.md §5) and a registry of worst errors.
+
+Rule, per tensor, with ``b`` the reference (PyTorch) and ``a`` the value under test (JAX):
+
+    |a - b| <= atol_scale * max(max|b|, FLOOR) + rtol * |b|        FLOOR = 1e-3
+
+plus identical shapes and dtypes and identical NaN / +-inf positions (those entries are then left
+out, as in Hugging Face's PT/Flax equivalence tests). The *normalized error* that the report and the
+failure messages quote is ``max|a - b| / max(max|b|, FLOOR)``.
+
+This module needs numpy only, so it imports without either framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+
+FLOOR = 1e-3
+
+#: kind -> dtype -> (rtol, atol_scale). Margins are ~10-100x over the residuals measured in parity.md.
+TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
+    # outputs of a layer or model, losses, log-likelihoods, learning rates
+    "forward": {"float32": (1e-5, 1e-5), "float64": (1e-11, 1e-12)},
+    # gradients (and quantities linear in them: Adam moments after a step, gradient norms)
+    "grad": {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-11)},
+    # parameters after one optimizer step on identical gradients
+    "optim_step": {"float32": (2e-6, 1e-7), "float64": (1e-13, 1e-14)},
+    # parameters (and moments) after K <= 1000 optimizer steps on identical gradients
+    "optim_steps": {"float32": (1e-5, 1e-6), "float64": (1e-11, 1e-12)},
+    # parameters after one end-to-end train step; float32 adds an absolute 2e-3 * lr (see ``lr=``)
+    "train_step": {"float32": (1e-6, 0.0), "float64": (1e-11, 1e-12)},
+    # parameters after N <= 1000 end-to-end steps: normalized error only
+    "train_steps": {"float32": (0.0, 1e-3), "float64": (0.0, 1e-10)},
+    # the loss curve of N end-to-end steps: relative
+    "loss_curve": {"float32": (1e-5, 0.0), "float64": (1e-11, 0.0)},
+}
+
+#: float32 one-step end-to-end parameter budget per unit of learning rate (parity.md §4/§5): Adam
+#: divides each gradient by its magnitude, so gradient entries near zero turn rounding into O(lr) moves.
+TRAIN_STEP_LR_ATOL = 2e-3
+
+
+def to_numpy(value) -> np.ndarray:
+    """torch tensor / jax array / numpy / scalar -> numpy array (no copy where possible)."""
+    if hasattr(value, "detach"):  # torch
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def normalized_error(a, b) -> float:
+    """``max|a - b| / max(max|b|, FLOOR)`` over finite entries (0.0 for empty arrays)."""
+    a, b = to_numpy(a), to_numpy(b)
+    finite = np.isfinite(a) & np.isfinite(b)
+    if not finite.any():
+        return 0.0
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))[finite]
+    scale = max(float(np.max(np.abs(b[finite]))), FLOOR)
+    return float(np.max(diff) / scale)
+
+
+def tolerance(kind: str, dtype: str) -> tuple[float, float]:
+    """``(rtol, atol_scale)`` of check ``kind`` for ``dtype`` ("float32"/"float64")."""
+    if kind not in TOLERANCES:
+        raise ValueError(f"unknown comparison kind {kind!r}; choose one of {', '.join(TOLERANCES)}")
+    if dtype not in TOLERANCES[kind]:
+        raise ValueError(f"unknown dtype {dtype!r}; choose float32 or float64")
+    return TOLERANCES[kind][dtype]
+
+
+def assert_parity(name: str, a, b, kind: str, dtype: str, *, lr: float | None = None) -> float:
+    """Assert that ``a`` (JAX) matches the reference ``b`` (PyTorch) under the rule of ``kind``.
+
+    Args:
+        name: tensor name for the failure message (e.g. ``grad core.weight_hh_l0``).
+        a, b: arrays (torch, jax or numpy).
+        kind: a key of :data:`TOLERANCES`.
+        dtype: "float32" or "float64", selects the tolerance tier (not the arrays' dtype).
+        lr: learning rate, required for ``kind="train_step"`` in float32.
+
+    Returns:
+        The normalized error.
+    """
+    a, b = to_numpy(a), to_numpy(b)
+    rtol, atol_scale = tolerance(kind, dtype)
+    if a.shape != b.shape:
+        raise AssertionError(f"{name}: shape {a.shape} != reference shape {b.shape}")
+    if a.dtype != b.dtype:
+        raise AssertionError(f"{name}: dtype {a.dtype} != reference dtype {b.dtype}")
+    for label, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        where_a, where_b = test(a), test(b)
+        if not np.array_equal(where_a, where_b):
+            index = np.unravel_index(int(np.argmax(where_a != where_b)), a.shape) if a.ndim else ()
+            raise AssertionError(f"{name}: {label} positions differ (first at index {index})")
+    if a.size == 0:
+        return 0.0
+    finite = np.isfinite(b)
+    a64, b64 = np.where(finite, a, 0).astype(np.float64), np.where(finite, b, 0).astype(np.float64)
+    diff = np.abs(a64 - b64)
+    scale = max(float(np.max(np.abs(b64))), FLOOR)
+    atol = atol_scale * scale
+    if kind == "train_step" and dtype == "float32":
+        if lr is None:
+            raise ValueError("kind='train_step' in float32 needs the learning rate (lr=...)")
+        atol += TRAIN_STEP_LR_ATOL * lr
+    allowed = atol + rtol * np.abs(b64)
+    error = float(np.max(diff) / scale)
+    if np.any(diff > allowed):
+        flat = int(np.argmax(diff - allowed))
+        index = np.unravel_index(flat, diff.shape) if diff.ndim else ()
+        raise AssertionError(
+            f"{name} ({kind}, {dtype}): max abs error {np.max(diff):.3e}, normalized error {error:.3e}; "
+            f"worst entry at index {tuple(int(i) for i in index)}: got {a64[index]!r}, reference {b64[index]!r}, "
+            f"allowed {allowed[index]:.3e} (rtol {rtol:g}, atol_scale {atol_scale:g} x scale {scale:.3e}"
+            + (f" + {TRAIN_STEP_LR_ATOL:g} x lr {lr:g}" if kind == "train_step" and dtype == "float32" else "")
+            + ")"
+        )
+    return error
+
+
+def assert_all(
+    pairs: Iterable[tuple[str, object, object]], kind: str, dtype: str, *, lr: float | None = None
+) -> float:
+    """:func:`assert_parity` over ``(name, jax value, torch value)`` triples; returns the worst normalized error.
+
+    Every pair is checked before failing, so one message lists every tensor that is off.
+    """
+    worst, failures = 0.0, []
+    for name, a, b in pairs:
+        try:
+            worst = max(worst, assert_parity(name, a, b, kind, dtype, lr=lr))
+        except AssertionError as error:
+            failures.append(str(error))
+    if failures:
+        raise AssertionError(f"{len(failures)} tensor(s) off:\n  " + "\n  ".join(failures))
+    return worst
+
+
+def assert_same_keys(a: Mapping, b: Mapping, what: str) -> None:
+    """Identical key sets (order-insensitive), with the differences named."""
+    missing, extra = sorted(set(b) - set(a)), sorted(set(a) - set(b))
+    if missing or extra:
+        raise AssertionError(f"{what}: missing {missing}, unexpected {extra}")
+
+
+def assert_bitwise(name: str, a, b) -> None:
+    """Identical shape, dtype and bits (NaNs compared by position)."""
+    a, b = to_numpy(a), to_numpy(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        raise AssertionError(f"{name}: {a.shape} {a.dtype} != reference {b.shape} {b.dtype}")
+    if not np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.floating)):
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        index = np.unravel_index(int(np.nanargmax(diff)), a.shape) if a.ndim else ()
+        raise AssertionError(
+            f"{name}: not bit-identical; {int(np.sum(a != b))} of {a.size} entries differ, max abs error "
+            f"{np.nanmax(diff):.3e} at index {tuple(int(i) for i in index)}"
+        )
+
+
+# ---------------------------------------------------------------------------- worst-error registry
+LAYERS = (
+    "cell",
+    "model",
+    "loss",
+    "grad",
+    "optim 1 step",
+    "optim 100 steps",
+    "train 1 step",
+    "train 1000 steps: params",
+    "train 1000 steps: loss",
+)
+
+
+@dataclass
+class WorstErrors:
+    """Worst normalized error per (layer, cell, dtype), filled by the tests and printed at the end."""
+
+    table: dict[tuple[str, str, str], float] = field(default_factory=dict)
+
+    def add(self, layer: str, cell: str, dtype: str, error: float) -> None:
+        key = (layer, cell, dtype)
+        self.table[key] = max(self.table.get(key, 0.0), float(error))
+
+    def format(self) -> str:
+        columns = sorted({(cell, dtype) for _, cell, dtype in self.table}, key=lambda c: (c[1], c[0]))
+        layers = [layer for layer in LAYERS if any(key[0] == layer for key in self.table)]
+        layers += sorted({key[0] for key in self.table} - set(layers))
+        header = f"{'layer':<26}" + "".join(f"{cell + ' ' + dtype:>15}" for cell, dtype in columns)
+        lines = [header, "-" * len(header)]
+        for layer in layers:
+            cells = []
+            for cell, dtype in columns:
+                value = self.table.get((layer, cell, dtype))
+                cells.append(f"{'-' if value is None else f'{value:.2e}':>15}")
+            lines.append(f"{layer:<26}" + "".join(cells))
+        return "\n".join(lines)
+
+
+#: Session-wide registry (the conftest prints it in the terminal summary).
+WORST = WorstErrors()

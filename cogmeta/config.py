@@ -149,7 +149,12 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         """Inverse of :meth:`to_dict`; unknown sections or keys are errors."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run config must be a JSON object (dict), got {type(data).__name__}")
         sections = {"task", "model", "train", "torch", "jax"}
+        for name in sections & set(data):
+            if not isinstance(data[name], dict):
+                raise ValueError(f"config section {name!r} must be an object (dict), got {data[name]!r}")
         unknown = sorted(set(data) - sections)
         if unknown:
             raise ValueError(f"unknown config section(s) {', '.join(unknown)}; expected {', '.join(sorted(sections))}")

@@ -28,7 +28,8 @@ from cogmeta.weights import save_weights
 class StepMetrics(NamedTuple):
     """Per-step values returned by ``Trainer.run``; each ``[n]`` for the n steps attempted.
 
-    If the loss of the last attempted step is non-finite, that step's update was *not* applied.
+    If the loss or the gradient norm of the last attempted step is non-finite, that step's update was
+    *not* applied.
     """
 
     loss: np.ndarray
@@ -106,7 +107,7 @@ def train(
             # call always scans steps_per_call steps and masks the rest, so keep those multiples of it.)
             count = min(trainer.chunk_size, total - before, next_eval - before, next_checkpoint - before)
             metrics = trainer.run(count)
-            finite = np.isfinite(metrics.loss)
+            finite = np.isfinite(metrics.loss) & np.isfinite(metrics.grad_norm)
             done = int(np.argmin(finite)) if not finite.all() else len(metrics.loss)
             log.append(logger.add(metrics, done))
             if bar is not None:
@@ -116,7 +117,8 @@ def train(
             if done < len(metrics.loss):
                 save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
                 raise NonFiniteLossError(
-                    f"non-finite loss ({metrics.loss[done]}) at step {before + done}; training stopped and the last "
+                    f"non-finite loss or gradient (loss {metrics.loss[done]}, gradient norm {metrics.grad_norm[done]}) "
+                    f"at step {before + done}; training stopped and the last "
                     f"good state (step {trainer.step}) was saved to {run.checkpoint}. Try a lower learning_rate or "
                     f"clip_norm, or float64."
                 )
@@ -130,7 +132,6 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    log.append(logger.flush())
     weights = trainer.weights()
     save_weights(run.weights, weights, config, framework=backend)
     if figures:

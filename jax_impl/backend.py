@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 import jax
@@ -54,16 +55,16 @@ class Trainer:
         self._forward = jax.jit(lambda params, inputs: nnx.merge(self.graphdef, params)(inputs))
 
     def run(self, count: int) -> StepMetrics:
-        """Up to ``count`` updates in one compiled call; stops before applying one whose loss is non-finite."""
+        """Up to ``count`` updates in one compiled call; stops before applying one whose loss or gradient is non-finite."""
         if not 0 <= count <= self.chunk_size:
             raise ValueError(f"count must lie in [0, {self.chunk_size}] (jax.steps_per_call steps per call), got {count}")
         params, opt_state, outputs = self._run(self.params, self.opt_state, jnp.asarray(self.step), jnp.asarray(count))
-        loss = np.asarray(outputs.loss)[:count]
-        finite = np.isfinite(loss)
+        loss, norm = np.asarray(outputs.loss)[:count], np.asarray(outputs.grad_norm)[:count]
+        finite = np.isfinite(loss) & np.isfinite(norm)
         attempted = count if finite.all() else int(np.argmin(finite)) + 1
         self.params, self.opt_state = params, opt_state
         self.step += attempted if finite.all() else attempted - 1
-        return StepMetrics(loss[:attempted], np.asarray(outputs.grad_norm)[:attempted], np.asarray(outputs.learning_rate)[:attempted])
+        return StepMetrics(loss[:attempted], norm[:attempted], np.asarray(outputs.learning_rate)[:attempted])
 
     def weights(self) -> dict[str, np.ndarray]:
         return state_to_canonical(self.params)
@@ -93,7 +94,13 @@ def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: 
     validate_weights(weights, config)
     model = build_model(config)
     load_canonical(model, weights)
-    graphdef, params = nnx.split(model)
-    forward = jax.jit(lambda params, inputs: nnx.merge(graphdef, params)(inputs))
+    _, params = nnx.split(model)
     inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=jax_dtype(config.train.dtype)))
-    return predictive_params(config.task.family, forward(params, inputs))
+    return predictive_params(config.task.family, _compiled_forward(config)(params, inputs))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_forward(config: RunConfig):
+    """One jitted forward pass per architecture, reused by every ``predict`` call (e.g. evaluation chunks)."""
+    graphdef, _ = nnx.split(build_model(config))
+    return jax.jit(lambda params, inputs: nnx.merge(graphdef, params)(inputs))

@@ -42,8 +42,8 @@ def make_loss(graphdef: nnx.GraphDef) -> Callable:
 def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, tx: optax.GradientTransformation | None = None) -> Callable:
     """``step(params, opt_state, observations, step) -> (params, opt_state, StepOutputs)``.
 
-    A non-finite loss leaves params and optimizer state unchanged (the torch trainer stops before
-    such an update too).
+    A non-finite loss or gradient norm leaves params and optimizer state unchanged (the torch trainer
+    stops before such an update too).
     """
     tx = make_optimizer(config.train) if tx is None else tx
     loss_and_grad = jax.value_and_grad(make_loss(graphdef))
@@ -53,10 +53,11 @@ def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, tx: optax.Gradien
         direction, new_opt_state = tx.update(grads, opt_state, params)
         lr = learning_rate(step, config.train)
         new_params = apply_update(params, direction, lr)
-        finite = jnp.isfinite(loss)
+        norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(norm)
         params = _select(finite, new_params, params)
         opt_state = _select(finite, new_opt_state, opt_state)
-        return params, opt_state, StepOutputs(loss, optax.tree.norm(grads), lr)
+        return params, opt_state, StepOutputs(loss, norm, lr)
 
     return step_fn
 
@@ -100,7 +101,7 @@ def make_run_steps(graphdef: nnx.GraphDef, config: RunConfig, chunk: int) -> Cal
             active = alive & (index < count)
             params = _select(active, new_params, params)
             opt_state = _select(active, new_opt_state, opt_state)
-            alive = alive & ((index >= count) | jnp.isfinite(outputs.loss))
+            alive = alive & ((index >= count) | (jnp.isfinite(outputs.loss) & jnp.isfinite(outputs.grad_norm)))
             return (params, opt_state, alive), outputs
 
         carry = (params, opt_state, jnp.asarray(True))

@@ -49,13 +49,13 @@ class Trainer:
             self._restore(checkpoint)
 
     def run(self, count: int) -> StepMetrics:
-        """Up to ``count`` updates; stops before applying one whose loss is non-finite."""
+        """Up to ``count`` updates; stops before applying one whose loss or gradient is non-finite."""
         losses, norms, rates = [], [], []
         for _ in range(count):
             observations = native_batch(self.config, self.step, self.dtype)
             loss, norm, rate = train_step(self.model, self.optimizer, observations, self.step, self.config)
             losses.append(loss), norms.append(norm), rates.append(rate)
-            if not np.isfinite(loss):
+            if not (np.isfinite(loss) and np.isfinite(norm)):
                 break
             self.step += 1
         return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))

@@ -25,8 +25,13 @@ def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Adam:
 
 
 def clip_and_step(model: nn.Module, optimizer: torch.optim.Adam, learning_rate: float, clip_norm: float) -> float:
-    """Clip the gradients in place, apply one Adam update at ``learning_rate``; return the pre-clip norm."""
+    """Clip the gradients in place, apply one Adam update at ``learning_rate``; return the pre-clip norm.
+
+    A non-finite norm (a NaN or infinite gradient) applies no update.
+    """
     norm = nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    if not torch.isfinite(norm):
+        return float(norm)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate
     optimizer.step()

@@ -21,7 +21,7 @@ def train_step(
 
     Returns:
         (loss, pre-clip gradient norm, learning rate). A non-finite loss applies no update and returns
-        a NaN norm.
+        a NaN norm; a non-finite gradient norm applies no update either.
     """
     train = config.train
     lr = learning_rate(step, train.learning_rate, train.steps, train.schedule, train.final_lr_fraction)

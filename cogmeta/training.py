@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -70,8 +71,6 @@ def train(
         progress: show a progress bar.
         figures: write the learning-curve and predictive figures at the end.
     """
-    import time
-
     run = RunDir.at(run_dir)
     module = load_backend(backend)
     checkpoint = None

@@ -3,6 +3,7 @@
     cogmeta train --task gaussian --backend torch [--out RUN] [model, training and task options]
     cogmeta train --resume RUN [--steps N]
     cogmeta evaluate RUN [--backend torch|jax] [--num-tasks 20000]
+    cogmeta experiment learning-to-infer eu|sample-size --backend torch|jax [--participants 20 --hidden 1 --out DIR]
 
 Frameworks are imported only when a backend is used, so ``cogmeta --help`` works without either.
 """
@@ -94,7 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks (default: cogmeta's fixed one)")
     evaluate.add_argument("--no-figures", action="store_true", help="do not write the KL figure")
     evaluate.set_defaults(handler=_evaluate)
+
+    experiment = commands.add_parser("experiment", help="reproduce a paper's experiment (tables and figures)",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    experiment.add_argument("study", choices=("learning-to-infer",), help="which paper")
+    experiment.add_argument("name", metavar="EXPERIMENT", help="learning-to-infer: eu or sample-size")
+    experiment.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
+    experiment.add_argument("--participants", type=int, default=20, help="simulated participants (seeds)")
+    experiment.add_argument("--hidden", type=int, nargs="+", default=None,
+                            help="RBF units (eu: one value, default 1; sample-size: one or more, default 1 8)")
+    experiment.add_argument("--seed", type=int, default=0, help="first participant seed")
+    experiment.add_argument("--out", type=Path, default=None, help="folder for the CSV table and the figure")
+    experiment.add_argument("--no-figures", action="store_true", help="do not write the figure")
+    experiment.set_defaults(handler=_experiment)
     return parser
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from cogmeta.experiments.learning_to_infer import run_experiment
+
+    run_experiment(args.name, args.backend, args.out, participants=args.participants, hidden=args.hidden,
+                   seed=args.seed, figures=not args.no_figures)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

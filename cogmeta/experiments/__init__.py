@@ -1,0 +1,1 @@
+"""Experiments: framework-free drivers that train with a backend and analyse the results."""

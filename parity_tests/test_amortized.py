@@ -1,0 +1,197 @@
+"""Learning to infer: the urn samplers, the amortized posterior, its KL loss, gradients and SGD, torch vs JAX.
+
+Layered like the rest of the suite: transform (bit-identical on identical numpy noise) -> forward ->
+loss -> gradients -> 1000 plain-SGD steps on identical numpy queries, starting from identical
+canonical weights. Population training (torch: lockstep batched; JAX: vmap of a scan) must follow the
+single-participant path of its own framework.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+import jax_impl.amortized as jax_model
+import jax_impl.amortized_training as jax_training
+import jax_impl.urn_samplers as jax_samplers
+import torch_impl.amortized as torch_model
+import torch_impl.amortized_training as torch_training
+import torch_impl.urn_samplers as torch_samplers
+from cogmeta.experiments.amortized_spec import PARAMETER_NAMES
+from cogmeta.experiments.learning_to_infer import NOISE_TRAINING
+from cogmeta.tasks import draw_noise
+from cogmeta.tasks.urn import EU_ID, EU_UD, SIZE_LADDER, UrnQueries, concatenate, logit
+from parity_tests._cases import x64
+from parity_tests._compare import assert_all, assert_bitwise, assert_parity
+
+pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
+
+SPECS = {"EU_ID": EU_ID, "EU_UD": EU_UD, "noise": NOISE_TRAINING, "ladder": SIZE_LADDER}
+HIDDEN = (1, 4)
+
+
+@pytest.fixture(params=sorted(SPECS))
+def spec(request):
+    return SPECS[request.param]
+
+
+def _noise(spec, dtype, seed, batch=64):
+    return draw_noise(spec.noise_spec(batch), np.random.default_rng(seed), np.dtype(dtype))
+
+
+# ------------------------------------------------------------------------------ layer 0: samplers
+def test_torch_urn_transform_bit_identical(spec, dtype, seed):
+    noise = _noise(spec, dtype, seed)
+    reference = spec.transform(noise)
+    queries = torch_samplers.transform(spec, {k: torch.from_numpy(v) for k, v in noise.items()})
+    for name in UrnQueries._fields:
+        assert_bitwise(f"{spec.name} {name} (torch)", getattr(queries, name).numpy(), getattr(reference, name))
+
+
+def test_jax_urn_transform_bit_identical(spec, dtype, seed):
+    """Eager: every field bit-identical. jit: inputs bit-identical, log-odds within one rounding (FMA)."""
+    noise = _noise(spec, dtype, seed)
+    reference = spec.transform(noise)
+    with x64(dtype):
+        arrays = {k: jnp.asarray(v) for k, v in noise.items()}
+        eager = jax.tree.map(np.asarray, jax_samplers.transform(spec, arrays))
+        jitted = jax.tree.map(np.asarray, jax.jit(lambda n: jax_samplers.transform(spec, n))(arrays))
+    for name in UrnQueries._fields:
+        assert_bitwise(f"{spec.name} {name} (jax eager)", getattr(eager, name), getattr(reference, name))
+        if name != "log_odds":
+            assert_bitwise(f"{spec.name} {name} (jax jit)", getattr(jitted, name), getattr(reference, name))
+    # L = logit(p) + n logit(l): a fused multiply-add rounds once, so the difference is <= 1 ulp of the largest term
+    n_term = (2 * reference.heads.astype(np.float64) - reference.draws) * logit(reference.likelihood)
+    largest = np.maximum.reduce([np.abs(logit(reference.prior)), np.abs(n_term), np.abs(reference.log_odds)])
+    ulp = np.spacing(largest.astype(reference.log_odds.dtype)).astype(np.float64)
+    diff = np.abs(jitted.log_odds.astype(np.float64) - reference.log_odds)
+    assert np.all(diff <= ulp), f"{spec.name} jitted log-odds off by {np.max(diff / ulp):.2f} ulp of the largest term"
+
+
+def test_native_samplers_follow_the_spec():
+    """Each framework's own noise gives EU queries with the spec's support and P(draw = 1) = E[p l + (1-p)(1-l)]."""
+    expected = np.mean([p * l + (1 - p) * (1 - l) for p in EU_ID.priors for l in EU_ID.likelihoods])
+    torch_queries = torch_samplers.sample_queries(EU_ID, torch_samplers.seed_generator(3), 20_000, torch.float64)
+    with jax.enable_x64(True):
+        jax_queries = jax.tree.map(np.asarray, jax_samplers.sample_queries(EU_ID, jax_samplers.seed_key(3), 20_000,
+                                                                          jnp.float64))
+    for label, q in (("torch", jax.tree.map(lambda t: t.numpy(), tuple(torch_queries))), ("jax", tuple(jax_queries))):
+        q = UrnQueries(*q)
+        assert set(np.unique(q.prior)) <= set(EU_ID.priors), label
+        assert set(np.unique(q.likelihood)) <= set(EU_ID.likelihoods), label
+        rate = q.heads.mean()
+        assert abs(rate - expected) < 4 * np.sqrt(expected * (1 - expected) / 20_000), (label, rate, expected)
+
+
+# ------------------------------------------------------------------------------ layers 1-3: model, loss, grads
+def _models(hidden, dtype, seed):
+    tdt = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    torch.manual_seed(seed)
+    tm = torch_model.AmortizedPosterior(hidden, dtype=tdt)
+    weights = torch_model.get_weights(tm)
+    # nonzero centres and spread widths, so every parameter matters
+    rng = np.random.default_rng(seed)
+    weights["rbf.centre"] = rng.normal(0, 0.5, hidden).astype(dtype)
+    weights["rbf.beta"] = rng.uniform(0.05, 1.0, hidden).astype(dtype)
+    torch_model.set_weights(tm, weights)
+    with x64(dtype):
+        jm = jax_model.set_weights(jax_model.AmortizedPosterior(hidden, rngs=nnx.Rngs(0), dtype=jnp.dtype(dtype)), weights)
+    return tm, jm, weights
+
+
+def _queries(dtype, seed, batch=64):
+    rng = np.random.default_rng(seed)
+    return concatenate([spec.sample(rng, batch // 4, np.dtype(dtype)) for spec in SPECS.values()])
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_forward_and_loss(hidden, dtype, seed, record):
+    tm, jm, _ = _models(hidden, dtype, seed)
+    q = _queries(dtype, seed)
+    t_logits = tm(torch.from_numpy(q.inputs))
+    t_loss = torch_model.kl_loss(t_logits, torch.from_numpy(q.log_odds))
+    t_kl = torch_model.kl_divergence(t_logits, torch.from_numpy(q.log_odds))
+    with x64(dtype):
+        j_logits = jm(jnp.asarray(q.inputs))
+        j_loss = jax_model.kl_loss(j_logits, jnp.asarray(q.log_odds))
+        j_kl = jax_model.kl_divergence(j_logits, jnp.asarray(q.log_odds))
+        j_logits, j_loss, j_kl = np.asarray(j_logits), np.asarray(j_loss), np.asarray(j_kl)
+    record("model", f"amortized H{hidden}", dtype, assert_parity("logits", j_logits, t_logits, "forward", dtype))
+    record("loss", f"amortized H{hidden}", dtype, assert_parity("KL loss", j_loss, t_loss, "forward", dtype))
+    assert_parity("KL per query", j_kl, t_kl, "forward", dtype)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_gradients(hidden, dtype, seed, record):
+    tm, jm, _ = _models(hidden, dtype, seed)
+    q = _queries(dtype, seed)
+    torch_model.kl_loss(tm(torch.from_numpy(q.inputs)), torch.from_numpy(q.log_odds)).backward()
+    t_grads = {name: p.grad for name, p in tm.named_parameters()}
+    with x64(dtype):
+        graphdef, state = nnx.split(jm)
+        grads = jax.grad(lambda s: jax_model.kl_loss(nnx.merge(graphdef, s)(jnp.asarray(q.inputs)),
+                                                      jnp.asarray(q.log_odds)))(state)
+        j_grads = jax_training._to_weights(grads)
+    assert sorted(t_grads) == sorted(PARAMETER_NAMES)
+    error = assert_all([(f"grad {n}", j_grads[n], t_grads[n]) for n in PARAMETER_NAMES], "grad", dtype)
+    record("grad", f"amortized H{hidden}", dtype, error)
+
+
+def test_detects_a_different_kl_formula(seed):
+    """The forward KL(p || q) (the other direction) must fail the loss comparison: the test can fail."""
+    tm, jm, _ = _models(1, "float64", seed)
+    q = _queries("float64", seed)
+    t_logits = tm(torch.from_numpy(q.inputs))
+    t_loss = torch_model.kl_loss(t_logits, torch.from_numpy(q.log_odds))
+    log_q = torch.log_softmax(t_logits, -1)
+    log_p = torch.stack([torch_model.log_sigmoid(-torch.from_numpy(q.log_odds)),
+                         torch_model.log_sigmoid(torch.from_numpy(q.log_odds))], -1)
+    forward_kl = torch.mean(torch.sum(torch.exp(log_p) * (log_p - log_q), -1))
+    with pytest.raises(AssertionError):
+        assert_parity("KL loss", forward_kl, t_loss, "forward", "float64")
+
+
+# ------------------------------------------------------------------------------ layer 4: 1000 SGD steps
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_1000_sgd_steps(hidden, dtype, seed, record):
+    """Identical weights and queries: float64 params within 1e-10 normalized; float32 loss curve within 1e-5 rel."""
+    _, _, weights = _models(hidden, dtype, seed)
+    rng = np.random.default_rng(seed)
+    q = concatenate([EU_ID.sample(rng, 500, np.dtype(dtype)), EU_UD.sample(rng, 500, np.dtype(dtype))])
+    order = rng.permutation(1000)
+    inputs, log_odds = q.inputs[order], q.log_odds[order]
+    t_weights, t_losses = torch_training.sgd_train(weights, inputs, log_odds, 0.05, dtype)
+    j_weights, j_losses = jax_training.sgd_train(weights, inputs, log_odds, 0.05, dtype)
+    assert t_losses.dtype == j_losses.dtype == np.dtype(dtype)
+    assert np.mean(t_losses[-200:]) < np.mean(t_losses[:200]), "training should reduce the loss"
+    params_error = assert_all([(n, j_weights[n], t_weights[n]) for n in PARAMETER_NAMES], "train_steps", dtype)
+    record("train 1000 steps: params", f"amortized H{hidden}", dtype, params_error)
+    # KL = sum q (log q - log p) cancels terms of size O(1): its absolute rounding error is ~1 ulp of O(1)
+    # whatever its value, so a relative bound (1e-5 float32, 1e-11 float64) is meaningful only where
+    # KL >= 0.05; the whole curve must agree to optim_steps' tolerance of its largest value.
+    keep = t_losses >= 0.05
+    assert keep.sum() >= 50, f"only {keep.sum()} losses >= 0.05"
+    error = assert_parity("loss curve", j_losses[keep], t_losses[keep], "loss_curve", dtype)
+    assert_parity("whole loss curve", j_losses, t_losses, "optim_steps", dtype)
+    record("train 1000 steps: loss", f"amortized H{hidden}", dtype, error)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_population_equals_single_participant(framework):
+    """Population training (torch lockstep / JAX vmap of scan) = the single-participant path, float64."""
+    training = torch_training if framework == "torch" else jax_training
+    seeds = [4, 9, 11]
+    weights = training.init_population(3, seeds, "float64")
+    queries = training.sample_training_queries([EU_ID, SIZE_LADDER], seeds, 300, "float64")
+    population, losses = training.train_population_on(weights, queries.inputs, queries.log_odds, 0.05, "float64")
+    for s in range(len(seeds)):
+        single, single_losses = training.sgd_train({n: w[s] for n, w in weights.items()}, queries.inputs[s],
+                                                   queries.log_odds[s], 0.05, "float64")
+        assert_all([(n, population[n][s], single[n]) for n in PARAMETER_NAMES], "train_steps", "float64")
+        assert_parity("losses", losses[s], single_losses, "optim_steps", "float64")
+    # participants differ (own seeds, own queries)
+    assert not np.allclose(population["input.weight"][0], population["input.weight"][1])

@@ -25,6 +25,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 from reference_rnn import AdamReference, random_weights, reference_predictive  # noqa: E402
+from sampler_checks import assert_coin_sample, assert_gaussian_sample  # noqa: E402
 
 from cogmeta.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig  # noqa: E402
@@ -108,15 +109,7 @@ def test_native_gaussian_sampler_matches_the_spec():
     sample = _native_sample(task, batch, seed=1)
     assert sample.observations.shape == (5, batch, 1) and sample.observations.dtype == jnp.float32
     x, mu = _to_numpy(sample.observations)[..., 0].astype(np.float64), _to_numpy(sample.latent).astype(np.float64)
-    assert stats.kstest(mu, stats.norm(task.prior_mean, task.prior_std).cdf).pvalue > KS_ALPHA
-    marginal_std = math.hypot(task.prior_std, task.noise_std)
-    for t in range(task.sequence_length):
-        assert stats.kstest(x[t], stats.norm(task.prior_mean, marginal_std).cdf).pvalue > KS_ALPHA, t
-        assert abs(x[t].mean() - task.prior_mean) < 5 * marginal_std / math.sqrt(batch)
-    residual = (x - mu[None, :]).ravel()
-    assert stats.kstest(residual, stats.norm(0.0, task.noise_std).cdf).pvalue > KS_ALPHA
-    rho = task.prior_std**2 / marginal_std**2
-    assert abs(np.corrcoef(x[1], x[4])[0, 1] - rho) < 5 * (1 - rho**2) / math.sqrt(batch)
+    assert_gaussian_sample(task, x, mu)
 
 
 def test_native_coin_sampler_matches_the_spec():
@@ -124,13 +117,7 @@ def test_native_coin_sampler_matches_the_spec():
     sample = _native_sample(task, batch, seed=2)
     x, theta = _to_numpy(sample.observations)[..., 0].astype(np.float64), _to_numpy(sample.latent).astype(np.float64)
     assert set(np.unique(x)) == {0.0, 1.0}
-    a, b = task.alpha, task.beta
-    assert stats.kstest(theta, stats.beta(a, b).cdf).pvalue > KS_ALPHA
-    p = a / (a + b)
-    for t in range(task.sequence_length):
-        assert abs(x[t].mean() - p) < 5 * math.sqrt(p * (1 - p) / batch), t
-    second = a * (a + 1) / ((a + b) * (a + b + 1))
-    assert abs((x[0] * x[5]).mean() - second) < 5 * math.sqrt(second * (1 - second) / batch)
+    assert_coin_sample(task, x, theta)
 
 
 def test_native_sampler_in_float64():

@@ -16,6 +16,7 @@ import re
 import numpy as np
 import pytest
 from scipy import integrate, special, stats
+from sampler_checks import assert_coin_sample, assert_gaussian_sample
 
 from cogmeta.tasks import (
     CoinTask,
@@ -224,48 +225,15 @@ def test_coin_predictive_rejects_non_binary_observations():
 def test_gaussian_sampler_matches_the_generative_process():
     task, batch = GAUSSIAN, 100_000
     sample = task.sample(np.random.default_rng(8), batch)
-    x, mu = sample.observations[..., 0], sample.latent
-    assert sample.observations.shape == (5, batch, 1) and mu.shape == (batch,)
-    assert stats.kstest(mu, stats.norm(task.prior_mean, task.prior_std).cdf).pvalue > KS_ALPHA
-    marginal = stats.norm(task.prior_mean, math.hypot(task.prior_std, task.noise_std))
-    for t in range(task.sequence_length):
-        assert stats.kstest(x[t], marginal.cdf).pvalue > KS_ALPHA, t
-    residual = (x - mu[None, :]).ravel()
-    assert stats.kstest(residual, stats.norm(0.0, task.noise_std).cdf).pvalue > KS_ALPHA
-    # Observations of one task share mu: corr(x_s, x_t) = s0^2 / (s0^2 + sigma^2) for s != t.
-    rho = task.prior_std**2 / (task.prior_std**2 + task.noise_std**2)
-    sample_rho = np.corrcoef(x[0], x[3])[0, 1]
-    assert abs(sample_rho - rho) < 5 * (1 - rho**2) / math.sqrt(batch)
+    assert sample.observations.shape == (5, batch, 1) and sample.latent.shape == (batch,)
+    assert_gaussian_sample(task, sample.observations[..., 0], sample.latent)
 
 
 def test_coin_sampler_matches_the_generative_process():
     task, batch = COIN, 100_000
     sample = task.sample(np.random.default_rng(9), batch)
-    x, theta = sample.observations[..., 0], sample.latent
-    assert set(np.unique(x)) == {0.0, 1.0}
-    a, b = task.alpha, task.beta
-    assert stats.kstest(theta, stats.beta(a, b).cdf).pvalue > KS_ALPHA
-    p = a / (a + b)
-    for t in range(task.sequence_length):
-        assert abs(x[t].mean() - p) < 5 * math.sqrt(p * (1 - p) / batch), t
-    # Flips of one task share theta: E[x_s x_t] = E[theta^2] = a (a + 1) / ((a + b)(a + b + 1)).
-    second = a * (a + 1) / ((a + b) * (a + b + 1))
-    assert abs((x[1] * x[4]).mean() - second) < 5 * math.sqrt(second * (1 - second) / batch)
-    # Given theta, x ~ Bernoulli(theta): x - theta has mean 0 and variance E[theta (1 - theta)].
-    residual = (x - theta[None, :]).ravel()
-    assert abs(residual.mean()) < 5 * residual.std() / math.sqrt(residual.size / task.sequence_length)
-
-
-@pytest.mark.parametrize("task", [GAUSSIAN, COIN], ids=repr)
-def test_sampler_is_seeded_and_keeps_dtype(task):
-    first = task.sample(np.random.default_rng(10), 5, np.float32)
-    again = task.sample(np.random.default_rng(10), 5, np.float32)
-    other = task.sample(np.random.default_rng(11), 5, np.float32)
-    assert first.observations.dtype == np.float32 and first.latent.dtype == np.float32
-    np.testing.assert_array_equal(first.observations, again.observations)
-    assert not np.array_equal(first.latent, other.latent)
-    with pytest.raises(TypeError, match="default_rng"):
-        task.sample(np.random.RandomState(0), 5)
+    assert set(np.unique(sample.observations)) == {0.0, 1.0}
+    assert_coin_sample(task, sample.observations[..., 0], sample.latent)
 
 
 def test_gaussian_transform_formula():

@@ -253,8 +253,8 @@ def test_sample_size_short():
 @pytest.mark.slow
 @pytest.mark.xfail(
     reason="issue #3 bar not met yet: ID-trained b_lik measured 0.96 (torch) / 0.91 (JAX), bar < 0.9; "
-    "UD-trained b_prior 0.98 / 1.004, bar < 1.0 (exact-KL training fits closer to Bayes than the paper's "
-    "score-function estimator)",
+    "UD-trained b_prior 0.98 / 1.004, bar < 1.0 (cause open; the paper's score-function estimator does "
+    "not close the gap, see docs/tasks/learning-to-infer.md)",
     strict=False,
 )
 def test_eu_full_bars(backend):

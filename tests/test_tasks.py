@@ -229,6 +229,18 @@ def test_gaussian_sampler_matches_the_generative_process():
     assert_gaussian_sample(task, sample.observations[..., 0], sample.latent)
 
 
+@pytest.mark.parametrize("task", [GAUSSIAN, COIN], ids=repr)
+def test_sampler_is_seeded_and_keeps_dtype(task):
+    first = task.sample(np.random.default_rng(10), 5, np.float32)
+    again = task.sample(np.random.default_rng(10), 5, np.float32)
+    other = task.sample(np.random.default_rng(11), 5, np.float32)
+    assert first.observations.dtype == np.float32 and first.latent.dtype == np.float32
+    np.testing.assert_array_equal(first.observations, again.observations)
+    assert not np.array_equal(first.latent, other.latent)
+    with pytest.raises(TypeError, match="default_rng"):
+        task.sample(np.random.RandomState(0), 5)
+
+
 def test_coin_sampler_matches_the_generative_process():
     task, batch = COIN, 100_000
     sample = task.sample(np.random.default_rng(9), batch)

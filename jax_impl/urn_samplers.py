@@ -37,9 +37,14 @@ def transform(spec: UrnQueryDistribution, noise: Mapping[str, jax.Array]) -> Urn
     heads = jnp.sum(hits.astype(dtype), axis=0)
     n = 2 * heads - size
     log_odds = tables["prior_log_odds"][i_prior] + n * tables["likelihood_log_odds"][i_lik]
-    draw = jnp.where(size == 1, heads, -jnp.ones_like(heads))
+    if spec.summary_only:
+        draw, strength = -jnp.ones_like(heads), n / size
+    else:  # a single draw is shown as itself, with no summary (strength 0)
+        shown = size == 1
+        draw = jnp.where(shown, heads, -jnp.ones_like(heads))
+        strength = jnp.where(shown, jnp.zeros_like(n), n / size)
     weight = tables["weight"][i_size]
-    inputs = jnp.stack([draw, 1 - likelihood, likelihood, prior, n / size, weight], axis=-1)
+    inputs = jnp.stack([draw, 1 - likelihood, likelihood, prior, strength, weight], axis=-1)
     return UrnQueries(inputs, log_odds, prior, likelihood, heads, size)
 
 

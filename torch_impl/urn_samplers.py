@@ -34,9 +34,14 @@ def transform(spec: UrnQueryDistribution, noise: Mapping[str, torch.Tensor]) -> 
     heads = torch.sum(hits.to(dtype), dim=0)
     n = 2 * heads - size
     log_odds = tables["prior_log_odds"][i_prior] + n * tables["likelihood_log_odds"][i_lik]
-    draw = torch.where(size == 1, heads, -torch.ones_like(heads))
+    if spec.summary_only:
+        draw, strength = -torch.ones_like(heads), n / size
+    else:  # a single draw is shown as itself, with no summary (strength 0)
+        shown = size == 1
+        draw = torch.where(shown, heads, -torch.ones_like(heads))
+        strength = torch.where(shown, torch.zeros_like(n), n / size)
     weight = tables["weight"][i_size]
-    inputs = torch.stack([draw, 1 - likelihood, likelihood, prior, n / size, weight], dim=-1)
+    inputs = torch.stack([draw, 1 - likelihood, likelihood, prior, strength, weight], dim=-1)
     return UrnQueries(inputs, log_odds, prior, likelihood, heads, size)
 
 

@@ -54,7 +54,8 @@ PAPER_ALPHA = {1: {"1": 0.96, "2-4": 0.84, "5-10": 0.64, "11-20": 0.58, "21-48":
 #: N = 10 the exact log-odds reach +-70 and single-query SGD at lr .01 diverges for some participants).
 NOISE_TRAINING = UrnQueryDistribution(priors=tuple(k / 1000 for k in range(1, 1000)),
                                       likelihoods=tuple(k / 1000 for k in range(100, 901)),
-                                      sizes=tuple(range(1, 11)), max_draws=MAX_DRAWS, name="noise")
+                                      sizes=tuple(range(1, 11)), max_draws=MAX_DRAWS, name="noise",
+                                      summary_only=True)
 #: Test queries of the sample-size experiment: the ladder at prior .5.
 SIZE_TEST = SIZE_LADDER
 _TEST_SEED = 20_200

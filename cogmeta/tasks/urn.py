@@ -133,6 +133,9 @@ class UrnQueryDistribution:
         sizes: values of N (draws per query), each an integer in [1, max_draws]; drawn uniformly.
         max_draws: normaliser of the ``weight`` feature and width of the ``draws`` noise, >= max(sizes).
         name: a label for tables and figures.
+        summary_only: encode every query as a summary (draw = -1, strength = n / N), as the paper's
+            sample-size studies do; otherwise a single draw is shown as the draw itself with strength 0
+            (the paper's EU encoding), and larger samples as summaries.
     """
 
     priors: tuple[float, ...]
@@ -140,6 +143,7 @@ class UrnQueryDistribution:
     sizes: tuple[int, ...] = (1,)
     max_draws: int = 1
     name: str = "urn"
+    summary_only: bool = False
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -196,8 +200,13 @@ class UrnQueryDistribution:
         heads = np.sum(hits.astype(dtype), axis=0)
         n = 2 * heads - size
         log_odds = tables["prior_log_odds"][i_prior] + n * tables["likelihood_log_odds"][i_lik]
-        draw = np.where(size == 1, heads, -np.ones_like(heads))
-        inputs = np.stack([draw, 1 - likelihood, likelihood, prior, n / size, tables["weight"][i_size]], axis=-1)
+        if self.summary_only:
+            draw, strength = -np.ones_like(heads), n / size
+        else:  # a single draw is shown as itself, with no summary (strength 0)
+            shown = size == 1
+            draw = np.where(shown, heads, -np.ones_like(heads))
+            strength = np.where(shown, np.zeros_like(n), n / size)
+        inputs = np.stack([draw, 1 - likelihood, likelihood, prior, strength, tables["weight"][i_size]], axis=-1)
         return UrnQueries(inputs, log_odds, prior, likelihood, heads, size)
 
     def sample(self, rng: np.random.Generator, batch_size: int, dtype=np.float64) -> UrnQueries:
@@ -236,12 +245,12 @@ _GRID = tuple(k / 1000 for k in range(1, 1000))
 
 #: Sample-size experiment, noise blocks: p and l uniform on {0.001, ..., 0.999}, N uniform on 1..10.
 NOISE_BLOCKS = UrnQueryDistribution(priors=_GRID, likelihoods=_GRID, sizes=tuple(range(1, 11)),
-                                    max_draws=MAX_DRAWS, name="noise")
+                                    max_draws=MAX_DRAWS, name="noise", summary_only=True)
 #: Peterson, Schneider & Miller (1965): p = .5, l = .6, N in {1, 4, 12, 48}.
 PSM65 = UrnQueryDistribution(priors=(0.5,), likelihoods=(0.6,), sizes=(1, 4, 12, 48), max_draws=MAX_DRAWS,
-                             name="PSM65")
+                             name="PSM65", summary_only=True)
 #: cogmeta's own classic-style block (not one of the paper's studies): p = .5, l in {.6, .7}, N on a
 #: ladder 1..48 so that every sample-size bin of the paper's table has test queries.
 SIZE_LADDER = UrnQueryDistribution(priors=(0.5,), likelihoods=(0.6, 0.7),
                                    sizes=(1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 20, 24, 30, 36, 42, 48),
-                                   max_draws=MAX_DRAWS, name="ladder")
+                                   max_draws=MAX_DRAWS, name="ladder", summary_only=True)

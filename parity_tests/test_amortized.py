@@ -22,15 +22,14 @@ import torch_impl.amortized as torch_model
 import torch_impl.amortized_training as torch_training
 import torch_impl.urn_samplers as torch_samplers
 from cogmeta.experiments.amortized_spec import PARAMETER_NAMES
-from cogmeta.experiments.learning_to_infer import NOISE_TRAINING
 from cogmeta.tasks import draw_noise
-from cogmeta.tasks.urn import EU_ID, EU_UD, SIZE_LADDER, UrnQueries, concatenate, logit
+from cogmeta.tasks.urn import EU_ID, EU_UD, NOISE_BLOCKS, SIZE_LADDER, UrnQueries, concatenate, logit
 from parity_tests._cases import x64
 from parity_tests._compare import assert_all, assert_bitwise, assert_parity
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 
-SPECS = {"EU_ID": EU_ID, "EU_UD": EU_UD, "noise": NOISE_TRAINING, "ladder": SIZE_LADDER}
+SPECS = {"EU_ID": EU_ID, "EU_UD": EU_UD, "noise": NOISE_BLOCKS, "ladder": SIZE_LADDER}
 HIDDEN = (1, 4)
 
 

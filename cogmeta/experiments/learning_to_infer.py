@@ -37,8 +37,8 @@ from typing import Sequence
 import numpy as np
 
 from cogmeta._validation import require_int, require_positive
-from cogmeta.tasks.urn import (EU_ID, EU_UD, MAX_DRAWS, SIZE_LADDER, UrnQueries, UrnQueryDistribution, concatenate,
-                               likelihood_log_odds, prior_log_odds)
+from cogmeta.tasks.urn import (EU_ID, EU_UD, NOISE_BLOCKS, SIZE_LADDER, UrnQueries, concatenate, likelihood_log_odds,
+                               prior_log_odds)
 
 EXPERIMENTS = ("eu", "sample-size")
 BACKENDS = ("torch", "jax")
@@ -50,14 +50,6 @@ SIZE_BINS = ((1, 1), (2, 4), (5, 10), (11, 20), (21, 48))
 BIN_LABELS = tuple(f"{a}" if a == b else f"{a}-{b}" for a, b in SIZE_BINS) + ("all",)
 PAPER_ALPHA = {1: {"1": 0.96, "2-4": 0.84, "5-10": 0.64, "11-20": 0.58, "21-48": 0.14, "all": 0.59}, 8: {"all": 0.77}}
 
-#: Noise blocks of the sample-size experiment (likelihoods kept in [.1, .9]: with l near 0 or 1 and
-#: N = 10 the exact log-odds reach +-70 and single-query SGD at lr .01 diverges for some participants).
-NOISE_TRAINING = UrnQueryDistribution(priors=tuple(k / 1000 for k in range(1, 1000)),
-                                      likelihoods=tuple(k / 1000 for k in range(100, 901)),
-                                      sizes=tuple(range(1, 11)), max_draws=MAX_DRAWS, name="noise",
-                                      summary_only=True)
-#: Test queries of the sample-size experiment: the ladder at prior .5.
-SIZE_TEST = SIZE_LADDER
 _TEST_SEED = 20_200
 
 
@@ -249,11 +241,11 @@ def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
 def run_sample_size(backend: str, config: SampleSizeConfig = SampleSizeConfig()) -> SampleSizeResult:
     """Train one population per hidden size on noise + ladder queries; alpha_L per N bin on ladder tests."""
     training = load_training(backend)
-    test = SIZE_TEST.sample(np.random.default_rng([_TEST_SEED + 1, config.seed]), config.test_queries)
+    test = SIZE_LADDER.sample(np.random.default_rng([_TEST_SEED + 1, config.seed]), config.test_queries)
     seeds = list(range(config.seed, config.seed + config.participants))
     start, alphas, diverged = time.perf_counter(), {}, {}
     for hidden in config.hidden:
-        weights = training.train_population([NOISE_TRAINING, SIZE_LADDER], seeds, hidden=hidden,
+        weights = training.train_population([NOISE_BLOCKS, SIZE_LADDER], seeds, hidden=hidden,
                                             learning_rate=config.learning_rate, steps=config.steps)
         model = training.predict_log_odds(weights, test.inputs)
         finite = np.all(np.isfinite(model), axis=1)
@@ -337,8 +329,8 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
         atomic_write_json(out / f"{stem}-config.json", {"experiment": name, "backend": backend,
                                                         "seconds": result.seconds, **dataclasses.asdict(config)})
         if figures:
-            fig = plot(result)
-            fig.savefig(out / f"{stem}.png", dpi=120)
-            _pyplot().close(fig)
+            from cogmeta.figures import save_figure
+
+            save_figure(plot(result), out / f"{stem}.png")
         print(f"wrote {out / stem}.csv" + (f" and {stem}.png" if figures else ""))
     return result

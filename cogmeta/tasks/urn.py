@@ -241,11 +241,12 @@ EU_UD = UrnQueryDistribution(priors=_STEEP, likelihoods=_FLAT, name="UD")
 
 #: Largest sample of the sample-size experiment (the classic studies go up to N = 48).
 MAX_DRAWS = 48
-_GRID = tuple(k / 1000 for k in range(1, 1000))
-
-#: Sample-size experiment, noise blocks: p and l uniform on {0.001, ..., 0.999}, N uniform on 1..10.
-NOISE_BLOCKS = UrnQueryDistribution(priors=_GRID, likelihoods=_GRID, sizes=tuple(range(1, 11)),
-                                    max_draws=MAX_DRAWS, name="noise", summary_only=True)
+#: Sample-size experiment, noise blocks: p uniform on {0.001, ..., 0.999}, N uniform on 1..10, and l on
+#: {0.100, ..., 0.900} (the paper draws l from the whole grid; with l near 0 or 1 and N = 10 the exact
+#: log-odds reach +-70 and single-query SGD at lr .01 diverges for some participants).
+NOISE_BLOCKS = UrnQueryDistribution(priors=tuple(k / 1000 for k in range(1, 1000)),
+                                    likelihoods=tuple(k / 1000 for k in range(100, 901)),
+                                    sizes=tuple(range(1, 11)), max_draws=MAX_DRAWS, name="noise", summary_only=True)
 #: Peterson, Schneider & Miller (1965): p = .5, l = .6, N in {1, 4, 12, 48}.
 PSM65 = UrnQueryDistribution(priors=(0.5,), likelihoods=(0.6,), sizes=(1, 4, 12, 48), max_draws=MAX_DRAWS,
                              name="PSM65", summary_only=True)

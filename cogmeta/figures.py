@@ -93,7 +93,7 @@ def plot_predictive(
     """
     plt = _pyplot()
     length = next(iter(exact.values())).shape[0]
-    steps = list(steps) if steps is not None else sorted(set(np.linspace(0, length - 1, min(4, length)).round().astype(int)))
+    steps = list(steps) if steps is not None else default_steps(length)
     if axes is None:
         fig, axes = plt.subplots(1, len(steps), figsize=(3.3 * len(steps), 3.3), constrained_layout=True, squeeze=False)
         axes = axes[0]
@@ -117,6 +117,11 @@ def plot_predictive(
         ax.set_title(f"t = {t} observation{'s' if t != 1 else ''}")
     axes[0].legend(frameon=False, fontsize=8)
     return fig
+
+
+def default_steps(length: int) -> list[int]:
+    """Up to four prefix lengths t spread over 0..length-1 (the panels of the predictive figure)."""
+    return sorted(set(np.linspace(0, length - 1, min(4, length)).round().astype(int).tolist()))
 
 
 def plot_kl_per_step(evaluation: Evaluation, ax=None, label: str | None = None):
@@ -145,14 +150,14 @@ def write_run_figures(run: RunDir, config: RunConfig, weights: Mapping[str, np.n
     written = []
     floor = float(np.mean(config.task.expected_nll()))
     fig = plot_learning_curve(read_metrics(run.metrics), floor)
-    written.append(_save(fig, run.figures / "learning_curve.png", plt))
+    written.append(save_figure(fig, run.figures / "learning_curve.png"))
 
     module = load_backend(backend)
     observations = held_out_observations(config.task, FIGURE_TASKS, _FIGURE_SEED)
     exact = config.task.posterior_predictive(observations)
     before = module.predict(config, module.init_weights(config), observations)
     after = module.predict(config, weights, observations)
-    steps = sorted(set(np.linspace(0, config.task.sequence_length - 1, min(4, config.task.sequence_length)).round().astype(int)))
+    steps = default_steps(config.task.sequence_length)
     fig, axes = plt.subplots(2, len(steps), figsize=(3.3 * len(steps), 6.4), constrained_layout=True, squeeze=False)
     plot_predictive(config.task, exact, before, steps, axes=axes[0], label="before training")
     plot_predictive(config.task, exact, after, steps, axes=axes[1], label="after training")
@@ -162,21 +167,22 @@ def write_run_figures(run: RunDir, config: RunConfig, weights: Mapping[str, np.n
             for row in range(2):
                 put(axes[row, column], (min(l[0] for l in limits), max(l[1] for l in limits)))
     fig.suptitle(f"{config.task.name}: meta-learned vs Bayes-optimal predictive ({backend}, {FIGURE_TASKS} held-out tasks)")
-    written.append(_save(fig, run.figures / "predictive.png", plt))
+    written.append(save_figure(fig, run.figures / "predictive.png"))
     return written
 
 
 def write_evaluation_figure(run: RunDir, evaluation: Evaluation, backend: str) -> Path:
     """Save ``kl_per_step-<backend>.png`` into ``RUN/figures``."""
-    plt = _pyplot()
     run.figures.mkdir(parents=True, exist_ok=True)
     fig = plot_kl_per_step(evaluation, label=backend)
-    return _save(fig, run.figures / f"kl_per_step-{backend}.png", plt)
+    return save_figure(fig, run.figures / f"kl_per_step-{backend}.png")
 
 
-def _save(fig, path: Path, plt) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically (temp file, then rename) and close it."""
     from cogmeta.io import atomic_write_with
 
+    path = Path(path)
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("study", choices=("learning-to-infer",), help="which paper")
     experiment.add_argument("name", metavar="EXPERIMENT", help="learning-to-infer: eu or sample-size")
     experiment.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
-    experiment.add_argument("--participants", type=int, default=20, help="simulated participants (seeds)")
+    experiment.add_argument("--participants", type=int, default=None,
+                            help="simulated participants (seeds); default eu 20, sample-size 260 (20 per study)")
     experiment.add_argument("--hidden", type=int, nargs="+", default=None,
                             help="RBF units (eu: one value, default 1; sample-size: one or more, default 1 8)")
     experiment.add_argument("--seed", type=int, default=0, help="first participant seed")

@@ -11,7 +11,7 @@ from scipy import special
 from cogmeta.cli import main
 from cogmeta.experiments import learning_to_infer as l2i
 from cogmeta.tasks.noise import draw_noise
-from cogmeta.tasks.urn import (EU_ID, EU_UD, PSM65, SIZE_LADDER, UrnQueryDistribution, concatenate, interleave,
+from cogmeta.tasks.urn import (EU_ID, EU_UD, SIZE_LADDER, UrnQueryDistribution, concatenate, interleave,
                                likelihood_log_odds, log_joint, logit, posterior_log_odds, prior_log_odds)
 
 
@@ -173,7 +173,7 @@ def test_sgd_gradient_matches_finite_differences(backend):
     """One SGD step moves each weight by -lr * dKL/dw; compare with central differences of the numpy KL."""
     _, training = _modules(backend)
     single = {k: v[0] for k, v in training.init_population(2, [3], "float64").items()}
-    q = PSM65.sample(np.random.default_rng(9), 1)
+    q = SIZE_LADDER.sample(np.random.default_rng(9), 1)
     lr = 1e-3
     after, _ = training.sgd_train(single, q.inputs, q.log_odds, lr, "float64")
     for name, value in single.items():
@@ -207,8 +207,13 @@ def test_regression_and_alpha_recover_known_coefficients():
     np.testing.assert_allclose(l2i.regress_eu(x_prior, x_lik, model), [[0.3, 0.7, 0.1], [1, 1, 0]], atol=1e-10)
     ladder = SIZE_LADDER.sample(rng, 3000)
     llr = likelihood_log_odds(ladder)
-    alphas = l2i.size_bin_alphas(ladder, np.stack([llr, 0.5 * llr]))
+    draws = np.stack([ladder.draws, ladder.draws])
+    alphas = l2i.participant_alphas(np.stack([llr, llr]), np.stack([llr, 0.5 * llr]), draws)
     np.testing.assert_allclose(alphas, [[1.0] * 6, [0.5] * 6], rtol=1e-12)
+    # a participant without queries in a bin gets NaN there, and the medians skip it
+    small = np.where(draws <= 4, draws, 0)
+    alphas = l2i.participant_alphas(np.stack([llr, llr]) * (small > 0), np.stack([llr, 0.5 * llr]), small)
+    assert np.all(np.isnan(alphas[:, 2:5])) and np.allclose(alphas[:, :2], [[1.0, 1.0], [0.5, 0.5]])
     with pytest.raises(ValueError, match="nonzero"):
         l2i.alpha_l(np.zeros(3), np.ones(3))
 
@@ -248,20 +253,20 @@ def test_eu_biases_short(backend, tmp_path):
 
 
 def test_sample_size_short():
-    """JAX, 8 participants, 20 epochs: alpha_L falls from small to large N and is larger with 8 units."""
+    """JAX, 4 participants per study: alpha_L falls from N = 1 to N > 20 and is larger with 8 units."""
     pytest.importorskip("jax")
-    result = l2i.run_sample_size("jax", l2i.SampleSizeConfig(participants=8, epochs=20))
+    result = l2i.run_sample_size("jax", l2i.SampleSizeConfig(participants=52))
     s = result.summary()
-    for hidden in (1, 8):
-        assert s[hidden]["1"] > s[hidden]["5-10"] > s[hidden]["21-48"], s
-    assert s[8]["21-48"] > s[1]["21-48"], s
+    assert s[1]["1"] > s[1]["21-48"] + 0.3, s
+    assert s[8]["all"] > s[1]["all"], s
+    assert "PSM65" in result.table() and "[0.03]" in result.table()
     assert l2i.plot_sample_size(result) is not None
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="issue #3 bar not met by both backends yet: UD-trained b_prior measured 0.978 (torch) but 1.067 "
-    "(JAX), bar < 1.0; ID-trained b_lik 0.736 / 0.778 is inside (0.4, 0.9)",
+    reason="issue #3 bar met only by some seed batches: UD-trained b_prior measured 0.978 (torch) and "
+    "1.067 / 0.884 / 1.038 (JAX, seeds 0 / 100 / 200), bar < 1.0, paper 0.797; ID-trained b_lik inside (0.4, 0.9)",
     strict=False,
 )
 def test_eu_full_bars(backend):
@@ -281,11 +286,14 @@ def test_eu_biases_have_the_papers_direction(backend):
 
 @pytest.mark.slow
 def test_sample_size_full_bars(backend):
-    """Defaults (20 participants, 50 x 300 queries, lr .01, hidden 1 and 8)."""
+    """Defaults (260 participants, 20 per study; 50 x 200 queries, lr .01, hidden 1 and 8).
+
+    alpha_L falls as N grows (hidden 1: N = 1 > 2-4 > 21-48; the 5-10 and 11-20 bins hold few studies and
+    move with the seed) and rises with hidden size; at most 2 % of participants diverge.
+    """
     result = l2i.run_sample_size(backend)
     s = result.summary()
-    for hidden in (1, 8):
-        values = [s[hidden][label] for label in l2i.BIN_LABELS[:-1]]
-        assert all(a > b for a, b in zip(values, values[1:])), (hidden, values)
-        assert result.diverged[hidden] <= 2, result.diverged
-    assert s[8]["all"] > s[1]["all"] and s[8]["21-48"] > s[1]["21-48"], s
+    assert s[1]["1"] > s[1]["2-4"] > s[1]["21-48"], s
+    assert s[1]["21-48"] < 0.6 and 0.8 < s[1]["1"] < 1.2, s
+    assert s[8]["all"] > s[1]["all"], s
+    assert all(d <= 0.02 * result.config.participants for d in result.diverged.values()), result.diverged

@@ -13,13 +13,14 @@ ID-type queries. Per participant, least squares
 Coefficients are averaged over participants. The paper: ID-trained b_prior -0.004, b_lik 0.628
 (base-rate neglect); UD-trained b_prior 0.797, b_lik -0.008 (conservatism).
 
-**Sample-size experiment.** Training alternates noise blocks (p on {.001, ..., .999}, l on
-{.100, ..., .900}, N uniform on 1..10) with classic-style queries (p = .5, l in {.6, .7}, N on a ladder
-1..48: ``cogmeta.tasks.urn.SIZE_LADDER``); test on ladder queries at p = .5. alpha_L is the slope
-without intercept of model log-odds on the true log likelihood ratio, per participant, per N bin;
-the table reports the median over participants (a diverging participant cannot dominate it). The
-paper (hidden 1): N=1 0.96, 2-4 0.84, 5-10 0.64, 11-20 0.58, 21-48 0.14, overall 0.59; hidden 8
-overall 0.77.
+**Sample-size experiment.** The classic urn studies pooled by Benjamin (2019)
+(``cogmeta.tasks.urn_studies``): participant s is assigned study s mod 13 and trains (plain SGD, lr .01,
+50 epochs in a fixed order) on 100 noise queries plus its study's 100 queries shown at prior .5; it is
+tested on those study queries. alpha_L is the slope without intercept of model log-odds on the true log
+likelihood ratio, fitted per participant on its queries in each N bin (and per study, and overall); the
+table reports the median over participants (a diverging participant cannot dominate it). The paper
+(hidden 1): N=1 0.96, 2-4 0.84, 5-10 0.64, 11-20 0.58, 21-48 0.14, overall 0.59; by study PSM65 0.03,
+GT92 0.24, PM65 0.42, BH80 0.90; hidden 8 overall 0.77.
 
 Backends are imported only when an experiment runs (``torch_impl.amortized_training`` or
 ``jax_impl.amortized_training``, same function names).
@@ -37,8 +38,8 @@ from typing import Sequence
 import numpy as np
 
 from cogmeta._validation import require_int, require_positive
-from cogmeta.tasks.urn import (EU_ID, EU_UD, NOISE_BLOCKS, SIZE_LADDER, UrnQueries, concatenate, likelihood_log_odds,
-                               prior_log_odds)
+from cogmeta.tasks.urn import EU_ID, EU_UD, UrnQueries, concatenate, likelihood_log_odds, logit, prior_log_odds
+from cogmeta.tasks.urn_studies import STUDY_KEYS, participant_queries, study_of
 
 EXPERIMENTS = ("eu", "sample-size")
 BACKENDS = ("torch", "jax")
@@ -49,6 +50,8 @@ PAPER_EU = {"ID": {"b_prior": -0.004, "b_lik": 0.628}, "UD": {"b_prior": 0.797, 
 SIZE_BINS = ((1, 1), (2, 4), (5, 10), (11, 20), (21, 48))
 BIN_LABELS = tuple(f"{a}" if a == b else f"{a}-{b}" for a, b in SIZE_BINS) + ("all",)
 PAPER_ALPHA = {1: {"1": 0.96, "2-4": 0.84, "5-10": 0.64, "11-20": 0.58, "21-48": 0.14, "all": 0.59}, 8: {"all": 0.77}}
+#: The paper's alpha_L by study (hidden 1).
+PAPER_STUDY_ALPHA = {1: {"PSM65": 0.03, "GT92": 0.24, "PM65": 0.42, "BH80": 0.90}}
 
 _TEST_SEED = 20_200
 
@@ -75,14 +78,18 @@ class EUConfig:
 
 @dataclass(frozen=True)
 class SampleSizeConfig:
-    """Sample-size experiment: one population per hidden size; lr .01, 50 epochs x 300 queries."""
+    """Sample-size experiment: one population per hidden size; participant s studies ``STUDIES[s % 13]``.
 
-    participants: int = 20
+    Plain SGD at lr .01 for ``epochs`` passes over ``noise_queries`` noise then ``study_queries`` study
+    queries, as in the paper's ``run_Benj.py``; 260 participants = 20 per study.
+    """
+
+    participants: int = 260
     hidden: tuple[int, ...] = (1, 8)
     learning_rate: float = 0.01
     epochs: int = 50
-    queries_per_epoch: int = 300
-    test_queries: int = 2000
+    noise_queries: int = 100
+    study_queries: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -90,11 +97,11 @@ class SampleSizeConfig:
         if not hidden:
             raise ValueError("SampleSizeConfig.hidden needs at least one hidden size, got ()")
         object.__setattr__(self, "hidden", tuple(require_int("SampleSizeConfig", "hidden", h, 1, 100_000) for h in hidden))
-        _validate(self, ("participants", "epochs", "queries_per_epoch", "test_queries"))
+        _validate(self, ("participants", "epochs", "noise_queries", "study_queries"))
 
     @property
     def steps(self) -> int:
-        return self.epochs * self.queries_per_epoch
+        return self.epochs * (self.noise_queries + self.study_queries)
 
 
 def _validate(config, integers: Sequence[str]) -> None:
@@ -126,12 +133,21 @@ def alpha_l(llr: np.ndarray, model_lo: np.ndarray) -> np.ndarray:
     return np.sum(np.asarray(model_lo, np.float64) * llr, axis=-1) / denominator
 
 
-def size_bin_alphas(queries: UrnQueries, model_lo: np.ndarray) -> np.ndarray:
-    """alpha_L per participant and N bin (:data:`SIZE_BINS`, then all queries): ``[S, 6]``."""
-    llr, draws = likelihood_log_odds(queries), np.asarray(queries.draws)
+def participant_alphas(llr: np.ndarray, model_lo: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """alpha_L per participant and N bin (:data:`SIZE_BINS`, then all queries): ``[S, 6]``.
+
+    ``llr``, ``model_lo``, ``draws``: ``[S, Q]`` (each participant has its own queries). A bin in which
+    a participant has no query with a nonzero LLR is NaN for that participant.
+    """
+    llr, model_lo, draws = (np.asarray(a, np.float64) for a in (llr, model_lo, draws))
+    out = np.full((llr.shape[0], len(SIZE_BINS) + 1), np.nan)
     masks = [(draws >= a) & (draws <= b) for a, b in SIZE_BINS] + [np.ones_like(draws, bool)]
-    return np.stack([alpha_l(llr[m], model_lo[..., m]) if np.any(llr[m] != 0) else np.full(model_lo.shape[:-1], np.nan)
-                     for m in masks], axis=-1)
+    for j, mask in enumerate(masks):
+        for s in range(llr.shape[0]):
+            keep = mask[s] & (llr[s] != 0)
+            if np.any(keep):
+                out[s, j] = alpha_l(llr[s, keep], model_lo[s, keep])
+    return out
 
 
 # --------------------------------------------------------------------------------- results
@@ -167,36 +183,56 @@ class EUResult:
 
 @dataclass
 class SampleSizeResult:
-    """alpha_L per hidden size: ``[S, 6]`` (participants x (bins, all))."""
+    """Per hidden size: alpha_L ``[S, 6]`` (participants x (bins, all)); ``studies[s]`` is participant s's study."""
 
     backend: str
     config: SampleSizeConfig
     alphas: dict[int, np.ndarray]
+    studies: tuple[str, ...]
     seconds: float
     diverged: dict[int, int] = field(default_factory=dict)
 
     def summary(self) -> dict[int, dict[str, float]]:
-        return {h: {label: float(np.nanmedian(a[:, i])) for i, label in enumerate(BIN_LABELS)} for h, a in self.alphas.items()}
+        """Median over participants of alpha_L per N bin and overall."""
+        return {h: {label: _nanmedian(a[:, i]) for i, label in enumerate(BIN_LABELS)} for h, a in self.alphas.items()}
+
+    def study_summary(self) -> dict[int, dict[str, float]]:
+        """Median over a study's participants of their overall alpha_L."""
+        keys = np.asarray(self.studies)
+        return {h: {k: _nanmedian(a[keys == k, -1]) for k in STUDY_KEYS if np.any(keys == k)} for h, a in self.alphas.items()}
 
     def table(self) -> str:
         lines = [f"sample-size experiment, {self.backend}, {self.config.participants} participants ({self.seconds:.1f} s); "
                  "alpha_L = median over participants (paper in brackets; Bayes: 1)",
                  f"{'hidden':<8}" + "".join(f"{'N=' + label if label != 'all' else 'all':>15}" for label in BIN_LABELS)]
         for h, s in self.summary().items():
-            cells = []
-            for label in BIN_LABELS:
-                paper = PAPER_ALPHA.get(h, {}).get(label)
-                cells.append(f"{s[label]:>7.2f}" + (f" [{paper:.2f}]" if paper is not None else " " * 7))
+            cells = [f"{s[label]:>7.2f}" + _paper(PAPER_ALPHA.get(h, {}).get(label)) for label in BIN_LABELS]
             lines.append(f"{h:<8}" + "".join(f"{c:>15}" for c in cells)
                          + (f"   ({self.diverged[h]} diverged)" if self.diverged.get(h) else ""))
+        lines.append("by study (overall alpha_L of the study's participants):")
+        for h, s in self.study_summary().items():
+            cells = [f"{k} {v:.2f}" + _paper(PAPER_STUDY_ALPHA.get(h, {}).get(k)).rstrip() for k, v in s.items()]
+            lines.append(f"{h:<8}" + ", ".join(cells))
         return "\n".join(lines)
 
     def to_csv(self) -> str:
-        rows = ["backend,hidden,bin,alpha_L,paper"]
+        rows = ["backend,hidden,group,alpha_L,paper"]
         for h, s in self.summary().items():
             for label in BIN_LABELS:
-                rows.append(f"{self.backend},{h},{label},{s[label]:.6g},{PAPER_ALPHA.get(h, {}).get(label, '')}")
+                rows.append(f"{self.backend},{h},N={label},{s[label]:.6g},{PAPER_ALPHA.get(h, {}).get(label, '')}")
+        for h, s in self.study_summary().items():
+            for k, v in s.items():
+                rows.append(f"{self.backend},{h},{k},{v:.6g},{PAPER_STUDY_ALPHA.get(h, {}).get(k, '')}")
         return "\n".join(rows) + "\n"
+
+
+def _paper(value: float | None) -> str:
+    return f" [{value:.2f}]" if value is not None else " " * 7
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    values = np.asarray(values, np.float64)
+    return float(np.median(values[np.isfinite(values)])) if np.any(np.isfinite(values)) else float("nan")
 
 
 def _sem(values: np.ndarray) -> float:
@@ -238,20 +274,32 @@ def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
     return EUResult(backend, config, coefficients, time.perf_counter() - start)
 
 
+def sample_size_queries(config: SampleSizeConfig) -> tuple[UrnQueries, UrnQueries]:
+    """Training queries ``[S, steps, ...]`` (the block repeated ``epochs`` times) and test queries ``[S, Q, ...]``."""
+    blocks = [participant_queries(s, config.seed, config.noise_queries, config.study_queries)
+              for s in range(config.participants)]
+    train = UrnQueries(*(np.stack([np.tile(np.asarray(getattr(b[0], f)), (config.epochs,) + (1,) * (np.ndim(getattr(b[0], f)) - 1))
+                                   for b in blocks]) for f in UrnQueries._fields))
+    test = UrnQueries(*(np.stack([np.asarray(getattr(b[1], f)) for b in blocks]) for f in UrnQueries._fields))
+    return train, test
+
+
 def run_sample_size(backend: str, config: SampleSizeConfig = SampleSizeConfig()) -> SampleSizeResult:
-    """Train one population per hidden size on noise + ladder queries; alpha_L per N bin on ladder tests."""
+    """Train one population per hidden size on its participants' study blocks; alpha_L per N bin and study."""
     training = load_training(backend)
-    test = SIZE_LADDER.sample(np.random.default_rng([_TEST_SEED + 1, config.seed]), config.test_queries)
+    train, test = sample_size_queries(config)
     seeds = list(range(config.seed, config.seed + config.participants))
+    llr = (2 * test.heads - test.draws) * logit(test.likelihood)
     start, alphas, diverged = time.perf_counter(), {}, {}
     for hidden in config.hidden:
-        weights = training.train_population([NOISE_BLOCKS, SIZE_LADDER], seeds, hidden=hidden,
-                                            learning_rate=config.learning_rate, steps=config.steps)
+        weights, _ = training.train_population_on(training.init_population(hidden, seeds), train.inputs, train.log_odds,
+                                                  config.learning_rate)
         model = training.predict_log_odds(weights, test.inputs)
         finite = np.all(np.isfinite(model), axis=1)
         diverged[hidden] = int(np.sum(~finite))
-        alphas[hidden] = size_bin_alphas(test, np.where(finite[:, None], model, np.nan))
-    return SampleSizeResult(backend, config, alphas, time.perf_counter() - start, diverged)
+        alphas[hidden] = participant_alphas(llr, np.where(finite[:, None], model, np.nan), test.draws)
+    studies = tuple(study_of(s).key for s in range(config.participants))
+    return SampleSizeResult(backend, config, alphas, studies, time.perf_counter() - start, diverged)
 
 
 # --------------------------------------------------------------------------------- figures
@@ -303,7 +351,7 @@ def plot_sample_size(result: SampleSizeResult, ax=None):
     return fig
 
 
-def run_experiment(name: str, backend: str, out: Path | None = None, *, participants: int = 20,
+def run_experiment(name: str, backend: str, out: Path | None = None, *, participants: int | None = None,
                    hidden: Sequence[int] | None = None, seed: int = 0, figures: bool = True):
     """Run experiment ``name`` ("eu" or "sample-size") with ``backend``; print the table; write CSV and figure to ``out``."""
     if name not in EXPERIMENTS:
@@ -313,10 +361,12 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
     if name == "eu":
         if hidden is not None and len(hidden) != 1:
             raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
-        config = EUConfig(participants=participants, seed=seed, **({"hidden": hidden[0]} if hidden else {}))
+        config = EUConfig(seed=seed, **({"participants": participants} if participants is not None else {}),
+                          **({"hidden": hidden[0]} if hidden else {}))
         result, plot = run_eu(backend, config), plot_eu
     else:
-        config = SampleSizeConfig(participants=participants, seed=seed, **({"hidden": tuple(hidden)} if hidden else {}))
+        config = SampleSizeConfig(seed=seed, **({"participants": participants} if participants is not None else {}),
+                                  **({"hidden": tuple(hidden)} if hidden else {}))
         result, plot = run_sample_size(backend, config), plot_sample_size
     print(result.table())
     if out is not None:

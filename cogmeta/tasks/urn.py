@@ -239,19 +239,16 @@ EU_ID = UrnQueryDistribution(priors=_FLAT, likelihoods=_STEEP, name="ID")
 #: EU, "uninformative data" training: strong priors, weak single draws (-> conservatism).
 EU_UD = UrnQueryDistribution(priors=_STEEP, likelihoods=_FLAT, name="UD")
 
-#: Largest sample of the sample-size experiment (the classic studies go up to N = 48).
-MAX_DRAWS = 48
-#: Sample-size experiment, noise blocks: p uniform on {0.001, ..., 0.999}, N uniform on 1..10, and l on
-#: {0.100, ..., 0.900} (the paper draws l from the whole grid; with l near 0 or 1 and N = 10 the exact
-#: log-odds reach +-70 and single-query SGD at lr .01 diverges for some participants).
-NOISE_BLOCKS = UrnQueryDistribution(priors=tuple(k / 1000 for k in range(1, 1000)),
-                                    likelihoods=tuple(k / 1000 for k in range(100, 901)),
-                                    sizes=tuple(range(1, 11)), max_draws=MAX_DRAWS, name="noise", summary_only=True)
-#: Peterson, Schneider & Miller (1965): p = .5, l = .6, N in {1, 4, 12, 48}.
-PSM65 = UrnQueryDistribution(priors=(0.5,), likelihoods=(0.6,), sizes=(1, 4, 12, 48), max_draws=MAX_DRAWS,
-                             name="PSM65", summary_only=True)
-#: cogmeta's own classic-style block (not one of the paper's studies): p = .5, l in {.6, .7}, N on a
-#: ladder 1..48 so that every sample-size bin of the paper's table has test queries.
+#: Noise-query grids of the sample-size experiment: p on {.001, ..., .999} and l on {.100, ..., .900} (the
+#: paper draws l from the whole grid; with l near 0 or 1 the exact log-odds reach +-70 and single-query
+#: SGD at lr .01 diverges for some participants).
+NOISE_PRIORS = tuple(k / 1000 for k in range(1, 1000))
+NOISE_LIKELIHOODS = tuple(k / 1000 for k in range(100, 901))
+#: Sample-size experiment, noise queries of k = 1..10 balls (weight k / 10). A participant whose study has
+#: maxN > 10 reads them as N = k maxN / 10 draws: ``cogmeta.tasks.urn_studies.ClassicStudy.sample_noise``.
+NOISE_BLOCKS = UrnQueryDistribution(priors=NOISE_PRIORS, likelihoods=NOISE_LIKELIHOODS, sizes=tuple(range(1, 11)),
+                                    max_draws=10, name="noise", summary_only=True)
+#: A study-style ladder (cogmeta's own, used by the sampler tests): p = .5, l in {.6, .7}, N from 1 to 48.
 SIZE_LADDER = UrnQueryDistribution(priors=(0.5,), likelihoods=(0.6, 0.7),
                                    sizes=(1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 20, 24, 30, 36, 42, 48),
-                                   max_draws=MAX_DRAWS, name="ladder", summary_only=True)
+                                   max_draws=48, name="ladder", summary_only=True)

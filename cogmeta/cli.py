@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", type=Path, default=None, help="folder for the CSV table and the figure")
     experiment.add_argument("--no-figures", action="store_true", help="do not write the figure")
     experiment.set_defaults(handler=_experiment)
+    experiment.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                            help="sgd (the paper's) or adam (torch's defaults)")
+    experiment.add_argument("--lr", type=float, default=None,
+                            help="learning rate (default: the paper's, eu .05, sample-size .01)")
     return parser
 
 
@@ -116,7 +120,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from cogmeta.experiments.learning_to_infer import run_experiment
 
     run_experiment(args.name, args.backend, args.out, participants=args.participants, hidden=args.hidden,
-                   seed=args.seed, figures=not args.no_figures)
+                   seed=args.seed, figures=not args.no_figures, optimizer=args.optimizer, learning_rate=args.lr)
     return 0
 
 

@@ -1,9 +1,10 @@
 """Training the amortized posterior: plain SGD, one query per step, for one or many simulated participants.
 
 Every participant (seed) has its own initial weights and its own stream of training queries; step k
-updates the weights on query k alone, w <- w - lr * grad KL(q || p)(query k), as in the paper.
+updates the weights on query k alone with grad KL(q || p)(query k): plain SGD, w <- w - lr g, as in the
+paper, or Adam (``optimizer="adam"``, torch's defaults; ``cogmeta.experiments.amortized_spec``).
 
-- :func:`sgd_train`: one participant, a ``lax.scan`` over SGD steps of a pure step function.
+- :func:`train_participant`: one participant, a ``lax.scan`` over steps of a pure step function.
 - :func:`train_population_on`: S participants in ONE compiled program, ``jax.vmap`` over participants
   of the same ``lax.scan``.
 - :func:`train_population`: initialise, sample the training queries natively, train.
@@ -24,10 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cogmeta.experiments.amortized_spec import PARAMETER_NAMES, validate_weights
+from cogmeta.experiments.amortized_spec import ADAM_BETAS, ADAM_EPS, PARAMETER_NAMES, check_optimizer, validate_weights
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from jax_impl.amortized import AmortizedPosterior, get_weights, kl_loss, model_log_odds
 from jax_impl.numerics import jax_dtype
+from jax_impl.optim import scale_by_adam_torch
 from jax_impl.urn_samplers import sample_queries, seed_key
 
 
@@ -52,8 +54,13 @@ def _to_weights(state: nnx.State) -> dict[str, np.ndarray]:
     return {name: flat[name] for name in PARAMETER_NAMES}
 
 
-def make_sgd_run(graphdef: nnx.GraphDef) -> Callable:
-    """Pure ``run(params, inputs [K, 6], log_odds [K], lr) -> (params, losses [K])``: K SGD steps in a ``lax.scan``."""
+def make_run(graphdef: nnx.GraphDef, optimizer: str = "sgd") -> Callable:
+    """Pure ``run(params, inputs [K, 6], log_odds [K], lr) -> (params, losses [K])``: K steps in a ``lax.scan``.
+
+    SGD: p <- p - lr g. Adam: p <- p - lr adam_direction(g), with torch's bias corrections
+    (``jax_impl.optim.scale_by_adam_torch``); its state starts at zero inside ``run``.
+    """
+    adam = scale_by_adam_torch(*ADAM_BETAS, ADAM_EPS) if check_optimizer(optimizer) == "adam" else None
 
     def loss(params, x, target):
         return kl_loss(nnx.merge(graphdef, params)(x), target)
@@ -61,19 +68,24 @@ def make_sgd_run(graphdef: nnx.GraphDef) -> Callable:
     loss_and_grad = jax.value_and_grad(loss)
 
     def run(params, inputs, log_odds, learning_rate):
-        def step(params, query):
+        def step(carry, query):
+            params, state = carry
             x, target = query
             value, grads = loss_and_grad(params, x[None], target[None])
-            return jax.tree.map(lambda p, g: p - learning_rate * g, params, grads), value
+            if adam is not None:
+                grads, state = adam.update(grads, state)
+            return (jax.tree.map(lambda p, g: p - learning_rate * g, params, grads), state), value
 
-        return jax.lax.scan(step, params, (inputs, log_odds))
+        state = adam.init(params) if adam is not None else ()
+        (params, _), losses = jax.lax.scan(step, (params, state), (inputs, log_odds))
+        return params, losses
 
     return run
 
 
-def sgd_train(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: np.ndarray, learning_rate: float,
-              dtype: str = "float32") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Plain SGD of one participant over ``inputs [K, 6]`` / ``log_odds [K]``, one query per step.
+def train_participant(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: np.ndarray, learning_rate: float,
+                      dtype: str = "float32", optimizer: str = "sgd") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Train one participant over ``inputs [K, 6]`` / ``log_odds [K]``, one query per step.
 
     Returns:
         (final canonical weights, per-step losses ``[K]`` evaluated before each update).
@@ -82,7 +94,7 @@ def sgd_train(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: n
         dt = jax_dtype(dtype)
         validate_weights(weights, _hidden(weights, False))
         graphdef, template = _split(_hidden(weights, False), dt)
-        run = jax.jit(make_sgd_run(graphdef))
+        run = jax.jit(make_run(graphdef, optimizer))
         params, losses = run(_to_state(template, weights, dt), jnp.asarray(inputs, dt), jnp.asarray(log_odds, dt),
                              jnp.asarray(learning_rate, dt))
         return _to_weights(params), np.asarray(losses)
@@ -116,8 +128,9 @@ def sample_training_queries(distributions: Sequence[UrnQueryDistribution], seeds
 
 
 def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: np.ndarray,
-                        learning_rate: float, dtype: str = "float32") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Plain SGD of S participants in one compiled program: ``jax.vmap`` over participants of a ``lax.scan``.
+                        learning_rate: float, dtype: str = "float32",
+                        optimizer: str = "sgd") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """S participants in one compiled program: ``jax.vmap`` over participants of a ``lax.scan``.
 
     Args:
         weights: canonical weights ``[S, ...]``.
@@ -130,18 +143,18 @@ def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, l
     with jax.enable_x64(dtype == "float64"):
         dt = jax_dtype(dtype)
         graphdef, template = _split(_hidden(weights, True), dt)
-        run = jax.jit(jax.vmap(make_sgd_run(graphdef), in_axes=(0, 0, 0, None)))
+        run = jax.jit(jax.vmap(make_run(graphdef, optimizer), in_axes=(0, 0, 0, None)))
         params, losses = run(_to_state(template, weights, dt), jnp.asarray(inputs, dt), jnp.asarray(log_odds, dt),
                              jnp.asarray(learning_rate, dt))
         return _to_weights(params), np.asarray(losses)
 
 
 def train_population(distributions: Sequence[UrnQueryDistribution], seeds: Sequence[int], *, hidden: int,
-                     learning_rate: float, steps: int, dtype: str = "float32") -> dict[str, np.ndarray]:
+                     learning_rate: float, steps: int, dtype: str = "float32", optimizer: str = "sgd") -> dict[str, np.ndarray]:
     """Initialise S participants, sample their training queries natively and train them: weights ``[S, ...]``."""
     queries = sample_training_queries(distributions, seeds, steps, dtype)
     weights, _ = train_population_on(init_population(hidden, seeds, dtype), queries.inputs, queries.log_odds,
-                                     learning_rate, dtype)
+                                     learning_rate, dtype, optimizer)
     return weights
 
 

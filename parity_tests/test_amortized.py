@@ -21,7 +21,7 @@ import jax_impl.urn_samplers as jax_samplers
 import torch_impl.amortized as torch_model
 import torch_impl.amortized_training as torch_training
 import torch_impl.urn_samplers as torch_samplers
-from cogmeta.experiments.amortized_spec import PARAMETER_NAMES
+from cogmeta.experiments.amortized_spec import OPTIMIZERS, PARAMETER_NAMES
 from cogmeta.tasks import draw_noise
 from cogmeta.tasks.urn import EU_ID, EU_UD, NOISE_BLOCKS, SIZE_LADDER, UrnQueries, concatenate, logit
 from parity_tests._cases import x64
@@ -154,42 +154,54 @@ def test_detects_a_different_kl_formula(seed):
         assert_parity("KL loss", forward_kl, t_loss, "forward", "float64")
 
 
-# ------------------------------------------------------------------------------ layer 4: 1000 SGD steps
+# ------------------------------------------------------------------------------ layer 4: 1000 training steps
+#: float32 Adam on single queries is compared over its first 200 steps: its direction g / (|g| + 1e-8)
+#: turns a one-ulp difference in a near-zero gradient into an O(lr) step, so after a few hundred steps
+#: the two float32 trajectories separate chaotically (measured: 5e-6 relative up to step 200, then up
+#: to 5e-4 for some seeds); float64 Adam and both SGDs agree over all 1000 steps.
+F32_ADAM_STEPS = 200
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("hidden", HIDDEN)
-def test_1000_sgd_steps(hidden, dtype, seed, record):
+def test_1000_steps(hidden, optimizer, dtype, seed, record):
     """Identical weights and queries: float64 params within 1e-10 normalized; float32 loss curve within 1e-5 rel."""
     _, _, weights = _models(hidden, dtype, seed)
     rng = np.random.default_rng(seed)
     q = concatenate([EU_ID.sample(rng, 500, np.dtype(dtype)), EU_UD.sample(rng, 500, np.dtype(dtype))])
-    order = rng.permutation(1000)
+    order = rng.permutation(1000)[: F32_ADAM_STEPS if (optimizer, dtype) == ("adam", "float32") else None]
     inputs, log_odds = q.inputs[order], q.log_odds[order]
-    t_weights, t_losses = torch_training.sgd_train(weights, inputs, log_odds, 0.05, dtype)
-    j_weights, j_losses = jax_training.sgd_train(weights, inputs, log_odds, 0.05, dtype)
+    lr = 0.05 if optimizer == "sgd" else 0.01
+    t_weights, t_losses = torch_training.train_participant(weights, inputs, log_odds, lr, dtype, optimizer)
+    j_weights, j_losses = jax_training.train_participant(weights, inputs, log_odds, lr, dtype, optimizer)
     assert t_losses.dtype == j_losses.dtype == np.dtype(dtype)
-    assert np.mean(t_losses[-200:]) < np.mean(t_losses[:200]), "training should reduce the loss"
+    assert np.mean(t_losses[-50:]) < np.mean(t_losses[:50]), "training should reduce the loss"
     params_error = assert_all([(n, j_weights[n], t_weights[n]) for n in PARAMETER_NAMES], "train_steps", dtype)
-    record("train 1000 steps: params", f"amortized H{hidden}", dtype, params_error)
+    record(f"train 1000 steps ({optimizer}): params", f"amortized H{hidden}", dtype, params_error)
     # KL = sum q (log q - log p) cancels terms of size O(1): its absolute rounding error is ~1 ulp of O(1)
     # whatever its value, so a relative bound (1e-5 float32, 1e-11 float64) is meaningful only where
     # KL >= 0.05; the whole curve must agree to optim_steps' tolerance of its largest value.
     keep = t_losses >= 0.05
-    assert keep.sum() >= 50, f"only {keep.sum()} losses >= 0.05"
+    assert keep.sum() >= 20, f"only {keep.sum()} losses >= 0.05"
     error = assert_parity("loss curve", j_losses[keep], t_losses[keep], "loss_curve", dtype)
     assert_parity("whole loss curve", j_losses, t_losses, "optim_steps", dtype)
-    record("train 1000 steps: loss", f"amortized H{hidden}", dtype, error)
+    record(f"train 1000 steps ({optimizer}): loss", f"amortized H{hidden}", dtype, error)
 
 
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_population_equals_single_participant(framework):
+def test_population_equals_single_participant(framework, optimizer):
     """Population training (torch lockstep / JAX vmap of scan) = the single-participant path, float64."""
     training = torch_training if framework == "torch" else jax_training
     seeds = [4, 9, 11]
     weights = training.init_population(3, seeds, "float64")
     queries = training.sample_training_queries([EU_ID, SIZE_LADDER], seeds, 300, "float64")
-    population, losses = training.train_population_on(weights, queries.inputs, queries.log_odds, 0.05, "float64")
+    lr = 0.05 if optimizer == "sgd" else 0.01
+    population, losses = training.train_population_on(weights, queries.inputs, queries.log_odds, lr, "float64",
+                                                      optimizer)
     for s in range(len(seeds)):
-        single, single_losses = training.sgd_train({n: w[s] for n, w in weights.items()}, queries.inputs[s],
-                                                   queries.log_odds[s], 0.05, "float64")
+        single, single_losses = training.train_participant({n: w[s] for n, w in weights.items()}, queries.inputs[s],
+                                                           queries.log_odds[s], lr, "float64", optimizer)
         assert_all([(n, population[n][s], single[n]) for n in PARAMETER_NAMES], "train_steps", "float64")
         assert_parity("losses", losses[s], single_losses, "optim_steps", "float64")
     # participants differ (own seeds, own queries)

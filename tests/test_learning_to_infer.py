@@ -145,7 +145,7 @@ def test_model_forward_and_loss_match_numpy(backend):
         np.testing.assert_allclose(predicted[s], logits[:, 1] - logits[:, 0], rtol=1e-12, atol=1e-12)
     # one SGD step on a single query: the loss reported is the exact KL before the step
     single = {k: v[0] for k, v in weights.items()}
-    _, losses = training.sgd_train(single, q.inputs[:1], q.log_odds[:1], 0.05, "float64")
+    _, losses = training.train_participant(single, q.inputs[:1], q.log_odds[:1], 0.05, "float64")
     np.testing.assert_allclose(losses[0], _numpy_kl(_numpy_forward(single, q.inputs[:1]), q.log_odds[:1])[0], rtol=1e-12)
 
 
@@ -175,7 +175,7 @@ def test_sgd_gradient_matches_finite_differences(backend):
     single = {k: v[0] for k, v in training.init_population(2, [3], "float64").items()}
     q = SIZE_LADDER.sample(np.random.default_rng(9), 1)
     lr = 1e-3
-    after, _ = training.sgd_train(single, q.inputs, q.log_odds, lr, "float64")
+    after, _ = training.train_participant(single, q.inputs, q.log_odds, lr, "float64")
     for name, value in single.items():
         numeric = np.zeros_like(value)
         for index in np.ndindex(value.shape):
@@ -187,14 +187,30 @@ def test_sgd_gradient_matches_finite_differences(backend):
         np.testing.assert_allclose((value - after[name]) / lr, numeric, rtol=1e-5, atol=1e-8, err_msg=name)
 
 
+def test_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign(backend):
+    """Adam's first bias-corrected step is g / (|g| + eps): each weight moves by ~lr (torch's defaults)."""
+    _, training = _modules(backend)
+    single = {k: v[0] for k, v in training.init_population(2, [5], "float64").items()}
+    q = SIZE_LADDER.sample(np.random.default_rng(11), 1)
+    lr = 1e-3
+    sgd, _ = training.train_participant(single, q.inputs, q.log_odds, lr, "float64", "sgd")
+    adam, _ = training.train_participant(single, q.inputs, q.log_odds, lr, "float64", "adam")
+    for name, value in single.items():
+        gradient = (value - sgd[name]) / lr
+        np.testing.assert_allclose(value - adam[name], lr * gradient / (np.abs(gradient) + 1e-8), rtol=1e-9, atol=1e-15,
+                                   err_msg=name)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'rmsprop'; choose one of sgd, adam"):
+        training.train_participant(single, q.inputs, q.log_odds, lr, "float64", "rmsprop")
+
+
 def test_bad_weights_are_rejected(backend):
     _, training = _modules(backend)
     single = {k: v[0] for k, v in training.init_population(1, [0], "float64").items()}
     bad = dict(single, **{"output.weight": np.zeros((2, 3))})
     with pytest.raises(ValueError, match=r"'output.weight': shape \(2, 3\), expected \(2, 1\) for hidden = 1"):
-        training.sgd_train(bad, np.zeros((1, 6)), np.zeros(1), 0.1, "float64")
+        training.train_participant(bad, np.zeros((1, 6)), np.zeros(1), 0.1, "float64")
     with pytest.raises(ValueError, match=r"missing \['output.bias'\]"):
-        training.sgd_train({k: v for k, v in single.items() if k != "output.bias"}, np.zeros((1, 6)), np.zeros(1), 0.1,
+        training.train_participant({k: v for k, v in single.items() if k != "output.bias"}, np.zeros((1, 6)), np.zeros(1), 0.1,
                            "float64")
 
 
@@ -225,6 +241,8 @@ def test_configs_and_runner_validate():
         l2i.SampleSizeConfig(hidden=(1, 0))
     with pytest.raises(ValueError, match=r"EUConfig.learning_rate must be > 0"):
         l2i.EUConfig(learning_rate=-1.0)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; choose one of sgd, adam"):
+        l2i.SampleSizeConfig(optimizer="lbfgs")
     with pytest.raises(ValueError, match=r"unknown learning-to-infer experiment 'urns'; choose one of eu, sample-size"):
         l2i.run_experiment("urns", "torch")
     with pytest.raises(ValueError, match=r"unknown backend 'numpy'"):

@@ -1,11 +1,12 @@
 """Training the amortized posterior: plain SGD, one query per step, for one or many simulated participants.
 
 Every participant (seed) has its own initial weights and its own stream of training queries; step k
-updates the weights on query k alone, w <- w - lr * grad KL(q || p)(query k), as in the paper.
+updates the weights on query k alone with grad KL(q || p)(query k): plain SGD, w <- w - lr g, as in the
+paper, or Adam (``optimizer="adam"``, torch's defaults; ``cogmeta.experiments.amortized_spec``).
 
-- :func:`sgd_train`: one participant, an idiomatic ``nn.Module`` + ``torch.optim.SGD`` loop.
+- :func:`train_participant`: one participant, an idiomatic ``nn.Module`` + ``torch.optim`` loop.
 - :func:`train_population_on`: S participants in lockstep on stacked parameters (batched matmuls and
-  one backward pass per SGD step), one Python iteration per step.
+  one backward pass per step), one Python iteration per step.
 - :func:`train_population`: initialise, sample the training queries natively, train.
 - :func:`predict_log_odds`: the model's posterior log-odds for every participant's queries.
 
@@ -21,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from cogmeta.experiments.amortized_spec import PARAMETER_NAMES, validate_weights
+from cogmeta.experiments.amortized_spec import ADAM_BETAS, ADAM_EPS, PARAMETER_NAMES, check_optimizer, validate_weights
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from torch_impl.amortized import AmortizedPosterior, get_weights, kl_divergence, kl_loss, model_log_odds, set_weights
 from torch_impl.numerics import torch_dtype
@@ -32,16 +33,26 @@ def _hidden(weights: Mapping[str, np.ndarray], population: bool) -> int:
     return int(np.shape(weights["rbf.beta"])[1 if population else 0])
 
 
-def sgd_train(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: np.ndarray, learning_rate: float,
-              dtype: str = "float32") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Plain SGD of one participant over ``inputs [K, 6]`` / ``log_odds [K]``, one query per step.
+def make_optimizer(params, name: str, learning_rate: float) -> torch.optim.Optimizer:
+    """``torch.optim.SGD`` or ``torch.optim.Adam`` (defaults b1 .9, b2 .999, eps 1e-8) over ``params``.
+
+    Adam's state is elementwise, so one Adam over stacked ``[S, ...]`` tensors is S independent Adams.
+    """
+    if check_optimizer(name) == "adam":
+        return torch.optim.Adam(params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
+    return torch.optim.SGD(params, lr=learning_rate)
+
+
+def train_participant(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: np.ndarray, learning_rate: float,
+                      dtype: str = "float32", optimizer: str = "sgd") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Train one participant over ``inputs [K, 6]`` / ``log_odds [K]``, one query per step.
 
     Returns:
         (final canonical weights, per-step losses ``[K]`` evaluated before each update).
     """
     dt = torch_dtype(dtype)
     model = set_weights(AmortizedPosterior(_hidden(weights, False), dtype=dt), weights)
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    optimizer = make_optimizer(model.parameters(), optimizer, learning_rate)
     x, target = torch.as_tensor(np.asarray(inputs), dtype=dt), torch.as_tensor(np.asarray(log_odds), dtype=dt)
     losses = torch.empty(x.shape[0], dtype=dt)
     for k in range(x.shape[0]):
@@ -92,12 +103,13 @@ def population_logits(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> to
 
 
 def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: np.ndarray,
-                        learning_rate: float, dtype: str = "float32") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Plain SGD of S participants in lockstep: ``weights [S, ...]``, ``inputs [S, K, 6]``, ``log_odds [S, K]``.
+                        learning_rate: float, dtype: str = "float32",
+                        optimizer: str = "sgd") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """S participants in lockstep: ``weights [S, ...]``, ``inputs [S, K, 6]``, ``log_odds [S, K]``.
 
     Step k backpropagates the *sum* over participants of each one's loss on its own query k; as no
     participant's loss depends on another's weights, each gets exactly its own gradient, so participant s
-    follows the updates of :func:`sgd_train` on its own queries.
+    follows the updates of :func:`train_participant` on its own queries (SGD and Adam act elementwise).
 
     Returns:
         (final weights ``[S, ...]``, losses ``[S, K]`` before each update).
@@ -107,23 +119,23 @@ def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, l
     params = {name: torch.as_tensor(np.array(weights[name]), dtype=dt).requires_grad_(True) for name in PARAMETER_NAMES}
     x, target = torch.as_tensor(np.asarray(inputs), dtype=dt), torch.as_tensor(np.asarray(log_odds), dtype=dt)
     losses = torch.empty(x.shape[:2], dtype=dt)
+    step = make_optimizer(list(params.values()), optimizer, learning_rate)
     for k in range(x.shape[1]):
+        step.zero_grad(set_to_none=True)
         logits = population_logits(params, x[:, k : k + 1])[:, 0]
         per_seed = kl_divergence(logits, target[:, k])
-        grads = torch.autograd.grad(per_seed.sum(), list(params.values()))
-        with torch.no_grad():
-            for p, g in zip(params.values(), grads):
-                p.sub_(learning_rate * g)
+        per_seed.sum().backward()
+        step.step()
         losses[:, k] = per_seed.detach()
     return {name: p.detach().numpy() for name, p in params.items()}, losses.numpy()
 
 
 def train_population(distributions: Sequence[UrnQueryDistribution], seeds: Sequence[int], *, hidden: int,
-                     learning_rate: float, steps: int, dtype: str = "float32") -> dict[str, np.ndarray]:
+                     learning_rate: float, steps: int, dtype: str = "float32", optimizer: str = "sgd") -> dict[str, np.ndarray]:
     """Initialise S participants, sample their training queries natively and train them: weights ``[S, ...]``."""
     queries = sample_training_queries(distributions, seeds, steps, dtype)
     weights, _ = train_population_on(init_population(hidden, seeds, dtype), queries.inputs, queries.log_odds,
-                                     learning_rate, dtype)
+                                     learning_rate, dtype, optimizer)
     return weights
 
 

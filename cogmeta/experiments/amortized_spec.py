@@ -1,7 +1,11 @@
 """Framework-free facts about the amortized-inference model both backends implement.
 
 Canonical parameter names and shapes (torch ``state_dict`` layout, ``weight`` is ``(out, in)``), the
-RBF layer's initial values, and validation of a weights dictionary.
+RBF layer's initial values, the optimizers, and validation of a weights dictionary.
+
+Optimizers (one query per step, as in the paper): ``"sgd"``, w <- w - lr g (the paper's); ``"adam"``,
+torch.optim.Adam with its defaults (b1 = .9, b2 = .999, eps = 1e-8, bias-corrected moments), which the
+JAX side computes with ``jax_impl.optim.scale_by_adam_torch``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,17 @@ from cogmeta.tasks.urn import QUERY_FEATURES
 BETA_INIT, CENTRE_INIT = 0.1, 0.0
 #: Canonical parameter names, in the order of the forward pass.
 PARAMETER_NAMES = ("input.weight", "input.bias", "rbf.beta", "rbf.centre", "output.weight", "output.bias")
+#: Optimizers both backends offer; the first is the paper's.
+OPTIMIZERS = ("sgd", "adam")
+#: torch.optim.Adam's defaults.
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
+def check_optimizer(name: str) -> str:
+    """The optimizer name, or a ValueError listing the choices."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return name
 
 
 def check_hidden(hidden: int) -> int:

@@ -38,6 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from cogmeta._validation import require_int, require_positive
+from cogmeta.experiments.amortized_spec import check_optimizer
 from cogmeta.tasks.urn import EU_ID, EU_UD, UrnQueries, concatenate, likelihood_log_odds, logit, prior_log_odds
 from cogmeta.tasks.urn_studies import STUDY_KEYS, participant_queries, study_of
 
@@ -67,6 +68,7 @@ class EUConfig:
     queries_per_epoch: int = 100
     test_per_type: int = 200
     seed: int = 0
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         _validate(self, ("participants", "hidden", "epochs", "queries_per_epoch", "test_per_type"))
@@ -91,6 +93,7 @@ class SampleSizeConfig:
     noise_queries: int = 100
     study_queries: int = 100
     seed: int = 0
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
@@ -110,6 +113,7 @@ def _validate(config, integers: Sequence[str]) -> None:
         require_int(owner, name, getattr(config, name), 1, 10_000_000)
     require_int(owner, "seed", config.seed, 0, 2**31 - 1)
     require_positive(owner, "learning_rate", config.learning_rate)
+    check_optimizer(config.optimizer)
 
 
 # --------------------------------------------------------------------------------- analyses
@@ -165,8 +169,8 @@ class EUResult:
                        "sem_prior": _sem(c[:, 0]), "sem_lik": _sem(c[:, 1])} for cond, c in self.coefficients.items()}
 
     def table(self) -> str:
-        lines = [f"EU experiment, {self.backend}, hidden {self.config.hidden}, {self.config.participants} participants "
-                 f"({self.seconds:.1f} s)",
+        lines = [f"EU experiment, {self.backend}, hidden {self.config.hidden}, {self.config.participants} participants, "
+                 f"{self.config.optimizer} lr {self.config.learning_rate:g} ({self.seconds:.1f} s)",
                  f"{'trained on':<11}{'b_prior':>10}{'paper':>9}{'b_lik':>10}{'paper':>9}   (Bayes: 1, 1)"]
         for cond, s in self.summary().items():
             lines.append(f"{cond:<11}{s['b_prior']:>10.3f}{PAPER_EU[cond]['b_prior']:>9.3f}"
@@ -202,7 +206,8 @@ class SampleSizeResult:
         return {h: {k: _nanmedian(a[keys == k, -1]) for k in STUDY_KEYS if np.any(keys == k)} for h, a in self.alphas.items()}
 
     def table(self) -> str:
-        lines = [f"sample-size experiment, {self.backend}, {self.config.participants} participants ({self.seconds:.1f} s); "
+        lines = [f"sample-size experiment, {self.backend}, {self.config.participants} participants, {self.config.optimizer} "
+                 f"lr {self.config.learning_rate:g} ({self.seconds:.1f} s); "
                  "alpha_L = median over participants (paper in brackets; Bayes: 1)",
                  f"{'hidden':<8}" + "".join(f"{'N=' + label if label != 'all' else 'all':>15}" for label in BIN_LABELS)]
         for h, s in self.summary().items():
@@ -268,7 +273,7 @@ def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
     start, coefficients = time.perf_counter(), {}
     for cond, spec in (("ID", EU_ID), ("UD", EU_UD)):
         weights = training.train_population([spec], seeds, hidden=config.hidden, learning_rate=config.learning_rate,
-                                            steps=config.steps)
+                                            steps=config.steps, optimizer=config.optimizer)
         model = training.predict_log_odds(weights, test.inputs)
         coefficients[cond] = regress_eu(prior_log_odds(test), likelihood_log_odds(test), model)
     return EUResult(backend, config, coefficients, time.perf_counter() - start)
@@ -293,7 +298,7 @@ def run_sample_size(backend: str, config: SampleSizeConfig = SampleSizeConfig())
     start, alphas, diverged = time.perf_counter(), {}, {}
     for hidden in config.hidden:
         weights, _ = training.train_population_on(training.init_population(hidden, seeds), train.inputs, train.log_odds,
-                                                  config.learning_rate)
+                                                  config.learning_rate, optimizer=config.optimizer)
         model = training.predict_log_odds(weights, test.inputs)
         finite = np.all(np.isfinite(model), axis=1)
         diverged[hidden] = int(np.sum(~finite))
@@ -352,20 +357,23 @@ def plot_sample_size(result: SampleSizeResult, ax=None):
 
 
 def run_experiment(name: str, backend: str, out: Path | None = None, *, participants: int | None = None,
-                   hidden: Sequence[int] | None = None, seed: int = 0, figures: bool = True):
+                   hidden: Sequence[int] | None = None, seed: int = 0, figures: bool = True, optimizer: str = "sgd",
+                   learning_rate: float | None = None):
     """Run experiment ``name`` ("eu" or "sample-size") with ``backend``; print the table; write CSV and figure to ``out``."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown learning-to-infer experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    options = {key: value for key, value in (("participants", participants), ("learning_rate", learning_rate))
+               if value is not None}
     if name == "eu":
         if hidden is not None and len(hidden) != 1:
             raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
-        config = EUConfig(seed=seed, **({"participants": participants} if participants is not None else {}),
+        config = EUConfig(seed=seed, optimizer=optimizer, **options,
                           **({"hidden": hidden[0]} if hidden else {}))
         result, plot = run_eu(backend, config), plot_eu
     else:
-        config = SampleSizeConfig(seed=seed, **({"participants": participants} if participants is not None else {}),
+        config = SampleSizeConfig(seed=seed, optimizer=optimizer, **options,
                                   **({"hidden": tuple(hidden)} if hidden else {}))
         result, plot = run_sample_size(backend, config), plot_sample_size
     print(result.table())

@@ -83,14 +83,19 @@ def make_optimizer(train: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def learning_rate(step: jax.Array, train: TrainConfig, total_steps: int | None = None) -> jax.Array:
-    """``cogmeta.schedules.learning_rate`` in jnp (traceable in ``step``)."""
+def learning_rate(step: jax.Array, train: TrainConfig, total_steps: int | None = None, peak: jax.Array | None = None) -> jax.Array:
+    """``cogmeta.schedules.learning_rate`` in jnp (traceable in ``step``).
+
+    ``peak`` replaces ``train.learning_rate`` by a traced value (one per member of a vmapped sweep,
+    ``jax_impl.engine``); the formula and its order of operations are unchanged.
+    """
     total = train.steps if total_steps is None else total_steps
+    peak = train.learning_rate if peak is None else peak
     if train.schedule == "constant":
-        return jnp.asarray(train.learning_rate)
+        return jnp.asarray(peak)
     progress = jnp.minimum(step, total) / total
     fraction = train.final_lr_fraction
-    return train.learning_rate * (fraction + (1.0 - fraction) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress)))
+    return peak * (fraction + (1.0 - fraction) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress)))
 
 
 def apply_update(params, direction, lr: jax.Array):

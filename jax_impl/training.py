@@ -39,19 +39,22 @@ def make_loss(graphdef: nnx.GraphDef) -> Callable:
     return loss
 
 
-def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, tx: optax.GradientTransformation | None = None) -> Callable:
+def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, tx: optax.GradientTransformation | None = None,
+                    loss_and_grad: Callable | None = None) -> Callable:
     """``step(params, opt_state, observations, step) -> (params, opt_state, StepOutputs)``.
 
     A non-finite loss or gradient norm leaves params and optimizer state unchanged (the torch trainer
-    stops before such an update too).
+    stops before such an update too). ``loss_and_grad(params, observations) -> (loss, grads)``
+    defaults to ``jax.value_and_grad`` of :func:`make_loss`; ``jax_impl.distributed`` passes a
+    data-parallel one (per-device gradients averaged over a mesh).
     """
     tx = make_optimizer(config.train) if tx is None else tx
-    loss_and_grad = jax.value_and_grad(make_loss(graphdef))
+    loss_and_grad = jax.value_and_grad(make_loss(graphdef)) if loss_and_grad is None else loss_and_grad
 
-    def step_fn(params, opt_state, observations, step):
+    def step_fn(params, opt_state, observations, step, peak_lr=None):
         loss, grads = loss_and_grad(params, observations)
         direction, new_opt_state = tx.update(grads, opt_state, params)
-        lr = learning_rate(step, config.train)
+        lr = learning_rate(step, config.train, peak=peak_lr)
         new_params = apply_update(params, direction, lr)
         norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(norm)
@@ -62,9 +65,9 @@ def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, tx: optax.Gradien
     return step_fn
 
 
-def make_train_on_batches(graphdef: nnx.GraphDef, config: RunConfig) -> Callable:
+def make_train_on_batches(graphdef: nnx.GraphDef, config: RunConfig, loss_and_grad: Callable | None = None) -> Callable:
     """Jitted ``run(params, opt_state, batches [K, T, B, 1], start) -> (params, opt_state, StepOutputs)``."""
-    step_fn = make_train_step(graphdef, config)
+    step_fn = make_train_step(graphdef, config, loss_and_grad=loss_and_grad)
 
     @jax.jit
     def run(params, opt_state, batches, start):
@@ -80,24 +83,36 @@ def make_train_on_batches(graphdef: nnx.GraphDef, config: RunConfig) -> Callable
     return run
 
 
-def make_run_steps(graphdef: nnx.GraphDef, config: RunConfig, chunk: int) -> Callable:
+def make_run_steps(graphdef: nnx.GraphDef, config: RunConfig, chunk: int, loss_and_grad: Callable | None = None) -> Callable:
     """Jitted ``run(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])``.
 
     One compiled call runs ``chunk`` scan iterations; iteration i trains on the batch of step
     ``start + i`` (sampled from ``step_key(seed, start + i)``) if i < count and no earlier loss in the
     call was non-finite. Masking instead of a shorter scan keeps one compiled program for every call.
+    ``loss_and_grad``: see :func:`make_train_step`.
     """
-    step_fn = make_train_step(graphdef, config)
-    dtype = jax_dtype(config.train.dtype)
-    task, batch_size, seed = config.task, config.train.batch_size, config.train.seed
+    chunk_fn = make_member_chunk(graphdef, config, chunk, loss_and_grad)
+    seed = config.train.seed
+    return jax.jit(lambda params, opt_state, start, count: chunk_fn(params, opt_state, start, count, seed, None))
 
-    @jax.jit
-    def run(params, opt_state, start, count):
+
+def make_member_chunk(graphdef: nnx.GraphDef, config: RunConfig, chunk: int, loss_and_grad: Callable | None = None) -> Callable:
+    """Un-jitted ``run(params, opt_state, start, count, seed, peak_lr) -> (params, opt_state, StepOutputs [chunk])``.
+
+    :func:`make_run_steps` with the seed of the task stream and the peak learning rate as (traceable)
+    arguments, so ``jax_impl.engine`` can vmap or ``lax.map`` it over the members of a sweep;
+    ``peak_lr=None`` uses ``config.train.learning_rate``.
+    """
+    step_fn = make_train_step(graphdef, config, loss_and_grad=loss_and_grad)
+    dtype = jax_dtype(config.train.dtype)
+    task, batch_size = config.task, config.train.batch_size
+
+    def run(params, opt_state, start, count, seed, peak_lr):
         def body(carry, index):
             params, opt_state, alive = carry
             step = start + index
             observations = sample_batch(task, step_key(seed, step), batch_size, dtype).observations
-            new_params, new_opt_state, outputs = step_fn(params, opt_state, observations, step)
+            new_params, new_opt_state, outputs = step_fn(params, opt_state, observations, step, peak_lr)
             active = alive & (index < count)
             params = _select(active, new_params, params)
             opt_state = _select(active, new_opt_state, opt_state)

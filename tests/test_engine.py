@@ -1,0 +1,146 @@
+"""The sweep engines: every member equals the single run it stands for.
+
+Reference: the library's step-by-step trainers (``jax_impl.backend.Trainer``, ``torch_impl.backend.Trainer``)
+run with the member's seed and learning rate. JAX members must match bit for bit whatever the seed
+strategy (vmap / lax.map / loop: the same operations per member); the torch ``vmap`` engine re-implements
+clipping and Adam on stacked tensors, so it is compared in float64. A member whose loss turns non-finite
+(learning rate 1e30) must stop where its single run stops while the other members go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+pytest.importorskip("flax")
+
+from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+
+SEEDS, RATES = [3, 8], [1e-2, 3e-3]
+
+
+def small_config(dtype="float32", steps=6, cell="gru") -> RunConfig:
+    return RunConfig(model=ModelConfig(cell=cell, hidden_size=8),
+                     train=TrainConfig(steps=steps, batch_size=4, dtype=dtype, clip_norm=0.5, final_lr_fraction=0.1),
+                     jax=JaxOptions(steps_per_call=4))
+
+
+def member(config: RunConfig, seed: int, rate: float) -> RunConfig:
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed, learning_rate=rate))
+
+
+def single_jax_run(config: RunConfig):
+    from jax_impl.backend import Trainer
+
+    trainer = Trainer(config)
+    losses = []
+    while trainer.step < config.train.steps:
+        metrics = trainer.run(min(trainer.chunk_size, config.train.steps - trainer.step))
+        losses.append(metrics.loss)
+        if not np.isfinite(metrics.loss).all() or not np.isfinite(metrics.grad_norm).all():
+            break
+    return trainer, np.concatenate(losses)
+
+
+def single_torch_run(config: RunConfig):
+    from torch_impl.backend import Trainer
+
+    trainer = Trainer(config)
+    metrics = trainer.run(config.train.steps)
+    return trainer, metrics.loss
+
+
+#: Members trained together: two ordinary ones and one whose learning rate makes the loss non-finite.
+MEMBERS = [(3, 1e-2), (8, 3e-3), (3, 1e30)]
+
+
+@functools.lru_cache(maxsize=None)
+def jax_reference(seed: int, rate: float):
+    """The single JAX run a member stands for: (canonical weights, losses, steps applied)."""
+    trainer, losses = single_jax_run(member(small_config(), seed, rate))
+    return trainer.weights(), losses, trainer.step
+
+
+def test_jax_members_equal_single_runs_bitwise_with_every_strategy():
+    from jax_impl.engine import Engine
+
+    config = small_config()  # 6 steps = one call of 4 steps + one of 2 (and 2 masked) steps
+    engine = Engine(config, "auto")
+    runs = engine.train(*zip(*MEMBERS), progress=False)
+    # auto on CPU timed every strategy on the first chunk and kept the fastest
+    assert set(engine.calibration) == {"loop", "map", "vmap"} and engine.strategy == min(engine.calibration, key=engine.calibration.get)
+    results = {"auto": runs}
+    for strategy in ("loop", "map", "vmap"):  # the programs compiled by the calibration are reused
+        engine.requested = engine.strategy = strategy
+        results[strategy] = engine.train(*zip(*MEMBERS), progress=False)
+    for strategy, runs in results.items():
+        for run, (seed, rate) in zip(runs, MEMBERS):
+            weights, losses, steps = jax_reference(seed, rate)
+            assert (run.seed, run.learning_rate, run.steps) == (seed, rate, steps), strategy
+            np.testing.assert_array_equal(run.metrics.loss, losses, err_msg=strategy)
+            for name, value in weights.items():
+                np.testing.assert_array_equal(run.weights[name], value, err_msg=f"{strategy}: {name}")
+        # the third member stopped on a non-finite loss (its last update not applied); the others went on
+        assert [run.stopped for run in runs] == [False, False, True]
+        assert runs[2].steps < config.train.steps and not np.isfinite(runs[2].metrics.loss[-1])
+        assert len(runs[2].metrics.loss) == runs[2].steps + 1 and runs[0].steps == config.train.steps
+
+
+def test_torch_loop_members_equal_single_runs():
+    from torch_impl.engine import train_members
+
+    config = small_config()
+    runs = train_members(config, SEEDS, RATES, strategy="loop", progress=False)
+    for run, seed, rate in zip(runs, SEEDS, RATES):
+        trainer, losses = single_torch_run(member(config, seed, rate))
+        np.testing.assert_array_equal(run.metrics.loss, losses)
+        for name, value in trainer.weights().items():
+            np.testing.assert_array_equal(run.weights[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_torch_vmap_members_equal_single_runs_float64(cell):
+    from torch_impl.engine import train_members
+
+    config = small_config("float64", cell=cell)
+    runs = train_members(config, SEEDS, RATES, strategy="vmap", progress=False)
+    for run, seed, rate in zip(runs, SEEDS, RATES):
+        trainer, losses = single_torch_run(member(config, seed, rate))
+        np.testing.assert_allclose(run.metrics.loss, losses, rtol=1e-12, atol=0)
+        for name, value in trainer.weights().items():
+            np.testing.assert_allclose(run.weights[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_torch_vmap_member_stops_on_nonfinite_loss_like_a_single_run():
+    from torch_impl.engine import train_members
+
+    config = small_config("float64")
+    runs = train_members(config, [3, 4], [1e30, 1e-2], strategy="vmap", progress=False)
+    trainer, _ = single_torch_run(member(config, 3, 1e30))
+    assert runs[0].stopped and runs[0].steps == trainer.step < config.train.steps
+    for name, value in trainer.weights().items():
+        np.testing.assert_allclose(runs[0].weights[name], value, rtol=1e-10, err_msg=name)
+    assert not runs[1].stopped and runs[1].steps == config.train.steps
+
+
+def test_bad_arguments_say_what_to_do():
+    from jax_impl.engine import Engine, choose_strategy
+    from torch_impl.engine import choose_strategy as torch_choose_strategy
+    from torch_impl.engine import train_members
+
+    with pytest.raises(ValueError, match="unknown seed strategy 'pmap'.*auto, vmap, map, loop"):
+        choose_strategy("pmap")
+    assert choose_strategy("auto", "cpu") == "map" and choose_strategy("auto", "gpu") == "vmap"
+    assert choose_strategy("auto", "gpu", members=1) == "loop"
+    assert torch_choose_strategy("auto", members=1) == "loop" and torch_choose_strategy("auto", members=4) == "vmap"
+    with pytest.raises(ValueError, match="one learning rate per seed"):
+        Engine(small_config(), "map").train([1, 2], [1e-3], progress=False)
+    with pytest.raises(ValueError, match="unknown seed strategy 'map'"):
+        train_members(small_config(), [1], strategy="map", progress=False)
+    with pytest.raises(ValueError, match="compile=True is available with the 'loop' strategy only"):
+        train_members(small_config(), [1], strategy="vmap", compile=True, progress=False)

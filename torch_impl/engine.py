@@ -1,0 +1,184 @@
+"""Many training runs of one architecture: the members of a sweep, each a seed and a learning rate.
+
+The twin of ``jax_impl.engine`` (same maths per member: clip -> Adam -> p - lr_s(k) * direction on the
+batches of ``step_generator(seeds[s], k)``), in PyTorch's best CPU configurations:
+
+- ``loop`` (``auto`` for one member): one ``nn.GRU``/``nn.LSTM`` model + ``torch.optim.Adam`` per
+  member, the members trained one after the other with the library's ``train_step``, at
+  ``config.torch.threads`` intra-op threads (1 is fastest for these small models on a 2-core machine).
+  ``nn.GRU`` runs the whole sequence in one MKL-DNN kernel.
+- ``vmap`` (``auto`` for several members): ``torch.func.stack_module_state`` + ``torch.func.vmap(grad)``
+  over the member axis, with clipping and Adam written on the stacked ``[S, ...]`` tensors (torch.optim
+  has one learning rate per parameter group, not one per member; functorch#782). For 16 GRU-64 members
+  it measured 2.6-2.9x the member-updates/s of ``loop`` on CPU (benchmarks/results/suite-cpu.md): one
+  Python step drives all members, and eager per-op overhead dominates at these sizes.
+
+``compile=True`` (opt-in, ``loop`` only) wraps each model in ``torch.compile``: its compile time is
+tens of seconds for RNN models and ``nn.GRU`` graph-breaks (pytorch#91439), so it is never the default.
+CUDA graphs are not implemented yet (no GPU was available to test them).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from cogmeta.config import RunConfig
+from cogmeta.schedules import learning_rate
+from cogmeta.sweep import MemberRun
+from cogmeta.training import StepMetrics
+from torch_impl.backend import build_model
+from torch_impl.heads import nll
+from torch_impl.numerics import configure, torch_dtype
+from torch_impl.optim import CLIP_EPS, make_optimizer
+from torch_impl.samplers import model_inputs
+from torch_impl.training import native_batch, train_step
+from torch_impl.weights import model_to_canonical
+
+STRATEGIES = ("auto", "loop", "vmap")
+
+
+def choose_strategy(strategy: str, members: int = 2) -> str:
+    """Resolve ``auto``: ``loop`` for one member (the plain trainer), ``vmap`` for several."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown seed strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy != "auto":
+        return strategy
+    return "loop" if members == 1 else "vmap"
+
+
+def train_members(config: RunConfig, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,
+                  strategy: str = "auto", progress: bool = True, compile: bool = False) -> list[MemberRun]:
+    """Train every member for ``train.steps`` steps (the backend entry point of ``cogmeta.sweep``).
+
+    A member whose loss or gradient becomes non-finite stops before that update, as a single run would.
+    """
+    seeds = [int(seed) for seed in seeds]
+    rates = [config.train.learning_rate] * len(seeds) if learning_rates is None else [float(r) for r in learning_rates]
+    if not seeds or len(rates) != len(seeds):
+        raise ValueError(f"need one learning rate per seed and at least one member; got {len(seeds)} seeds, "
+                         f"{len(rates)} learning rates")
+    configure(config.torch.threads)
+    strategy = choose_strategy(strategy, len(seeds))
+    if compile and strategy != "loop":
+        raise ValueError("compile=True is available with the 'loop' strategy only")
+    bar = _progress_bar(progress, config.train.steps * (len(seeds) if strategy == "loop" else 1), len(seeds), strategy)
+    try:
+        if strategy == "loop":
+            return [_train_one(config, seed, rate, bar, compile) for seed, rate in zip(seeds, rates)]
+        return _train_vmapped(config, seeds, rates, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _member_config(config: RunConfig, seed: int, rate: float) -> RunConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed, learning_rate=rate))
+
+
+def _train_one(config: RunConfig, seed: int, rate: float, bar, compile: bool) -> MemberRun:
+    """One member with the library's step: ``nn.GRU``/``nn.LSTM``, ``torch.optim.Adam``."""
+    member = _member_config(config, seed, rate)
+    dtype = torch_dtype(config.train.dtype)
+    model = build_model(member)
+    optimizer = make_optimizer(model, member.train)
+    runner = torch.compile(model) if compile else model
+    losses, norms, lrs = [], [], []
+    stopped = False
+    for step in range(member.train.steps):
+        loss, norm, lr = train_step(runner, optimizer, native_batch(member, step, dtype), step, member)
+        losses.append(loss), norms.append(norm), lrs.append(lr)
+        if bar is not None:
+            bar.update(1)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            stopped = True
+            break
+    steps = len(losses) - int(stopped)
+    metrics = StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(lrs))
+    return MemberRun(seed, rate, model_to_canonical(model), metrics, steps, stopped)
+
+
+def _train_vmapped(config: RunConfig, seeds: list[int], rates: list[float], bar) -> list[MemberRun]:
+    """All members at once: ``vmap(grad)`` over stacked parameters, clipping and Adam per member.
+
+    For member s at step k (1-based count c): g_s <- g_s * min(1, clip / (||g_s|| + 1e-6));
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+    p <- p - (lr_s(k) / (1 - b1^c)) * m / (sqrt(v) / sqrt(1 - b2^c) + eps)   (torch.optim.Adam's order).
+    """
+    train, dtype = config.train, torch_dtype(config.train.dtype)
+    models = [build_model(_member_config(config, seed, rate)) for seed, rate in zip(seeds, rates)]
+    params, buffers = stack_module_state(models)
+    params = {name: tensor.detach() for name, tensor in params.items()}
+    base = models[0]
+    family = config.task.family
+
+    def loss(p, b, observations):
+        raw = functional_call(base, (p, b), (model_inputs(observations),))
+        return nll(family, raw, observations).mean()
+
+    grads_and_losses = vmap(grad_and_value(loss), in_dims=(0, 0, 0))
+    exp_avg = {n: torch.zeros_like(t) for n, t in params.items()}
+    exp_avg_sq = {n: torch.zeros_like(t) for n, t in params.items()}
+    members = len(seeds)
+    alive = torch.ones(members, dtype=torch.bool)
+    count = torch.zeros(members, dtype=torch.float64)  # Adam steps taken per member
+    history = {"loss": [], "grad_norm": [], "learning_rate": []}
+    done = np.zeros(members, int)
+    member_configs = [_member_config(config, seed, rate) for seed, rate in zip(seeds, rates)]
+    for step in range(train.steps):
+        observations = torch.stack([native_batch(m, step, dtype) for m in member_configs])
+        grads, losses = grads_and_losses(params, buffers, observations)
+        leaf_norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads.values()], dim=1)
+        norms = leaf_norms.norm(dim=1)
+        finite = torch.isfinite(losses) & torch.isfinite(norms) & alive
+        lrs = torch.tensor([learning_rate(step, r, train.steps, train.schedule, train.final_lr_fraction) for r in rates],
+                           dtype=torch.float64)
+        history["loss"].append(losses.detach().double().numpy().copy())
+        history["grad_norm"].append(norms.detach().double().numpy().copy())
+        history["learning_rate"].append(lrs.numpy().copy())
+        coef = torch.clamp(train.clip_norm / (norms + CLIP_EPS), max=1.0)
+        count = count + finite.double()
+        correction1 = 1 - train.adam_beta1 ** count.clamp(min=1)
+        correction2_sqrt = (1 - train.adam_beta2 ** count.clamp(min=1)).sqrt()
+        step_size = (lrs / correction1).to(dtype)
+        with torch.no_grad():
+            for name in params:
+                shape = (members,) + (1,) * (params[name].ndim - 1)
+                keep = finite.view(shape)
+                g = grads[name] * coef.view(shape).to(dtype)
+                m = torch.where(keep, exp_avg[name].lerp(g, 1 - train.adam_beta1), exp_avg[name])
+                v = torch.where(keep, torch.addcmul(exp_avg_sq[name] * train.adam_beta2, g, g, value=1 - train.adam_beta2),
+                                exp_avg_sq[name])
+                denom = v.sqrt() / correction2_sqrt.to(dtype).view(shape) + train.adam_eps
+                update = step_size.view(shape) * (m / denom)
+                params[name] = torch.where(keep, params[name] - update, params[name])
+                exp_avg[name], exp_avg_sq[name] = m, v
+        done += (finite & alive).numpy()
+        alive = finite
+        if bar is not None:
+            bar.update(1)
+        if not alive.any():
+            break
+    stacked = {key: np.stack(values, axis=1) for key, values in history.items()}  # [S, steps]
+    runs = []
+    for s, (seed, rate) in enumerate(zip(seeds, rates)):
+        attempted = min(done[s] + (0 if alive[s] else 1), stacked["loss"].shape[1])
+        metrics = StepMetrics(*(stacked[key][s, :attempted] for key in ("loss", "grad_norm", "learning_rate")))
+        weights = {name: params[name][s].detach().cpu().numpy().copy() for name in params}
+        weights.update({name: buffers[name][s].detach().cpu().numpy().copy() for name in buffers})
+        runs.append(MemberRun(seed, rate, weights, metrics, int(done[s]), not bool(alive[s])))
+    return runs
+
+
+def _progress_bar(enabled: bool, total: int, members: int, strategy: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"sweep (torch, {members} members, {strategy})", unit="step", dynamic_ncols=True)

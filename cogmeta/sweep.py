@@ -1,0 +1,228 @@
+"""Sweeps: seeds x a grid of settings, trained by a backend's engine, one run folder per member.
+
+    members = seeds x product(grid values)      e.g. --seeds 4 --grid lr=1e-3,3e-3 --grid hidden=32,64
+
+Members that differ only in seed and learning rate share shapes, so a backend's engine
+(``jax_impl.engine``, ``torch_impl.engine``) trains them together in one program; every other grid key
+(hidden size, cell, batch size, task parameters, ...) changes the program, so each of its values is a
+separate group, trained one after the other.
+
+Output folder:
+
+    OUT/member-000/ ...     one ordinary run folder per member (config.json with the member's seed and
+                            learning rate, weights.safetensors loadable by either framework, metrics.csv)
+    OUT/summary.csv         one row per member: its settings, steps, final loss, held-out exact KL
+    OUT/summary.md          the same as a markdown table
+
+Framework-free: the backend is imported only by :func:`run_sweep`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cogmeta.backends import BACKENDS
+from cogmeta.config import ModelConfig, RunConfig, TrainConfig
+from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
+from cogmeta.io import atomic_write_text
+from cogmeta.runs import RunDir
+
+#: Short names accepted in ``--grid`` (any field of the model, train or task section works too).
+ALIASES = {"lr": "train.learning_rate", "hidden": "model.hidden_size", "batch": "train.batch_size",
+           "layers": "model.num_layers"}
+#: Settings a backend engine varies inside one program (one value per member).
+VECTORIZED = ("train.seed", "train.learning_rate")
+
+
+@dataclass
+class MemberRun:
+    """What an engine returns per member: final canonical weights and per-step metrics (``[steps]`` each)."""
+
+    seed: int
+    learning_rate: float
+    weights: dict[str, np.ndarray]
+    metrics: Any  # cogmeta.training.StepMetrics
+    steps: int
+    stopped: bool  # a non-finite loss or gradient stopped it; the weights are the last good ones
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run of a sweep: its index, its config and the grid values that made it."""
+
+    index: int
+    config: RunConfig
+    settings: dict[str, Any]
+
+
+def parse_grid(items: Sequence[str], config: RunConfig) -> dict[str, list[Any]]:
+    """``["lr=1e-3,3e-3", "hidden=32,64"]`` -> ``{"train.learning_rate": [0.001, 0.003], "model.hidden_size": [32, 64]}``.
+
+    Keys are aliases (:data:`ALIASES`), ``section.field`` or a bare field name of the model, train or
+    task section; values are converted to the field's type. Errors name the bad item and how to fix it.
+    """
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"grid item {item!r} must look like KEY=V1,V2,... (e.g. lr=1e-3,3e-3)")
+        key, _, values = item.partition("=")
+        path = _resolve_key(key.strip(), config)
+        if path == "train.seed":
+            raise ValueError("seeds are set with --seeds N (and --seed for the first), not in --grid")
+        if path in grid:
+            raise ValueError(f"grid key {key!r} is given twice")
+        parts = [v.strip() for v in values.split(",") if v.strip()]
+        if not parts:
+            raise ValueError(f"grid item {item!r} has no values; give KEY=V1,V2,...")
+        current = _get(config, path)
+        grid[path] = [_convert(path, part, current) for part in parts]
+    return grid
+
+
+def expand(config: RunConfig, seeds: Sequence[int], grid: dict[str, list[Any]]) -> list[Member]:
+    """Every combination of grid values (outer) and seeds (inner), each a validated RunConfig."""
+    members = []
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        settings = dict(zip(keys, values))
+        for seed in seeds:
+            member = config
+            for path, value in {**settings, "train.seed": int(seed)}.items():
+                member = _set(member, path, value)
+            members.append(Member(len(members), member, settings))
+    return members
+
+
+def group_members(members: Sequence[Member]) -> list[list[Member]]:
+    """Members that differ only in :data:`VECTORIZED` settings, in order (one engine program each)."""
+    groups: dict[RunConfig, list[Member]] = {}
+    for member in members:
+        groups.setdefault(_shared_config(member.config), []).append(member)
+    return list(groups.values())
+
+
+def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[int], grid: dict[str, list[Any]],
+              *, strategy: str = "auto", progress: bool = True, eval_tasks: int | None = None) -> list[dict[str, Any]]:
+    """Train every member with ``backend``'s engine, write the run folders and the summary; return its rows."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
+    out = Path(out)
+    if (out / "summary.csv").exists():
+        raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
+    members = expand(config, seeds, grid)
+    engine = importlib.import_module(f"{BACKENDS[backend][0]}.engine")
+    backend_module = importlib.import_module(f"{BACKENDS[backend][0]}.backend")
+    rows = []
+    for group in group_members(members):
+        shared = _shared_config(group[0].config)
+        began = time.perf_counter()
+        runs = engine.train_members(shared, [m.config.train.seed for m in group],
+                                    [m.config.train.learning_rate for m in group], strategy=strategy, progress=progress)
+        seconds = time.perf_counter() - began
+        for member, run in zip(group, runs):
+            rows.append(_write_member(out, member, run, backend, backend_module, eval_tasks, seconds / len(group)))
+    rows.sort(key=lambda row: row["member"])
+    write_summary(out, rows)
+    return rows
+
+
+def write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
+    """``summary.csv`` and ``summary.md`` (atomic writes)."""
+    columns = list(rows[0])
+    lines = [",".join(columns)] + [",".join(_format(row[c]) for c in columns) for row in rows]
+    atomic_write_text(out / "summary.csv", "\n".join(lines) + "\n")
+    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    table += ["| " + " | ".join(_format(row[c]) for c in columns) + " |" for row in rows]
+    atomic_write_text(out / "summary.md", "\n".join(table) + "\n")
+
+
+# ---------------------------------------------------------------------- helpers
+def _write_member(out: Path, member: Member, run: MemberRun, backend: str, backend_module, eval_tasks: int | None,
+                  seconds: float) -> dict[str, Any]:
+    from cogmeta.metrics_log import MetricsLog
+    from cogmeta.training import _WindowLogger  # the training driver's log_every window means
+    from cogmeta.weights import save_weights
+
+    config = member.config
+    run_dir = RunDir.at(out / f"member-{member.index:03d}")
+    if run_dir.config.exists():
+        raise FileExistsError(f"{run_dir.root} already holds a run; choose a new output folder")
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir.config)
+    logger = _WindowLogger(config.train.log_every, 0)
+    log = MetricsLog(run_dir.metrics)
+    log.append(logger.add(run.metrics, run.steps))
+    log.append(logger.flush())
+    num_tasks = config.train.eval_tasks if eval_tasks is None else eval_tasks
+    kl = math.nan
+    if num_tasks > 0:
+        held_out = held_out_observations(config.task, num_tasks, HELD_OUT_SEED + 1)
+        kl = score_predictions(config.task, held_out, backend_module.predict(config, run.weights, held_out)).mean_kl
+        log.append([(run.steps, "heldout_kl", kl)])
+    save_weights(run_dir.weights, run.weights, config, framework=backend)
+    row = {"member": member.index, "folder": run_dir.root.name, "seed": config.train.seed,
+           "learning_rate": config.train.learning_rate}
+    row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
+    row.update({"steps": run.steps, "final_loss": logger.last_loss, "heldout_kl": kl, "stopped": run.stopped,
+                "seconds_per_member": seconds})
+    return row
+
+
+def _shared_config(config: RunConfig) -> RunConfig:
+    """The config with the vectorized settings reset to the defaults (the key of an engine group)."""
+    defaults = TrainConfig()
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=defaults.seed,
+                                                                 learning_rate=defaults.learning_rate))
+
+
+def _resolve_key(key: str, config: RunConfig) -> str:
+    key = ALIASES.get(key, key).replace("-", "_")
+    sections = {"model": ModelConfig, "train": TrainConfig, "task": type(config.task)}
+    if "." in key:
+        section, _, name = key.partition(".")
+        if section in sections and name in {f.name for f in dataclasses.fields(sections[section])}:
+            return key
+    else:
+        for section, cls in sections.items():
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                return f"{section}.{key}"
+    valid = sorted(ALIASES) + [f"{s}.{f.name}" for s, cls in sections.items() for f in dataclasses.fields(cls)]
+    raise ValueError(f"unknown grid key {key!r}; valid keys: {', '.join(valid)}")
+
+
+def _get(config: RunConfig, path: str) -> Any:
+    section, _, name = path.partition(".")
+    return getattr(getattr(config, section), name)
+
+
+def _set(config: RunConfig, path: str, value: Any) -> RunConfig:
+    section, _, name = path.partition(".")
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{name: value})})
+
+
+def _convert(path: str, text: str, current: Any) -> Any:
+    try:
+        if isinstance(current, bool):
+            raise ValueError
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        return text
+    except ValueError:
+        raise ValueError(f"grid value {text!r} for {path} is not a valid {type(current).__name__}") from None
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,351 @@
+"""Benchmark suite: JAX engine vs the best PyTorch configuration, measured in one run, interleaved.
+
+    python benchmarks/suite.py                       # the committed CPU matrix -> benchmarks/results/suite-cpu.*
+    python benchmarks/suite.py --preset full         # docs/performance.md's whole CPU matrix (hours)
+    python benchmarks/suite.py --preset gpu          # on a CUDA machine: larger sizes, seeds up to 2048
+    python benchmarks/suite.py --preset smoke --out /tmp/bench    # CI: one tiny point
+
+For each point (cell, hidden H, tasks per batch B, sequence length T, members S) it measures, per
+framework, *member-updates per second* (S members x optimizer updates / s; tasks/s = B x that):
+
+- JAX: ``jax_impl.engine`` (sampling, forward, backward, clipping, Adam all inside one ``lax.scan`` of K
+  steps per call). S = 1 uses the single-member program (what ``cogmeta train`` runs); S > 1 each seed
+  strategy (``map``, ``vmap``). Compile time is measured ahead of time (``jit(...).lower().compile()``):
+  cold, then again after ``jax.clear_caches()`` from the persistent compilation cache (warm). Recompiles
+  during the timed calls are counted with ``jax.monitoring`` (must be 0).
+- PyTorch: the library's trainer step (``nn.GRU``/``nn.LSTM`` fused kernels, ``torch.optim.Adam``,
+  native sampling) at each thread count of ``--torch-threads``; for S > 1, S sequential runs and the
+  ``torch.func`` engine (``torch_impl.engine``, strategy ``vmap``). "best torch" is the fastest of these.
+
+Repeats of the two frameworks are interleaved and medians reported (IQR in the CSV), so drift of a
+shared machine hits both alike; the load average is recorded before and after every point. Achieved
+GFLOP/s use the analytic count (fwd + bwd per token: GRU 18 H (I + H), LSTM 24 H (I + H); XLA's
+``cost_analysis`` undercounts scans) and are compared with a same-process 1-thread SGEMM (N = 1024).
+Timings are never asserted by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cogmeta import GaussianMeanTask, JaxOptions, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+
+#: ("cell", H, B, T, S) points. "cpu" is the committed matrix; "full" is docs/performance.md's CPU matrix.
+PRESETS = {
+    "smoke": [("gru", 8, 4, 7, 1)],
+    "cpu": [("gru", 32, 8, 7, 1), ("gru", 32, 32, 7, 1), ("gru", 64, 32, 7, 1), ("lstm", 64, 32, 7, 1),
+            ("gru", 64, 32, 7, 16), ("gru", 64, 32, 64, 1), ("gru", 128, 32, 64, 1), ("gru", 256, 32, 64, 1),
+            ("lstm", 128, 32, 64, 1), ("gru", 64, 128, 64, 1), ("gru", 64, 32, 64, 16)],
+    "full": [(c, h, b, t, s) for c in ("gru", "lstm") for h in (32, 64, 128, 256) for b in (8, 32, 128, 512)
+             for t in (16, 64, 256) for s in (1, 4, 16, 64)],
+    "gpu": [(c, h, b, t, s) for c in ("gru", "lstm") for h in (64, 256, 1024) for b in (128, 1024)
+            for t in (64, 256) for s in (1, 16, 256, 2048)],
+}
+FLOPS_PER_TOKEN = {"gru": 18, "lstm": 24}  # x H (I + H), forward + backward (docs/performance.md)
+INPUT_SIZE = 2
+
+
+def point_config(cell: str, hidden: int, batch: int, length: int, chunk: int) -> RunConfig:
+    return RunConfig(task=GaussianMeanTask(sequence_length=length), model=ModelConfig(cell=cell, hidden_size=hidden),
+                     train=TrainConfig(steps=10**9, batch_size=batch), jax=JaxOptions(steps_per_call=chunk))
+
+
+def update_flops(cell: str, hidden: int, batch: int, length: int) -> float:
+    return FLOPS_PER_TOKEN[cell] * hidden * (INPUT_SIZE + hidden) * batch * length
+
+
+class JaxPoint:
+    """The JAX engine at one point and strategy, compiled ahead of time."""
+
+    def __init__(self, config: RunConfig, members: int, strategy: str):
+        import jax
+        import jax.numpy as jnp
+
+        from jax_impl.engine import Engine
+
+        self.engine = Engine(config, strategy)
+        self.chunk = self.engine.chunk
+        self.members = 1 if strategy == "loop" else members  # members per timed call
+        params, opt_state = self.engine.init(range(members))
+        if strategy == "loop":  # the single-run program; S sequential runs take S of its calls
+            params, opt_state = jax.tree.map(lambda x: x[0], (params, opt_state))
+            function = self.engine._member
+            self.args = (params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk), jnp.asarray(0),
+                         jnp.asarray(config.train.learning_rate, jnp.float32))
+        else:
+            function = self.engine.run_members
+            self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32),
+                         jnp.arange(members, dtype=jnp.int32), jnp.full(members, config.train.learning_rate, jnp.float32))
+        began = time.perf_counter()
+        lowered = jax.jit(function).lower(*self.args)
+        self.compiled = lowered.compile()
+        self.cold_compile_s = time.perf_counter() - began
+        jax.clear_caches()
+        began = time.perf_counter()
+        jax.jit(function).lower(*self.args).compile()
+        self.warm_compile_s = time.perf_counter() - began
+        memory = self.compiled.memory_analysis()
+        self.memory_bytes = None if memory is None else int(memory.temp_size_in_bytes + memory.argument_size_in_bytes
+                                                            + memory.output_size_in_bytes)
+        self.run()  # first call: allocation
+
+    def run(self) -> float:
+        """Seconds for one call (``chunk`` updates of every member)."""
+        import jax
+
+        began = time.perf_counter()
+        jax.block_until_ready(self.compiled(*self.args))
+        return time.perf_counter() - began
+
+
+class TorchPoint:
+    """The library's PyTorch trainer step, S members one after the other, at a thread count."""
+
+    def __init__(self, config: RunConfig, members: int, threads: int, strategy: str):
+        from torch_impl.backend import Trainer
+
+        self.config, self.members, self.threads, self.strategy = config, members, threads, strategy
+        self.steps = config.jax.steps_per_call
+        self._set_threads()
+        if strategy == "loop":
+            self.trainers = [Trainer(dataclasses.replace(config, train=dataclasses.replace(config.train, seed=s)))
+                             for s in range(members)]
+        self.run()  # warm-up: allocator, first kernels
+
+    def _set_threads(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+    def run(self) -> float:
+        """Seconds for ``steps`` updates of every member."""
+        from torch_impl.engine import train_members
+
+        self._set_threads()
+        began = time.perf_counter()
+        if self.strategy == "loop":
+            for trainer in self.trainers:
+                trainer.run(self.steps)
+        else:
+            short = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, steps=self.steps))
+            train_members(short, range(self.members), strategy="vmap", progress=False)
+        return time.perf_counter() - began
+
+
+def sgemm_peak(n: int = 1024, repeats: int = 5) -> float:
+    """Best 1-thread SGEMM GFLOP/s over torch and jitted JAX (same process, same thread settings)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    best = 0.0
+    ta = torch.from_numpy(a)
+    ja = jnp.asarray(a)
+    dot = jax.jit(lambda x: x @ x)
+    dot(ja).block_until_ready()
+    for _ in range(repeats):
+        began = time.perf_counter()
+        torch.mm(ta, ta)
+        best = max(best, 2 * n**3 / (time.perf_counter() - began) / 1e9)
+        began = time.perf_counter()
+        dot(ja).block_until_ready()
+        best = max(best, 2 * n**3 / (time.perf_counter() - began) / 1e9)
+    return best
+
+
+def measure_point(point, repeats: int, torch_threads: list[int], peak: float, max_chunk: int = 200,
+                  accelerator: bool = False) -> dict:
+    """One matrix point. ``accelerator``: JAX members only by ``vmap``, and PyTorch as one seed (the
+    aggregate-throughput comparison of the GPU targets; S sequential CPU runs would take hours)."""
+    import jax
+
+    cell, hidden, batch, length, members = point
+    flops = update_flops(cell, hidden, batch, length)
+    chunk = int(min(max_chunk, max(min(20, max_chunk), 2e9 / (flops * members))))  # ~0.1-1 s per timed call
+    config = point_config(cell, hidden, batch, length, chunk)
+    load_before = os.getloadavg()[0]
+    strategies = ("loop",) if members == 1 else (("vmap",) if accelerator else ("loop", "map", "vmap"))
+    jax_points = {s: JaxPoint(config, members, s) for s in strategies}
+    torch_members = 1 if accelerator else members
+    torch_points = {f"loop/{t}t": TorchPoint(config, torch_members, t, "loop") for t in torch_threads}
+    if members > 1 and not accelerator:
+        torch_points[f"vmap/{torch_threads[0]}t"] = TorchPoint(config, members, torch_threads[0], "vmap")
+    compiles = []
+    listener = lambda event, duration, **kw: compiles.append(event) if event.endswith("backend_compile_duration") else None  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    times: dict[str, list[float]] = {f"jax/{k}": [] for k in jax_points} | {f"torch/{k}": [] for k in torch_points}
+    for _ in range(repeats):  # interleaved
+        for name, tp in torch_points.items():
+            times[f"torch/{name}"].append(tp.run())
+        for name, jp in jax_points.items():
+            times[f"jax/{name}"].append(jp.run())
+    jax.monitoring.unregister_event_duration_listener(listener)
+    per_call = {f"jax/{k}": p.members for k, p in jax_points.items()} | {f"torch/{k}": p.members for k, p in torch_points.items()}
+    rates = {name: per_call[name] * chunk / statistics.median(values) for name, values in times.items()}
+    iqr = {name: _iqr([per_call[name] * chunk / v for v in values]) for name, values in times.items()}
+    best_jax = max((r, n) for n, r in rates.items() if n.startswith("jax/"))
+    best_torch = max((r, n) for n, r in rates.items() if n.startswith("torch/"))
+    torch_loop_1t = rates.get(f"torch/loop/{torch_threads[0]}t")
+    first = next(iter(jax_points.values()))
+    row = {
+        "cell": cell, "hidden": hidden, "batch": batch, "length": length, "members": members, "steps_per_call": chunk,
+        "jax_best": best_jax[1][4:], "jax_updates_per_s": best_jax[0], "jax_tasks_per_s": best_jax[0] * batch,
+        "torch_best": best_torch[1][6:], "torch_updates_per_s": best_torch[0],
+        "jax_over_best_torch": best_jax[0] / best_torch[0],
+        "jax_over_torch_sequential": best_jax[0] / torch_loop_1t,
+        "jax_seed_program_over_sequential": (max(rates.get("jax/map", 0), rates["jax/vmap"]) / rates["jax/loop"]
+                                             if members > 1 and "jax/loop" in rates else float("nan")),
+        "jax_gflops": best_jax[0] * flops / 1e9, "torch_gflops": best_torch[0] * flops / 1e9,
+        "jax_fraction_of_sgemm_peak": best_jax[0] * flops / 1e9 / peak,
+        "jax_cold_compile_s": max(p.cold_compile_s for p in jax_points.values()),
+        "jax_warm_compile_s": max(p.warm_compile_s for p in jax_points.values()),
+        "jax_recompiles": len(compiles), "jax_compiled_memory_mb": (first.memory_bytes or 0) / 2**20,
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_before": load_before, "load_after": os.getloadavg()[0],
+    }
+    row.update({f"rate:{name}": rate for name, rate in rates.items()})
+    row.update({f"iqr:{name}": value for name, value in iqr.items()})
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved timed calls per implementation")
+    parser.add_argument("--torch-threads", default="1,2", help="comma-separated torch thread counts to try")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    # One XLA thread, like torch's 1 (set before jax is imported; the CPU matrix is a 1-thread comparison).
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    import jax
+    import torch
+
+    # A fresh persistent compilation cache: the warm-cache compile time reads what the cold compile wrote.
+    # The previous settings are restored at the end (the suite also runs inside pytest's process).
+    cache_settings = {"jax_compilation_cache_dir": tempfile.mkdtemp(prefix="cogmeta-jax-cache-"),
+                      "jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": -1}
+    previous = {name: getattr(jax.config, name) for name in cache_settings}
+    for name, value in cache_settings.items():
+        jax.config.update(name, value)
+    try:
+        return _run(args, jax, torch)
+    finally:
+        for name, value in previous.items():
+            jax.config.update(name, value)
+
+
+def _run(args, jax, torch) -> int:
+    repeats = 1 if args.preset == "smoke" else args.repeats
+    threads = [int(t) for t in args.torch_threads.split(",")]
+    peak = sgemm_peak(256 if args.preset == "smoke" else 1024)
+    print(f"measured 1-thread SGEMM peak: {peak:.1f} GFLOP/s", flush=True)
+    rows = []
+    for point in PRESETS[args.preset]:
+        row = measure_point(point, repeats, threads, peak, 5 if args.preset == "smoke" else 200,
+                            accelerator=args.preset == "gpu")
+        rows.append(row)
+        print(f"{row['cell']:>4} H={row['hidden']:<4} B={row['batch']:<4} T={row['length']:<4} S={row['members']:<4} "
+              f"jax {row['jax_updates_per_s']:9.1f}/s ({row['jax_best']})  torch {row['torch_updates_per_s']:8.1f}/s "
+              f"({row['torch_best']})  ratio {row['jax_over_best_torch']:6.2f}  {row['jax_gflops']:5.1f} GFLOP/s "
+              f"({100 * row['jax_fraction_of_sgemm_peak']:.0f}% peak)  compile {row['jax_cold_compile_s']:.2f}/"
+              f"{row['jax_warm_compile_s']:.2f} s  load {row['load_before']:.1f}", flush=True)
+    environment = {
+        "cpu": _cpu_model(), "python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
+        "jax_backend": jax.default_backend(), "torch_device": "cpu", "torch_threads_tried": args.torch_threads,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""), "affinity": len(os.sched_getaffinity(0)),
+        "sgemm_peak_gflops": round(peak, 1), "repeats": repeats,
+        "command": "python benchmarks/suite.py " + " ".join(args.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    write_results(args.out, args.preset, rows, environment)
+    return 0
+
+
+def write_results(out: Path, preset: str, rows: list[dict], environment: dict) -> None:
+    """``suite-<preset>.csv`` (every measured rate), ``.md`` (the table) and ``.png`` (ratios), atomically."""
+    from cogmeta.io import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    columns = sorted({key for row in rows for key in row}, key=lambda k: (k.startswith(("rate:", "iqr:")), list(rows[0]).index(k) if k in rows[0] else 0, k))
+    lines = [",".join(columns)] + [",".join(_cell(row.get(c, "")) for c in columns) for row in rows]
+    atomic_write_text(out / f"suite-{preset}.csv", "\n".join(lines) + "\n")
+    table = [f"# Benchmark suite ({preset}): JAX engine vs the best PyTorch configuration", "",
+             "; ".join(f"{k}: {v}" for k, v in environment.items()), "",
+             "Member-updates/s (S members x optimizer updates per second), medians of interleaved repeats. "
+             "Measured on a shared machine: see `load` (1-minute load average before the point).", "",
+             "| cell | H | B | T | S | JAX upd/s | JAX impl | best torch upd/s | torch impl | JAX / best torch | "
+             "JAX / torch sequential | JAX seed program / JAX sequential | JAX GFLOP/s | % SGEMM peak | "
+             "compile cold / warm (s) | recompiles | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        table.append(f"| {r['cell']} | {r['hidden']} | {r['batch']} | {r['length']} | {r['members']} | "
+                     f"{r['jax_updates_per_s']:.0f} | {r['jax_best']} | {r['torch_updates_per_s']:.0f} | {r['torch_best']} | "
+                     f"{r['jax_over_best_torch']:.2f} | {r['jax_over_torch_sequential']:.2f} | "
+                     f"{r['jax_seed_program_over_sequential']:.2f} | {r['jax_gflops']:.1f} | "
+                     f"{100 * r['jax_fraction_of_sgemm_peak']:.0f} | {r['jax_cold_compile_s']:.2f} / {r['jax_warm_compile_s']:.2f} | "
+                     f"{r['jax_recompiles']} | {r['load_before']:.1f} |")
+    atomic_write_text(out / f"suite-{preset}.md", "\n".join(table) + "\n")
+    _plot(out / f"suite-{preset}.png", rows)
+    print(f"wrote {out}/suite-{preset}.csv, .md and .png")
+
+
+def _plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cogmeta.figures import save_figure
+
+    labels = [f"{r['cell']} H{r['hidden']} B{r['batch']} T{r['length']} S{r['members']}" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
+    y = range(len(rows))
+    axes[0].barh(y, [r["jax_over_best_torch"] for r in rows], color="tab:blue")
+    axes[0].axvline(1, color="k", lw=0.8)
+    axes[0].set(xscale="log", xlabel="JAX / best PyTorch (member-updates/s)", yticks=list(y), yticklabels=labels)
+    axes[1].barh(y, [100 * r["jax_fraction_of_sgemm_peak"] for r in rows], color="tab:orange")
+    axes[1].set(xlabel="JAX achieved % of measured 1-thread SGEMM peak")
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4)
+    return q[2] - q[0]
+
+
+def _cell(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ class TrainResult:
     steps: int
     final_loss: float
     seconds: float
+    #: False in the ranks/processes of a data-parallel run that do not write the run folder.
+    is_writer: bool = True
 
 
 def train(
@@ -60,6 +63,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     figures: bool = True,
+    devices: int | None = None,
 ) -> TrainResult:
     """Train the meta-learner of ``config`` with ``backend`` ("torch" or "jax") into ``run_dir``.
 
@@ -70,6 +74,9 @@ def train(
         resume: continue from ``RUN/checkpoint.safetensors``.
         progress: show a progress bar.
         figures: write the learning-curve and predictive figures at the end.
+        devices: data-parallel training (``cogmeta.distributed``): JAX splits every batch over this many
+            devices of a mesh; PyTorch must be started by ``torchrun`` (then it defaults to, and must
+            equal, the number of processes). ``None``: one device, or torchrun's world size.
     """
     run = RunDir.at(run_dir)
     module = load_backend(backend)
@@ -77,28 +84,41 @@ def train(
     if resume:
         config = _resumable_config(run, config)
         checkpoint = load_checkpoint(run.checkpoint, config)
-    else:
-        if run.config.exists():
-            raise FileExistsError(
-                f"{run.root} already holds a run; continue it with --resume or choose a new output folder"
-            )
+    elif run.config.exists():
+        raise FileExistsError(
+            f"{run.root} already holds a run; continue it with --resume or choose a new output folder"
+        )
+    # Built before anything is written: in a data-parallel run this is where the workers meet (and
+    # agree on the config), so no worker sees files that another one has just created.
+    trainer = _make_trainer(module, backend, config, checkpoint, devices)
+    try:
+        return _train_loop(config, run, backend, trainer, checkpoint, progress, figures)
+    finally:
+        close = getattr(trainer, "close", None)
+        if close is not None:
+            close()
+
+
+def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoint, progress: bool,
+                figures: bool) -> TrainResult:
+    writer = getattr(trainer, "is_writer", True)  # data-parallel runs: only rank / process 0 writes
+    if writer:
         run.root.mkdir(parents=True, exist_ok=True)
-    config.save(run.config)
-    log = MetricsLog(run.metrics)
+        config.save(run.config)
+    log = MetricsLog(run.metrics) if writer else _NoLog()
     start = checkpoint.step if checkpoint else 0
     if checkpoint is not None:
         log.truncate_after(start)
 
-    trainer = module.Trainer(config, checkpoint)
     held_out = held_out_observations(config.task, config.train.eval_tasks, HELD_OUT_SEED + 1)
     total = config.train.steps
     logger = _WindowLogger(config.train.log_every, start)
     began = time.perf_counter()
-    bar = _progress_bar(progress, total, start, backend)
+    bar = _progress_bar(progress and writer, total, start, backend)
     try:
         next_checkpoint = (start // config.train.checkpoint_every + 1) * config.train.checkpoint_every
         next_eval = (start // config.train.eval_every + 1) * config.train.eval_every
-        if start == 0:
+        if start == 0 and writer:
             log.append([(0, "heldout_kl", _heldout_kl(config, trainer, held_out))])
         while trainer.step < total:
             before = trainer.step
@@ -114,7 +134,8 @@ def train(
                 if done:
                     bar.set_postfix(loss=f"{float(np.mean(metrics.loss[:done])):.4f}")
             if done < len(metrics.loss):
-                save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+                if writer:
+                    save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
                 raise NonFiniteLossError(
                     f"non-finite loss or gradient (loss {metrics.loss[done]}, gradient norm {metrics.grad_norm[done]}) "
                     f"at step {before + done}; training stopped and the last "
@@ -123,22 +144,58 @@ def train(
                 )
             if trainer.step >= next_eval or trainer.step >= total:
                 log.append(logger.flush())
-                log.append([(trainer.step, "heldout_kl", _heldout_kl(config, trainer, held_out))])
+                if writer:
+                    log.append([(trainer.step, "heldout_kl", _heldout_kl(config, trainer, held_out))])
                 next_eval = (trainer.step // config.train.eval_every + 1) * config.train.eval_every
             if trainer.step >= next_checkpoint or trainer.step >= total:
-                save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+                if writer:
+                    save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
                 next_checkpoint = (trainer.step // config.train.checkpoint_every + 1) * config.train.checkpoint_every
     finally:
         if bar is not None:
             bar.close()
     weights = trainer.weights()
-    save_weights(run.weights, weights, config, framework=backend)
-    if figures:
+    if writer:
+        save_weights(run.weights, weights, config, framework=backend)
+    if figures and writer:
         from cogmeta.figures import write_run_figures
 
         write_run_figures(run, config, weights, backend)
     final = logger.last_loss
-    return TrainResult(run.root, trainer.step, final, time.perf_counter() - began)
+    return TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer)
+
+
+def _make_trainer(module, backend: str, config: RunConfig, checkpoint, devices: int | None):
+    """The backend's ``Trainer``, or its data-parallel form (``<backend>_impl.distributed``)."""
+    from cogmeta.distributed import launch_env
+
+    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
+        raise ValueError(f"devices must be a positive integer, got {devices!r}")
+    if backend == "torch":
+        env = launch_env()
+        if env is None:
+            if devices not in (None, 1):
+                raise ValueError(
+                    f"PyTorch trains on {devices} devices with one process each: start it with "
+                    f"`torchrun --standalone --nproc-per-node={devices} -m cogmeta train --backend torch ...` "
+                    f"(--devices is then optional)"
+                )
+            return module.Trainer(config, checkpoint)
+        if devices is not None and devices != env.world_size:
+            raise ValueError(f"--devices {devices} does not match torchrun's {env.world_size} processes "
+                             f"(--nproc-per-node x --nnodes); leave --devices out under torchrun")
+        from torch_impl.distributed import DistributedTrainer
+
+        return DistributedTrainer(config, checkpoint, env=env)
+    if _under_torchrun():
+        raise ValueError("torchrun starts one process per device, which is PyTorch's model; JAX uses one process per "
+                         "host: run `cogmeta train --backend jax --devices N` directly (docs/scale-out.md)")
+    from jax_impl.distributed import ShardedTrainer, initialize_from_env
+
+    multihost = initialize_from_env()
+    if devices is None and not multihost:
+        return module.Trainer(config, checkpoint)
+    return ShardedTrainer(config, checkpoint, devices=devices)
 
 
 def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:
@@ -156,6 +213,21 @@ def _resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
             f"cannot resume {run.root} with a different config; only train.steps may change. Stored config: {run.config}"
         )
     return config
+
+
+def _under_torchrun() -> bool:
+    """Several torchrun workers (JAX must not be started that way: each would train and write alone)."""
+    return os.environ.get("TORCHELASTIC_RUN_ID", "") != "" and os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+
+
+class _NoLog:
+    """Stands in for the metrics log in workers that do not write files."""
+
+    def append(self, rows) -> None:
+        del rows
+
+    def truncate_after(self, step: int) -> None:
+        del step
 
 
 class _WindowLogger:

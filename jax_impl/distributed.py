@@ -1,0 +1,263 @@
+"""Data-parallel JAX training over a device mesh: the task-batch axis for one run, the seed axis for sweeps.
+
+JAX scales out by *sharding* arrays over a ``jax.sharding.Mesh`` of devices and letting one jitted
+program run on all of them (SPMD); there is one Python process per host, not per device.
+
+Task-batch axis (one run, several devices). Parameters and the Adam state are replicated
+(``P()``); the observations ``[T, B, 1]`` of every step are split along B (``P(None, "tasks", None)``),
+the same global batch a single device would have drawn (sampled from the step's key, then sliced).
+The per-device code is a ``jax.shard_map`` that averages the per-device losses and gradients:
+
+    L = pmean_d( mean_{t, i in shard d} nll_{t,i} ),   g = pmean_d( grad of the shard-d mean )
+
+(= the single-device loss and gradient for equal shards): one all-reduce of the gradients per step,
+the collective DistributedDataParallel runs. Clipping and Adam then run replicated, so every device
+holds the same parameters.
+
+Seed axis (independent runs, no collectives). ``jax.jit(jax.vmap(fn))`` over inputs whose leading axis
+is sharded ``P("seeds")`` (an Auto mesh axis) gives each device its own seeds; :func:`vmap_over_seeds`
+wraps any function, e.g. the sweep engine's member (``jax_impl.training.make_member_chunk``).
+
+Several hosts: call :func:`initialize_multihost` (``jax.distributed.initialize``) first in every
+process; ``jax.devices()`` then lists every host's devices and the same code runs unchanged. Arrays are
+placed with ``jax.make_array_from_callback`` (works when devices are not addressable from this host)
+and read back from this host's replica.
+
+APIs: ``jax.make_mesh``, ``NamedSharding``, ``jax.shard_map`` (no ``pmap``, no
+``device_put_sharded``, no ``with mesh:``; see docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from cogmeta.checkpoint import Checkpoint
+from cogmeta.config import RunConfig
+from cogmeta.distributed import config_digest, require_divisible, require_same_config
+from cogmeta.distributed import timeout_s as default_timeout
+from jax_impl.backend import FRAMEWORK, Trainer
+from jax_impl.training import make_loss, make_run_steps
+from jax_impl.weights import state_to_canonical
+
+#: Mesh axis of the task batch (data parallelism within one run).
+BATCH_AXIS = "tasks"
+#: Mesh axis of independent runs (seeds or hyperparameters of a sweep).
+SEED_AXIS = "seeds"
+
+
+def initialize_multihost(coordinator_address: str | None = None, num_processes: int | None = None,
+                         process_id: int | None = None, timeout_s: float | None = None) -> None:
+    """Join a multi-host JAX job: ``jax.distributed.initialize`` with a start-up timeout.
+
+    Call it in every process before any other JAX call. On SLURM and other detected clusters all
+    arguments may be omitted; elsewhere give the coordinator ``HOST:PORT`` (process 0's host), the
+    number of processes and this process's index. A process that cannot reach the others fails after
+    ``timeout_s`` seconds (default: ``cogmeta.distributed.timeout_s()``) instead of waiting forever.
+    """
+    if (coordinator_address is None) != (num_processes is None) or (num_processes is None) != (process_id is None):
+        raise ValueError("give all of coordinator_address, num_processes and process_id, or none of them "
+                         "(automatic cluster detection, e.g. under SLURM)")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               initialization_timeout=max(1, int(default_timeout() if timeout_s is None else timeout_s)))
+
+
+#: Environment variables of a multi-host launch read by :func:`initialize_from_env` (the first is JAX's own).
+MULTIHOST_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def initialize_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """Join a multi-host job described by :data:`MULTIHOST_VARIABLES`; False when none is set.
+
+    ``JAX_COORDINATOR_ADDRESS=HOST:PORT`` (process 0's host), ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID`` must be set together, in every process, before JAX runs anything.
+    """
+    environ = os.environ if environ is None else environ
+    present = [name for name in MULTIHOST_VARIABLES if environ.get(name, "") != ""]
+    if not present:
+        return False
+    if len(present) < len(MULTIHOST_VARIABLES):
+        missing = [name for name in MULTIHOST_VARIABLES if name not in present]
+        raise ValueError(f"incomplete multi-host JAX environment: {', '.join(present)} set but {', '.join(missing)} "
+                         f"missing. Set all three in every process (docs/scale-out.md).")
+    if jax.distributed.is_initialized():
+        return True
+    try:
+        count, index = int(environ["JAX_NUM_PROCESSES"]), int(environ["JAX_PROCESS_ID"])
+    except ValueError:
+        raise ValueError("JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers, got "
+                         f"{environ['JAX_NUM_PROCESSES']!r} and {environ['JAX_PROCESS_ID']!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"JAX_PROCESS_ID={index} must lie in [0, JAX_NUM_PROCESSES={count})")
+    initialize_multihost(environ["JAX_COORDINATOR_ADDRESS"], count, index)
+    return True
+
+
+def make_device_mesh(devices: int, axis: str, axis_type: AxisType = AxisType.Explicit) -> Mesh:
+    """A 1-D mesh over the first ``devices`` devices (of all hosts), axis name ``axis``."""
+    available = jax.devices()
+    if not 1 <= devices <= len(available):
+        platform = available[0].platform
+        hint = (" On a CPU, simulate devices for correctness checks by setting JAX_NUM_CPU_DEVICES="
+                f"{devices} before Python starts (`cogmeta train --devices {devices}` does this itself)."
+                if platform == "cpu" else "")
+        raise ValueError(f"--devices {devices} asks for {devices} device(s) but JAX sees {len(available)} "
+                         f"({platform}); use 1 <= devices <= {len(available)}.{hint}")
+    return jax.make_mesh((devices,), (axis,), axis_types=(axis_type,), devices=available[:devices])
+
+
+def task_mesh(devices: int) -> Mesh:
+    """Mesh for data parallelism over the task batch (axis :data:`BATCH_AXIS`)."""
+    return make_device_mesh(devices, BATCH_AXIS)
+
+
+def seed_mesh(devices: int) -> Mesh:
+    """Mesh for independent runs stacked along a leading seed axis (axis :data:`SEED_AXIS`).
+
+    Auto axis: XLA propagates the seed split from the inputs through any per-seed program (with an
+    Explicit axis, tracing a sweep member that draws its batches from a vmapped seed failed with
+    "Resource axis: seeds ... not found in mesh").
+    """
+    return make_device_mesh(devices, SEED_AXIS, AxisType.Auto)
+
+
+def place(tree, sharding: NamedSharding):
+    """Every leaf of ``tree`` as a global array with ``sharding`` (leaves must agree across hosts)."""
+
+    def put(leaf):
+        value = np.asarray(leaf)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return jax.tree.map(put, tree)
+
+
+def local(tree):
+    """This host's copy of replicated arrays (``np.asarray`` refuses arrays spanning other hosts)."""
+
+    def read(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return leaf.addressable_data(0)
+        return leaf
+
+    return jax.tree.map(read, tree)
+
+
+def data_parallel_loss_and_grad(graphdef, mesh: Mesh, axis: str = BATCH_AXIS) -> Callable:
+    """``(params, observations [T, B, 1]) -> (global mean loss, its gradient)`` with B split over ``mesh``.
+
+    Each device evaluates the loss and its gradient on its ``B / devices`` tasks; ``pmean`` (one
+    all-reduce) turns both into the global mean, replicated (``P()``) on every device.
+    """
+    local_loss_and_grad = jax.value_and_grad(make_loss(graphdef))
+
+    def average(params, observations):
+        return jax.lax.pmean(local_loss_and_grad(params, observations), axis)
+
+    # check_vma=False: the recurrent scan starts from a zero (device-invariant) state and produces
+    # per-device values, which the varying-axis type check rejects. With it off, the gradient is
+    # taken per device (no collective is differentiated) and averaged explicitly, as DDP does.
+    per_device = jax.shard_map(average, mesh=mesh, in_specs=(P(), P(None, axis, None)), out_specs=(P(), P()),
+                               check_vma=False)
+    split = NamedSharding(mesh, P(None, axis, None))
+
+    def loss_and_grad(params, observations):
+        # make_mesh gives Explicit axes: the batch drawn in the step is typed as replicated, and
+        # shard_map wants its declared split, so slice it explicitly (no communication needed).
+        return per_device(params, jax.reshard(observations, split))
+
+    return loss_and_grad
+
+
+class ShardedTrainer(Trainer):
+    """:class:`jax_impl.backend.Trainer` with the task batch of every step split over ``devices`` devices.
+
+    Same steps, same batches and (to rounding) the same parameters as the single-device trainer.
+    ``devices``: the first that many of ``jax.devices()`` (default: all, on every host).
+    With several hosts (after :func:`initialize_multihost`) every process builds it with the same
+    config; only process 0 writes files (:attr:`is_writer`).
+    """
+
+    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None):
+        devices = len(jax.devices()) if devices is None else devices
+        require_divisible(config.train.batch_size, devices, "devices")
+        self.mesh = task_mesh(devices)
+        super().__init__(config, checkpoint)
+        require_same_config_across_hosts(config)
+        replicated = NamedSharding(self.mesh, P())
+        self.params, self.opt_state = place((self.params, self.opt_state), replicated)
+        loss_and_grad = data_parallel_loss_and_grad(self.graphdef, self.mesh)
+        compiled = make_run_steps(self.graphdef, config, self.chunk_size, loss_and_grad)
+
+        def run(params, opt_state, start, count):
+            params, opt_state, outputs = compiled(params, opt_state, start, count)
+            return params, opt_state, local(outputs)
+
+        self._run = run
+
+    @property
+    def devices(self) -> int:
+        return self.mesh.size
+
+    @property
+    def is_writer(self) -> bool:
+        return jax.process_index() == 0
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return state_to_canonical(local(self.params))
+
+    def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
+        sharded = self.params
+        self.params = local(sharded)
+        try:
+            return super().predictive(observations)
+        finally:
+            self.params = sharded
+
+    def checkpoint(self) -> Checkpoint:
+        _, adam = local(self.opt_state)
+        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.mu), state_to_canonical(adam.nu), FRAMEWORK)
+
+
+def require_same_config_across_hosts(config: RunConfig) -> None:
+    """Every JAX process must train the same config (a no-op with one process)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(bytes.fromhex(config_digest(config)), dtype=np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(digest))
+    require_same_config([bytes(row).hex() for row in gathered.reshape(jax.process_count(), -1)])
+
+
+def shard_leading_axis(tree, mesh: Mesh, axis: str = SEED_AXIS):
+    """Place every leaf ``[S, ...]`` of ``tree`` with its leading axis split over ``mesh`` (``P(axis)``)."""
+    for leaf in jax.tree.leaves(tree):
+        size = np.shape(leaf)[0] if np.ndim(leaf) else None
+        if size is None or size % mesh.size:
+            raise ValueError(f"every leaf needs a leading (seed) axis divisible by the {mesh.size} devices; got a "
+                             f"leaf of shape {np.shape(leaf)}. Use a multiple of {mesh.size} seeds.")
+    return place(tree, NamedSharding(mesh, P(axis)))
+
+
+def vmap_over_seeds(fn: Callable, mesh: Mesh, in_axes: int | Sequence | None = 0, axis: str = SEED_AXIS) -> Callable:
+    """``jax.jit(jax.vmap(fn, in_axes))`` whose mapped axis lives on ``mesh``: each device runs its own seeds.
+
+    Arguments mapped by ``in_axes`` (leading axis 0) are placed with :func:`shard_leading_axis`;
+    unmapped ones (``None``) are replicated. Outputs keep the seed axis sharded (``P(axis)``). The
+    seeds are independent, so XLA inserts no collectives.
+    """
+    mapped = jax.jit(jax.vmap(fn, in_axes=in_axes), out_shardings=NamedSharding(mesh, P(axis)))
+
+    def run(*args):
+        axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+        if any(a not in (0, None) for a in axes):
+            raise ValueError(f"in_axes must be 0 or None per argument, got {in_axes}")
+        placed = [shard_leading_axis(arg, mesh, axis) if a == 0 else place(arg, NamedSharding(mesh, P()))
+                  for arg, a in zip(args, axes)]
+        return mapped(*placed)
+
+    return run

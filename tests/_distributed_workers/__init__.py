@@ -1,0 +1,1 @@
+"""Scripts that the distributed tests start as subprocesses (simulated JAX devices, torchrun ranks)."""

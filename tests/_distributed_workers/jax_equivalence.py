@@ -1,0 +1,195 @@
+"""JAX data parallelism on simulated CPU devices vs one device; prints one JSON object of results.
+
+Run as ``JAX_NUM_CPU_DEVICES=8 python -m tests._distributed_workers.jax_equivalence OUT_DIR`` (the
+variable must be set before JAX starts, hence a subprocess); ``... jax_equivalence compare RUN``
+retrains RUN's config on one device and compares (for the multi-host test). All comparisons are float64:
+
+- task batch: the single-device ``Trainer`` vs ``cogmeta train --backend jax --devices 2`` (the CLI)
+  and the ``ShardedTrainer`` on 1 and 8 devices: same config, same global batches;
+- cross-framework: the 8-device data-parallel step on numpy batches vs single-process PyTorch;
+- seed axis: a population of runs vmapped over seeds, seed axis sharded over 8 devices, vs
+  each run alone on one device; the sweep engine's member function (``jax_impl.engine``) with its
+  seed axis sharded over 8 devices vs the engine's unsharded ``vmap`` program;
+- bad input: the errors raised for an indivisible batch and for too many devices.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+from flax import nnx  # noqa: E402
+
+from cogmeta.cli import main as cli_main  # noqa: E402
+from cogmeta.config import RunConfig  # noqa: E402
+from cogmeta.runs import RunDir  # noqa: E402
+from cogmeta.weights import load_weights  # noqa: E402
+from jax_impl.backend import Trainer, build_model  # noqa: E402
+from jax_impl.distributed import (ShardedTrainer, data_parallel_loss_and_grad, place, seed_mesh, task_mesh,  # noqa: E402
+                                  vmap_over_seeds)
+from jax_impl.optim import make_optimizer  # noqa: E402
+from jax_impl.training import make_train_on_batches  # noqa: E402
+from jax_impl.weights import state_to_canonical  # noqa: E402
+from tests._distributed_workers.settings import BATCH, JAX_CLI_ARGS, STEPS, STEPS_PER_CALL  # noqa: E402
+
+CLI_ARGS = JAX_CLI_ARGS
+
+
+def normalized_error(a: dict, b: dict) -> float:
+    """max over tensors of max|a - b| / max(max|b|, 1e-3) (parity.md's normalized error)."""
+    return max(float(np.max(np.abs(a[k] - b[k])) / max(np.max(np.abs(b[k])), 1e-3)) for k in b)
+
+
+def task_batch(out: Path, results: dict) -> RunConfig:
+    code = cli_main(CLI_ARGS + ["--out", str(out / "two"), "--devices", "2"])
+    assert code == 0, f"cogmeta train --devices 2 exited with {code}"
+    config = RunConfig.load(RunDir.at(out / "two").config)
+    single = Trainer(config)  # the single-device reference: no mesh, no shard_map
+    while single.step < STEPS:
+        single.run(STEPS_PER_CALL)
+    reference = single.weights()
+    results["task_batch"] = {"2 (cli)": normalized_error(load_weights(RunDir.at(out / "two").weights, config), reference)}
+    results["metrics_rows"] = len((out / "two" / "metrics.csv").read_text().splitlines())
+    for devices in (1, 8):
+        trainer = ShardedTrainer(config, devices=devices)
+        while trainer.step < STEPS:
+            trainer.run(STEPS_PER_CALL)
+        leaf = jax.tree.leaves(trainer.params)[0]
+        results["task_batch"][str(devices)] = normalized_error(trainer.weights(), reference)
+        results.setdefault("param_devices", {})[str(devices)] = len(leaf.sharding.device_set)
+    results["reference_changed"] = normalized_error(reference, build_canonical(config))
+    return config
+
+
+def build_canonical(config: RunConfig) -> dict:
+    return state_to_canonical(nnx.split(build_model(config))[1])
+
+
+def cross_framework(config: RunConfig, results: dict) -> None:
+    """8-device data-parallel JAX vs single-process torch on the same numpy batches and weights."""
+    import torch
+
+    from torch_impl.backend import build_model as torch_build
+    from torch_impl.optim import make_optimizer as torch_optimizer
+    from torch_impl.training import train_on_batches
+    from torch_impl.weights import model_to_canonical
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(7)
+    batches = np.stack([config.task.sample(rng, BATCH, np.float64).observations for _ in range(STEPS)])
+    torch_model = torch_build(config)
+    weights = model_to_canonical(torch_model)
+    train_on_batches(torch_model, torch_optimizer(torch_model, config.train), batches, 0, config)
+
+    model = build_model(config)
+    from jax_impl.weights import load_canonical as jax_load
+
+    jax_load(model, weights)
+    graphdef, params = nnx.split(model)
+    mesh = task_mesh(8)
+    replicated = jax.NamedSharding(mesh, jax.P())
+    params = place(params, replicated)
+    opt_state = place(make_optimizer(config.train).init(params), replicated)
+    run = make_train_on_batches(graphdef, config, data_parallel_loss_and_grad(graphdef, mesh))
+    params, _, _ = run(params, opt_state, place(batches, replicated), 0)
+    results["cross_framework_8_devices_vs_torch"] = normalized_error(state_to_canonical(params), model_to_canonical(torch_model))
+
+
+def seed_axis(config: RunConfig, results: dict) -> None:
+    """Eight runs (own init, own batches) vmapped over seeds, seed axis sharded, vs each run alone."""
+    seeds, steps = 8, 50
+    rng = np.random.default_rng(11)
+    graphdef, _ = nnx.split(build_model(config))
+    tx = make_optimizer(config.train)
+    inits = [nnx.split(build_model(config, seed=s))[1] for s in range(seeds)]
+    batches = np.stack([np.stack([config.task.sample(rng, BATCH, np.float64).observations for _ in range(steps)])
+                        for _ in range(seeds)])
+    single = make_train_on_batches(graphdef, config)
+    alone = [state_to_canonical(single(p, tx.init(p), batches[s], 0)[0]) for s, p in enumerate(inits)]
+    stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *inits)
+    opt_states = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *[tx.init(p) for p in inits])
+    results["seed_axis"], results["seed_devices"] = {}, {}
+    for devices in (8,):
+        run = vmap_over_seeds(single, seed_mesh(devices), in_axes=(0, 0, 0, None))
+        params, _, _ = run(stacked, opt_states, batches, 0)
+        leaf = jax.tree.leaves(params)[0]
+        results["seed_devices"][str(devices)] = [len(leaf.sharding.device_set), str(leaf.sharding.spec)]
+        trained = state_to_canonical(jax.tree.map(np.asarray, params))
+        results["seed_axis"][str(devices)] = max(
+            normalized_error({k: v[s] for k, v in trained.items()}, alone[s]) for s in range(seeds))
+
+
+def engine_seed_axis(config: RunConfig, results: dict) -> None:
+    """The sweep engine's member function (issue 6, ``jax_impl.engine``) vmapped with its seed axis over 8
+    devices vs the engine's own unsharded ``vmap`` program: 8 members (seeds, learning rates), one chunk."""
+    try:
+        from jax_impl.engine import Engine
+        from jax_impl.training import make_member_chunk
+    except ImportError:
+        results["engine_seed_axis"] = None
+        return
+    import jax.numpy as jnp
+
+    steps, members = 50, 8
+    engine = Engine(config, strategy="vmap", chunk=steps)
+    seeds = jnp.arange(members, dtype=jnp.int32) + 100
+    rates = jnp.linspace(3e-3, 1e-2, members)
+    counts = jnp.full((members,), steps, jnp.int32)
+    params, opt_state = engine.init([int(s) for s in seeds])
+    expected, _, _ = engine.call(params, opt_state, 0, counts, seeds, rates)
+    member = make_member_chunk(engine.graphdef, config, steps)
+    sharded = vmap_over_seeds(lambda p, o, c, s, lr: member(p, o, 0, c, s, lr), seed_mesh(8))
+    trained, _, _ = sharded(*(jax.tree.map(np.asarray, x) for x in (params, opt_state, counts, seeds, rates)))
+    leaf = jax.tree.leaves(trained)[0]
+    got, want = state_to_canonical(jax.tree.map(np.asarray, trained)), state_to_canonical(jax.tree.map(np.asarray, expected))
+    results["engine_seed_axis"] = {"devices": len(leaf.sharding.device_set), "error": max(
+        normalized_error({k: v[m] for k, v in got.items()}, {k: v[m] for k, v in want.items()}) for m in range(members))}
+
+
+def bad_input(config: RunConfig, results: dict) -> None:
+    import dataclasses
+
+    errors = {}
+    uneven = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=12))
+    for name, make in (("indivisible", lambda: ShardedTrainer(uneven, devices=8)),
+                       ("too_many_devices", lambda: ShardedTrainer(config, devices=16))):
+        try:
+            make()
+            errors[name] = None
+        except ValueError as error:
+            errors[name] = str(error)
+    results["errors"] = errors
+
+
+def compare_run(run: Path) -> None:
+    """Train ``run``'s config on one device and print the normalized error of ``run``'s weights."""
+    config = RunConfig.load(RunDir.at(run).config)
+    single = Trainer(config)
+    while single.step < config.train.steps:
+        single.run(min(config.jax.steps_per_call, config.train.steps - single.step))
+    error = normalized_error(load_weights(RunDir.at(run).weights, config), single.weights())
+    print("RESULTS " + json.dumps({"error": error, "moved": normalized_error(single.weights(), build_canonical(config))}))
+
+
+def main() -> None:
+    if sys.argv[1] == "compare":
+        compare_run(Path(sys.argv[2]))
+        return
+    out = Path(sys.argv[1])
+    results = {"devices": len(jax.devices())}
+    config = task_batch(out, results)
+    cross_framework(config, results)
+    seed_axis(config, results)
+    engine_seed_axis(config, results)
+    bad_input(config, results)
+    print("RESULTS " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

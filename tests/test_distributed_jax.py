@@ -1,0 +1,118 @@
+"""JAX data parallelism on 1, 2 and 8 simulated CPU devices vs single-device training (float64).
+
+Simulated devices need ``JAX_NUM_CPU_DEVICES`` before JAX starts, so the comparisons run in one
+subprocess (``tests/_distributed_workers/jax_equivalence.py``, with a timeout) that prints its
+results; the tests below assert on them. Same config, same global batches: the parameters must agree
+to rounding (1e-12 normalized, measured ~1e-15). The sharded run is also compared with single-process
+PyTorch on the same numpy batches (the parity suite covers single-device JAX vs torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("flax.nnx")
+pytest.importorskip("torch")
+
+from tests._distributed_workers.settings import JAX_CLI_ARGS as CLI_ARGS  # noqa: E402
+from tests._distributed_workers.launch import REPO, free_port, run  # noqa: E402
+
+pytestmark = [pytest.mark.jax, pytest.mark.torch]
+
+TOLERANCE = 1e-12
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("jax_distributed")
+    env = {"JAX_NUM_CPU_DEVICES": "8", "JAX_PLATFORMS": "cpu"}
+    code, output, _ = run([sys.executable, "-m", "tests._distributed_workers.jax_equivalence", str(out)],
+                          timeout=480, env=env)
+    assert code == 0, output
+    lines = [line for line in output.splitlines() if line.startswith("RESULTS ")]
+    assert len(lines) == 1, output
+    print(lines[0])  # the measured errors, shown by `pytest -rP`
+    return json.loads(lines[0][len("RESULTS "):])
+
+
+def test_eight_simulated_devices(results):
+    assert results["devices"] == 8
+
+
+@pytest.mark.parametrize("devices", ["1", "2 (cli)", "8"])
+def test_task_batch_sharding_equals_single_device(results, devices):
+    assert results["reference_changed"] > 1e-2, "training should move the weights (else equality is trivial)"
+    assert results["task_batch"][devices] <= TOLERANCE
+
+
+def test_parameters_live_on_every_device_of_the_mesh(results):
+    assert results["param_devices"] == {"1": 1, "8": 8}
+
+
+def test_cli_run_writes_each_metric_once(results):
+    # header + 4 windows x (loss, grad_norm, learning_rate) + heldout_kl at steps 0 and 200
+    assert results["metrics_rows"] == 1 + 4 * 3 + 2
+
+
+def test_sharded_jax_equals_single_process_torch(results):
+    assert results["cross_framework_8_devices_vs_torch"] <= TOLERANCE
+
+
+def test_seed_axis_sharded_equals_each_seed_alone(results):
+    assert results["seed_devices"]["8"] == [8, "P('seeds',)"]
+    assert results["seed_axis"]["8"] <= TOLERANCE
+
+
+def test_sweep_engine_seed_axis_sharded_equals_unsharded(results):
+    if results["engine_seed_axis"] is None:
+        pytest.skip("jax_impl.engine (the sweep engine) is not available")
+    assert results["engine_seed_axis"]["devices"] == 8
+    assert results["engine_seed_axis"]["error"] <= TOLERANCE
+
+
+def test_bad_input_errors(results):
+    errors = results["errors"]
+    assert "batch_size=12 is not divisible by the 8 devices" in errors["indivisible"]
+    assert "--batch-size 8 or 16" in errors["indivisible"]
+    assert "JAX sees 8" in errors["too_many_devices"] and "JAX_NUM_CPU_DEVICES=16" in errors["too_many_devices"]
+
+
+@pytest.mark.slow
+def test_two_hosts_equal_single_device(tmp_path):
+    """Two JAX processes x 2 simulated CPU devices (``jax.distributed.initialize`` on 127.0.0.1, gloo CPU
+    collectives) train ``cogmeta train --devices 4``; the weights equal one-device training."""
+    out = tmp_path / "two-hosts"
+    address = f"127.0.0.1:{free_port()}"
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2",
+               "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(index),
+               "COGMETA_DISTRIBUTED_TIMEOUT": "120"}
+        command = [sys.executable, "-m", "cogmeta", *CLI_ARGS, "--devices", "4", "--out", str(out)]
+        processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=480)[0])
+    finally:
+        for process in processes:  # kill what is left (a timeout) by process group id
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(outputs)
+    assert sum(output.count("trained 200 steps") for output in outputs) == 1, "only process 0 reports"
+    code, output, _ = run([sys.executable, "-m", "tests._distributed_workers.jax_equivalence", "compare", str(out)],
+                          timeout=300, env={"JAX_PLATFORMS": "cpu"})
+    assert code == 0, output
+    result = json.loads(next(line for line in output.splitlines() if line.startswith("RESULTS "))[len("RESULTS "):])
+    print(f"two hosts x 2 devices vs one device: {result['error']:.3e}")
+    assert result["moved"] > 1e-2
+    assert result["error"] <= TOLERANCE

@@ -1,0 +1,149 @@
+"""``cogmeta seq2seq``: meta sequence-to-sequence learning (Lake 2019).
+
+    cogmeta seq2seq train --preset me-cpu --backend torch|jax [--out RUN] [--episodes N] [--no-memory] ...
+    cogmeta seq2seq evaluate RUN [--backend torch|jax] [--episodes 200]
+    cogmeta seq2seq translate RUN "dax wif" --support "dax=RED" "lug=BLUE" [--backend ...]
+    cogmeta seq2seq figure RUN [--backend ...]        attention maps of one evaluation episode
+
+Presets: me-cpu, me-paper, add-jump-cpu, add-jump-paper (GPU: 10,000 episodes at H = 200), around-right-paper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+from pathlib import Path
+
+
+def add_parser(commands) -> None:
+    """Register ``seq2seq`` on the main parser's subcommands."""
+    from cogmeta.experiments.meta_seq2seq_config import PRESETS
+
+    seq2seq = commands.add_parser("seq2seq", help="meta sequence-to-sequence learning (Lake 2019)")
+    sub = seq2seq.add_subparsers(dest="seq2seq_command", metavar="ACTION", required=True)
+
+    train = sub.add_parser("train", help="meta-train on episodes and write a run folder",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--preset", choices=sorted(PRESETS), default="me-cpu", help="task, model and recipe")
+    train.add_argument("--backend", choices=("torch", "jax"), default="torch")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/seq2seq-<preset>-<backend>-<time>)")
+    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--no-memory", action="store_true", help="ablation: plain seq2seq without the support memory")
+    train.add_argument("--eval-episodes", type=int, default=200, help="ME held-out episodes scored at the end (0: skip)")
+    for name, kind in (("episodes", int), ("learning_rate", float), ("decay_every", int), ("clip_norm", float),
+                       ("seed", int), ("log_every", int), ("threads", int), ("episodes_per_call", int)):
+        train.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="override the preset")
+    train.add_argument("--dtype", choices=("float32", "float64"), default=None, help="override the preset")
+    for name, kind in (("hidden_size", int), ("num_layers", int), ("dropout", float)):
+        train.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="override the preset")
+    train.set_defaults(handler=_train)
+
+    evaluate = sub.add_parser("evaluate", help="exact-match accuracy (retrieval and generalization)",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("run", type=Path, metavar="RUN")
+    evaluate.add_argument("--backend", choices=("torch", "jax"), default=None, help="default: the training framework")
+    evaluate.add_argument("--episodes", type=int, default=200, help="ME held-out episodes (SCAN: the full test set)")
+    evaluate.set_defaults(handler=_evaluate)
+
+    translate = sub.add_parser("translate", help="greedy output for commands, given a support set")
+    translate.add_argument("run", type=Path, metavar="RUN")
+    translate.add_argument("commands", nargs="+", metavar="COMMAND", help='e.g. "dax wif dax"')
+    translate.add_argument("--support", nargs="*", default=[], metavar="COMMAND=ACTIONS",
+                           help='support items, e.g. "dax=RED" "jump twice=JUMP JUMP"')
+    translate.add_argument("--backend", choices=("torch", "jax"), default=None)
+    translate.set_defaults(handler=_translate)
+
+    figure = sub.add_parser("figure", help="attention maps (memory and decoder) of one evaluation episode")
+    figure.add_argument("run", type=Path, metavar="RUN")
+    figure.add_argument("--backend", choices=("torch", "jax"), default=None)
+    figure.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN/figures/attention-<backend>.png)")
+    figure.set_defaults(handler=_figure)
+
+
+def _config(args):
+    from cogmeta.experiments.meta_seq2seq_config import preset
+
+    config = preset(args.preset)
+    train = {n: getattr(args, n) for n in ("episodes", "learning_rate", "decay_every", "clip_norm", "seed", "log_every",
+                                           "threads", "episodes_per_call", "dtype") if getattr(args, n) is not None}
+    model = {n: getattr(args, n) for n in ("hidden_size", "num_layers", "dropout") if getattr(args, n) is not None}
+    if args.no_memory:
+        model["memory"] = False
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model),
+                               train=dataclasses.replace(config.train, **train))
+
+
+def _train(args) -> int:
+    from cogmeta.experiments.meta_seq2seq import evaluate_run, train_run
+
+    config = _config(args)
+    out = args.out or Path("runs") / f"seq2seq-{args.preset}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    result = train_run(config, out, args.backend, progress=not args.no_progress)
+    print(f"trained {result.episodes} episodes in {result.seconds:.1f} s with {args.backend}; "
+          f"final episode loss {result.final_loss:.4f}")
+    if args.eval_episodes > 0:
+        accuracy, _ = evaluate_run(result.run_dir, args.backend, num_episodes=args.eval_episodes)
+        print(accuracy.table())
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import time
+
+    from cogmeta.experiments.meta_seq2seq import evaluate_run
+
+    start = time.perf_counter()
+    accuracy, backend = evaluate_run(args.run, args.backend, num_episodes=args.episodes)
+    print(f"{args.run}: evaluated with {backend} in {time.perf_counter() - start:.1f} s")
+    print(accuracy.table())
+    return 0
+
+
+def _parse_support(items):
+    pairs = []
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"support item {item!r} must look like COMMAND=ACTIONS, e.g. \"dax=RED\"")
+        command, actions = item.split("=", 1)
+        pairs.append((tuple(command.split()), tuple(actions.split())))
+    return tuple(pairs)
+
+
+def _load(args):
+    from cogmeta.experiments.meta_seq2seq import _trained_with, load_trainer_module, load_weights
+    from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig
+    from cogmeta.runs import RunDir
+
+    run = RunDir.at(args.run)
+    run.require_run()
+    config = Seq2SeqRunConfig.load(run.config)
+    weights = load_weights(run.weights, config)
+    backend = args.backend or _trained_with(run.weights) or "torch"
+    return run, config, load_trainer_module(backend).Seq2SeqTrainer(config, weights), backend
+
+
+def _translate(args) -> int:
+    from cogmeta.experiments.meta_seq2seq import decode_episode
+    from cogmeta.tasks.scan_episodes import Episode, check_command
+
+    _, config, trainer, _ = _load(args)
+    support = _parse_support(args.support)
+    queries = tuple((check_command(config.task, c), (config.task.actions.words[0],)) for c in args.commands)
+    predictions, _ = decode_episode(trainer, config.task, Episode(support, queries, (False,) * len(queries)))
+    for (words, _), prediction in zip(queries, predictions):
+        print(f"{' '.join(words)} -> {' '.join(prediction)}")
+    return 0
+
+
+def _figure(args) -> int:
+    from cogmeta.experiments.meta_seq2seq import evaluation_episodes
+    from cogmeta.experiments.meta_seq2seq import write_attention_figure
+
+    run, config, trainer, backend = _load(args)
+    episode = evaluation_episodes(config, 1)[0]
+    path = args.out or run.figures / f"attention-{backend}.png"
+    write_attention_figure(path, config.task, episode, trainer)
+    print(f"wrote {path}")
+    return 0

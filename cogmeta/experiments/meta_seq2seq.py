@@ -1,0 +1,291 @@
+"""Train and evaluate meta sequence-to-sequence learners (Lake 2019) with either backend.
+
+    train_run(config, out, backend)   episode-wise training; writes RUN/config.json, metrics.csv,
+                                      weights.safetensors (canonical names + both vocabularies)
+    evaluate_run(run, backend)        greedy decoding, exact-match accuracy of whole output sequences,
+                                      split into retrieval (support items) and generalization (novel
+                                      queries); ME: held-out episodes, SCAN: the split's full test set
+
+Framework-free: the backend module (``torch_impl.seq2seq_training`` / ``jax_impl.seq2seq_training``) is
+imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig, parameter_shapes
+from cogmeta.io import atomic_save_safetensors, atomic_write_text
+from cogmeta.metrics_log import MetricsLog
+from cogmeta.runs import RunDir
+from cogmeta.tasks.scan_episodes import Episode, EpisodeStream, MutualExclusivityTask
+from cogmeta.vocabulary import VocabularyError
+from cogmeta.weights import WeightsError
+
+FORMAT = "cogmeta-seq2seq-weights-1"
+#: evaluation episodes of ME are drawn from this seed, never used for training streams
+HELD_OUT_SEED = 2019
+#: queries decoded per call on the SCAN test sets
+EVAL_CHUNK = 1024
+
+
+def load_trainer_module(backend: str):
+    names = {"torch": "torch_impl.seq2seq_training", "jax": "jax_impl.seq2seq_training"}
+    if backend not in names:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(names)}")
+    try:
+        return importlib.import_module(names[backend])
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in ("torch", "jax", "jaxlib", "flax", "optax"):
+            raise
+        from cogmeta.backends import missing_framework_error
+
+        raise missing_framework_error(backend, backend) from error
+
+
+# ----------------------------------------------------------------------------------------- weights
+def save_weights(path: Path, tensors: dict, config: Seq2SeqRunConfig, framework: str) -> None:
+    validate_weights(tensors, config)
+    metadata = {"format": FORMAT, "framework": framework,
+                "command_vocabulary": json.dumps(list(config.task.commands.tokens)),
+                "action_vocabulary": json.dumps(list(config.task.actions.tokens))}
+    atomic_save_safetensors(path, {k: np.asarray(v) for k, v in tensors.items()}, metadata)
+
+
+def validate_weights(tensors: dict, config: Seq2SeqRunConfig) -> None:
+    expected = parameter_shapes(config)
+    problems = [f"missing tensor {n!r}" for n in expected if n not in tensors]
+    problems += [f"unexpected tensor {n!r}" for n in tensors if n not in expected]
+    problems += [f"tensor {n!r} has shape {tuple(np.shape(tensors[n]))}, expected {s}"
+                 for n, s in expected.items() if n in tensors and tuple(np.shape(tensors[n])) != s]
+    if problems:
+        m = config.model
+        raise WeightsError(f"weights do not fit the meta-seq2seq model (hidden_size={m.hidden_size}, "
+                           f"num_layers={m.num_layers}, memory={m.memory}, task {config.task.name!r}): " + "; ".join(problems))
+
+
+def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
+    """Read weights, check both vocabularies against the task spec, then names and shapes."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata() or {}
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    for key, vocab in (("command_vocabulary", config.task.commands), ("action_vocabulary", config.task.actions)):
+        if key not in metadata:
+            raise VocabularyError(f"{path} stores no {key}; it was not written by `cogmeta seq2seq train`")
+        vocab.check_matches(json.loads(metadata[key]), str(path))
+    validate_weights(tensors, config)
+    return tensors
+
+
+# ---------------------------------------------------------------------------------------- training
+@dataclass
+class TrainResult:
+    run_dir: Path
+    episodes: int
+    seconds: float
+    final_loss: float
+
+
+def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progress: bool = True) -> TrainResult:
+    """Meta-train ``config`` with ``backend``; writes the run folder ``out`` (which must not exist or be empty)."""
+    run = RunDir.at(out)
+    if run.root.exists() and any(run.root.iterdir()):
+        raise FileExistsError(f"run folder {run.root} exists and is not empty; choose another --out")
+    module = load_trainer_module(backend)
+    run.root.mkdir(parents=True, exist_ok=True)
+    config.save(run.config)
+    log = MetricsLog(run.metrics)
+    trainer = module.Seq2SeqTrainer(config)
+    stream = EpisodeStream(config.task, config.train.seed)
+    train = config.train
+    chunk = train.episodes_per_call if backend == "jax" else min(train.log_every, 50)
+    start, done, window = time.perf_counter(), 0, []
+    bar = _progress(train.episodes, progress, f"meta-seq2seq {config.task.name} ({backend})")
+    while done < train.episodes:
+        count = min(chunk, train.episodes - done)
+        episodes = [config.task.encode(stream.next()) for _ in range(count)]
+        losses = trainer.train(episodes)
+        window.extend(losses.tolist())
+        done += count
+        if done % train.log_every < count or done == train.episodes:
+            log.append([(done, "loss", float(np.mean(window)))])
+            window = []
+        bar.update(count, loss=float(losses[-1]))
+    bar.close()
+    seconds = time.perf_counter() - start
+    log.append([(done, "seconds", seconds)])
+    save_weights(run.weights, trainer.weights(), config, backend)
+    return TrainResult(run.root, done, seconds, float(losses[-1]))
+
+
+class _progress:
+    """tqdm when available (and wanted), else a line every 10%."""
+
+    def __init__(self, total: int, enabled: bool, label: str):
+        self.total, self.enabled, self.label, self.done, self.next_print = total, enabled, label, 0, 0.1
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=label, unit="episode", file=sys.stderr)
+            except ImportError:
+                pass
+
+    def update(self, count: int, loss: float) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        elif self.enabled and self.done >= self.next_print * self.total:
+            print(f"{self.label}: {self.done}/{self.total} episodes, loss {loss:.4f}", file=sys.stderr)
+            self.next_print += 0.1
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -------------------------------------------------------------------------------------- evaluation
+@dataclass
+class Accuracy:
+    """Exact-match counts of whole output sequences."""
+
+    generalization_correct: int = 0
+    generalization_total: int = 0
+    retrieval_correct: int = 0
+    retrieval_total: int = 0
+
+    @property
+    def generalization(self) -> float:
+        return 100.0 * self.generalization_correct / max(self.generalization_total, 1)
+
+    @property
+    def retrieval(self) -> float:
+        return 100.0 * self.retrieval_correct / max(self.retrieval_total, 1)
+
+    def add(self, correct: np.ndarray, in_support: np.ndarray) -> None:
+        self.generalization_correct += int(np.sum(correct & ~in_support))
+        self.generalization_total += int(np.sum(~in_support))
+        self.retrieval_correct += int(np.sum(correct & in_support))
+        self.retrieval_total += int(np.sum(in_support))
+
+    def table(self) -> str:
+        lines = [f"{'queries':<16}{'correct':>9}{'total':>8}{'accuracy %':>12}"]
+        for label, c, t in (("generalization", self.generalization_correct, self.generalization_total),
+                            ("retrieval", self.retrieval_correct, self.retrieval_total)):
+            acc = f"{100.0 * c / t:.2f}" if t else "-"
+            lines.append(f"{label:<16}{c:>9}{t:>8}{acc:>12}")
+        return "\n".join(lines)
+
+
+def decode_episode(trainer, task, episode: Episode) -> tuple[list[tuple[str, ...]], dict]:
+    """Greedy outputs (as action words) for every query of ``episode``, decoded in chunks."""
+    arrays = task.encode(episode).as_dict()
+    predictions, first = [], None
+    count = len(episode.query)
+    for lo in range(0, count, EVAL_CHUNK):
+        part = dict(arrays)
+        for name in ("query_in", "target_in", "target_out"):
+            part[name] = arrays[name][:, lo : lo + EVAL_CHUNK]
+        for name in ("query_in_len", "in_support"):
+            part[name] = arrays[name][lo : lo + EVAL_CHUNK]
+        out = trainer.decode(part, task.output_length)
+        first = first or out
+        predictions += [task.actions.decode(out["tokens"][:, q]) for q in range(out["tokens"].shape[1])]
+    return predictions, first
+
+
+def score(task, episodes: list[Episode], trainer) -> Accuracy:
+    accuracy = Accuracy()
+    for episode in episodes:
+        predictions, _ = decode_episode(trainer, task, episode)
+        correct = np.array([p == tuple(a) for p, (_, a) in zip(predictions, episode.query)])
+        accuracy.add(correct, np.asarray(episode.query_in_support, dtype=bool))
+    return accuracy
+
+
+def evaluation_episodes(config: Seq2SeqRunConfig, num_episodes: int) -> list[Episode]:
+    """ME: ``num_episodes`` fresh episodes from :data:`HELD_OUT_SEED`; SCAN: the split's test episode."""
+    task = config.task
+    if isinstance(task, MutualExclusivityTask):
+        rng = np.random.default_rng(HELD_OUT_SEED)
+        return [task.sample(rng) for _ in range(num_episodes)]
+    return [task.test_episode()]
+
+
+def evaluate_run(run_path: str | Path, backend: str | None = None, *, num_episodes: int = 200) -> tuple[Accuracy, str]:
+    """Accuracy of the run's weights; writes RUN/evaluation-<backend>.txt. Returns (accuracy, backend)."""
+    run = RunDir.at(run_path)
+    run.require_run()
+    config = Seq2SeqRunConfig.load(run.config)
+    weights = load_weights(run.weights, config)
+    backend = backend or _trained_with(run.weights) or "torch"
+    trainer = load_trainer_module(backend).Seq2SeqTrainer(config, weights)
+    accuracy = score(config.task, evaluation_episodes(config, num_episodes), trainer)
+    atomic_write_text(run.root / f"evaluation-{backend}.txt", accuracy.table() + "\n")
+    return accuracy, backend
+
+
+def _trained_with(path: Path) -> str | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        return (handle.metadata() or {}).get("framework")
+
+
+# ------------------------------------------------------------------------------------------ figure
+def write_attention_figure(path: str | Path, task, episode: Episode, trainer, query: int | None = None) -> Path:
+    """Memory attention (query step x support item) and decoder attention (output step x query step).
+
+    ``query`` defaults to the longest novel query whose greedy output is correct.
+    """
+    from cogmeta.figures import _pyplot, save_figure
+
+    predictions, _ = decode_episode(trainer, task, episode)
+    arrays = task.encode(episode).as_dict()
+    if query is None:
+        novel = [i for i, s in enumerate(episode.query_in_support) if not s]
+        correct = [i for i in novel if predictions[i] == tuple(episode.query[i][1])] or novel
+        query = max(correct[:200], key=lambda i: len(episode.query[i][0]))
+    part = dict(arrays)
+    for name in ("query_in", "target_in", "target_out"):
+        part[name] = arrays[name][:, query : query + 1]
+    for name in ("query_in_len", "in_support"):
+        part[name] = arrays[name][query : query + 1]
+    out = trainer.decode(part, task.output_length)
+    words = list(episode.query[query][0]) + ["<eos>"]
+    outputs = list(predictions[query]) + ["<eos>"]
+    plt = _pyplot()
+    has_memory = out["memory_attention"] is not None and out["memory_attention"].shape[-1] > 0
+    fig, axes = plt.subplots(1, 2 if has_memory else 1, figsize=(11 if has_memory else 6, 4.5), squeeze=False)
+    axes = axes[0]
+    if has_memory:
+        memory = out["memory_attention"][: len(words), 0, :]  # [Tq, S]
+        labels = [" ".join(c) + " -> " + " ".join(a) for c, a in episode.support]
+        image = axes[0].imshow(memory.T, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        axes[0].set_xticks(range(len(words)), words, rotation=45, ha="right")
+        axes[0].set_yticks(range(len(labels)), labels, fontsize=7)
+        axes[0].set_title("memory attention over the support set")
+        fig.colorbar(image, ax=axes[0])
+    decoder = out["decoder_attention"][: len(outputs), 0, : len(words)]  # [Tout, Tq]
+    image = axes[-1].imshow(decoder, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    axes[-1].set_xticks(range(len(words)), words, rotation=45, ha="right")
+    axes[-1].set_yticks(range(len(outputs)), outputs, fontsize=7 if len(outputs) > 12 else 9)
+    axes[-1].set_title("decoder attention over the query")
+    fig.colorbar(image, ax=axes[-1])
+    fig.suptitle(f"{' '.join(episode.query[query][0])}  ->  {' '.join(predictions[query])}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

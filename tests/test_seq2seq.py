@@ -1,0 +1,212 @@
+"""Meta seq2seq end to end: the `cogmeta seq2seq` commands, the add-jump CPU smoke run, bad input.
+
+Correctness of the model itself is checked against the other framework in parity_tests/test_seq2seq.py
+and against the SCAN interpretation function in tests/test_scan.py; here the runs are tiny and check
+the plumbing: files written, accuracy counted over the right items, errors that say what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from cogmeta.cli import main
+from cogmeta.experiments.meta_seq2seq import Accuracy, evaluate_run, load_weights, save_weights, train_run
+from cogmeta.experiments.meta_seq2seq_config import PRESETS, Seq2SeqRunConfig, parameter_shapes, preset
+from cogmeta.metrics_log import read_metrics
+from cogmeta.tasks.scan_episodes import ScanEpisodeTask
+from cogmeta.vocabulary import VocabularyError
+from cogmeta.weights import WeightsError
+
+TINY = ["--episodes", "12", "--hidden-size", "8", "--log-every", "4", "--episodes-per-call", "4", "--no-progress"]
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tiny(name: str, **model) -> Seq2SeqRunConfig:
+    config = preset(name)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, hidden_size=8, **model),
+                               train=dataclasses.replace(config.train, episodes=6, log_every=3, episodes_per_call=3))
+
+
+@pytest.fixture(scope="module")
+def me_run(tmp_path_factory):
+    """A tiny ME run trained with torch."""
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("me") / "run"
+    train_run(tiny("me-cpu"), out, "torch", progress=False)
+    return out
+
+
+def test_cli_train_writes_a_run_and_evaluates(tmp_path, capsys):
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    code, out, err = run_cli(["seq2seq", "train", "--preset", "me-cpu", "--backend", "torch", "--out", run,
+                              "--eval-episodes", "5", *TINY], capsys)
+    assert code == 0, err
+    assert "generalization" in out and "retrieval" in out
+    for name in ("config.json", "weights.safetensors", "metrics.csv", "evaluation-torch.txt"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hidden_size"] == 8 and config["vocabulary"]["action"][:3] == ["<pad>", "<sos>", "<eos>"]
+    steps = [s for s, m, _ in read_metrics(run / "metrics.csv") if m == "loss"]
+    assert steps == [4, 8, 12]
+    code, out, err = run_cli(["seq2seq", "evaluate", run, "--episodes", "4"], capsys)
+    assert code == 0, err
+    # 4 episodes x (20 novel + 3 support) queries
+    assert "generalization" in out and "      80" in out and "      12" in out
+
+
+def test_accuracy_counts_whole_sequences():
+    accuracy = Accuracy()
+    accuracy.add(np.array([True, False, True, True]), np.array([False, False, True, False]))
+    assert (accuracy.generalization_correct, accuracy.generalization_total) == (2, 3)
+    assert (accuracy.retrieval_correct, accuracy.retrieval_total) == (1, 1)
+    assert accuracy.generalization == pytest.approx(200 / 3)
+
+
+def test_jax_evaluates_torch_weights_identically(me_run):
+    pytest.importorskip("jax")
+    torch_acc, _ = evaluate_run(me_run, "torch", num_episodes=10)
+    jax_acc, _ = evaluate_run(me_run, "jax", num_episodes=10)
+    assert dataclasses.asdict(jax_acc) == dataclasses.asdict(torch_acc)
+
+
+def test_translate_and_figure(me_run, capsys):
+    code, out, err = run_cli(["seq2seq", "translate", me_run, "dax wif", "lug", "--support", "dax=RED", "wif=BLUE"],
+                             capsys)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("dax wif -> ") and lines[1].startswith("lug -> ")
+    code, out, err = run_cli(["seq2seq", "figure", me_run], capsys)
+    assert code == 0, err
+    assert (me_run / "figures" / "attention-torch.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args,message", [
+    (["dax blicket"], "unknown command word 'blicket'"),
+    (["  "], "empty command"),
+    (["dax " * 7], "more than the maximum 6"),
+    (["dax", "--support", "dax=PURPLE"], "unknown action word 'PURPLE'"),
+    (["dax", "--support", "dax"], "must look like COMMAND=ACTIONS"),
+])
+def test_translate_bad_input(me_run, capsys, args, message):
+    code, _, err = run_cli(["seq2seq", "translate", me_run, *args], capsys)
+    assert code == 2 and message in err, err
+
+
+def test_vocabulary_mismatch_between_checkpoint_and_spec(me_run):
+    scan_config = tiny("add-jump-cpu")
+    with pytest.raises(VocabularyError, match="command vocabulary mismatch"):
+        load_weights(me_run / "weights.safetensors", scan_config)
+    edited = json.loads((me_run / "config.json").read_text())
+    edited["vocabulary"]["action"] = edited["vocabulary"]["action"][:-1]
+    with pytest.raises(VocabularyError, match="action vocabulary mismatch"):
+        Seq2SeqRunConfig.from_dict(edited)
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    config = tiny("me-cpu")
+    shapes = parameter_shapes(config)
+    tensors = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
+    tensors["readout.bias"] = np.zeros(3, np.float32)
+    with pytest.raises(WeightsError, match=r"'readout.bias' has shape \(3,\), expected \(7,\)"):
+        save_weights(tmp_path / "w.safetensors", tensors, config, "torch")
+    del tensors["readout.bias"]
+    with pytest.raises(WeightsError, match="missing tensor 'readout.bias'"):
+        save_weights(tmp_path / "w.safetensors", tensors, config, "torch")
+
+
+def test_no_memory_ablation_trains_with_jax(tmp_path, capsys):
+    """The ablation has no memory tensors; trained by JAX (the default run's JAX training check), read by torch."""
+    pytest.importorskip("jax")
+    pytest.importorskip("torch")
+    config = tiny("me-cpu", memory=False)
+    assert not any(name.startswith(("output_", "memory_")) for name in parameter_shapes(config))
+    run = tmp_path / "run"
+    code, out, err = run_cli(["seq2seq", "train", "--preset", "me-cpu", "--backend", "jax", "--no-memory",
+                              "--out", run, "--eval-episodes", "0", *TINY], capsys)
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["model"]["memory"] is False
+    code, out, err = run_cli(["seq2seq", "evaluate", run, "--backend", "torch", "--episodes", "2"], capsys)
+    assert code == 0, err
+
+
+def test_add_jump_cpu_smoke_run(tmp_path):
+    """Train the add-jump CPU preset for a few episodes, then score the full 7,706-command test set."""
+    pytest.importorskip("torch")
+    config = tiny("add-jump-cpu")
+    run = tmp_path / "run"
+    train_run(config, run, "torch", progress=False)
+    accuracy, _ = evaluate_run(run, "torch")
+    assert accuracy.generalization_total == 7_706 and accuracy.retrieval_total == 0
+    assert 0 <= accuracy.generalization_correct <= 7_706
+
+
+@pytest.mark.slow
+def test_add_jump_cpu_smoke_run_jax(tmp_path):
+    pytest.importorskip("jax")
+    run = tmp_path / "run"
+    train_run(tiny("add-jump-cpu"), run, "jax", progress=False)
+    accuracy, _ = evaluate_run(run, "jax")
+    assert accuracy.generalization_total == 7_706
+
+
+def test_existing_run_folder_is_not_overwritten(me_run):
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        train_run(tiny("me-cpu"), me_run, "torch", progress=False)
+
+
+def test_presets_and_schedule():
+    assert PRESETS["add-jump-paper"].model.hidden_size == 200 and PRESETS["add-jump-paper"].train.episodes == 10_000
+    train = PRESETS["me-paper"].train
+    assert [train.learning_rate_at(k) for k in (0, 4_999, 5_000, 9_999)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("me-gpu")
+    with pytest.raises(ValueError, match="ScanEpisodeTask.num_query"):
+        ScanEpisodeTask(num_query=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_mutual_exclusivity_bar(tmp_path, backend):
+    """The reproduction bar: >= 99 % query accuracy with the CPU preset (paper: 100 %). ~3-6 min per backend."""
+    pytest.importorskip(backend)
+    run = tmp_path / "run"
+    train_run(preset("me-cpu"), run, backend, progress=False)
+    accuracy, _ = evaluate_run(run, backend, num_episodes=200)
+    assert accuracy.generalization >= 99.0, accuracy.table()
+
+
+def test_seq2seq_core_imports_without_frameworks(tmp_path):
+    """The spec, drivers and CLI of meta-seq2seq import without torch/jax; a missing backend names its extra."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, importlib.abc
+
+        class RefuseFrameworks(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("torch", "jax", "jaxlib", "flax", "optax", "chex"):
+                    raise ImportError(f"No module named {{name!r}}")
+
+        sys.meta_path.insert(0, RefuseFrameworks())
+        import cogmeta.vocabulary, cogmeta.tasks.scan, cogmeta.tasks.scan_episodes, cogmeta.cli_seq2seq
+        import cogmeta.experiments.meta_seq2seq, cogmeta.experiments.meta_seq2seq_config
+        from cogmeta.cli import main
+        code = main(["seq2seq", "train", "--backend", "jax", "--out", r"{tmp_path / 'run'}", "--episodes", "1"])
+        assert not any(name.split(".")[0] in ("torch", "jax") for name in sys.modules)
+        sys.exit(code)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "cogmeta[jax]" in result.stderr

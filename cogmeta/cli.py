@@ -4,6 +4,8 @@
     cogmeta train --resume RUN [--steps N]
     cogmeta evaluate RUN [--backend torch|jax] [--num-tasks 20000]
     cogmeta experiment learning-to-infer eu|sample-size --backend torch|jax [--participants 20 --hidden 1 --out DIR]
+    cogmeta sweep --task gaussian --backend jax --seeds 16 --grid lr=1e-3,3e-3 [--strategy auto] [--out DIR]
+    cogmeta experiment heuristics ranking|direction|none|all --backend torch|jax [--betas 0.03 --seeds 2 --out DIR]
 
 Frameworks are imported only when a backend is used, so ``cogmeta --help`` works without either.
 """
@@ -17,6 +19,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from cogmeta.cli_distributed import add_devices_argument, prepare_devices
+from cogmeta.cli_heuristics import add_heuristics_arguments, run_heuristics
+from cogmeta.cli_sweep import add_sweep_parser
 from cogmeta.config import CELLS, DTYPES, SCHEDULES, JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig
 from cogmeta.tasks import TASKS, make_task, task_fields
 
@@ -72,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
     group.add_argument("--threads", type=int, default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
     group.add_argument("--steps-per-call", type=int, default=JaxOptions.steps_per_call, help="JAX optimizer steps per compiled call")
+    add_devices_argument(group)
 
     group = train.add_argument_group("task parameters (defaults: the task's own)")
     seen: set[str] = set()
@@ -98,25 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     experiment = commands.add_parser("experiment", help="reproduce a paper's experiment (tables and figures)",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    experiment.add_argument("study", choices=("learning-to-infer",), help="which paper")
-    experiment.add_argument("name", metavar="EXPERIMENT", help="learning-to-infer: eu or sample-size")
+    experiment.add_argument("study", choices=("learning-to-infer", "heuristics"), help="which paper")
+    experiment.add_argument("name", metavar="EXPERIMENT",
+                            help="learning-to-infer: eu or sample-size; heuristics: ranking, direction, none or all")
     experiment.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
     experiment.add_argument("--participants", type=int, default=None,
                             help="simulated participants (seeds); default eu 20, sample-size 260 (20 per study)")
     experiment.add_argument("--hidden", type=int, nargs="+", default=None,
                             help="RBF units (eu: one value, default 1; sample-size: one or more, default 1 8)")
     experiment.add_argument("--seed", type=int, default=0, help="first participant seed")
-    experiment.add_argument("--out", type=Path, default=None, help="folder for the CSV table and the figure")
-    experiment.add_argument("--no-figures", action="store_true", help="do not write the figure")
-    experiment.set_defaults(handler=_experiment)
     experiment.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                             help="sgd (the paper's) or adam (torch's defaults)")
     experiment.add_argument("--lr", type=float, default=None,
                             help="learning rate (default: the paper's, eu .05, sample-size .01)")
+    experiment.add_argument("--out", type=Path, default=None, help="folder for the CSV table and the figure")
+    experiment.add_argument("--no-figures", action="store_true", help="do not write the figure")
+    add_heuristics_arguments(experiment)
+    experiment.set_defaults(handler=_experiment)
+    add_sweep_parser(commands)
+    from cogmeta.cli_seq2seq import add_parser as add_seq2seq_parser
+
+    add_seq2seq_parser(commands)
     return parser
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    if args.study == "heuristics":
+        return run_heuristics(args)
     from cogmeta.experiments.learning_to_infer import run_experiment
 
     run_experiment(args.name, args.backend, args.out, participants=args.participants, hidden=args.hidden,
@@ -131,8 +145,11 @@ def _train(args: argparse.Namespace) -> int:
         return _resume(args, train)
     config = _config_from_args(args)
     out = args.out or Path("runs") / f"{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    result = train(config, out, args.backend, progress=not args.no_progress, figures=not args.no_figures)
-    _report(result, config, args.backend, args.summary_tasks)
+    prepare_devices(args)
+    result = train(config, out, args.backend, progress=not args.no_progress, figures=not args.no_figures,
+                   devices=args.devices)
+    if result.is_writer:  # data-parallel runs: rank / process 0 reports
+        _report(result, config, args.backend, args.summary_tasks)
     return 0
 
 
@@ -144,8 +161,11 @@ def _resume(args: argparse.Namespace, train) -> int:
     if args.steps != TrainConfig.steps:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=args.steps))
     backend = args.backend
-    result = train(config, run.root, backend, resume=True, progress=not args.no_progress, figures=not args.no_figures)
-    _report(result, config, backend, args.summary_tasks)
+    prepare_devices(args)
+    result = train(config, run.root, backend, resume=True, progress=not args.no_progress, figures=not args.no_figures,
+                   devices=args.devices)
+    if result.is_writer:
+        _report(result, config, backend, args.summary_tasks)
     return 0
 
 

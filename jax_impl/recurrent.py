@@ -28,6 +28,20 @@ from jax import lax
 from jax_impl.numerics import matmul
 
 
+def lstm_update(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One LSTM update from pre-activations ``gates [B, 4H]`` (torch's i, f, g, o order) and ``c [B, H]``.
+
+    Returns ``(h', c')`` with c' = s(f) * c + s(i) * tanh(g), h' = s(o) * tanh(c').
+    """
+    hidden = c.shape[-1]
+    i = jax.nn.sigmoid(gates[..., :hidden])
+    f = jax.nn.sigmoid(gates[..., hidden : 2 * hidden])
+    g = jnp.tanh(gates[..., 2 * hidden : 3 * hidden])
+    o = jax.nn.sigmoid(gates[..., 3 * hidden :])
+    c = f * c + i * g
+    return o * jnp.tanh(c), c
+
+
 class _Recurrent(nnx.Module):
     """Shared parameter layout of :class:`GRU` and :class:`LSTM` (``gates`` = 3 or 4)."""
 
@@ -104,13 +118,7 @@ class LSTM(_Recurrent):
 
             def cell(carry, gi, w_hh=w_hh, b_hh=b_hh):
                 h, c = carry
-                gates = gi + matmul(h, w_hh) + b_hh
-                i = jax.nn.sigmoid(gates[..., :hidden])
-                f = jax.nn.sigmoid(gates[..., hidden : 2 * hidden])
-                g = jnp.tanh(gates[..., 2 * hidden : 3 * hidden])
-                o = jax.nn.sigmoid(gates[..., 3 * hidden :])
-                c = f * c + i * g
-                h = o * jnp.tanh(c)
+                h, c = lstm_update(gi + matmul(h, w_hh) + b_hh, c)
                 return (h, c), h
 
             (h, c), x = lax.scan(cell, (state[0][index], state[1][index]), projected)

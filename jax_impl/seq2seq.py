@@ -33,7 +33,7 @@ from jax import lax
 from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID
 from jax_impl.linear import Linear
 from jax_impl.numerics import HIGHEST, matmul
-from jax_impl.recurrent import LSTM
+from jax_impl.recurrent import LSTM, lstm_update
 
 MASK_KEYS = ("query", "support_in", "support_out", "decoder")
 
@@ -59,13 +59,7 @@ def _lstm_direction(x, valid, w_ih, w_hh, b_ih, b_hh, reverse: bool):
     def cell(carry, inputs):
         h, c = carry
         gi, keep = inputs
-        gates = gi + matmul(h, w_hh) + b_hh
-        i = jax.nn.sigmoid(gates[..., :hidden])
-        f = jax.nn.sigmoid(gates[..., hidden : 2 * hidden])
-        g = jnp.tanh(gates[..., 2 * hidden : 3 * hidden])
-        o = jax.nn.sigmoid(gates[..., 3 * hidden :])
-        c_new = f * c + i * g
-        h_new = o * jnp.tanh(c_new)
+        h_new, c_new = lstm_update(gi + matmul(h, w_hh) + b_hh, c)
         keep = keep[:, None]
         h, c = jnp.where(keep, h_new, h), jnp.where(keep, c_new, c)
         return (h, c), jnp.where(keep, h_new, jnp.zeros_like(h_new))

@@ -13,7 +13,8 @@ LSTM: i, f, g, o = split(W_ih x + b_ih + W_hh h + b_hh)
       c' = s(f) * c + s(i) * tanh(g),  h' = s(o) * tanh(c')
 
 The input projection of a whole layer is one matmul outside the time loop; only the recurrent
-projection runs inside ``lax.scan``.
+projection runs inside ``lax.scan``, in :mod:`jax_impl.recurrent_layers`, whose hand-written reverse pass
+takes the weight gradients out of the reverse loop as well.
 """
 
 from __future__ import annotations
@@ -23,23 +24,9 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax import lax
 
 from jax_impl.numerics import matmul
-
-
-def lstm_update(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One LSTM update from pre-activations ``gates [B, 4H]`` (torch's i, f, g, o order) and ``c [B, H]``.
-
-    Returns ``(h', c')`` with c' = s(f) * c + s(i) * tanh(g), h' = s(o) * tanh(c').
-    """
-    hidden = c.shape[-1]
-    i = jax.nn.sigmoid(gates[..., :hidden])
-    f = jax.nn.sigmoid(gates[..., hidden : 2 * hidden])
-    g = jnp.tanh(gates[..., 2 * hidden : 3 * hidden])
-    o = jax.nn.sigmoid(gates[..., 3 * hidden :])
-    c = f * c + i * g
-    return o * jnp.tanh(c), c
+from jax_impl.recurrent_layers import gru_layer, lstm_layer
 
 
 class _Recurrent(nnx.Module):
@@ -81,17 +68,8 @@ class GRU(_Recurrent):
         for index in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self.layer(index)
             projected = matmul(x, w_ih) + b_ih  # [T, B, 3H], hoisted out of the scan
-
-            def cell(h, gi, w_hh=w_hh, b_hh=b_hh):
-                gh = matmul(h, w_hh) + b_hh
-                r = jax.nn.sigmoid(gi[..., :hidden] + gh[..., :hidden])
-                z = jax.nn.sigmoid(gi[..., hidden : 2 * hidden] + gh[..., hidden : 2 * hidden])
-                n = jnp.tanh(gi[..., 2 * hidden :] + r * gh[..., 2 * hidden :])
-                h = (1 - z) * n + z * h
-                return h, h
-
-            final, x = lax.scan(cell, state[index], projected)
-            finals.append(final)
+            x = gru_layer(projected, state[index], w_hh, b_hh)
+            finals.append(x[-1] if x.shape[0] else state[index])
         return x, jnp.stack(finals)
 
 
@@ -115,14 +93,8 @@ class LSTM(_Recurrent):
         for index in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self.layer(index)
             projected = matmul(x, w_ih) + b_ih  # [T, B, 4H], hoisted out of the scan
-
-            def cell(carry, gi, w_hh=w_hh, b_hh=b_hh):
-                h, c = carry
-                h, c = lstm_update(gi + matmul(h, w_hh) + b_hh, c)
-                return (h, c), h
-
-            (h, c), x = lax.scan(cell, (state[0][index], state[1][index]), projected)
-            final_h.append(h), final_c.append(c)
+            x, c = lstm_layer(projected, state[0][index], state[1][index], w_hh, b_hh)
+            final_h.append(x[-1] if x.shape[0] else state[0][index]), final_c.append(c)
         return x, (jnp.stack(final_h), jnp.stack(final_c))
 
 

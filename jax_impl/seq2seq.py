@@ -33,7 +33,8 @@ from jax import lax
 from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID
 from jax_impl.linear import Linear
 from jax_impl.numerics import HIGHEST, matmul
-from jax_impl.recurrent import LSTM, lstm_update
+from jax_impl.recurrent import LSTM
+from jax_impl.recurrent_layers import lstm_update
 
 MASK_KEYS = ("query", "support_in", "support_out", "decoder")
 

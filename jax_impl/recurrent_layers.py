@@ -1,0 +1,174 @@
+"""One GRU or LSTM layer over a whole sequence, with a hand-written reverse pass.
+
+Autodiff of ``lax.scan`` puts every gradient of the cell inside the reverse loop, including the weight
+gradient ``dW_hh += dg_t^T h_{t-1}``: per step a second small ``[B, G*H] x [B, H]`` matmul and a
+read-modify-write of the whole ``[G*H, H]`` accumulator. The reverse pass here keeps only what is
+truly sequential in the loop, the pre-activation gradient ``dg_t`` and ``dh_{t-1} = dg_t W_hh``, and
+forms the weight and bias gradients after it as single contractions over all T x B rows:
+
+    dW_hh = sum_t dg_t^T h_{t-1}   ([G*H, T*B] x [T*B, H], one matmul)
+    db_hh = sum_{t, b} dg_t
+
+The same split is what cuDNN's and oneDNN's RNN kernels do (weight gradients outside the
+recurrence). The local derivatives of the gates (``s' = s (1 - s)``, ``tanh' = 1 - tanh^2`` and their
+products) of the GRU are also formed before its reverse loop, as elementwise operations over all T
+steps at once: XLA:CPU runs elementwise work several times faster over one large array than step by step
+inside a loop (docs/performance.md). The maths is exactly autodiff's (checked against ``jax.vjp`` of the plain scan and by
+finite differences in ``tests/test_recurrent_layers.py``); only the order of float additions
+changes (docs/framework-differences.md §33).
+
+Shapes: ``projected [T, B, G*H]`` is the hoisted input projection ``x W_ih^T + b_ih``; ``w_hh [G*H, H]``
+and ``b_hh [G*H]`` are torch's tensors; gates in torch's order (GRU r, z, n; LSTM i, f, g, o).
+``jax.custom_vjp`` composes with ``jit``, ``vmap`` and ``lax.map``; forward-mode differentiation
+(``jax.jvp``) of these layers is not supported.
+
+GRU:  r = s(gi_r + gh_r),  z = s(gi_z + gh_z),  n = tanh(gi_n + r * gh_n),  h' = (1 - z) n + z h,
+      with gh = h W_hh^T + b_hh.
+LSTM: i, f, g, o = s, s, tanh, s of (gi + h W_hh^T + b_hh);  c' = f c + i g,  h' = o tanh(c').
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jax_impl.numerics import HIGHEST
+
+
+def _weight_grad(dgates: jax.Array, previous: jax.Array) -> jax.Array:
+    """sum_t dgates_t^T previous_t: ``[T, B, G*H] x [T, B, H] -> [G*H, H]`` as one matmul."""
+    rows = dgates.shape[-1]
+    return jnp.matmul(dgates.reshape(-1, rows).T, previous.reshape(-1, previous.shape[-1]), precision=HIGHEST)
+
+
+def _previous(h0: jax.Array, outputs: jax.Array) -> jax.Array:
+    """h_{t-1} for t = 0..T-1: ``[T, B, H]`` from ``h0 [B, H]`` and ``outputs [T, B, H]``."""
+    return jnp.concatenate([h0[None], outputs], axis=0)[: outputs.shape[0]]  # T = 0 gives [0, B, H]
+
+
+# ----------------------------------------------------------------------------------------------- GRU
+def _gru_forward(projected, h0, w_hh, b_hh):
+    hidden = h0.shape[-1]
+    w_hh_t = w_hh.T  # transposed once, outside the loop (XLA:CPU would re-layout it every step)
+
+    def step(h, gi):
+        gh = jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh
+        r = jax.nn.sigmoid(gi[..., :hidden] + gh[..., :hidden])
+        z = jax.nn.sigmoid(gi[..., hidden : 2 * hidden] + gh[..., hidden : 2 * hidden])
+        gh_n = gh[..., 2 * hidden :]
+        n = jnp.tanh(gi[..., 2 * hidden :] + r * gh_n)
+        h = (1 - z) * n + z * h
+        return h, (h, r, z, n, gh_n)
+
+    _, (outputs, r, z, n, gh_n) = lax.scan(step, h0, projected)
+    return outputs, (r, z, n, gh_n)
+
+
+@jax.custom_vjp
+def gru_layer(projected: jax.Array, h0: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> jax.Array:
+    """GRU outputs ``[T, B, H]`` (the final state is ``outputs[-1]``) from ``projected [T, B, 3H]``, ``h0 [B, H]``."""
+    return _gru_forward(projected, h0, w_hh, b_hh)[0]
+
+
+def _gru_fwd(projected, h0, w_hh, b_hh):
+    outputs, gates = _gru_forward(projected, h0, w_hh, b_hh)
+    return outputs, (outputs, gates, h0, w_hh)
+
+
+def _gru_bwd(residuals, d_outputs):
+    outputs, (r, z, n, gh_n), h0, w_hh = residuals
+    previous = _previous(h0, outputs)
+    # dL/da_n = dh (1 - z)(1 - n^2);  dL/da_z = dh (h - n) z (1 - z);  dL/da_r = dL/da_n gh_n r (1 - r)
+    to_n, to_z, n_to_r = (1 - z) * (1 - n * n), (previous - n) * z * (1 - z), gh_n * r * (1 - r)
+
+    def step(dh, inputs):
+        dy, to_n, to_z, n_to_r, r, z = inputs
+        dh = dh + dy
+        da_n = dh * to_n
+        da_r = da_n * n_to_r
+        da_z = dh * to_z
+        dgh = jnp.concatenate([da_r, da_z, da_n * r], axis=-1)
+        return dh * z + jnp.matmul(dgh, w_hh, precision=HIGHEST), (dgh, da_n)
+
+    dh0, (dgh, da_n) = lax.scan(step, jnp.zeros_like(h0), (d_outputs, to_n, to_z, n_to_r, r, z), reverse=True)
+    hidden = h0.shape[-1]
+    d_projected = jnp.concatenate([dgh[..., : 2 * hidden], da_n], axis=-1)  # d gi = d gh except the n block
+    return d_projected, dh0, _weight_grad(dgh, previous), dgh.sum(axis=(0, 1))
+
+
+gru_layer.defvjp(_gru_fwd, _gru_bwd)
+
+
+# ---------------------------------------------------------------------------------------------- LSTM
+def lstm_update(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One LSTM update from pre-activations ``gates [B, 4H]`` (torch's i, f, g, o order) and ``c [B, H]``.
+
+    Returns ``(h', c')`` with c' = s(f) * c + s(i) * tanh(g), h' = s(o) * tanh(c').
+    """
+    i, f, g, o = _lstm_gates(gates, c.shape[-1])
+    c = f * c + i * g
+    return o * jnp.tanh(c), c
+
+
+def _lstm_gates(gates, hidden):
+    """(s(i), s(f), tanh(g), s(o)) from pre-activations ``[..., 4H]``."""
+    return (jax.nn.sigmoid(gates[..., :hidden]), jax.nn.sigmoid(gates[..., hidden : 2 * hidden]),
+            jnp.tanh(gates[..., 2 * hidden : 3 * hidden]), jax.nn.sigmoid(gates[..., 3 * hidden :]))
+
+
+def _lstm_forward(projected, h0, c0, w_hh, b_hh):
+    hidden = h0.shape[-1]
+    w_hh_t = w_hh.T  # transposed once, outside the loop (XLA:CPU would re-layout it every step)
+
+    def step(carry, gi):
+        h, c_previous = carry
+        i, f, g, o = _lstm_gates(gi + jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh, hidden)
+        c = f * c_previous + i * g
+        h = o * jnp.tanh(c)
+        return (h, c), (h, c_previous, i, f, g, o, c)
+
+    (_, c_final), (outputs, *saved) = lax.scan(step, (h0, c0), projected)
+    return outputs, c_final, saved
+
+
+@jax.custom_vjp
+def lstm_layer(projected: jax.Array, h0: jax.Array, c0: jax.Array, w_hh: jax.Array,
+               b_hh: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """LSTM ``(outputs [T, B, H], final c [B, H])`` from ``projected [T, B, 4H]``, ``h0``, ``c0 [B, H]``.
+
+    The final h is ``outputs[-1]``.
+    """
+    outputs, c_final, _ = _lstm_forward(projected, h0, c0, w_hh, b_hh)
+    return outputs, c_final
+
+
+def _lstm_fwd(projected, h0, c0, w_hh, b_hh):
+    outputs, c_final, saved = _lstm_forward(projected, h0, c0, w_hh, b_hh)
+    return (outputs, c_final), (outputs, saved, h0, w_hh)
+
+
+def _lstm_bwd(residuals, cotangents):
+    outputs, saved, h0, w_hh = residuals
+    d_outputs, dc_final = cotangents
+
+    # Unlike the GRU, precomputing the gates' local derivatives outside the loop measured slower here
+    # (more arrays streamed through the loop than it saves), so they are formed step by step.
+    def step(carry, inputs):
+        dh, dc = carry
+        dy, c_previous, i, f, g, o, c = inputs
+        dh = dh + dy
+        tanh_c = jnp.tanh(c)
+        dc = dc + dh * o * (1 - tanh_c * tanh_c)
+        dgates = jnp.concatenate([dc * g * i * (1 - i), dc * c_previous * f * (1 - f), dc * i * (1 - g * g),
+                                  dh * tanh_c * o * (1 - o)], axis=-1)
+        return (jnp.matmul(dgates, w_hh, precision=HIGHEST), dc * f), dgates
+
+    (dh0, dc0), dgates = lax.scan(step, (jnp.zeros_like(h0), dc_final), (d_outputs, *saved), reverse=True)
+    return dgates, dh0, dc0, _weight_grad(dgates, _previous(h0, outputs)), dgates.sum(axis=(0, 1))
+
+
+lstm_layer.defvjp(_lstm_fwd, _lstm_bwd)
+
+
+__all__ = ["gru_layer", "lstm_layer", "lstm_update"]

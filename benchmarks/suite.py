@@ -4,6 +4,7 @@
     python benchmarks/suite.py --preset full         # docs/performance.md's whole CPU matrix (hours)
     python benchmarks/suite.py --preset gpu          # on a CUDA machine: larger sizes, seeds up to 2048
     python benchmarks/suite.py --preset smoke --out /tmp/bench    # CI: one tiny point
+    python benchmarks/suite.py --points "lstm,128,32,64,1" --out /tmp/bench   # chosen points -> suite-points.*
 
 For each point (cell, hidden H, tasks per batch B, sequence length T, members S) it measures, per
 framework, *member-updates per second* (S members x optimizer updates / s; tasks/s = B x that):
@@ -224,12 +225,28 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
     return row
 
 
+def parse_points(text: str) -> list[tuple[str, int, int, int, int]]:
+    """``"gru,64,32,7,16;lstm,128,32,64,1"`` -> ``[("gru", 64, 32, 7, 16), ...]`` (cell, H, B, T, S)."""
+    points = []
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        fields = [field.strip() for field in item.split(",")]
+        if len(fields) != 5 or fields[0] not in FLOPS_PER_TOKEN or not all(f.isdigit() and int(f) > 0 for f in fields[1:]):
+            raise argparse.ArgumentTypeError(
+                f"bad point {item!r}: expected CELL,H,B,T,S with CELL in {sorted(FLOPS_PER_TOKEN)} and positive integers")
+        points.append((fields[0], *map(int, fields[1:])))
+    if not points:
+        raise argparse.ArgumentTypeError("--points needs at least one CELL,H,B,T,S point")
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved timed calls per implementation")
     parser.add_argument("--torch-threads", default="1,2", help="comma-separated torch thread counts to try")
+    parser.add_argument("--points", type=parse_points, default=None, metavar="CELL,H,B,T,S[;...]",
+                        help="measure these points instead of the preset's, e.g. 'lstm,128,32,64,1;gru,64,32,7,16'")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     # One XLA thread, like torch's 1 (set before jax is imported; the CPU matrix is a 1-thread comparison).
@@ -257,7 +274,7 @@ def _run(args, jax, torch) -> int:
     peak = sgemm_peak(256 if args.preset == "smoke" else 1024)
     print(f"measured 1-thread SGEMM peak: {peak:.1f} GFLOP/s", flush=True)
     rows = []
-    for point in PRESETS[args.preset]:
+    for point in args.points or PRESETS[args.preset]:
         row = measure_point(point, repeats, threads, peak, 5 if args.preset == "smoke" else 200,
                             accelerator=args.preset == "gpu")
         rows.append(row)
@@ -273,7 +290,7 @@ def _run(args, jax, torch) -> int:
         "sgemm_peak_gflops": round(peak, 1), "repeats": repeats,
         "command": "python benchmarks/suite.py " + " ".join(args.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    write_results(args.out, args.preset, rows, environment)
+    write_results(args.out, "points" if args.points else args.preset, rows, environment)
     return 0
 
 

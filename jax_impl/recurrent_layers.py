@@ -48,20 +48,32 @@ def _previous(h0: jax.Array, outputs: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------- GRU
+def _gates(projected: jax.Array, count: int) -> tuple[jax.Array, ...]:
+    """``[T, B, count*H]`` -> ``count`` arrays ``[T, B, H]``, split before the loop.
+
+    Inside ``lax.scan`` each step reads its slice of the scanned input with a dynamic slice; XLA:CPU fuses
+    that into the gate arithmetic, and slicing the gates out of it along the minor axis made the fused
+    loop ~3x slower per step than slicing them here once (docs/performance.md).
+    """
+    hidden = projected.shape[-1] // count
+    return tuple(projected[..., k * hidden : (k + 1) * hidden] for k in range(count))
+
+
 def _gru_forward(projected, h0, w_hh, b_hh):
     hidden = h0.shape[-1]
     w_hh_t = w_hh.T  # transposed once, outside the loop (XLA:CPU would re-layout it every step)
 
     def step(h, gi):
+        gi_r, gi_z, gi_n = gi
         gh = jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh
-        r = jax.nn.sigmoid(gi[..., :hidden] + gh[..., :hidden])
-        z = jax.nn.sigmoid(gi[..., hidden : 2 * hidden] + gh[..., hidden : 2 * hidden])
+        r = jax.nn.sigmoid(gi_r + gh[..., :hidden])
+        z = jax.nn.sigmoid(gi_z + gh[..., hidden : 2 * hidden])
         gh_n = gh[..., 2 * hidden :]
-        n = jnp.tanh(gi[..., 2 * hidden :] + r * gh_n)
+        n = jnp.tanh(gi_n + r * gh_n)
         h = (1 - z) * n + z * h
         return h, (h, r, z, n, gh_n)
 
-    _, (outputs, r, z, n, gh_n) = lax.scan(step, h0, projected)
+    _, (outputs, r, z, n, gh_n) = lax.scan(step, h0, _gates(projected, 3))
     return outputs, (r, z, n, gh_n)
 
 
@@ -113,8 +125,11 @@ def lstm_update(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _lstm_gates(gates, hidden):
     """(s(i), s(f), tanh(g), s(o)) from pre-activations ``[..., 4H]``."""
-    return (jax.nn.sigmoid(gates[..., :hidden]), jax.nn.sigmoid(gates[..., hidden : 2 * hidden]),
-            jnp.tanh(gates[..., 2 * hidden : 3 * hidden]), jax.nn.sigmoid(gates[..., 3 * hidden :]))
+    return _lstm_activations(*(gates[..., k * hidden : (k + 1) * hidden] for k in range(4)))
+
+
+def _lstm_activations(i, f, g, o):
+    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
 
 
 def _lstm_forward(projected, h0, c0, w_hh, b_hh):
@@ -123,12 +138,13 @@ def _lstm_forward(projected, h0, c0, w_hh, b_hh):
 
     def step(carry, gi):
         h, c_previous = carry
-        i, f, g, o = _lstm_gates(gi + jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh, hidden)
+        gh = jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh
+        i, f, g, o = _lstm_activations(*(gi[k] + gh[..., k * hidden : (k + 1) * hidden] for k in range(4)))
         c = f * c_previous + i * g
         h = o * jnp.tanh(c)
         return (h, c), (h, c_previous, i, f, g, o, c)
 
-    (_, c_final), (outputs, *saved) = lax.scan(step, (h0, c0), projected)
+    (_, c_final), (outputs, *saved) = lax.scan(step, (h0, c0), _gates(projected, 4))
     return outputs, c_final, saved
 
 

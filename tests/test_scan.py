@@ -7,6 +7,8 @@ around-right counts (15,225 / 5,685) are this implementation's (every command co
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -167,6 +169,27 @@ def test_stream_is_reproducible_and_skips_validation_episodes():
     assert len(a.validation) == 5
     keys = {e.key() for e in a.validation}
     assert all(a.next().key() not in keys for _ in range(50))
+
+
+def test_add_jump_training_never_uses_the_test_mapping():
+    """Lake's tabu list: the validation episodes carry the true meanings and their mapping is tabu, so
+    meta-training never sees the test episode's mapping (1 of 24; ~25 of 600 untabooed draws would be it)."""
+    task = ScanEpisodeTask("add_jump")
+    stream = EpisodeStream(task, 0)
+    truth = task.tabu_key(task.test_episode())
+    assert truth == tuple(sorted(zip(scan.PRIMITIVES, scan.PRIMITIVE_ACTIONS)))
+    assert len(stream.validation) == 5 and all(task.tabu_key(e) == truth for e in stream.validation)
+    assert all(scan.interpret(c) == a for e in stream.validation for c, a in e.query)
+    seen = set()
+    for _ in range(600):
+        episode = stream.next()
+        meaning = dict(episode.mapping)
+        assert all(scan.interpret(c, meaning=meaning) == a for c, a in episode.query)
+        seen.add(task.tabu_key(episode))
+    assert truth not in seen and len(seen) == 23
+    # without validation episodes there is no tabu: the identity mapping comes back
+    free = EpisodeStream(dataclasses.replace(task, validation_episodes=0), 0)
+    assert any(task.tabu_key(free.next()) == truth for _ in range(600))
 
 
 @pytest.mark.parametrize("command,message", [

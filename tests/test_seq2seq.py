@@ -17,6 +17,7 @@ from cogmeta.cli import main
 from cogmeta.experiments.meta_seq2seq import Accuracy, evaluate_run, load_weights, save_weights, train_run
 from cogmeta.experiments.meta_seq2seq_config import PRESETS, Seq2SeqRunConfig, parameter_shapes, preset
 from cogmeta.metrics_log import read_metrics
+from cogmeta.tasks import scan
 from cogmeta.tasks.scan_episodes import ScanEpisodeTask
 from cogmeta.vocabulary import VocabularyError
 from cogmeta.weights import WeightsError
@@ -137,6 +138,58 @@ def test_no_memory_ablation_trains_with_jax(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["model"]["memory"] is False
     code, out, err = run_cli(["seq2seq", "evaluate", run, "--backend", "torch", "--episodes", "2"], capsys)
     assert code == 0, err
+
+
+def _teacher_forced_logits(trainer, backend: str, batches: list[dict]) -> list[np.ndarray]:
+    """Eval-mode (no dropout) teacher-forced logits of a trainer's model, one array per batch."""
+    if backend == "torch":
+        from torch_impl.seq2seq import to_tensors
+
+        trainer.model.eval()
+        return [trainer.model(to_tensors(b))["logits"].detach().numpy() for b in batches]
+    import jax
+    from flax import nnx
+
+    from jax_impl.seq2seq import to_arrays
+
+    forward = jax.jit(lambda params, batch: nnx.merge(trainer.graphdef, params)(batch)["logits"])
+    return [np.asarray(forward(trainer.params, to_arrays(b))) for b in batches]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_no_memory_model_ignores_the_support_set(backend):
+    """The ablation must not see the support (Lake's WrapperEncoderRNN encodes the query only): the same
+    queries with another episode's support (or none, in torch) give bit-identical logits, and the add-jump
+    test queries the same greedy answers under another support; the memory model's logits do change with
+    the support (so the swap is a real one; checked in torch, where it costs no compilation)."""
+    pytest.importorskip(backend)
+    from cogmeta.experiments.meta_seq2seq import decode_episode, load_trainer_module
+    from cogmeta.tasks.scan_episodes import Episode
+
+    task = ScanEpisodeTask("add_jump", num_query=6)
+    rng = np.random.default_rng(0)
+    a, b = task.sample(rng), task.sample(rng)
+    assert a.mapping != b.mapping and a.support != b.support
+    with_support = [task.encode(Episode(support, a.query, a.query_in_support)).as_dict()
+                    for support in (a.support, b.support, ())]
+    test = task.test_episode()
+    queries, flags = test.query[:32], test.query_in_support[:32]
+    swapped = dict(zip(scan.PRIMITIVES, ("WALK", "LOOK", "JUMP", "RUN")))  # run <-> jump
+    for memory in (False, True) if backend == "torch" else (False,):
+        config = dataclasses.replace(tiny("add-jump-cpu", memory=memory), task=task)
+        weights = {name: np.random.default_rng(1).normal(0.0, 0.5, shape).astype(np.float32)
+                   for name, shape in parameter_shapes(config).items()}  # given weights: no jitted init in JAX
+        trainer = load_trainer_module(backend).Seq2SeqTrainer(config, weights)
+        # JAX compiles once per support shape: the empty support is checked in torch only
+        count = 3 if backend == "torch" and not memory else 2
+        logits = _teacher_forced_logits(trainer, backend, with_support[:count])
+        if memory:
+            assert not np.array_equal(logits[0], logits[1])
+            continue
+        assert all(np.array_equal(logits[0], other) for other in logits[1:])
+        true_meanings, _ = decode_episode(trainer, task, Episode(test.support, queries, flags))
+        other = tuple(((w,), (swapped[w],)) for w in scan.PRIMITIVES)
+        assert decode_episode(trainer, task, Episode(other, queries, flags))[0] == true_meanings
 
 
 def test_add_jump_cpu_smoke_run(tmp_path):

@@ -15,6 +15,12 @@ loss" of the paper), and ``query_in_support`` marks them so that accuracy splits
     SCAN around-right (Exp. 4): the same with the two direction words re-paired with LTURN/RTURN, drawn from
         the around-right training commands; test support = turn left, turn right, queries = "around right".
 
+Tabu list (:class:`EpisodeStream`): a task's validation episodes are drawn first and no training episode
+may share a validation episode's :meth:`tabu_key`. For add-jump, as in Lake's ``scan_prim_permutation``,
+the validation episodes use the true meanings (walk -> WALK, ...) and the key is the primitive mapping, so
+meta-training never sees the test episode's mapping (1 of the 24 permutations). ME and around-right key
+on the whole episode (see :meth:`_EpisodeTask.tabu_key`).
+
 Arrays (:class:`EpisodeArrays`) are time-major and padded to the task's fixed lengths, so that every
 episode of a task has the same shapes (one compilation in JAX).
 """
@@ -38,14 +44,19 @@ COLOURS = ("RED", "YELLOW", "GREEN", "BLUE")
 
 @dataclass(frozen=True)
 class Episode:
-    """Support and query pairs (tuples of words); ``query_in_support[i]`` is True for appended supports."""
+    """Support and query pairs (tuples of words); ``query_in_support[i]`` is True for appended supports.
+
+    ``mapping``: the episode's meaning assignment as sorted (word, action) pairs, where the task has one
+    (SCAN episodes); empty otherwise.
+    """
 
     support: tuple[Pair, ...]
     query: tuple[Pair, ...]
     query_in_support: tuple[bool, ...]
+    mapping: tuple[tuple[str, str], ...] = ()
 
     def key(self) -> tuple:
-        """Order-free identity (the tabu list of validation episodes compares these)."""
+        """Order-free identity of the pairs (the default tabu key, :meth:`_EpisodeTask.tabu_key`)."""
         return (tuple(sorted(self.support)), tuple(sorted(self.query)))
 
 
@@ -126,6 +137,14 @@ class _EpisodeTask:
         target_in[1:] = np.where(q_out[:-1] == EOS_ID, PAD_ID, q_out[:-1])
         return EpisodeArrays(s_in, s_in_len, s_out, s_out_len, q_in, q_in_len, target_in, q_out,
                              np.asarray(episode.query_in_support, dtype=bool))
+
+    def validation_sample(self, rng: np.random.Generator) -> Episode:
+        """One validation episode (its :meth:`tabu_key` is kept out of training); default: a training sample."""
+        return self.sample(rng)
+
+    def tabu_key(self, episode: Episode) -> tuple:
+        """What a training episode must not share with a validation episode; default: the whole episode."""
+        return episode.key()
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -219,14 +238,29 @@ class ScanEpisodeTask(_EpisodeTask):
             return words, scan.interpret(words, meaning=mapping)
         return words, scan.interpret(words, turns=mapping)
 
-    def sample(self, rng: np.random.Generator) -> Episode:
+    def sample(self, rng: np.random.Generator, shuffle: bool = True) -> Episode:
+        """A training episode; ``shuffle=False`` keeps the true meanings (Lake's validation episodes)."""
         words, actions = self._permuted
-        mapping = dict(zip(words, (actions[i] for i in rng.permutation(len(actions)))))
+        order = rng.permutation(len(actions)) if shuffle else range(len(actions))
+        mapping = dict(zip(words, (actions[i] for i in order)))
         pool = self.pool()
         chosen = rng.choice(len(pool), self.num_query + self.num_support, replace=False)
         pairs = [self._interpret(pool[i], mapping) for i in chosen]
         query, support = tuple(pairs[: self.num_query]), tuple(pairs[self.num_query :])
-        return Episode(support, query + support, (False,) * len(query) + (True,) * len(support))
+        return Episode(support, query + support, (False,) * len(query) + (True,) * len(support),
+                       tuple(sorted(mapping.items())))
+
+    def validation_sample(self, rng: np.random.Generator) -> Episode:
+        """add-jump: an episode with the true meanings (Lake: ``shuffle=False``); around-right: a training sample."""
+        return self.sample(rng, shuffle=self.split != "add_jump")
+
+    def tabu_key(self, episode: Episode) -> tuple:
+        """add-jump: the primitive mapping (Lake's identifier), so that training never uses the true one.
+
+        around-right keys on the whole episode: with only left/right permuted (the paper's two extra
+        abstract directions are not ported), keying on the mapping would leave a single training mapping.
+        """
+        return episode.mapping if self.split == "add_jump" else episode.key()
 
     def test_episode(self) -> Episode:
         """The paper's test: true primitive meanings in the support, every held-out command as a query."""
@@ -236,7 +270,8 @@ class ScanEpisodeTask(_EpisodeTask):
         else:
             support = tuple((("turn", d), (a,)) for d, a in zip(scan.DIRECTIONS, scan.TURN_ACTIONS))
         query = tuple((tuple(c.split()), scan.interpret(c)) for c in test)
-        return Episode(support, query, (False,) * len(query))
+        words, actions = self._permuted
+        return Episode(support, query, (False,) * len(query), tuple(sorted(zip(words, actions))))
 
 
 EPISODE_TASKS: dict[str, type] = {MutualExclusivityTask.name: MutualExclusivityTask, ScanEpisodeTask.name: ScanEpisodeTask}
@@ -255,7 +290,11 @@ def episode_task_from_dict(data: dict) -> _EpisodeTask:
 
 @dataclass
 class EpisodeStream:
-    """Training episodes of ``task`` from ``seed``, skipping the ``validation`` episodes (the tabu list)."""
+    """Training episodes of ``task`` from ``seed``; none shares a ``validation`` episode's tabu key.
+
+    add-jump: the validation episodes have the true meanings and the key is the mapping, so training
+    never draws the identity mapping (the test episode's); other tasks skip exact repeats of them.
+    """
 
     task: _EpisodeTask
     seed: int
@@ -264,14 +303,14 @@ class EpisodeStream:
     def __post_init__(self) -> None:
         # validation episodes come from their own stream so that they do not depend on the training seed
         val_rng = np.random.default_rng([self.seed, 1])
-        self.validation = [self.task.sample(val_rng) for _ in range(self.task.validation_episodes)]
-        self._tabu = {e.key() for e in self.validation}
+        self.validation = [self.task.validation_sample(val_rng) for _ in range(self.task.validation_episodes)]
+        self._tabu = {self.task.tabu_key(e) for e in self.validation}
         self._rng = np.random.default_rng([self.seed, 0])
 
     def next(self) -> Episode:
         while True:
             episode = self.task.sample(self._rng)
-            if episode.key() not in self._tabu:
+            if self.task.tabu_key(episode) not in self._tabu:
                 return episode
 
 

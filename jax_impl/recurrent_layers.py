@@ -13,8 +13,8 @@ The same split is what cuDNN's and oneDNN's RNN kernels do (weight gradients out
 recurrence). The local derivatives of the gates (``s' = s (1 - s)``, ``tanh' = 1 - tanh^2`` and their
 products) of the GRU are also formed before its reverse loop, as elementwise operations over all T
 steps at once: XLA:CPU runs elementwise work several times faster over one large array than step by step
-inside a loop (docs/performance.md). The maths is exactly autodiff's (checked against ``jax.vjp`` of the plain scan and by
-finite differences in ``tests/test_recurrent_layers.py``); only the order of float additions
+inside a loop (docs/performance.md). The maths is exactly autodiff's (checked against ``jax.vjp`` of the
+plain scan and by finite differences in ``tests/test_recurrent_layers.py``); only the order of float additions
 changes (docs/framework-differences.md §31).
 
 Shapes: ``projected [T, B, G*H]`` is the hoisted input projection ``x W_ih^T + b_ih``; ``w_hh [G*H, H]``
@@ -48,7 +48,7 @@ def _previous(h0: jax.Array, outputs: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------- GRU
-def _gates(projected: jax.Array, count: int) -> tuple[jax.Array, ...]:
+def split_gates(projected: jax.Array, count: int) -> tuple[jax.Array, ...]:
     """``[T, B, count*H]`` -> ``count`` arrays ``[T, B, H]``, split before the loop.
 
     Inside ``lax.scan`` each step reads its slice of the scanned input with a dynamic slice; XLA:CPU fuses
@@ -73,7 +73,7 @@ def _gru_forward(projected, h0, w_hh, b_hh):
         h = (1 - z) * n + z * h
         return h, (h, r, z, n, gh_n)
 
-    _, (outputs, r, z, n, gh_n) = lax.scan(step, h0, _gates(projected, 3))
+    _, (outputs, r, z, n, gh_n) = lax.scan(step, h0, split_gates(projected, 3))
     return outputs, (r, z, n, gh_n)
 
 
@@ -113,38 +113,31 @@ gru_layer.defvjp(_gru_fwd, _gru_bwd)
 
 
 # ---------------------------------------------------------------------------------------------- LSTM
-def lstm_update(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One LSTM update from pre-activations ``gates [B, 4H]`` (torch's i, f, g, o order) and ``c [B, H]``.
+def lstm_cell(gi: tuple[jax.Array, ...], h: jax.Array, c: jax.Array, w_hh_t: jax.Array, b_hh: jax.Array):
+    """One LSTM step: ``(h', c', (i, f, g, o))``.
 
-    Returns ``(h', c')`` with c' = s(f) * c + s(i) * tanh(g), h' = s(o) * tanh(c').
+    From the step's gate-split input projection ``gi`` (4 x ``[B, H]``, :func:`split_gates`), ``h``,
+    ``c [B, H]`` and the *transposed* recurrent weight ``w_hh_t [H, 4H]``.
+
+    c' = s(f) * c + s(i) * tanh(g), h' = s(o) * tanh(c'), with i, f, g, o = gi + h W_hh^T + b_hh.
     """
-    i, f, g, o = _lstm_gates(gates, c.shape[-1])
+    hidden = h.shape[-1]
+    gh = jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh
+    i, f, g, o = (gi[k] + gh[..., k * hidden : (k + 1) * hidden] for k in range(4))
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
     c = f * c + i * g
-    return o * jnp.tanh(c), c
-
-
-def _lstm_gates(gates, hidden):
-    """(s(i), s(f), tanh(g), s(o)) from pre-activations ``[..., 4H]``."""
-    return _lstm_activations(*(gates[..., k * hidden : (k + 1) * hidden] for k in range(4)))
-
-
-def _lstm_activations(i, f, g, o):
-    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    return o * jnp.tanh(c), c, (i, f, g, o)
 
 
 def _lstm_forward(projected, h0, c0, w_hh, b_hh):
-    hidden = h0.shape[-1]
     w_hh_t = w_hh.T  # transposed once, outside the loop (XLA:CPU would re-layout it every step)
 
     def step(carry, gi):
         h, c_previous = carry
-        gh = jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh
-        i, f, g, o = _lstm_activations(*(gi[k] + gh[..., k * hidden : (k + 1) * hidden] for k in range(4)))
-        c = f * c_previous + i * g
-        h = o * jnp.tanh(c)
+        h, c, (i, f, g, o) = lstm_cell(gi, h, c_previous, w_hh_t, b_hh)
         return (h, c), (h, c_previous, i, f, g, o, c)
 
-    (_, c_final), (outputs, *saved) = lax.scan(step, (h0, c0), _gates(projected, 4))
+    (_, c_final), (outputs, *saved) = lax.scan(step, (h0, c0), split_gates(projected, 4))
     return outputs, c_final, saved
 
 
@@ -187,4 +180,4 @@ def _lstm_bwd(residuals, cotangents):
 lstm_layer.defvjp(_lstm_fwd, _lstm_bwd)
 
 
-__all__ = ["gru_layer", "lstm_layer", "lstm_update"]
+__all__ = ["gru_layer", "lstm_cell", "lstm_layer", "split_gates"]

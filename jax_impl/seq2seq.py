@@ -34,7 +34,7 @@ from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID
 from jax_impl.linear import Linear
 from jax_impl.numerics import HIGHEST, matmul
 from jax_impl.recurrent import LSTM
-from jax_impl.recurrent_layers import lstm_update
+from jax_impl.recurrent_layers import lstm_cell, split_gates
 
 MASK_KEYS = ("query", "support_in", "support_out", "decoder")
 
@@ -55,12 +55,13 @@ def _lstm_direction(x, valid, w_ih, w_hh, b_ih, b_hh, reverse: bool):
     Returns (outputs [T, B, H] with zeros where not valid, final h [B, H]).
     """
     hidden = w_hh.shape[1]
-    projected = matmul(x, w_ih) + b_ih  # [T, B, 4H], hoisted out of the scan
+    projected = split_gates(matmul(x, w_ih) + b_ih, 4)  # 4 x [T, B, H], hoisted out of the scan
+    w_hh_t = w_hh.T  # transposed once, outside the loop
 
     def cell(carry, inputs):
         h, c = carry
         gi, keep = inputs
-        h_new, c_new = lstm_update(gi + matmul(h, w_hh) + b_hh, c)
+        h_new, c_new, _ = lstm_cell(gi, h, c, w_hh_t, b_hh)
         keep = keep[:, None]
         h, c = jnp.where(keep, h_new, h), jnp.where(keep, c_new, c)
         return (h, c), jnp.where(keep, h_new, jnp.zeros_like(h_new))

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cogmeta import GaussianMeanTask, JaxOptions, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from cogmeta import GaussianMeanTask, JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig  # noqa: E402
 
 #: ("cell", H, B, T, S) points. "cpu" is the committed matrix; "full" is docs/performance.md's CPU matrix.
 PRESETS = {
@@ -62,6 +62,13 @@ INPUT_SIZE = 2
 def point_config(cell: str, hidden: int, batch: int, length: int, chunk: int) -> RunConfig:
     return RunConfig(task=GaussianMeanTask(sequence_length=length), model=ModelConfig(cell=cell, hidden_size=hidden),
                      train=TrainConfig(steps=10**9, batch_size=batch), jax=JaxOptions(steps_per_call=chunk))
+
+
+def torch_device(accelerator: bool) -> str:
+    """PyTorch's device for the matrix: CUDA (with the CUDA-graph step) in GPU mode when torch sees one."""
+    import torch
+
+    return "cuda" if accelerator and torch.cuda.is_available() else "cpu"
 
 
 def update_flops(cell: str, hidden: int, batch: int, length: int) -> float:
@@ -184,7 +191,9 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
     strategies = ("loop",) if members == 1 else (("vmap",) if accelerator else ("loop", "map", "vmap"))
     jax_points = {s: JaxPoint(config, members, s) for s in strategies}
     torch_members = 1 if accelerator else members
-    torch_points = {f"loop/{t}t": TorchPoint(config, torch_members, t, "loop") for t in torch_threads}
+    device = torch_device(accelerator)
+    torch_config = dataclasses.replace(config, torch=TorchOptions(device=device, cuda_graphs=device != "cpu"))
+    torch_points = {f"loop/{t}t": TorchPoint(torch_config, torch_members, t, "loop") for t in torch_threads}
     if members > 1 and not accelerator:
         torch_points[f"vmap/{torch_threads[0]}t"] = TorchPoint(config, members, torch_threads[0], "vmap")
     compiles = []
@@ -285,7 +294,7 @@ def _run(args, jax, torch) -> int:
               f"{row['jax_warm_compile_s']:.2f} s  load {row['load_before']:.1f}", flush=True)
     environment = {
         "cpu": _cpu_model(), "python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
-        "jax_backend": jax.default_backend(), "torch_device": "cpu", "torch_threads_tried": args.torch_threads,
+        "jax_backend": jax.default_backend(), "torch_device": torch_device(args.preset == "gpu"), "torch_threads_tried": args.torch_threads,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "affinity": len(os.sched_getaffinity(0)),
         "sgemm_peak_gflops": round(peak, 1), "repeats": repeats,
         "command": "python benchmarks/suite.py " + " ".join(args.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
     group.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
     group.add_argument("--threads", type=int, default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
+    group.add_argument("--torch-device", default=TorchOptions.device, metavar="DEVICE",
+                       help="torch backend: cpu, cuda or cuda:N")
+    group.add_argument("--cuda-graphs", action="store_true",
+                       help="torch backend on CUDA: capture the training step in a CUDA graph and replay it")
     group.add_argument("--steps-per-call", type=int, default=JaxOptions.steps_per_call, help="JAX optimizer steps per compiled call")
     add_devices_argument(group)
 
@@ -225,7 +229,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         task=make_task(args.task, **params),
         model=ModelConfig(cell=args.cell, hidden_size=args.hidden_size, num_layers=args.num_layers),
         train=train,
-        torch=TorchOptions(threads=args.threads),
+        torch=TorchOptions(threads=args.threads, device=args.torch_device, cuda_graphs=args.cuda_graphs),
         jax=JaxOptions(steps_per_call=args.steps_per_call),
     )
 

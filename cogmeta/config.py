@@ -103,12 +103,27 @@ class TorchOptions:
     Attributes:
         threads: intra-op threads. 1 is often several times faster than 2 for these small models on
             a 2-core CPU (thread hand-off costs more than the matmuls); 0 keeps torch's default.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the model and its batches live (batches
+            are sampled on the CPU with torch's generator, then copied).
+        cuda_graphs: capture the whole training step (forward, backward, clipping, Adam) in one CUDA
+            graph and replay it, with no host synchronisation between updates
+            (``torch_impl.static_step``); needs a CUDA device.
     """
 
     threads: int = 1
+    device: str = "cpu"
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         require_int("TorchOptions", "threads", self.threads, 0, 1024)
+        if not isinstance(self.device, str) or not (
+            self.device in ("cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())
+        ):
+            raise ValueError(f"TorchOptions.device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if not isinstance(self.cuda_graphs, bool):
+            raise TypeError(f"TorchOptions.cuda_graphs must be a bool, got {self.cuda_graphs!r}")
+        if self.cuda_graphs and not self.device.startswith("cuda"):
+            raise ValueError("TorchOptions.cuda_graphs needs a CUDA device: set device='cuda' (or 'cuda:N')")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from cogmeta.training import StepMetrics
 from cogmeta.weights import validate_weights
 from torch_impl.heads import predictive_params
 from torch_impl.model import MetaLearner
-from torch_impl.numerics import configure, torch_dtype
+from torch_impl.numerics import configure, resolve_device, torch_dtype
 from torch_impl.optim import make_optimizer
 from torch_impl.samplers import model_inputs
 from torch_impl.training import native_batch, train_step
@@ -41,18 +41,22 @@ class Trainer:
         configure(config.torch.threads)
         self.config = config
         self.dtype = torch_dtype(config.train.dtype)
-        self.model = build_model(config)
+        self.device = resolve_device(config.torch.device)
+        self.model = build_model(config).to(self.device)
         self.optimizer = make_optimizer(self.model, config.train)
         self.step = 0
         self.chunk_size = config.train.log_every
+        self.static = None  # torch_impl.static_step.StaticStep, built at the first run with cuda_graphs
         if checkpoint is not None:
             self._restore(checkpoint)
 
     def run(self, count: int) -> StepMetrics:
         """Up to ``count`` updates; stops before applying one whose loss or gradient is non-finite."""
+        if self.config.torch.cuda_graphs:
+            return self._run_static(count)
         losses, norms, rates = [], [], []
         for _ in range(count):
-            observations = native_batch(self.config, self.step, self.dtype)
+            observations = native_batch(self.config, self.step, self.dtype).to(self.device)
             loss, norm, rate = train_step(self.model, self.optimizer, observations, self.step, self.config)
             losses.append(loss), norms.append(norm), rates.append(rate)
             if not (np.isfinite(loss) and np.isfinite(norm)):
@@ -60,22 +64,48 @@ class Trainer:
             self.step += 1
         return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))
 
+    def _run_static(self, count: int) -> StepMetrics:
+        """``count`` updates of the captured CUDA-graph step; the first update of a fresh run is checked
+        against the eager step (``StaticStep.verify_first_step``)."""
+        from torch_impl.static_step import StaticStep
+
+        if self.static is None:
+            exp_avg, exp_avg_sq = self._moments()
+            self.static = StaticStep(self.model, self.config, self.step, exp_avg, exp_avg_sq)
+        count = min(count, self.config.train.steps - self.static.next_step)
+        batches = [native_batch(self.config, self.step + i, self.dtype) for i in range(count)]
+        losses, norms, rates = [], [], []
+        if batches and self.static.next_step == 0:
+            self.static.verify_first_step(batches.pop(0))
+            losses, norms, rates = ([float(x)] for x in self.static.history[0].cpu().numpy())  # update 0 is row 0
+        if batches and not self.static.stopped:
+            more = self.static.run(batches)
+            losses, norms, rates = losses + list(more[0]), norms + list(more[1]), rates + list(more[2])
+        applied = len(losses) - int(self.static.stopped)
+        self.step += applied
+        return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))
+
+    def _moments(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Adam's moments per parameter name, from the static step if it owns them."""
+        if self.static is not None:
+            return self.static.moments()
+        names = dict(self.model.named_parameters())
+        exp_avg = {n: _state_array(self.optimizer.state.get(p, {}), "exp_avg", p) for n, p in names.items()}
+        exp_avg_sq = {n: _state_array(self.optimizer.state.get(p, {}), "exp_avg_sq", p) for n, p in names.items()}
+        return exp_avg, exp_avg_sq
+
     def weights(self) -> dict[str, np.ndarray]:
         return model_to_canonical(self.model)
 
     def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
         """Predictive parameters ``[T, B]`` of the current model on numpy observations ``[T, B, 1]``."""
         with torch.no_grad():
-            raw = self.model(model_inputs(torch.as_tensor(np.asarray(observations), dtype=self.dtype)))
+            inputs = torch.as_tensor(np.asarray(observations), dtype=self.dtype).to(self.device)
+            raw = self.model(model_inputs(inputs)).cpu()
         return predictive_params(self.config.task.family, raw)
 
     def checkpoint(self) -> Checkpoint:
-        names = dict(self.model.named_parameters())
-        exp_avg, exp_avg_sq = {}, {}
-        for name, param in names.items():
-            state = self.optimizer.state.get(param, {})
-            exp_avg[name] = _state_array(state, "exp_avg", param)
-            exp_avg_sq[name] = _state_array(state, "exp_avg_sq", param)
+        exp_avg, exp_avg_sq = self._moments()
         return Checkpoint(self.step, self.weights(), exp_avg, exp_avg_sq, FRAMEWORK)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
@@ -86,8 +116,8 @@ class Trainer:
         for name, param in self.model.named_parameters():
             self.optimizer.state[param] = {
                 "step": torch.tensor(float(checkpoint.step)),
-                "exp_avg": torch.as_tensor(checkpoint.exp_avg[name]).to(param.dtype).clone(),
-                "exp_avg_sq": torch.as_tensor(checkpoint.exp_avg_sq[name]).to(param.dtype).clone(),
+                "exp_avg": torch.as_tensor(checkpoint.exp_avg[name]).to(param.dtype).to(param.device).clone(),
+                "exp_avg_sq": torch.as_tensor(checkpoint.exp_avg_sq[name]).to(param.dtype).to(param.device).clone(),
             }
 
 

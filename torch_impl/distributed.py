@@ -100,6 +100,9 @@ class DistributedTrainer(Trainer):
         if env is None:
             raise ValueError("DistributedTrainer needs a torchrun launch (RANK, WORLD_SIZE, MASTER_ADDR, ... unset); "
                              "start with `torchrun --nproc-per-node=N -m cogmeta train --backend torch ...`")
+        if config.torch.cuda_graphs or config.torch.device != "cpu":
+            raise ValueError("torchrun training places each rank's model itself (cuda:LOCAL_RANK with nccl) and does "
+                             "not capture CUDA graphs; leave --torch-device at cpu and --cuda-graphs off")
         self.env = env
         self.first, self.last = shard_bounds(config.train.batch_size, env.rank, env.world_size, "processes")
         super().__init__(config, checkpoint)

@@ -15,7 +15,8 @@ batches of ``step_generator(seeds[s], k)``), in PyTorch's best CPU configuration
 
 ``compile=True`` (opt-in, ``loop`` only) wraps each model in ``torch.compile``: its compile time is
 tens of seconds for RNN models and ``nn.GRU`` graph-breaks (pytorch#91439), so it is never the default.
-CUDA graphs are not implemented yet (no GPU was available to test them).
+This engine trains on the CPU. One run on CUDA, with its step captured in a CUDA graph, is
+``torch_impl.backend.Trainer`` with ``TorchOptions(device="cuda", cuda_graphs=True)`` (``torch_impl.static_step``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def train_members(config: RunConfig, seeds: Sequence[int], learning_rates: Seque
     if not seeds or len(rates) != len(seeds):
         raise ValueError(f"need one learning rate per seed and at least one member; got {len(seeds)} seeds, "
                          f"{len(rates)} learning rates")
+    if config.torch.cuda_graphs or config.torch.device != "cpu":
+        raise ValueError("the PyTorch sweep engine trains on the CPU; for one run on CUDA use `cogmeta train "
+                         "--backend torch --torch-device cuda [--cuda-graphs]`")
     configure(config.torch.threads)
     strategy = choose_strategy(strategy, len(seeds))
     if compile and strategy != "loop":

@@ -25,3 +25,17 @@ def torch_dtype(name: str) -> torch.dtype:
     if name not in _DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(_DTYPES)}")
     return _DTYPES[name]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> ``torch.device``, with an error that says what is missing."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} requested but torch {torch.__version__} sees no CUDA device "
+                               "(a CPU-only build, or no GPU visible); install a CUDA build of torch or use device 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {name!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    return device

@@ -70,6 +70,8 @@ class StaticStep:
         self.k = torch.tensor(start, dtype=torch.int64, device=self.device)
         self.count = torch.tensor(float(start), dtype=torch.float64, device=self.device)  # Adam steps taken
         self.alive = torch.tensor(True, device=self.device)
+        # created here, not in the step: a host-to-device copy is not allowed while a CUDA graph is captured
+        self.base_lr = torch.tensor(train.learning_rate, dtype=torch.float64, device=self.device)
         self.exp_avg = {n: _moment(exp_avg, n, p) for n, p in self.params.items()}
         self.exp_avg_sq = {n: _moment(exp_avg_sq, n, p) for n, p in self.params.items()}
         self.start = self.next_step = start
@@ -109,7 +111,7 @@ class StaticStep:
     def _learning_rate(self) -> torch.Tensor:
         """``cogmeta.schedules.learning_rate`` at step k, in float64 on the device (no host value)."""
         train = self.config.train
-        base = torch.tensor(train.learning_rate, dtype=torch.float64, device=self.device)
+        base = self.base_lr
         if train.schedule == "constant":
             return base
         progress = torch.clamp(self.k.to(torch.float64), max=train.steps) / train.steps

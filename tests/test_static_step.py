@@ -159,3 +159,23 @@ def test_trainer_with_the_static_step_matches_the_eager_trainer():
         np.testing.assert_allclose(ours_ckpt.params[name], eager_ckpt.params[name], rtol=1e-12, atol=1e-12)
     for name in eager_ckpt.exp_avg:
         np.testing.assert_allclose(ours_ckpt.exp_avg_sq[name], eager_ckpt.exp_avg_sq[name], rtol=1e-12, atol=1e-15)
+
+
+def test_the_step_makes_no_host_round_trip(monkeypatch):
+    """What would break a CUDA-graph capture, caught on CPU: a tensor built from Python data inside the step
+    (a host-to-device copy) or a tensor read back to Python (a synchronisation)."""
+    config = _config()
+    static = StaticStep(build_model(config), config, capture=False)
+    static.observations.copy_(_batches(config, 1)[0])
+
+    def forbidden(name):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{name} called inside the static step")
+        return fail
+
+    monkeypatch.setattr(torch, "tensor", forbidden("torch.tensor"))
+    for method in ("item", "__bool__", "__float__", "__int__", "tolist", "numpy"):
+        monkeypatch.setattr(torch.Tensor, method, forbidden(f"Tensor.{method}"))
+    static._step()
+    monkeypatch.undo()
+    assert int(static.k) == 1 and bool(static.alive)

@@ -229,7 +229,9 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         task=make_task(args.task, **params),
         model=ModelConfig(cell=args.cell, hidden_size=args.hidden_size, num_layers=args.num_layers),
         train=train,
-        torch=TorchOptions(threads=args.threads, device=args.torch_device, cuda_graphs=args.cuda_graphs),
+        # `cogmeta sweep` shares this builder and has no device flags (its torch engine is CPU-only)
+        torch=TorchOptions(threads=args.threads, device=getattr(args, "torch_device", TorchOptions.device),
+                           cuda_graphs=getattr(args, "cuda_graphs", False)),
         jax=JaxOptions(steps_per_call=args.steps_per_call),
     )
 

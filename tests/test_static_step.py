@@ -179,3 +179,15 @@ def test_the_step_makes_no_host_round_trip(monkeypatch):
     static._step()
     monkeypatch.undo()
     assert int(static.k) == 1 and bool(static.alive)
+
+
+def test_cli_reports_the_cuda_options_clearly(tmp_path, capsys):
+    from cogmeta.cli import main
+
+    code = main(["train", "--task", "gaussian", "--backend", "torch", "--cuda-graphs", "--steps", "2",
+                 "--out", str(tmp_path / "run")])
+    assert code != 0 and "needs a CUDA device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        code = main(["train", "--task", "gaussian", "--backend", "torch", "--torch-device", "cuda", "--steps", "2",
+                     "--out", str(tmp_path / "run2")])
+        assert code != 0 and "sees no CUDA device" in capsys.readouterr().err

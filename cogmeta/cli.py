@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="learning-to-infer: eu or sample-size; heuristics: ranking, direction, none or all")
     experiment.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
     experiment.add_argument("--participants", type=int, default=None,
-                            help="simulated participants (seeds); default eu 20, sample-size 260 (20 per study)")
+                            help="simulated participants (seeds); default eu 400, sample-size 260 (20 per study)")
     experiment.add_argument("--hidden", type=int, nargs="+", default=None,
                             help="RBF units (eu: one value, default 1; sample-size: one or more, default 1 8)")
     experiment.add_argument("--seed", type=int, default=0, help="first participant seed")
@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="sgd (the paper's) or adam (torch's defaults)")
     experiment.add_argument("--lr", type=float, default=None,
                             help="learning rate (default: the paper's, eu .05, sample-size .01)")
+    experiment.add_argument("--draws", choices=("generative", "paper"), default="generative",
+                            help="learning-to-infer: draw the balls as the generative process states, or as the paper's "
+                                 "code does (the prior-p urn with the other urn's likelihood)")
     experiment.add_argument("--out", type=Path, default=None, help="folder for the CSV table and the figure")
     experiment.add_argument("--no-figures", action="store_true", help="do not write the figure")
     add_heuristics_arguments(experiment)
@@ -138,7 +141,8 @@ def _experiment(args: argparse.Namespace) -> int:
     from cogmeta.experiments.learning_to_infer import run_experiment
 
     run_experiment(args.name, args.backend, args.out, participants=args.participants, hidden=args.hidden,
-                   seed=args.seed, figures=not args.no_figures, optimizer=args.optimizer, learning_rate=args.lr)
+                   seed=args.seed, figures=not args.no_figures, optimizer=args.optimizer, learning_rate=args.lr,
+                   draws=args.draws)
     return 0
 
 

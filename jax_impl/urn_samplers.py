@@ -31,7 +31,7 @@ def transform(spec: UrnQueryDistribution, noise: Mapping[str, jax.Array]) -> Urn
     i_prior, i_lik, i_size = pick(u_prior, len(spec.priors)), pick(u_lik, len(spec.likelihoods)), pick(u_size, len(spec.sizes))
     prior, likelihood, size = tables["prior"][i_prior], tables["likelihood"][i_lik], tables["size"][i_size]
     is_b = u_hyp < prior
-    theta = jnp.where(is_b, likelihood, 1 - likelihood)
+    theta = jnp.where(is_b != spec.swapped_draws, likelihood, 1 - likelihood)
     position = jnp.arange(spec.max_draws, dtype=dtype)[:, None]
     hits = (u_draws < theta[None, :]) & (position < size[None, :])
     heads = jnp.sum(hits.astype(dtype), axis=0)

@@ -8,6 +8,8 @@ single-participant path of its own framework.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,13 +25,16 @@ import torch_impl.amortized_training as torch_training
 import torch_impl.urn_samplers as torch_samplers
 from cogmeta.experiments.amortized_spec import OPTIMIZERS, PARAMETER_NAMES
 from cogmeta.tasks import draw_noise
-from cogmeta.tasks.urn import EU_ID, EU_UD, NOISE_BLOCKS, SIZE_LADDER, UrnQueries, concatenate, logit
+from cogmeta.tasks.urn import EU_ID, EU_UD, NOISE_BLOCKS, SIZE_LADDER, UrnQueries, UrnQueryDistribution, concatenate, logit
 from parity_tests._cases import x64
 from parity_tests._compare import assert_all, assert_bitwise, assert_parity
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 
-SPECS = {"EU_ID": EU_ID, "EU_UD": EU_UD, "noise": NOISE_BLOCKS, "ladder": SIZE_LADDER}
+SPECS = {"EU_ID": EU_ID, "EU_UD": EU_UD, "noise": NOISE_BLOCKS, "ladder": SIZE_LADDER,
+         # the paper's draws (balls from the other urn's likelihood)
+         "EU_UD_swapped": dataclasses.replace(EU_UD, swapped_draws=True),
+         "noise_swapped": dataclasses.replace(NOISE_BLOCKS, swapped_draws=True)}
 HIDDEN = (1, 4)
 
 
@@ -71,17 +76,21 @@ def test_jax_urn_transform_bit_identical(spec, dtype, seed):
     assert np.all(diff <= ulp), f"{spec.name} jitted log-odds off by {np.max(diff / ulp):.2f} ulp of the largest term"
 
 
-def test_native_samplers_follow_the_spec():
-    """Each framework's own noise gives EU queries with the spec's support and P(draw = 1) = E[p l + (1-p)(1-l)]."""
-    expected = np.mean([p * l + (1 - p) * (1 - l) for p in EU_ID.priors for l in EU_ID.likelihoods])
-    torch_queries = torch_samplers.sample_queries(EU_ID, torch_samplers.seed_generator(3), 20_000, torch.float64)
+@pytest.mark.parametrize("swapped", [False, True])
+def test_native_samplers_follow_the_spec(swapped):
+    """Each framework's own noise gives queries with the spec's support and P(draw = 1) = E[p l + (1-p)(1-l)]
+    (swapped draws: E[p (1-l) + (1-p) l]: 0.325 here against 0.675)."""
+    spec = UrnQueryDistribution(priors=(0.9, 0.8), likelihoods=(0.8, 0.7), swapped_draws=swapped)
+    theta = [(1 - l if swapped else l) for l in spec.likelihoods]
+    expected = np.mean([p * t + (1 - p) * (1 - t) for p in spec.priors for t in theta])
+    torch_queries = torch_samplers.sample_queries(spec, torch_samplers.seed_generator(3), 20_000, torch.float64)
     with jax.enable_x64(True):
-        jax_queries = jax.tree.map(np.asarray, jax_samplers.sample_queries(EU_ID, jax_samplers.seed_key(3), 20_000,
+        jax_queries = jax.tree.map(np.asarray, jax_samplers.sample_queries(spec, jax_samplers.seed_key(3), 20_000,
                                                                           jnp.float64))
     for label, q in (("torch", jax.tree.map(lambda t: t.numpy(), tuple(torch_queries))), ("jax", tuple(jax_queries))):
         q = UrnQueries(*q)
-        assert set(np.unique(q.prior)) <= set(EU_ID.priors), label
-        assert set(np.unique(q.likelihood)) <= set(EU_ID.likelihoods), label
+        assert set(np.unique(q.prior)) <= set(spec.priors), label
+        assert set(np.unique(q.likelihood)) <= set(spec.likelihoods), label
         rate = q.heads.mean()
         assert abs(rate - expected) < 4 * np.sqrt(expected * (1 - expected) / 20_000), (label, rate, expected)
 

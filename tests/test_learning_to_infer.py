@@ -4,6 +4,9 @@ the analyses against known answers, short reproductions of the biases, and (``--
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 from scipy import special
@@ -65,6 +68,24 @@ def test_query_vector_layout():
     np.testing.assert_allclose(sample.inputs[~single, 4], (2 * sample.heads[~single] - 3) / 3)
     np.testing.assert_allclose(ladder.inputs[:, 5], ladder.draws / 48)
     assert set(np.unique(ladder.draws)) == set(SIZE_LADDER.sizes)
+
+
+def test_swapped_draws_come_from_the_other_urn():
+    """The paper's draws: urn B (prior p) draws heads with 1 - l, urn A with l; the log-odds stay exact."""
+    spec = UrnQueryDistribution(priors=(0.9,), likelihoods=(0.7,), sizes=(1, 3), max_draws=3)
+    swapped = dataclasses.replace(spec, swapped_draws=True)
+    noise = draw_noise(spec.noise_spec(60_000), np.random.default_rng(7))
+    is_b = noise["hypothesis"] < 0.9
+    for q, theta_b in ((spec.transform(noise), 0.7), (swapped.transform(noise), 0.3)):
+        for rows, theta in ((is_b, theta_b), (~is_b, 1 - theta_b)):
+            rate = q.heads[rows].sum() / q.draws[rows].sum()
+            assert abs(rate - theta) < 5 * np.sqrt(theta * (1 - theta) / q.draws[rows].sum()), (theta_b, theta, rate)
+        joint = log_joint(q.prior, q.likelihood, q.heads, q.draws)
+        np.testing.assert_allclose(q.log_odds, joint[:, 1] - joint[:, 0], rtol=1e-12, atol=1e-12)
+        single = q.draws == 1
+        np.testing.assert_array_equal(q.inputs[single, 0], q.heads[single])
+    with pytest.raises(ValueError, match=r"swapped_draws must be True or False, got 'yes'"):
+        dataclasses.replace(spec, swapped_draws="yes")
 
 
 def test_heads_follow_the_binomial_mixture():
@@ -243,10 +264,27 @@ def test_configs_and_runner_validate():
         l2i.EUConfig(learning_rate=-1.0)
     with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; choose one of sgd, adam"):
         l2i.SampleSizeConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match=r"unknown draws 'exact'; choose one of generative, paper"):
+        l2i.EUConfig(draws="exact")
+    with pytest.raises(ValueError, match=r"unknown draws 'both'"):
+        l2i.SampleSizeConfig(draws="both")
+    specs = l2i.eu_distributions("paper")
+    assert specs["ID"].swapped_draws and specs["UD"].swapped_draws and specs["UD"].priors == EU_UD.priors
+    assert not any(spec.swapped_draws for spec in l2i.eu_distributions("generative").values())
     with pytest.raises(ValueError, match=r"unknown learning-to-infer experiment 'urns'; choose one of eu, sample-size"):
         l2i.run_experiment("urns", "torch")
     with pytest.raises(ValueError, match=r"unknown backend 'numpy'"):
         l2i.run_experiment("eu", "numpy")
+
+
+def test_cli_draws_option_reaches_the_config(tmp_path, capsys):
+    pytest.importorskip("jax")
+    args = ["experiment", "learning-to-infer", "eu", "--backend", "jax", "--participants", "2", "--no-figures"]
+    assert main(args + ["--draws", "paper", "--out", str(tmp_path)]) == 0
+    assert "paper draws" in capsys.readouterr().out
+    assert json.loads((tmp_path / "learning-to-infer-eu-jax-config.json").read_text())["draws"] == "paper"
+    with pytest.raises(SystemExit):
+        main(args + ["--draws", "exact"])
 
 
 def test_cli_rejects_unknown_experiment(capsys):
@@ -282,13 +320,8 @@ def test_sample_size_short():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue #3 bars met by 7 of 8 torch and 5 of 8 JAX seed batches (seeds 0-700, docs/tasks/"
-    "learning-to-infer.md); JAX at the default seed has UD-trained b_prior 1.067 > 1.0 (paper 0.797)",
-    strict=False,
-)
 def test_eu_full_bars(backend):
-    """Issue #3's bars with the defaults (20 participants, 50 x 100 queries, lr .05, hidden 1)."""
+    """Issue #3's bars with the defaults (400 participants, 50 x 100 queries, lr .05, hidden 1)."""
     s = l2i.run_eu(backend).summary()
     assert abs(s["ID"]["b_prior"]) < 0.1 and 0.4 < s["ID"]["b_lik"] < 0.9, s
     assert 0.6 < s["UD"]["b_prior"] < 1.0 and abs(s["UD"]["b_lik"]) < 0.1, s

@@ -87,6 +87,24 @@ def test_participant_block_is_noise_then_its_test_queries():
     assert not np.array_equal(train.inputs, other.inputs)
 
 
+def test_swapped_draws_change_only_sampled_queries():
+    """The paper's draws: fixed designs (GT92) are untouched; sampled noise and designs keep exact log-odds."""
+    fixed = BY_KEY["GT92"]
+    np.testing.assert_array_equal(fixed.sample(np.random.default_rng(1), 50).inputs,
+                                  fixed.sample(np.random.default_rng(1), 50, swapped_draws=True).inputs)
+    for study in (BY_KEY["PSM65"], BY_KEY["PM65"]):
+        plain = study.sample_noise(np.random.default_rng(2), 3000)
+        swapped = study.sample_noise(np.random.default_rng(2), 3000, swapped_draws=True)
+        assert not np.array_equal(plain.heads, swapped.heads), study.key
+        n = 2 * swapped.heads - swapped.draws
+        np.testing.assert_allclose(swapped.log_odds, logit(swapped.prior) + n * logit(swapped.likelihood), rtol=1e-12, atol=1e-9)
+        designs = study.sample(np.random.default_rng(3), 500, swapped_draws=True)
+        joint = log_joint(designs.prior, designs.likelihood, designs.heads, designs.draws)
+        np.testing.assert_allclose(designs.log_odds, joint[:, 1] - joint[:, 0], rtol=1e-12, atol=1e-12)
+    train, test = participant_queries(1, seed=7, swapped_draws=True)
+    np.testing.assert_array_equal(train.inputs[100:], test.inputs)
+
+
 def test_with_prior_recomputes_the_exact_log_odds():
     q = summary_queries([0.2, 0.7], [0.6, 0.3], [2, 1], [3, 4], 4)
     moved = with_prior(q, 0.9)

@@ -28,7 +28,7 @@ def transform(spec: UrnQueryDistribution, noise: Mapping[str, torch.Tensor]) -> 
     i_prior, i_lik, i_size = pick(u_prior, len(spec.priors)), pick(u_lik, len(spec.likelihoods)), pick(u_size, len(spec.sizes))
     prior, likelihood, size = tables["prior"][i_prior], tables["likelihood"][i_lik], tables["size"][i_size]
     is_b = u_hyp < prior
-    theta = torch.where(is_b, likelihood, 1 - likelihood)
+    theta = torch.where(is_b != spec.swapped_draws, likelihood, 1 - likelihood)
     position = torch.arange(spec.max_draws, dtype=dtype)[:, None]
     hits = (u_draws < theta[None, :]) & (position < size[None, :])
     heads = torch.sum(hits.to(dtype), dim=0)

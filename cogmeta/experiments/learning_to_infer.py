@@ -4,7 +4,8 @@ A population of simulated participants (one :class:`AmortizedPosterior` per seed
 SGD on its own stream of queries) answers two-urn test queries; the analyses regress its posterior
 log-odds on the two sources of evidence.
 
-**EU experiment.** Single draws. ID training (weak priors {.4, .5, .5, .6}, diagnostic likelihoods
+**EU experiment.** Single draws (balls drawn from the generative process, or as the paper's code draws them
+with ``draws="paper"``, see :data:`DRAWS`). ID training (weak priors {.4, .5, .5, .6}, diagnostic likelihoods
 {.1, .2, .2, .3, .7, .8, .8, .9}) or UD training (the lists swapped); test on 200 UD-type + 200
 ID-type queries. Per participant, least squares
 
@@ -39,11 +40,17 @@ import numpy as np
 
 from cogmeta._validation import require_int, require_positive
 from cogmeta.experiments.amortized_spec import check_optimizer
-from cogmeta.tasks.urn import EU_ID, EU_UD, UrnQueries, concatenate, likelihood_log_odds, logit, prior_log_odds
+from cogmeta.tasks.urn import (EU_ID, EU_UD, UrnQueries, UrnQueryDistribution, concatenate, likelihood_log_odds, logit,
+                               prior_log_odds)
 from cogmeta.tasks.urn_studies import STUDY_KEYS, participant_queries, study_of
 
 EXPERIMENTS = ("eu", "sample-size")
 BACKENDS = ("torch", "jax")
+#: How the balls of sampled queries are drawn: "generative", as the generative process states (the default),
+#: or "paper", as the paper's code draws them (the prior-p urn with the other urn's heads-probability,
+#: ``UrnQueryDistribution.swapped_draws``). The query shown and its exact posterior are the same; how often
+#: each query occurs differs, which moves the coefficients (docs/tasks/learning-to-infer.md).
+DRAWS = ("generative", "paper")
 
 #: The paper's EU coefficients (repo JSONs, 20 simulated participants x 400 queries, hidden 1).
 PAPER_EU = {"ID": {"b_prior": -0.004, "b_lik": 0.628}, "UD": {"b_prior": 0.797, "b_lik": -0.008}}
@@ -59,9 +66,15 @@ _TEST_SEED = 20_200
 
 @dataclass(frozen=True)
 class EUConfig:
-    """EU experiment: ``participants`` seeds per training condition, plain SGD one query per step."""
+    """EU experiment: ``participants`` seeds per training condition, plain SGD one query per step.
 
-    participants: int = 20
+    400 participants by default (the paper simulated 20): the mean coefficient of 20 participants scatters
+    with sd ~0.05 from batch to batch, more than the UD-trained b_prior lies below Bayes (~0.99) and more
+    than the effect of ``draws`` (~0.03); 400 estimate it to ~0.01, in ~10 s per backend
+    (docs/tasks/learning-to-infer.md).
+    """
+
+    participants: int = 400
     hidden: int = 1
     learning_rate: float = 0.05
     epochs: int = 50
@@ -69,6 +82,7 @@ class EUConfig:
     test_per_type: int = 200
     seed: int = 0
     optimizer: str = "sgd"
+    draws: str = "generative"
 
     def __post_init__(self) -> None:
         _validate(self, ("participants", "hidden", "epochs", "queries_per_epoch", "test_per_type"))
@@ -94,6 +108,7 @@ class SampleSizeConfig:
     study_queries: int = 100
     seed: int = 0
     optimizer: str = "sgd"
+    draws: str = "generative"
 
     def __post_init__(self) -> None:
         hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
@@ -114,6 +129,21 @@ def _validate(config, integers: Sequence[str]) -> None:
     require_int(owner, "seed", config.seed, 0, 2**31 - 1)
     require_positive(owner, "learning_rate", config.learning_rate)
     check_optimizer(config.optimizer)
+    check_draws(config.draws)
+
+
+def check_draws(draws: str) -> bool:
+    """Validate a :data:`DRAWS` name; returns ``UrnQueryDistribution.swapped_draws`` for it."""
+    if draws not in DRAWS:
+        raise ValueError(f"unknown draws {draws!r}; choose one of {', '.join(DRAWS)} "
+                         "(generative: as the generative process states; paper: as the paper's code draws the balls)")
+    return draws == "paper"
+
+
+def eu_distributions(draws: str = "generative") -> dict[str, UrnQueryDistribution]:
+    """The EU training distributions {"ID": ..., "UD": ...} with balls drawn per :data:`DRAWS` ``draws``."""
+    swapped = check_draws(draws)
+    return {"ID": dataclasses.replace(EU_ID, swapped_draws=swapped), "UD": dataclasses.replace(EU_UD, swapped_draws=swapped)}
 
 
 # --------------------------------------------------------------------------------- analyses
@@ -170,7 +200,7 @@ class EUResult:
 
     def table(self) -> str:
         lines = [f"EU experiment, {self.backend}, hidden {self.config.hidden}, {self.config.participants} participants, "
-                 f"{self.config.optimizer} lr {self.config.learning_rate:g} ({self.seconds:.1f} s)",
+                 f"{self.config.optimizer} lr {self.config.learning_rate:g}, {self.config.draws} draws ({self.seconds:.1f} s)",
                  f"{'trained on':<11}{'b_prior':>10}{'paper':>9}{'b_lik':>10}{'paper':>9}   (Bayes: 1, 1)"]
         for cond, s in self.summary().items():
             lines.append(f"{cond:<11}{s['b_prior']:>10.3f}{PAPER_EU[cond]['b_prior']:>9.3f}"
@@ -207,7 +237,7 @@ class SampleSizeResult:
 
     def table(self) -> str:
         lines = [f"sample-size experiment, {self.backend}, {self.config.participants} participants, {self.config.optimizer} "
-                 f"lr {self.config.learning_rate:g} ({self.seconds:.1f} s); "
+                 f"lr {self.config.learning_rate:g}, {self.config.draws} draws ({self.seconds:.1f} s); "
                  "alpha_L = median over participants (paper in brackets; Bayes: 1)",
                  f"{'hidden':<8}" + "".join(f"{'N=' + label if label != 'all' else 'all':>15}" for label in BIN_LABELS)]
         for h, s in self.summary().items():
@@ -260,9 +290,10 @@ def load_training(backend: str):
 
 
 def eu_test_queries(config: EUConfig) -> UrnQueries:
-    """200 UD-type then 200 ID-type test queries (numpy float64, fixed seed)."""
+    """200 UD-type then 200 ID-type test queries (numpy float64, fixed seed), drawn as ``config.draws`` says."""
     rng = np.random.default_rng([_TEST_SEED, config.seed])
-    return concatenate([EU_UD.sample(rng, config.test_per_type), EU_ID.sample(rng, config.test_per_type)])
+    specs = eu_distributions(config.draws)
+    return concatenate([specs["UD"].sample(rng, config.test_per_type), specs["ID"].sample(rng, config.test_per_type)])
 
 
 def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
@@ -271,7 +302,7 @@ def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
     test = eu_test_queries(config)
     seeds = list(range(config.seed, config.seed + config.participants))
     start, coefficients = time.perf_counter(), {}
-    for cond, spec in (("ID", EU_ID), ("UD", EU_UD)):
+    for cond, spec in eu_distributions(config.draws).items():
         weights = training.train_population([spec], seeds, hidden=config.hidden, learning_rate=config.learning_rate,
                                             steps=config.steps, optimizer=config.optimizer)
         model = training.predict_log_odds(weights, test.inputs)
@@ -281,7 +312,8 @@ def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
 
 def sample_size_queries(config: SampleSizeConfig) -> tuple[UrnQueries, UrnQueries]:
     """Training queries ``[S, steps, ...]`` (the block repeated ``epochs`` times) and test queries ``[S, Q, ...]``."""
-    blocks = [participant_queries(s, config.seed, config.noise_queries, config.study_queries)
+    swapped = check_draws(config.draws)
+    blocks = [participant_queries(s, config.seed, config.noise_queries, config.study_queries, swapped)
               for s in range(config.participants)]
     train = UrnQueries(*(np.stack([np.tile(np.asarray(getattr(b[0], f)), (config.epochs,) + (1,) * (np.ndim(getattr(b[0], f)) - 1))
                                    for b in blocks]) for f in UrnQueries._fields))
@@ -358,7 +390,7 @@ def plot_sample_size(result: SampleSizeResult, ax=None):
 
 def run_experiment(name: str, backend: str, out: Path | None = None, *, participants: int | None = None,
                    hidden: Sequence[int] | None = None, seed: int = 0, figures: bool = True, optimizer: str = "sgd",
-                   learning_rate: float | None = None):
+                   learning_rate: float | None = None, draws: str = "generative"):
     """Run experiment ``name`` ("eu" or "sample-size") with ``backend``; print the table; write CSV and figure to ``out``."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown learning-to-infer experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
@@ -369,11 +401,11 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
     if name == "eu":
         if hidden is not None and len(hidden) != 1:
             raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
-        config = EUConfig(seed=seed, optimizer=optimizer, **options,
+        config = EUConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
                           **({"hidden": hidden[0]} if hidden else {}))
         result, plot = run_eu(backend, config), plot_eu
     else:
-        config = SampleSizeConfig(seed=seed, optimizer=optimizer, **options,
+        config = SampleSizeConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
                                   **({"hidden": tuple(hidden)} if hidden else {}))
         result, plot = run_sample_size(backend, config), plot_sample_size
     print(result.table())

@@ -19,6 +19,10 @@ paper's code: log p(h, d) = log prior_h + |n| log(l_h or 1 - l_h) up to a term s
 ``prior log-odds`` = logit(p) and ``likelihood log-odds`` (the log likelihood ratio, LLR) = n logit(l):
 a Bayesian puts weight 1 on each; the regressions of the experiments estimate those weights.
 
+The paper's code draws the balls of the urn it picks with the *other* urn's heads-probability; with
+``swapped_draws=True`` a distribution does the same (the queries' log-odds stay the exact posterior of the
+process above; only how often each query occurs changes).
+
 Sign convention: positive log-odds favour urn B, the urn with prior p and heads-probability l; a heads
 draw (``draw = 1``) is evidence for B iff l > 1/2.
 
@@ -136,6 +140,11 @@ class UrnQueryDistribution:
         summary_only: encode every query as a summary (draw = -1, strength = n / N), as the paper's
             sample-size studies do; otherwise a single draw is shown as the draw itself with strength 0
             (the paper's EU encoding), and larger samples as summaries.
+        swapped_draws: draw the balls with the *other* urn's heads-probability (theta_B = 1 - l,
+            theta_A = l), as the paper's code does (``Urn.data_gen`` in ``generative.py`` picks urn B with
+            probability p but draws its balls with the likelihood its rational model assigns to A). The
+            query shown and its exact log-odds keep the convention above; only how often each query
+            occurs changes: the draws tend to favour the urn the prior disfavours.
     """
 
     priors: tuple[float, ...]
@@ -144,12 +153,16 @@ class UrnQueryDistribution:
     max_draws: int = 1
     name: str = "urn"
     summary_only: bool = False
+    swapped_draws: bool = False
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
         object.__setattr__(self, "priors", _probabilities(owner, "priors", self.priors))
         object.__setattr__(self, "likelihoods", _probabilities(owner, "likelihoods", self.likelihoods))
         object.__setattr__(self, "max_draws", require_int(owner, "max_draws", self.max_draws, 1, 10_000))
+        for flag in ("summary_only", "swapped_draws"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{owner}.{flag} must be True or False, got {getattr(self, flag)!r}")
         if isinstance(self.sizes, (str, bytes)) or not isinstance(self.sizes, Sequence) or len(self.sizes) == 0:
             raise ValueError(f"{owner}.sizes must be a non-empty sequence of integers, got {self.sizes!r}")
         sizes = tuple(require_int(owner, f"sizes[{i}]", n, 1, self.max_draws) for i, n in enumerate(self.sizes))
@@ -178,7 +191,8 @@ class UrnQueryDistribution:
         """Noise -> queries, in the dtype of the noise (see the module docstring for the formulas).
 
         Steps (the torch and JAX samplers repeat them operation for operation):
-            i = min(floor(u K), K - 1) for p, l and N;   is_b = u_h < p;   theta = l if is_b else 1 - l;
+            i = min(floor(u K), K - 1) for p, l and N;   is_b = u_h < p;   theta = l if is_b else 1 - l
+            (swapped: theta = 1 - l if is_b else l);
             heads = sum_k 1[u_k < theta] 1[k < N];   n = 2 heads - N;
             log_odds = logit(p) + n logit(l)   (logit values looked up from float64 tables);
             weight = N / max_draws is looked up too (XLA turns a division by a constant into a multiplication).
@@ -194,7 +208,7 @@ class UrnQueryDistribution:
         i_prior, i_lik, i_size = pick(u_prior, self.priors), pick(u_lik, self.likelihoods), pick(u_size, self.sizes)
         prior, likelihood, size = tables["prior"][i_prior], tables["likelihood"][i_lik], tables["size"][i_size]
         is_b = u_hyp < prior
-        theta = np.where(is_b, likelihood, 1 - likelihood)
+        theta = np.where(is_b != self.swapped_draws, likelihood, 1 - likelihood)
         position = np.arange(self.max_draws, dtype=dtype)[:, None]
         hits = (u_draws < theta[None, :]) & (position < size[None, :])
         heads = np.sum(hits.astype(dtype), axis=0)

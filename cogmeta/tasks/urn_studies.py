@@ -124,12 +124,16 @@ class ClassicStudy:
         """The sampled designs as a query distribution (summary encoding, weight N / max_draws)."""
         return UrnQueryDistribution(self.priors, self.likelihoods, self.sizes, self.max_draws, self.key, summary_only=True)
 
+    def sampled_distribution(self, swapped_draws: bool) -> UrnQueryDistribution:
+        """:attr:`distribution`, drawing its balls as stated or swapped (``UrnQueryDistribution.swapped_draws``)."""
+        return dataclasses.replace(self.distribution, swapped_draws=swapped_draws)
+
     @property
     def noise_sizes(self) -> int:
         """K = min(10, max_draws): noise queries draw k ~ U{1..K} balls."""
         return min(10, self.max_draws)
 
-    def sample_noise(self, rng: np.random.Generator, count: int) -> UrnQueries:
+    def sample_noise(self, rng: np.random.Generator, count: int, swapped_draws: bool = False) -> UrnQueries:
         """``count`` noise queries of a participant assigned to this study (float64).
 
         k ~ U{1..K} balls are drawn (K = :attr:`noise_sizes`; p and l on the grids of
@@ -138,21 +142,25 @@ class ClassicStudy:
         So the noise spans the study's range of sample sizes (N = 4.8, 9.6, ..., 48 for PSM65); for
         maxN <= 10 it is plain k-ball queries. This is the encoding of the paper's code (noise weight
         k / max k, targets from weight x maxN); it is what makes the simulated conservatism grow with N.
+        ``swapped_draws``: draw the balls as the paper's code does (see ``UrnQueryDistribution``).
         """
         k_max = self.noise_sizes
         base = dataclasses.replace(NOISE_BLOCKS, sizes=tuple(range(1, k_max + 1)), max_draws=k_max,
-                                   name=f"noise-{self.key}").sample(rng, count)
+                                   name=f"noise-{self.key}", swapped_draws=swapped_draws).sample(rng, count)
         scale = self.max_draws / k_max
         draws, heads = np.asarray(base.draws) * scale, np.asarray(base.heads) * scale
         n = 2 * heads - draws
         return UrnQueries(base.inputs, logit(base.prior) + n * logit(base.likelihood), base.prior, base.likelihood,
                           heads, draws)
 
-    def sample(self, rng: np.random.Generator, count: int) -> UrnQueries:
-        """``count`` study queries (float64), shown with prior :data:`STUDY_PRIOR`."""
+    def sample(self, rng: np.random.Generator, count: int, swapped_draws: bool = False) -> UrnQueries:
+        """``count`` study queries (float64), shown with prior :data:`STUDY_PRIOR`.
+
+        ``swapped_draws`` changes how sampled designs draw their balls (fixed designs have no draws to swap).
+        """
         count = require_int(f"ClassicStudy {self.key}", "count", count, 1)
         if self.priors:
-            queries = self.distribution.sample(rng, count)
+            queries = self.sampled_distribution(swapped_draws).sample(rng, count)
         else:
             rows = np.asarray(self.designs, np.float64)[rng.integers(0, len(self.designs), count)]
             queries = summary_queries(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], self.max_draws)
@@ -205,16 +213,17 @@ def study_of(participant: int) -> ClassicStudy:
 
 
 def participant_queries(participant: int, seed: int, noise_queries: int = 100,
-                        study_queries: int = 100) -> tuple[UrnQueries, UrnQueries]:
+                        study_queries: int = 100, swapped_draws: bool = False) -> tuple[UrnQueries, UrnQueries]:
     """One participant's (training block, test queries), numpy float64.
 
     The training block is ``noise_queries`` noise queries then the ``study_queries`` test queries (the
-    paper trains on its test queries); an experiment repeats the block once per epoch.
+    paper trains on its test queries); an experiment repeats the block once per epoch. ``swapped_draws``:
+    the balls are drawn as in the paper's code (``UrnQueryDistribution.swapped_draws``).
     """
     study = study_of(participant)
     rng = np.random.default_rng([int(seed), int(participant)])
-    noise = study.sample_noise(rng, noise_queries)
-    test = study.sample(rng, study_queries)
+    noise = study.sample_noise(rng, noise_queries, swapped_draws)
+    test = study.sample(rng, study_queries, swapped_draws)
     return concatenate([noise, test]), test
 
 

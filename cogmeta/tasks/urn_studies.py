@@ -124,10 +124,6 @@ class ClassicStudy:
         """The sampled designs as a query distribution (summary encoding, weight N / max_draws)."""
         return UrnQueryDistribution(self.priors, self.likelihoods, self.sizes, self.max_draws, self.key, summary_only=True)
 
-    def sampled_distribution(self, swapped_draws: bool) -> UrnQueryDistribution:
-        """:attr:`distribution`, drawing its balls as stated or swapped (``UrnQueryDistribution.swapped_draws``)."""
-        return dataclasses.replace(self.distribution, swapped_draws=swapped_draws)
-
     @property
     def noise_sizes(self) -> int:
         """K = min(10, max_draws): noise queries draw k ~ U{1..K} balls."""
@@ -160,7 +156,7 @@ class ClassicStudy:
         """
         count = require_int(f"ClassicStudy {self.key}", "count", count, 1)
         if self.priors:
-            queries = self.sampled_distribution(swapped_draws).sample(rng, count)
+            queries = dataclasses.replace(self.distribution, swapped_draws=swapped_draws).sample(rng, count)
         else:
             rows = np.asarray(self.designs, np.float64)[rng.integers(0, len(self.designs), count)]
             queries = summary_queries(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], self.max_draws)

@@ -3,6 +3,7 @@
     python benchmarks/suite.py                       # the committed CPU matrix -> benchmarks/results/suite-cpu.*
     python benchmarks/suite.py --preset full         # docs/performance.md's whole CPU matrix (hours)
     python benchmarks/suite.py --preset gpu          # on a CUDA machine: larger sizes, seeds up to 2048
+    python benchmarks/suite.py --preset gpu-check    # its 7-point subset (benchmarks/gpu_check.sh)
     python benchmarks/suite.py --preset smoke --out /tmp/bench    # CI: one tiny point
     python benchmarks/suite.py --points "lstm,128,32,64,1" --out /tmp/bench   # chosen points -> suite-points.*
 
@@ -54,6 +55,11 @@ PRESETS = {
              for t in (16, 64, 256) for s in (1, 4, 16, 64)],
     "gpu": [(c, h, b, t, s) for c in ("gru", "lstm") for h in (64, 256, 1024) for b in (128, 1024)
             for t in (64, 256) for s in (1, 16, 256, 2048)],
+    # the subset benchmarks/gpu_check.sh runs in its time box: seed scaling 1 -> 2048 at the tutorial
+    # width, then single runs at larger widths (largest memory last, so an out-of-memory loses least)
+    "gpu-check": [("gru", 64, 128, 64, 1), ("gru", 64, 128, 64, 16), ("gru", 64, 128, 64, 256),
+                  ("gru", 256, 128, 64, 1), ("lstm", 256, 128, 64, 1), ("gru", 1024, 1024, 64, 1),
+                  ("gru", 64, 128, 64, 2048)],
 }
 FLOPS_PER_TOKEN = {"gru": 18, "lstm": 24}  # x H (I + H), forward + backward (docs/performance.md)
 INPUT_SIZE = 2
@@ -280,27 +286,37 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, jax, torch) -> int:
     repeats = 1 if args.preset == "smoke" else args.repeats
     threads = [int(t) for t in args.torch_threads.split(",")]
+    accelerator = args.preset.startswith("gpu")
     peak = sgemm_peak(256 if args.preset == "smoke" else 1024)
     print(f"measured 1-thread SGEMM peak: {peak:.1f} GFLOP/s", flush=True)
-    rows = []
+    environment = {
+        "cpu": _cpu_model(), "python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
+        "jax_backend": jax.default_backend(), "torch_device": torch_device(accelerator), "torch_threads_tried": args.torch_threads,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""), "affinity": len(os.sched_getaffinity(0)),
+        "sgemm_peak_gflops": round(peak, 1), "repeats": repeats,
+        "command": "python benchmarks/suite.py " + " ".join(args.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    rows, failed = [], []
     for point in args.points or PRESETS[args.preset]:
-        row = measure_point(point, repeats, threads, peak, 5 if args.preset == "smoke" else 200,
-                            accelerator=args.preset == "gpu")
+        try:
+            row = measure_point(point, repeats, threads, peak, 5 if args.preset == "smoke" else 200, accelerator=accelerator)
+        except Exception as error:  # one point's failure (out of device memory, say) must not lose the others
+            if not accelerator:
+                raise
+            failed.append(point)
+            print(f"point {point} failed: {type(error).__name__}: {str(error)[:300]}", flush=True)
+            continue
         rows.append(row)
         print(f"{row['cell']:>4} H={row['hidden']:<4} B={row['batch']:<4} T={row['length']:<4} S={row['members']:<4} "
               f"jax {row['jax_updates_per_s']:9.1f}/s ({row['jax_best']})  torch {row['torch_updates_per_s']:8.1f}/s "
               f"({row['torch_best']})  ratio {row['jax_over_best_torch']:6.2f}  {row['jax_gflops']:5.1f} GFLOP/s "
               f"({100 * row['jax_fraction_of_sgemm_peak']:.0f}% peak)  compile {row['jax_cold_compile_s']:.2f}/"
               f"{row['jax_warm_compile_s']:.2f} s  load {row['load_before']:.1f}", flush=True)
-    environment = {
-        "cpu": _cpu_model(), "python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
-        "jax_backend": jax.default_backend(), "torch_device": torch_device(args.preset == "gpu"), "torch_threads_tried": args.torch_threads,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""), "affinity": len(os.sched_getaffinity(0)),
-        "sgemm_peak_gflops": round(peak, 1), "repeats": repeats,
-        "command": "python benchmarks/suite.py " + " ".join(args.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-    write_results(args.out, "points" if args.points else args.preset, rows, environment)
-    return 0
+        if accelerator:  # written after every point: a time box that ends the run keeps what was measured
+            write_results(args.out, "points" if args.points else args.preset, rows, environment)
+    if rows:
+        write_results(args.out, "points" if args.points else args.preset, rows, environment)
+    return 1 if failed else 0
 
 
 def write_results(out: Path, preset: str, rows: list[dict], environment: dict) -> None:

@@ -25,3 +25,31 @@ def test_suite_smoke_writes_csv_markdown_and_plot(tmp_path):
     assert module.update_flops("gru", 8, 4, 7) == 18 * 8 * (2 + 8) * 4 * 7
     assert "JAX / best torch" in (tmp_path / "suite-smoke.md").read_text()
     assert (tmp_path / "suite-smoke.png").stat().st_size > 0
+
+
+def _load(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cuda_graph_check_refuses_a_machine_without_cuda(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: benchmarks/gpu_check.sh runs the check itself")
+    assert _load("cuda_graph_check").main(["--out", str(tmp_path)]) == 2
+    assert "needs one" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_gpu_check_script_is_valid_bash_and_names_its_stages():
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    for stage in ("parity", "cuda-graph", "suite", "add-jump"):
+        assert f"stage {stage} " in text
+    assert "gpu-check" in _load("suite").PRESETS

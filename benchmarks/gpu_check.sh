@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU check: everything cogmeta claims about CUDA, run in one time box (under 10 minutes) on a CUDA
+# machine with a fresh install, written to one results folder.
+#
+#     bash benchmarks/gpu_check.sh [RESULTS_DIR]      # default: benchmarks/results/gpu-check
+#
+# Stages (each in its own time limit, so one failure or hang costs only its own stage):
+#   environment    GPU, driver, framework versions and the devices each framework sees
+#   parity         the parity suite with JAX on the GPU (PyTorch stays the CPU reference), TF32 off
+#   parity-report  worst normalized JAX-vs-PyTorch error per layer, TF32 off ('highest') and on
+#   cuda-graph     PyTorch's captured CUDA-graph step vs its eager step on the GPU vs the CPU
+#   suite          benchmarks/suite.py --preset gpu-check: seeds 1 -> 2048 in one JAX program, PyTorch on
+#                  CUDA with graphs, larger widths
+#   add-jump       a short JAX run of Lake (2019)'s add-jump paper config, with its episodes per second
+# summary.txt lists each stage's exit status and seconds. Python: $PYTHON, else python3.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+RESULTS=${1:-benchmarks/results/gpu-check}
+PY=${PYTHON:-python3}
+mkdir -p "$RESULTS"
+: > "$RESULTS/summary.txt"
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+SCRATCH=$(mktemp -d)
+
+stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to RESULTS/NAME.log
+  local name=$1 limit=$2 began rc
+  shift 2
+  began=$(date +%s)
+  echo "== $name (limit ${limit} s)"
+  timeout --kill-after=10 "$limit" "$@" > "$RESULTS/$name.log" 2>&1
+  rc=$?
+  echo "$name: exit $rc, $(( $(date +%s) - began )) s" | tee -a "$RESULTS/summary.txt"
+  tail -n 25 "$RESULTS/$name.log"
+}
+
+stage environment 45 bash -c "nvidia-smi; $PY - <<'EOF'
+import platform, jax, torch, flax, optax
+print('python', platform.python_version(), 'torch', torch.__version__, 'jax', jax.__version__, 'flax', flax.__version__,
+      'optax', optax.__version__)
+print('jax devices', jax.devices(), 'torch cuda', torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')
+EOF"
+
+# JAX's float32 matmuls on the GPU: 'highest' is true float32 (TF32 off), 'tensorfloat32' allows TF32
+WORKERS=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist where installed
+stage parity 120 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY -m pytest parity_tests -q -x $WORKERS -p no:cacheprovider
+stage parity-report-tf32-off 75 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY parity_tests/report.py
+stage parity-report-tf32-on 75 env JAX_DEFAULT_MATMUL_PRECISION=tensorfloat32 $PY parity_tests/report.py
+stage cuda-graph 60 $PY benchmarks/cuda_graph_check.py --out "$RESULTS" --steps 300
+stage suite 180 $PY benchmarks/suite.py --preset gpu-check --repeats 3 --torch-threads 1 --out "$RESULTS"
+stage add-jump 75 $PY -m cogmeta seq2seq train --preset add-jump-paper --backend jax --episodes 500 \
+  --eval-episodes 0 --no-progress --out "$SCRATCH/add-jump"
+rm -rf "$SCRATCH"
+echo "results in $RESULTS"; cat "$RESULTS/summary.txt"

@@ -42,13 +42,14 @@ def _jax_child(devices: list[int], steps: int, repeats: int) -> None:
 
     import jax
 
-    from cogmeta.cli import _config_from_args, build_parser
+    from cogmeta.cli import build_parser
+    from cogmeta.cli_options import config_from_args
     from jax_impl.backend import Trainer
     from jax_impl.distributed import ShardedTrainer
 
     args = build_parser().parse_args(["train", *CONFIG_ARGS, "--backend", "jax", "--steps-per-call", str(steps),
                                       "--steps", str(steps * (repeats + 2))])
-    config = _config_from_args(args)
+    config = config_from_args(args)
     for count in [0, *devices]:
         trainer = Trainer(config) if count == 0 else ShardedTrainer(config, devices=count)
         began = time.perf_counter()

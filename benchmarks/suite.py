@@ -15,7 +15,7 @@ framework, *member-updates per second* (S members x optimizer updates / s; tasks
   strategy (``map``, ``vmap``). Compile time is measured ahead of time (``jit(...).lower().compile()``):
   cold, then again after ``jax.clear_caches()`` from the persistent compilation cache (warm). Recompiles
   during the timed calls are counted with ``jax.monitoring`` (must be 0).
-- PyTorch: the library's trainer step (``nn.GRU``/``nn.LSTM`` fused kernels, ``torch.optim.Adam``,
+- PyTorch: the library's trainer step (``nn.GRU``/``nn.LSTM`` fused kernels, ``torch_impl.optim``'s Adam,
   native sampling) at each thread count of ``--torch-threads``; for S > 1, S sequential runs and the
   ``torch.func`` engine (``torch_impl.engine``, strategy ``vmap``). "best torch" is the fastest of these.
 
@@ -43,7 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cogmeta import GaussianMeanTask, JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig  # noqa: E402
+from cogmeta import (  # noqa: E402
+    GaussianMeanTask,
+    JaxOptions,
+    ModelConfig,
+    RunConfig,
+    TorchOptions,
+    TrainConfig,
+)
 
 #: ("cell", H, B, T, S) points. "cpu" is the committed matrix; "full" is docs/performance.md's CPU matrix.
 PRESETS = {

@@ -7,12 +7,19 @@ when asked for (``cogmeta.backends.load_backend``).
 """
 
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig
-from cogmeta.tasks import CoinTask, GaussianMeanTask, TaskBatch, make_task
+from cogmeta.tasks import (
+    CoinTask,
+    DriftingMeanTask,
+    GaussianMeanTask,
+    TaskBatch,
+    make_task,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CoinTask",
+    "DriftingMeanTask",
     "GaussianMeanTask",
     "JaxOptions",
     "ModelConfig",

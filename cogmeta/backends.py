@@ -1,13 +1,9 @@
-"""Import a framework backend only when it is asked for.
+"""The one place where the core picks a framework: import a twin module only when it is asked for.
 
-``cogmeta`` itself needs neither torch nor jax. Each backend package (``torch_impl``, ``jax_impl``)
-exposes the same module ``backend`` with:
-
-    Trainer(config, checkpoint=None)   .step, .chunk_size, .run(n) -> StepMetrics,
-                                       .checkpoint() -> Checkpoint, .weights() -> dict,
-                                       .predictive(observations) -> predictive params dict
-    predict(config, weights, observations) -> predictive params dict (numpy float64, [T, B])
-    init_weights(config, seed) -> dict of canonical numpy arrays
+``cogmeta`` itself needs neither torch nor jax. Each backend package (``torch_impl``, ``jax_impl``) has
+the same modules with the same names; :func:`load_module` returns ``<package>.<module>`` for a backend
+name, with an install hint when the framework is missing. ``backend`` conforms to
+``cogmeta.contract.Backend``; ``launch.make_trainer(config, checkpoint, devices)`` builds the trainer.
 """
 
 from __future__ import annotations
@@ -19,7 +15,12 @@ BACKENDS = {"torch": ("torch_impl", "torch"), "jax": ("jax_impl", "jax")}
 
 
 def load_backend(name: str) -> ModuleType:
-    """Return ``torch_impl.backend`` or ``jax_impl.backend``.
+    """Return ``torch_impl.backend`` or ``jax_impl.backend`` (see :func:`load_module`)."""
+    return load_module(name, "backend")
+
+
+def load_module(name: str, module: str) -> ModuleType:
+    """Return the twin module ``<backend package>.<module>`` of backend ``name``, e.g. ``("jax", "engine")``.
 
     Raises:
         ValueError: unknown backend name.
@@ -27,8 +28,13 @@ def load_backend(name: str) -> ModuleType:
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
-    package, _ = BACKENDS[name]
-    return importlib.import_module(f"{package}.backend")
+    package, extra = BACKENDS[name]
+    try:
+        return importlib.import_module(f"{package}.{module}")
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in ("torch", "jax", "jaxlib", "flax", "optax"):
+            raise
+        raise missing_framework_error(name, extra) from error
 
 
 def missing_framework_error(framework: str, extra: str) -> ImportError:

@@ -9,34 +9,18 @@ Tensor names: ``param.<name>``, ``exp_avg.<name>``, ``exp_avg_sq.<name>``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cogmeta.config import RunConfig
+from cogmeta.contract import Checkpoint
 from cogmeta.io import atomic_save_safetensors
 from cogmeta.weights import WeightsError, parameter_shapes, validate_weights
 
 FORMAT = "cogmeta-checkpoint-1"
 _GROUPS = ("param", "exp_avg", "exp_avg_sq")
 
-
-@dataclass
-class Checkpoint:
-    """A resumable training state.
-
-    Attributes:
-        step: optimizer updates applied so far.
-        params, exp_avg, exp_avg_sq: canonical name -> array.
-        framework: which backend wrote it.
-    """
-
-    step: int
-    params: dict[str, np.ndarray]
-    exp_avg: dict[str, np.ndarray]
-    exp_avg_sq: dict[str, np.ndarray]
-    framework: str = ""
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint, config: RunConfig) -> None:

@@ -3,9 +3,14 @@
     cogmeta train --task gaussian --backend torch [--out RUN] [model, training and task options]
     cogmeta train --resume RUN [--steps N]
     cogmeta evaluate RUN [--backend torch|jax] [--num-tasks 20000]
-    cogmeta experiment learning-to-infer eu|sample-size --backend torch|jax [--participants 20 --hidden 1 --out DIR]
     cogmeta sweep --task gaussian --backend jax --seeds 16 --grid lr=1e-3,3e-3 [--strategy auto] [--out DIR]
-    cogmeta experiment heuristics ranking|direction|none|all --backend torch|jax [--betas 0.03 --seeds 2 --out DIR]
+    cogmeta experiment STUDY EXPERIMENT [the study's options]     one subcommand per paper:
+        cogmeta experiment learning-to-infer eu|sample-size --backend torch|jax [--participants 400 --hidden 1
+            --optimizer sgd|adam --lr LR --draws generative|paper --seed 0 --out DIR --no-figures]
+        cogmeta experiment heuristics ranking|direction|none|all --backend torch|jax [--betas 0.03 0.01 --seeds 1
+            --pretrain-steps 8000 --finetune-steps 3000 --hidden-size 64 --batch-size 64 --lr 1e-3 --seed 0
+            --eval-tasks 1000 --out DIR --no-figures]
+    cogmeta seq2seq train|evaluate|translate|figure ...
 
 Frameworks are imported only when a backend is used, so ``cogmeta --help`` works without either.
 """
@@ -20,10 +25,23 @@ from pathlib import Path
 from typing import Sequence
 
 from cogmeta.cli_distributed import add_devices_argument, prepare_devices
-from cogmeta.cli_heuristics import add_heuristics_arguments, run_heuristics
+from cogmeta.cli_experiment import StudyParser
+from cogmeta.cli_heuristics import add_parser as add_heuristics_parser
+from cogmeta.cli_learning_to_infer import add_parser as add_learning_to_infer_parser
+from cogmeta.cli_options import add_task_parameters, config_from_args
 from cogmeta.cli_sweep import add_sweep_parser
-from cogmeta.config import CELLS, DTYPES, SCHEDULES, JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig
-from cogmeta.tasks import TASKS, make_task, task_fields
+from cogmeta.config import (
+    CELLS,
+    DTYPES,
+    SCHEDULES,
+    JaxOptions,
+    ModelConfig,
+    RunConfig,
+    TorchOptions,
+    TrainConfig,
+)
+from cogmeta.tasks import TASKS
+from cogmeta.weights import trained_with
 
 _EXIT_USAGE, _EXIT_FAILURE = 2, 1
 
@@ -83,17 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--steps-per-call", type=int, default=JaxOptions.steps_per_call, help="JAX optimizer steps per compiled call")
     add_devices_argument(group)
 
-    group = train.add_argument_group("task parameters (defaults: the task's own)")
-    seen: set[str] = set()
-    for task_name in sorted(TASKS):
-        for field in dataclasses.fields(TASKS[task_name]):
-            if field.name in seen:
-                continue
-            seen.add(field.name)
-            owners = [n for n in sorted(TASKS) if field.name in task_fields(n)]
-            kind = int if field.type in (int, "int") else float
-            group.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None,
-                               help=f"{', '.join(owners)} task(s)")
+    add_task_parameters(train)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a run against the exact Bayes-optimal predictive",
@@ -107,27 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     experiment = commands.add_parser("experiment", help="reproduce a paper's experiment (tables and figures)",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    experiment.add_argument("study", choices=("learning-to-infer", "heuristics"), help="which paper")
-    experiment.add_argument("name", metavar="EXPERIMENT",
-                            help="learning-to-infer: eu or sample-size; heuristics: ranking, direction, none or all")
-    experiment.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
-    experiment.add_argument("--participants", type=int, default=None,
-                            help="simulated participants (seeds); default eu 400, sample-size 260 (20 per study)")
-    experiment.add_argument("--hidden", type=int, nargs="+", default=None,
-                            help="RBF units (eu: one value, default 1; sample-size: one or more, default 1 8)")
-    experiment.add_argument("--seed", type=int, default=0, help="first participant seed")
-    experiment.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
-                            help="sgd (the paper's) or adam (torch's defaults)")
-    experiment.add_argument("--lr", type=float, default=None,
-                            help="learning rate (default: the paper's, eu .05, sample-size .01)")
-    experiment.add_argument("--draws", choices=("generative", "paper"), default="generative",
-                            help="learning-to-infer: draw the balls as the generative process states, or as the paper's "
-                                 "code does (the prior-p urn with the other urn's likelihood)")
-    experiment.add_argument("--out", type=Path, default=None, help="folder for the CSV table and the figure")
-    experiment.add_argument("--no-figures", action="store_true", help="do not write the figure")
-    add_heuristics_arguments(experiment)
-    experiment.set_defaults(handler=_experiment)
+                                     description="Reproduce a paper's experiment; each study has its own options "
+                                                 "(`cogmeta experiment STUDY --help`).")
+    studies = experiment.add_subparsers(dest="study", metavar="STUDY", required=True, parser_class=StudyParser)
+    add_learning_to_infer_parser(studies)
+    add_heuristics_parser(studies)
     add_sweep_parser(commands)
     from cogmeta.cli_seq2seq import add_parser as add_seq2seq_parser
 
@@ -135,23 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _experiment(args: argparse.Namespace) -> int:
-    if args.study == "heuristics":
-        return run_heuristics(args)
-    from cogmeta.experiments.learning_to_infer import run_experiment
-
-    run_experiment(args.name, args.backend, args.out, participants=args.participants, hidden=args.hidden,
-                   seed=args.seed, figures=not args.no_figures, optimizer=args.optimizer, learning_rate=args.lr,
-                   draws=args.draws)
-    return 0
-
-
 def _train(args: argparse.Namespace) -> int:
     from cogmeta.training import train
 
     if args.resume is not None:
         return _resume(args, train)
-    config = _config_from_args(args)
+    config = config_from_args(args)
     out = args.out or Path("runs") / f"{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     prepare_devices(args)
     result = train(config, out, args.backend, progress=not args.no_progress, figures=not args.no_figures,
@@ -182,9 +163,8 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
           f"(Bayes floor {float(config.task.expected_nll().mean()):.5f})")
     if eval_tasks > 1:
         from cogmeta.evaluation import evaluate
-        from cogmeta.weights import load_weights
-
         from cogmeta.runs import RunDir
+        from cogmeta.weights import load_weights
 
         run = RunDir.at(result.run_dir)
         evaluation = evaluate(config, load_weights(run.weights, config), backend, num_tasks=eval_tasks)
@@ -202,11 +182,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = RunDir.at(args.run)
     run.require_run()
     config = RunConfig.load(run.config)
-    backend = args.backend or _trained_with(run.weights) or "torch"
+    backend = args.backend or trained_with(run.weights) or "torch"
     weights = load_weights(run.weights, config)
     evaluation = evaluate(config, weights, backend, num_tasks=args.num_tasks,
                           seed=HELD_OUT_SEED if args.seed is None else args.seed)
-    trained = _trained_with(run.weights) or "unknown"
+    trained = trained_with(run.weights) or "unknown"
     print(f"{run.root}: {config.task.name} task, {config.model.cell.upper()}-{config.model.hidden_size}, "
           f"trained with {trained}, evaluated with {backend}")
     print(evaluation.table())
@@ -216,38 +196,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         write_evaluation_figure(run, evaluation, backend)
     return 0
-
-
-def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    params = {}
-    for name in {f.name for cls in TASKS.values() for f in dataclasses.fields(cls)}:
-        value = getattr(args, name, None)
-        if value is not None:
-            if name not in task_fields(args.task):
-                raise ValueError(f"--{name.replace('_', '-')} is not a parameter of the {args.task!r} task; "
-                                 f"its parameters are: {', '.join('--' + f.replace('_', '-') for f in task_fields(args.task))}")
-            params[name] = value
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train = TrainConfig(**{name: getattr(args, name) for name in train_fields})
-    return RunConfig(
-        task=make_task(args.task, **params),
-        model=ModelConfig(cell=args.cell, hidden_size=args.hidden_size, num_layers=args.num_layers),
-        train=train,
-        # `cogmeta sweep` shares this builder and has no device flags (its torch engine is CPU-only)
-        torch=TorchOptions(threads=args.threads, device=getattr(args, "torch_device", TorchOptions.device),
-                           cuda_graphs=getattr(args, "cuda_graphs", False)),
-        jax=JaxOptions(steps_per_call=args.steps_per_call),
-    )
-
-
-def _trained_with(weights_path: Path) -> str | None:
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights_path), framework="numpy") as handle:
-            return (handle.metadata() or {}).get("framework")
-    except Exception:  # noqa: BLE001 - the metadata is only a default; load_weights reports real problems
-        return None
 
 
 def _version() -> str:

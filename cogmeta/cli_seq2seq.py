@@ -80,7 +80,7 @@ def _train(args) -> int:
     config = _config(args)
     out = args.out or Path("runs") / f"seq2seq-{args.preset}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     result = train_run(config, out, args.backend, progress=not args.no_progress)
-    print(f"trained {result.episodes} episodes in {result.seconds:.1f} s with {args.backend}; "
+    print(f"trained {result.steps} episodes in {result.seconds:.1f} s with {args.backend}; "
           f"final episode loss {result.final_loss:.4f}")
     if args.eval_episodes > 0:
         accuracy, _ = evaluate_run(result.run_dir, args.backend, num_episodes=args.eval_episodes)
@@ -112,15 +112,16 @@ def _parse_support(items):
 
 
 def _load(args):
-    from cogmeta.experiments.meta_seq2seq import _trained_with, load_trainer_module, load_weights
+    from cogmeta.experiments.meta_seq2seq import load_trainer_module, load_weights
     from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig
     from cogmeta.runs import RunDir
+    from cogmeta.weights import trained_with
 
     run = RunDir.at(args.run)
     run.require_run()
     config = Seq2SeqRunConfig.load(run.config)
     weights = load_weights(run.weights, config)
-    backend = args.backend or _trained_with(run.weights) or "torch"
+    backend = args.backend or trained_with(run.weights) or "torch"
     return run, config, load_trainer_module(backend).Seq2SeqTrainer(config, weights), backend
 
 
@@ -138,8 +139,10 @@ def _translate(args) -> int:
 
 
 def _figure(args) -> int:
-    from cogmeta.experiments.meta_seq2seq import evaluation_episodes
-    from cogmeta.experiments.meta_seq2seq import write_attention_figure
+    from cogmeta.experiments.meta_seq2seq import (
+        evaluation_episodes,
+        write_attention_figure,
+    )
 
     run, config, trainer, backend = _load(args)
     episode = evaluation_episodes(config, 1)[0]

@@ -15,7 +15,16 @@ import dataclasses
 import datetime as _dt
 from pathlib import Path
 
-from cogmeta.config import CELLS, DTYPES, SCHEDULES, JaxOptions, ModelConfig, TorchOptions, TrainConfig
+from cogmeta.cli_options import add_task_parameters, config_from_args
+from cogmeta.config import (
+    CELLS,
+    DTYPES,
+    SCHEDULES,
+    JaxOptions,
+    ModelConfig,
+    TorchOptions,
+    TrainConfig,
+)
 from cogmeta.tasks import TASKS
 
 #: Seed strategies of both engines (each backend rejects the ones it does not have).
@@ -51,24 +60,16 @@ def add_sweep_parser(commands) -> None:
     group.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
     group.add_argument("--threads", type=int, default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
     group.add_argument("--steps-per-call", type=int, default=JaxOptions.steps_per_call, help="JAX optimizer steps per compiled call")
-    group = sweep.add_argument_group("task parameters (defaults: the task's own)")
-    seen: set[str] = set()
-    for cls in TASKS.values():
-        for field in dataclasses.fields(cls):
-            if field.name not in seen:
-                seen.add(field.name)
-                kind = int if field.type in (int, "int") else float
-                group.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None)
+    add_task_parameters(sweep)
     sweep.set_defaults(handler=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from cogmeta.cli import _config_from_args
     from cogmeta.sweep import parse_grid, run_sweep
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    config = _config_from_args(args)
+    config = config_from_args(args)
     grid = parse_grid(args.grid, config)
     out = args.out or Path("runs") / f"sweep-{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     seeds = range(args.seed, args.seed + args.seeds)

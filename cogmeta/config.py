@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cogmeta._validation import require_choice, require_in_range, require_int, require_positive
+from cogmeta._validation import (
+    require_choice,
+    require_in_range,
+    require_int,
+    require_positive,
+)
 from cogmeta.tasks import GaussianMeanTask, Task, task_from_dict, task_to_dict
 
 CELLS = ("gru", "lstm")

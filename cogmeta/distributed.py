@@ -143,3 +143,15 @@ def require_same_config(digests: Sequence[str]) -> None:
             f"(config digests {', '.join(d[:12] for d in digests)}). Launch every worker with the same command "
             f"line and the same config file."
         )
+
+
+def require_device_count(devices: object) -> None:
+    """``devices`` is None (the launch decides) or a positive integer."""
+    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
+        raise ValueError(f"devices must be a positive integer, got {devices!r}")
+
+
+def under_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """Several torchrun workers (JAX must not be started that way: each would train and write alone)."""
+    environ = os.environ if environ is None else environ
+    return environ.get("TORCHELASTIC_RUN_ID", "") != "" and environ.get("WORLD_SIZE", "1") not in ("", "1")

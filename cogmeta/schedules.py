@@ -7,7 +7,8 @@ T_max, optax's alpha is a multiplier, optax evaluates in float32), so cogmeta de
     constant: lr(k) = lr0
 
 for update k = 0, 1, ... (k counts updates already applied), K total steps, f the final fraction.
-``jax_impl.optim.learning_rate`` evaluates the same formula in jnp.
+``jax_impl.optim.learning_rate`` evaluates the same formula in jnp, ``torch_impl.optim.learning_rate`` on
+float64 tensors (a device step counter in the CUDA-graph step).
 """
 
 from __future__ import annotations

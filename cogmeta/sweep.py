@@ -20,7 +20,6 @@ Framework-free: the backend is imported only by :func:`run_sweep`.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import itertools
 import math
 import time
@@ -28,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from cogmeta.backends import BACKENDS
+from cogmeta.backends import load_module
 from cogmeta.config import ModelConfig, RunConfig, TrainConfig
+from cogmeta.contract import MemberRun
 from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
 from cogmeta.io import atomic_write_text
 from cogmeta.runs import RunDir
@@ -41,18 +39,6 @@ ALIASES = {"lr": "train.learning_rate", "hidden": "model.hidden_size", "batch": 
            "layers": "model.num_layers"}
 #: Settings a backend engine varies inside one program (one value per member).
 VECTORIZED = ("train.seed", "train.learning_rate")
-
-
-@dataclass
-class MemberRun:
-    """What an engine returns per member: final canonical weights and per-step metrics (``[steps]`` each)."""
-
-    seed: int
-    learning_rate: float
-    weights: dict[str, np.ndarray]
-    metrics: Any  # cogmeta.training.StepMetrics
-    steps: int
-    stopped: bool  # a non-finite loss or gradient stopped it; the weights are the last good ones
 
 
 @dataclass(frozen=True)
@@ -113,14 +99,12 @@ def group_members(members: Sequence[Member]) -> list[list[Member]]:
 def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[int], grid: dict[str, list[Any]],
               *, strategy: str = "auto", progress: bool = True, eval_tasks: int | None = None) -> list[dict[str, Any]]:
     """Train every member with ``backend``'s engine, write the run folders and the summary; return its rows."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
+    backend_module = load_module(backend, "backend")  # validates the name before anything is written
+    engine = load_module(backend, "engine")
     out = Path(out)
     if (out / "summary.csv").exists():
         raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
     members = expand(config, seeds, grid)
-    engine = importlib.import_module(f"{BACKENDS[backend][0]}.engine")
-    backend_module = importlib.import_module(f"{BACKENDS[backend][0]}.backend")
     rows = []
     for group in group_members(members):
         shared = _shared_config(group[0].config)
@@ -149,7 +133,9 @@ def write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
 def _write_member(out: Path, member: Member, run: MemberRun, backend: str, backend_module, eval_tasks: int | None,
                   seconds: float) -> dict[str, Any]:
     from cogmeta.metrics_log import MetricsLog
-    from cogmeta.training import _WindowLogger  # the training driver's log_every window means
+    from cogmeta.training import (
+        _WindowLogger,  # the training driver's log_every window means
+    )
     from cogmeta.weights import save_weights
 
     config = member.config

@@ -10,49 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from cogmeta.backends import load_backend
+from cogmeta.backends import load_module
 from cogmeta.checkpoint import load_checkpoint, save_checkpoint
 from cogmeta.config import RunConfig
+from cogmeta.contract import NonFiniteLossError, StepMetrics, TrainResult
 from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
 from cogmeta.metrics_log import MetricsLog
+from cogmeta.progress import progress_bar
 from cogmeta.runs import RunDir
 from cogmeta.weights import save_weights
-
-
-class StepMetrics(NamedTuple):
-    """Per-step values returned by ``Trainer.run``; each ``[n]`` for the n steps attempted.
-
-    If the loss or the gradient norm of the last attempted step is non-finite, that step's update was
-    *not* applied.
-    """
-
-    loss: np.ndarray
-    grad_norm: np.ndarray
-    learning_rate: np.ndarray
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the last good state was checkpointed."""
-
-
-@dataclass
-class TrainResult:
-    """What a finished run reports."""
-
-    run_dir: Path
-    steps: int
-    final_loss: float
-    seconds: float
-    #: False in the ranks/processes of a data-parallel run that do not write the run folder.
-    is_writer: bool = True
 
 
 def train(
@@ -79,7 +50,6 @@ def train(
             equal, the number of processes). ``None``: one device, or torchrun's world size.
     """
     run = RunDir.at(run_dir)
-    module = load_backend(backend)
     checkpoint = None
     if resume:
         config = _resumable_config(run, config)
@@ -90,7 +60,7 @@ def train(
         )
     # Built before anything is written: in a data-parallel run this is where the workers meet (and
     # agree on the config), so no worker sees files that another one has just created.
-    trainer = _make_trainer(module, backend, config, checkpoint, devices)
+    trainer = load_module(backend, "launch").make_trainer(config, checkpoint, devices)
     try:
         return _train_loop(config, run, backend, trainer, checkpoint, progress, figures)
     finally:
@@ -114,7 +84,7 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     total = config.train.steps
     logger = _WindowLogger(config.train.log_every, start)
     began = time.perf_counter()
-    bar = _progress_bar(progress and writer, total, start, backend)
+    bar = progress_bar(progress and writer, total, f"train ({backend})", initial=start)
     try:
         next_checkpoint = (start // config.train.checkpoint_every + 1) * config.train.checkpoint_every
         next_eval = (start // config.train.eval_every + 1) * config.train.eval_every
@@ -165,39 +135,6 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     return TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer)
 
 
-def _make_trainer(module, backend: str, config: RunConfig, checkpoint, devices: int | None):
-    """The backend's ``Trainer``, or its data-parallel form (``<backend>_impl.distributed``)."""
-    from cogmeta.distributed import launch_env
-
-    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
-        raise ValueError(f"devices must be a positive integer, got {devices!r}")
-    if backend == "torch":
-        env = launch_env()
-        if env is None:
-            if devices not in (None, 1):
-                raise ValueError(
-                    f"PyTorch trains on {devices} devices with one process each: start it with "
-                    f"`torchrun --standalone --nproc-per-node={devices} -m cogmeta train --backend torch ...` "
-                    f"(--devices is then optional)"
-                )
-            return module.Trainer(config, checkpoint)
-        if devices is not None and devices != env.world_size:
-            raise ValueError(f"--devices {devices} does not match torchrun's {env.world_size} processes "
-                             f"(--nproc-per-node x --nnodes); leave --devices out under torchrun")
-        from torch_impl.distributed import DistributedTrainer
-
-        return DistributedTrainer(config, checkpoint, env=env)
-    if _under_torchrun():
-        raise ValueError("torchrun starts one process per device, which is PyTorch's model; JAX uses one process per "
-                         "host: run `cogmeta train --backend jax --devices N` directly (docs/scale-out.md)")
-    from jax_impl.distributed import ShardedTrainer, initialize_from_env
-
-    multihost = initialize_from_env()
-    if devices is None and not multihost:
-        return module.Trainer(config, checkpoint)
-    return ShardedTrainer(config, checkpoint, devices=devices)
-
-
 def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:
     """Mean exact KL(Bayes || model) over t on the fixed held-out observations."""
     return score_predictions(config.task, observations, trainer.predictive(observations)).mean_kl
@@ -213,11 +150,6 @@ def _resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
             f"cannot resume {run.root} with a different config; only train.steps may change. Stored config: {run.config}"
         )
     return config
-
-
-def _under_torchrun() -> bool:
-    """Several torchrun workers (JAX must not be started that way: each would train and write alone)."""
-    return os.environ.get("TORCHELASTIC_RUN_ID", "") != "" and os.environ.get("WORLD_SIZE", "1") not in ("", "1")
 
 
 class _NoLog:
@@ -258,11 +190,3 @@ class _WindowLogger:
         rows.append((self.step, "learning_rate", self.learning_rate))
         self.buffer = {name: [] for name in self.buffer}
         return rows
-
-
-def _progress_bar(enabled: bool, total: int, start: int, backend: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, desc=f"train ({backend})", unit="step", dynamic_ncols=True)

@@ -47,37 +47,36 @@ def parameter_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def validate_weights(tensors: Mapping[str, np.ndarray], config: RunConfig, dtype: str | None = None) -> None:
-    """Raise :class:`WeightsError` unless ``tensors`` has exactly the canonical names and shapes.
+def check_tensors(tensors: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]], model: str,
+                  dtype: str | None = None) -> None:
+    """Raise :class:`WeightsError` unless ``tensors`` has exactly the names of ``shapes``, with those shapes,
+    finite values and (if given) dtype ``dtype``; the message lists every problem and describes ``model``.
 
-    Args:
-        tensors: name -> array.
-        config: the run whose model the tensors must fit.
-        dtype: if given ("float32"/"float64"), every tensor must have it.
+    The one validation of every weights file and dict of the library (all model families).
     """
-    expected = parameter_shapes(config)
-    missing = [name for name in expected if name not in tensors]
-    extra = sorted(name for name in tensors if name not in expected)
-    problems = []
-    if missing:
-        problems.append(f"missing tensor(s): {', '.join(missing)}")
-    if extra:
-        problems.append(f"unexpected tensor(s): {', '.join(extra)}")
-    for name, shape in expected.items():
+    problems = [f"missing tensor {name!r}" for name in shapes if name not in tensors]
+    problems += [f"unexpected tensor {name!r}" for name in sorted(tensors) if name not in shapes]
+    for name, shape in shapes.items():
         if name in tensors:
-            actual = tuple(np.shape(tensors[name]))
-            if actual != shape:
-                problems.append(f"tensor {name!r} has shape {actual}, expected {shape}")
-            elif dtype is not None and str(np.asarray(tensors[name]).dtype) != dtype:
-                problems.append(f"tensor {name!r} has dtype {np.asarray(tensors[name]).dtype}, expected {dtype}")
-            elif not np.all(np.isfinite(tensors[name])):
+            value = np.asarray(tensors[name])
+            if tuple(value.shape) != tuple(shape):
+                problems.append(f"tensor {name!r} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+            elif dtype is not None and str(value.dtype) != dtype:
+                problems.append(f"tensor {name!r} has dtype {value.dtype}, expected {dtype}")
+            elif not np.issubdtype(value.dtype, np.floating):
+                problems.append(f"tensor {name!r} has dtype {value.dtype}, expected a float type")
+            elif not np.all(np.isfinite(value)):
                 problems.append(f"tensor {name!r} contains non-finite values")
     if problems:
-        model = config.model
-        raise WeightsError(
-            f"weights do not fit a {model.num_layers}-layer {model.cell.upper()} with hidden_size={model.hidden_size} "
-            f"for task {config.task.name!r}: " + "; ".join(problems)
-        )
+        raise WeightsError(f"weights do not fit {model}: " + "; ".join(problems))
+
+
+def validate_weights(tensors: Mapping[str, np.ndarray], config: RunConfig, dtype: str | None = None) -> None:
+    """Raise :class:`WeightsError` unless ``tensors`` has exactly the canonical names and shapes of ``config``'s
+    model (and dtype ``dtype`` if given: "float32"/"float64")."""
+    model = config.model
+    check_tensors(tensors, parameter_shapes(config), f"a {model.num_layers}-layer {model.cell.upper()} with "
+                  f"hidden_size={model.hidden_size} for task {config.task.name!r}", dtype)
 
 
 def save_weights(path: str | Path, tensors: Mapping[str, np.ndarray], config: RunConfig, framework: str) -> None:
@@ -87,19 +86,39 @@ def save_weights(path: str | Path, tensors: Mapping[str, np.ndarray], config: Ru
     atomic_save_safetensors(path, arrays, {"format": FORMAT, "framework": framework})
 
 
-def load_weights(path: str | Path, config: RunConfig) -> dict[str, np.ndarray]:
-    """Read a safetensors file and validate it against ``config``; arrays keep their stored dtype."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file; a missing file is FileNotFoundError, an unreadable one
+    (truncated, not safetensors, a pickle) :class:`WeightsError`. Nothing is executed while reading."""
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="numpy") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}, dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as error:
         raise WeightsError(f"{path} is not a readable safetensors file: {error}") from error
+
+
+def load_weights(path: str | Path, config: RunConfig) -> dict[str, np.ndarray]:
+    """Read a safetensors file and validate it against ``config``; arrays keep their stored dtype."""
+    tensors, _ = read_safetensors(path)
     ordered = {name: tensors[name] for name in parameter_shapes(config) if name in tensors}
     ordered.update({name: value for name, value in tensors.items() if name not in ordered})
     validate_weights(ordered, config)
     return ordered
+
+
+def trained_with(path: str | Path) -> str | None:
+    """The framework recorded in a weights file's metadata ("torch" or "jax"), or None if it has none.
+
+    Only a default for ``--backend``: an unreadable file gives None here and its real error when loaded.
+    """
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as handle:
+            return (handle.metadata() or {}).get("framework")
+    except Exception:  # noqa: BLE001 - load_weights reports what is wrong with the file
+        return None

@@ -31,8 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cogmeta.experiments.amortized_spec import (BETA_INIT, CENTRE_INIT, PARAMETER_NAMES, QUERY_FEATURES,
-                                                check_hidden, validate_weights)
+from cogmeta.experiments.amortized_spec import (
+    BETA_INIT,
+    CENTRE_INIT,
+    PARAMETER_NAMES,
+    QUERY_FEATURES,
+    check_hidden,
+    validate_weights,
+)
 from jax_impl.linear import Linear
 
 

@@ -25,12 +25,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cogmeta.experiments.amortized_spec import ADAM_BETAS, ADAM_EPS, PARAMETER_NAMES, check_optimizer, validate_weights
+from cogmeta.config import TrainConfig
+from cogmeta.experiments.amortized_spec import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    PARAMETER_NAMES,
+    check_optimizer,
+    validate_weights,
+)
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from jax_impl.amortized import AmortizedPosterior, get_weights, kl_loss, model_log_odds
 from jax_impl.numerics import jax_dtype
-from jax_impl.optim import scale_by_adam_torch
+from jax_impl.optim import adam_step, init_adam
 from jax_impl.urn_samplers import sample_queries, seed_key
+
+#: Adam's constants (torch.optim.Adam's defaults) for ``jax_impl.optim.adam_step``.
+ADAM = TrainConfig(adam_beta1=ADAM_BETAS[0], adam_beta2=ADAM_BETAS[1], adam_eps=ADAM_EPS)
 
 
 def _hidden(weights: Mapping[str, np.ndarray], population: bool) -> int:
@@ -57,10 +67,10 @@ def _to_weights(state: nnx.State) -> dict[str, np.ndarray]:
 def make_run(graphdef: nnx.GraphDef, optimizer: str = "sgd") -> Callable:
     """Pure ``run(params, inputs [K, 6], log_odds [K], lr) -> (params, losses [K])``: K steps in a ``lax.scan``.
 
-    SGD: p <- p - lr g. Adam: p <- p - lr adam_direction(g), with torch's bias corrections
-    (``jax_impl.optim.scale_by_adam_torch``); its state starts at zero inside ``run``.
+    SGD: p <- p - lr g. Adam: ``jax_impl.optim.adam_step`` (no clipping); its state starts at zero
+    inside ``run``.
     """
-    adam = scale_by_adam_torch(*ADAM_BETAS, ADAM_EPS) if check_optimizer(optimizer) == "adam" else None
+    adam = check_optimizer(optimizer) == "adam"
 
     def loss(params, x, target):
         return kl_loss(nnx.merge(graphdef, params)(x), target)
@@ -72,11 +82,11 @@ def make_run(graphdef: nnx.GraphDef, optimizer: str = "sgd") -> Callable:
             params, state = carry
             x, target = query
             value, grads = loss_and_grad(params, x[None], target[None])
-            if adam is not None:
-                grads, state = adam.update(grads, state)
+            if adam:
+                return adam_step(params, grads, state, learning_rate, ADAM), value
             return (jax.tree.map(lambda p, g: p - learning_rate * g, params, grads), state), value
 
-        state = adam.init(params) if adam is not None else ()
+        state = init_adam(params) if adam else ()
         (params, _), losses = jax.lax.scan(step, (params, state), (inputs, log_odds))
         return params, losses
 

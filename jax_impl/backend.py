@@ -10,17 +10,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cogmeta.checkpoint import Checkpoint
 from cogmeta.config import RunConfig
-from cogmeta.training import StepMetrics
+from cogmeta.contract import Checkpoint, StepMetrics
 from cogmeta.weights import validate_weights
 from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner
 from jax_impl.numerics import configure, jax_dtype
-from jax_impl.optim import make_optimizer
+from jax_impl.optim import init_adam
 from jax_impl.samplers import model_inputs
 from jax_impl.training import make_run_steps
-from jax_impl.weights import canonical_to_state, load_canonical, model_to_canonical, state_to_canonical
+from jax_impl.weights import (
+    canonical_to_state,
+    load_canonical,
+    model_to_canonical,
+    state_to_canonical,
+)
 
 FRAMEWORK = "jax"
 
@@ -38,7 +42,8 @@ def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.nda
 
 
 class Trainer:
-    """Functional JAX training: ``steps_per_call`` optimizer steps per compiled ``lax.scan`` call."""
+    """Functional JAX training: ``steps_per_call`` optimizer steps per compiled ``lax.scan`` call; the
+    optimizer state :attr:`opt_state` is ``jax_impl.optim``'s ``AdamState``."""
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None):
         self.config = config
@@ -46,7 +51,7 @@ class Trainer:
         if checkpoint is not None:
             load_canonical(model, checkpoint.params)
         self.graphdef, self.params = nnx.split(model)
-        self.opt_state = make_optimizer(config.train).init(self.params)
+        self.opt_state = init_adam(self.params)
         self.step = 0
         self.chunk_size = config.jax.steps_per_call
         if checkpoint is not None:
@@ -75,17 +80,17 @@ class Trainer:
         return predictive_params(self.config.task.family, self._forward(self.params, inputs))
 
     def checkpoint(self) -> Checkpoint:
-        _, adam = self.opt_state
-        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.mu), state_to_canonical(adam.nu), FRAMEWORK)
+        adam = self.opt_state
+        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.exp_avg), state_to_canonical(adam.exp_avg_sq),
+                          FRAMEWORK)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
-        clip, adam = self.opt_state
-        adam = adam._replace(
+        adam = self.opt_state
+        self.opt_state = adam._replace(
             count=jnp.asarray(checkpoint.step, adam.count.dtype),
-            mu=canonical_to_state(adam.mu, checkpoint.exp_avg),
-            nu=canonical_to_state(adam.nu, checkpoint.exp_avg_sq),
+            exp_avg=canonical_to_state(adam.exp_avg, checkpoint.exp_avg),
+            exp_avg_sq=canonical_to_state(adam.exp_avg_sq, checkpoint.exp_avg_sq),
         )
-        self.opt_state = (clip, adam)
         self.step = checkpoint.step
 
 

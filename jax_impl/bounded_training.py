@@ -16,13 +16,12 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from cogmeta.config import TrainConfig
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 from jax_impl.bounded_gru import bounded_loss
-from jax_impl.optim import apply_update, make_optimizer
+from jax_impl.optim import adam_step, clip_by_global_norm, init_adam
 from jax_impl.paired_comparison_samplers import model_inputs, sample_batch
 from jax_impl.svdo import LOG_SIGMA_INIT
 
@@ -41,10 +40,9 @@ class StepOutputs(NamedTuple):
 def make_train_step(graphdef: nnx.GraphDef, train: TrainConfig) -> Callable:
     """``step(params, opt_state, cues, targets, noise, weight) -> (params, opt_state, StepOutputs)``.
 
-    ``noise`` is ``{layer: eps (out, in)}`` or a PRNG key. A non-finite loss or gradient norm leaves
-    params and optimizer state unchanged.
+    ``noise`` is ``{layer: eps (out, in)}`` or a PRNG key. Clip, then Adam at ``train.learning_rate``
+    (``jax_impl.optim``). A non-finite loss or gradient norm leaves params and optimizer state unchanged.
     """
-    tx = make_optimizer(train)
     lr = jnp.asarray(train.learning_rate)
 
     def loss_fn(params, cues, targets, noise, weight):
@@ -57,12 +55,9 @@ def make_train_step(graphdef: nnx.GraphDef, train: TrainConfig) -> Callable:
 
     def step(params, opt_state, cues, targets, noise, weight):
         (loss, (nll, kl)), grads = grad_fn(params, cues, targets, noise, weight)
-        direction, new_opt_state = tx.update(grads, opt_state, params)
-        new_params = apply_update(params, direction, lr)
-        norm = optax.tree.norm(grads)
+        grads, norm = clip_by_global_norm(grads, train.clip_norm)
         finite = jnp.isfinite(loss) & jnp.isfinite(norm)
-        params = _select(finite, new_params, params)
-        opt_state = _select(finite, new_opt_state, opt_state)
+        params, opt_state = adam_step(params, grads, opt_state, lr, train, apply=finite)
         return params, opt_state, StepOutputs(loss, nll, kl, norm)
 
     return step
@@ -119,8 +114,10 @@ def make_grid_run(graphdef: nnx.GraphDef, task: PairedComparisonTask, train: Tra
 
 
 def init_opt_state(train: TrainConfig, params):
-    """Adam's state for ``params`` (vmapped over a leading grid axis by the caller where needed)."""
-    return make_optimizer(train).init(params)
+    """Adam's state for ``params`` (``jax_impl.optim.init_adam``; vmapped over a leading grid axis by the
+    caller where needed)."""
+    del train
+    return init_adam(params)
 
 
 def train_grid(task: PairedComparisonTask, recipe, conditions, seeds, dtype=jnp.float32, progress: Callable | None = None,
@@ -195,10 +192,6 @@ def reset_log_sigma(params):
         return jnp.full_like(leaf, LOG_SIGMA_INIT) if "log_sigma" in names else leaf
 
     return jax.tree_util.tree_map_with_path(reset, params)
-
-
-def _select(condition: jax.Array, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
 
 
 __all__ = ["StepOutputs", "init_opt_state", "make_grid_run", "make_run", "make_train_on_batches", "make_train_step", "predict",

@@ -34,10 +34,11 @@ from typing import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from cogmeta.checkpoint import Checkpoint
 from cogmeta.config import RunConfig
+from cogmeta.contract import Checkpoint
 from cogmeta.distributed import config_digest, require_divisible, require_same_config
 from cogmeta.distributed import timeout_s as default_timeout
 from jax_impl.backend import FRAMEWORK, Trainer
@@ -218,8 +219,9 @@ class ShardedTrainer(Trainer):
             self.params = sharded
 
     def checkpoint(self) -> Checkpoint:
-        _, adam = local(self.opt_state)
-        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.mu), state_to_canonical(adam.nu), FRAMEWORK)
+        adam = local(self.opt_state)
+        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.exp_avg), state_to_canonical(adam.exp_avg_sq),
+                          FRAMEWORK)
 
 
 def require_same_config_across_hosts(config: RunConfig) -> None:

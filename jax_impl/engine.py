@@ -42,11 +42,11 @@ import numpy as np
 from flax import nnx
 
 from cogmeta.config import RunConfig
-from cogmeta.sweep import MemberRun
-from cogmeta.training import StepMetrics
+from cogmeta.contract import MemberRun, StepMetrics
+from cogmeta.progress import progress_bar
 from jax_impl.backend import build_model
 from jax_impl.numerics import jax_dtype
-from jax_impl.optim import make_optimizer
+from jax_impl.optim import init_adam
 from jax_impl.training import StepOutputs, make_member_chunk
 from jax_impl.weights import state_to_canonical
 
@@ -92,7 +92,6 @@ class Engine:
             raise ValueError(f"map_batch must be >= 1 members per map iteration, got {map_batch}")
         self.map_batch = map_batch
         self.graphdef, _ = nnx.split(build_model(config))
-        self.tx = make_optimizer(config.train)
         self._member = make_member_chunk(self.graphdef, config, self.chunk)
         self._programs: dict[str, Callable] = {}
 
@@ -124,7 +123,7 @@ class Engine:
         """Stacked ``(params [S, ...], opt_state [S, ...])``: member s initialised as a run with seed s."""
         states = [nnx.split(build_model(self.config, int(seed)))[1] for seed in seeds]
         params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-        return params, jax.vmap(self.tx.init)(params)
+        return params, jax.vmap(init_adam)(params)
 
     def call(self, params, opt_state, start: int, counts, seeds, learning_rates, strategy: str | None = None):
         """One compiled chunk for all members (``loop``: one call per member)."""
@@ -172,7 +171,7 @@ class Engine:
                 self.calibrate(params, opt_state, jnp.full(members, self.chunk, jnp.int32), seed_array, rate_array)
         history: list[list[StepOutputs]] = [[] for _ in seeds]
         done = np.zeros(members, int)
-        bar = _progress_bar(progress, total, members, self.strategy)
+        bar = progress_bar(progress, total, f"sweep (jax, {members} members, {self.strategy})")
         step = 0
         while step < total:
             count = min(self.chunk, total - step)
@@ -210,11 +209,3 @@ def train_members(config: RunConfig, seeds: Sequence[int], learning_rates: Seque
                   strategy: str = "auto", progress: bool = True) -> list[MemberRun]:
     """The backend entry point of ``cogmeta.sweep``: every member of one architecture, trained together."""
     return Engine(config, strategy).train(seeds, learning_rates, progress=progress)
-
-
-def _progress_bar(enabled: bool, total: int, members: int, strategy: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"sweep (jax, {members} members, {strategy})", unit="step", dynamic_ncols=True)

@@ -13,7 +13,11 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
-from cogmeta.tasks.paired_comparison import CONDITIONS, ComparisonBatch, PairedComparisonTask
+from cogmeta.tasks.paired_comparison import (
+    CONDITIONS,
+    ComparisonBatch,
+    PairedComparisonTask,
+)
 from jax_impl.samplers import draw_noise
 
 

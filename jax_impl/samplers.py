@@ -8,12 +8,19 @@ docs/framework-differences.md and ``parity_tests/test_samplers.py``).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 
-from cogmeta.tasks import CoinTask, GaussianMeanTask, NoiseSpec, Task, TaskBatch
+from cogmeta.tasks import (
+    CoinTask,
+    DriftingMeanTask,
+    GaussianMeanTask,
+    NoiseSpec,
+    Task,
+    TaskBatch,
+)
 
 
 def draw_noise(spec: Mapping[str, NoiseSpec], key: jax.Array, dtype=jnp.float32) -> dict[str, jax.Array]:
@@ -32,6 +39,21 @@ def draw_noise(spec: Mapping[str, NoiseSpec], key: jax.Array, dtype=jnp.float32)
     return noise
 
 
+#: task name -> its jax transform; every task registered in ``cogmeta.contract.TASKS`` needs one.
+TRANSFORMS: dict[str, Callable] = {}
+
+
+def register_transform(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: the jax noise -> batch transform of the registered task ``name``."""
+
+    def add(function: Callable) -> Callable:
+        TRANSFORMS[name] = function
+        return function
+
+    return add
+
+
+@register_transform("gaussian")
 def gaussian_transform(task: GaussianMeanTask, noise: Mapping[str, jax.Array]) -> TaskBatch:
     """mu = m0 + s0 * z_mu;  x = mu + sigma * z_x  (observations ``[T, B, 1]``, latent ``[B]``)."""
     z_latent, z_observation = noise["latent"], noise["observation"]
@@ -41,6 +63,7 @@ def gaussian_transform(task: GaussianMeanTask, noise: Mapping[str, jax.Array]) -
     return TaskBatch(observations[:, :, None], latent)
 
 
+@register_transform("coin")
 def coin_transform(task: CoinTask, noise: Mapping[str, jax.Array]) -> TaskBatch:
     """theta = g_a / (g_a + g_b);  x = 1[u < theta]  (observations ``[T, B, 1]``, latent ``[B]``)."""
     gamma_a, gamma_b, uniform = noise["gamma_a"], noise["gamma_b"], noise["uniform"]
@@ -49,11 +72,26 @@ def coin_transform(task: CoinTask, noise: Mapping[str, jax.Array]) -> TaskBatch:
     return TaskBatch(observations[:, :, None], latent)
 
 
-TRANSFORMS = {GaussianMeanTask.name: gaussian_transform, CoinTask.name: coin_transform}
+@register_transform("drift")
+def drift_transform(task: DriftingMeanTask, noise: Mapping[str, jax.Array]) -> TaskBatch:
+    """mu_1 = m0 + s0 * z;  mu_{t+1} = mu_t + d * e_t;  x_t = mu_t + sigma * n_t  (observations ``[T, B, 1]``, latent ``[T, B]``)."""
+    z_latent, z_drift, z_observation = noise["latent"], noise["drift"], noise["observation"]
+    dtype = z_latent.dtype
+    mean = jnp.asarray(task.prior_mean, dtype) + jnp.asarray(task.prior_std, dtype) * z_latent
+    path = [mean]
+    for t in range(z_drift.shape[0]):  # unrolled under jit; jnp.cumsum sums in a different order than numpy's
+        mean = mean + jnp.asarray(task.drift_std, dtype) * z_drift[t]
+        path.append(mean)
+    latent = jnp.stack(path)
+    observations = latent + jnp.asarray(task.noise_std, dtype) * z_observation
+    return TaskBatch(observations[:, :, None], latent)
 
 
 def transform(task: Task, noise: Mapping[str, jax.Array]) -> TaskBatch:
     """The task's deterministic noise -> batch map."""
+    if task.name not in TRANSFORMS:
+        raise ValueError(f"task {task.name!r} has no jax transform; write one in jax_impl/samplers.py "
+                         f"with @register_transform({task.name!r}) (docs/extending.md)")
     return TRANSFORMS[task.name](task, noise)
 
 

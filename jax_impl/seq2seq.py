@@ -104,7 +104,7 @@ class BiLSTM(nnx.Module):
         return forward + backward, h_fwd + h_rev
 
 
-def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, keep: jax.Array | None = None):
+def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, hide: jax.Array | None = None):
     """Scaled dot-product attention: softmax(Q K^T / sqrt(d)) V over the last axis of the scores.
 
     ``queries`` [..., n, d], ``keys`` [..., m, d], ``values`` [..., m, e]; ``keep`` (broadcast to
@@ -112,8 +112,8 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, keep: jax.Arr
     Returns ``(retrieved [..., n, e], weights [..., n, m])``.
     """
     scores = jnp.matmul(queries, jnp.swapaxes(keys, -1, -2), precision=HIGHEST) / math.sqrt(queries.shape[-1])
-    if keep is not None:
-        scores = jnp.where(keep, scores, -jnp.inf)
+    if hide is not None:
+        scores = jnp.where(hide, -jnp.inf, scores)
     weights = jax.nn.softmax(scores, axis=-1)
     return jnp.matmul(weights, values, precision=HIGHEST), weights
 
@@ -161,7 +161,7 @@ class MetaSeq2Seq(nnx.Module):
     def _readout(self, decoded: jax.Array, context: jax.Array, keep: jax.Array):
         """decoded [T, Q, H], context [Tq, Q, H] -> (logits [T, Q, V], attention [T, Q, Tq])."""
         ctx = jnp.swapaxes(context, 0, 1)
-        attended, weights = attend(jnp.swapaxes(decoded, 0, 1), ctx, ctx, keep)
+        attended, weights = attend(jnp.swapaxes(decoded, 0, 1), ctx, ctx, ~keep)
         attended, weights = jnp.swapaxes(attended, 0, 1), jnp.swapaxes(weights, 0, 1)
         combined = jnp.tanh(self.attention_combine(jnp.concatenate([decoded, attended], axis=-1)))
         return self.readout(combined), weights

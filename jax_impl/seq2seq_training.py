@@ -14,20 +14,13 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from cogmeta.tasks.scan_episodes import EpisodeArrays, stack_episodes
 from jax_impl.numerics import configure, jax_dtype
-from jax_impl.optim import apply_update, clip_by_global_norm_torch, scale_by_adam_torch
+from jax_impl.optim import adam_step, clip_by_global_norm, init_adam
 from jax_impl.seq2seq import build_model, dropout_masks, sequence_loss, to_arrays
 from jax_impl.weights import canonical_to_state, model_to_canonical
-
-
-def make_optimizer(train) -> optax.GradientTransformation:
-    """torch-exact clipping, then Adam's direction (the learning rate is applied by the step)."""
-    return optax.chain(clip_by_global_norm_torch(train.clip_norm),
-                       scale_by_adam_torch(train.adam_beta1, train.adam_beta2, train.adam_eps))
 
 
 def learning_rate(episode: jax.Array, train) -> jax.Array:
@@ -36,9 +29,11 @@ def learning_rate(episode: jax.Array, train) -> jax.Array:
 
 
 def make_train_step(graphdef, config):
-    """``step(params, opt_state, batch, episode, key, masks=None) -> (params, opt_state, loss, grad norm)``."""
+    """``step(params, opt_state, batch, episode, key, masks=None) -> (params, opt_state, loss, grad norm)``.
+
+    Clipping and Adam are ``jax_impl.optim``'s; ``opt_state`` is its ``AdamState`` (``init_adam``).
+    """
     train, model_config = config.train, config.model
-    optimizer = make_optimizer(train)
 
     def loss_fn(params, batch, masks):
         model = nnx.merge(graphdef, params)
@@ -49,21 +44,18 @@ def make_train_step(graphdef, config):
             dtype = jax.tree.leaves(params)[0].dtype
             masks = dropout_masks(key, batch, model_config.hidden_size, model_config.dropout, model_config.memory, dtype)
         loss, grads = jax.value_and_grad(loss_fn)(params, batch, masks)
-        norm = optax.tree.norm(grads)
-        direction, new_opt_state = optimizer.update(grads, opt_state, params)
-        new_params = apply_update(params, direction, learning_rate(episode, train))
-        # a non-finite gradient applies no update (as torch_impl.optim.clip_and_step)
-        finite = jnp.isfinite(norm)
-        params = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_params, params)
-        opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_opt_state, opt_state)
+        grads, norm = clip_by_global_norm(grads, train.clip_norm)
+        # a non-finite gradient applies no update (as torch_impl.training.clip_and_adam_in_place)
+        params, opt_state = adam_step(params, grads, opt_state, learning_rate(episode, train), train,
+                                      apply=jnp.isfinite(norm))
         return params, opt_state, loss, norm
 
-    return step, optimizer
+    return step
 
 
 def make_run_episodes(graphdef, config):
     """Jitted ``run(params, opt_state, episodes [K, ...], first_episode, key) -> (params, opt_state, losses [K])``."""
-    step, _ = make_train_step(graphdef, config)
+    step = make_train_step(graphdef, config)
 
     def run(params, opt_state, episodes, first, key):
         def body(carry, inputs):
@@ -97,8 +89,7 @@ class Seq2SeqTrainer:
             self.params = canonical_to_state(zeros, weights)
         else:
             self.params = jax.jit(lambda: nnx.split(build_model(config, dtype=self.dtype, seed=self.seed), nnx.Param)[1])()
-        _, self.optimizer = make_train_step(self.graphdef, config)
-        self.opt_state = self.optimizer.init(self.params)
+        self.opt_state = init_adam(self.params)
         self._run = make_run_episodes(self.graphdef, config)
         self._greedy = jax.jit(self._greedy_fn, static_argnums=(2,))
         self.key = jax.random.key(self.seed)

@@ -21,13 +21,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cogmeta.sparse_variational import (
+    K1,
+    K2,
+    K3,
+    LOG_ALPHA_MAX,
+    LOG_ALPHA_MIN,
+    LOG_SIGMA_INIT,
+    MODES,
+    PRUNE_THRESHOLD,
+    WEIGHT_EPS,
+)
 from jax_impl.numerics import matmul
-
-K1, K2, K3 = 0.63576, 1.8732, 1.48695
-LOG_ALPHA_MIN, LOG_ALPHA_MAX = -10.0, 10.0
-PRUNE_THRESHOLD = 3.0
-LOG_SIGMA_INIT = -5.0
-MODES = ("sample", "mean", "pruned")
 
 
 class LinearSVDO(nnx.Module):
@@ -42,7 +47,7 @@ class LinearSVDO(nnx.Module):
 
     def log_alpha(self) -> jax.Array:
         """``(out, in)`` clamped log alpha."""
-        log_alpha = 2 * self.log_sigma[...] - 2 * jnp.log(jnp.abs(self.weight[...]) + 1e-16)
+        log_alpha = 2 * self.log_sigma[...] - 2 * jnp.log(jnp.abs(self.weight[...]) + WEIGHT_EPS)
         return jnp.clip(log_alpha, LOG_ALPHA_MIN, LOG_ALPHA_MAX)
 
     def kl(self) -> jax.Array:

@@ -11,13 +11,12 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from cogmeta.config import RunConfig
 from jax_impl.model import sequence_nll
 from jax_impl.numerics import jax_dtype
-from jax_impl.optim import apply_update, learning_rate, make_optimizer
+from jax_impl.optim import adam_step, clip_by_global_norm, learning_rate
 from jax_impl.samplers import model_inputs, sample_batch, step_key
 
 
@@ -39,27 +38,24 @@ def make_loss(graphdef: nnx.GraphDef) -> Callable:
     return loss
 
 
-def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, tx: optax.GradientTransformation | None = None,
-                    loss_and_grad: Callable | None = None) -> Callable:
+def make_train_step(graphdef: nnx.GraphDef, config: RunConfig, loss_and_grad: Callable | None = None) -> Callable:
     """``step(params, opt_state, observations, step) -> (params, opt_state, StepOutputs)``.
 
-    A non-finite loss or gradient norm leaves params and optimizer state unchanged (the torch trainer
-    stops before such an update too). ``loss_and_grad(params, observations) -> (loss, grads)``
+    Clip, then Adam at lr(step) (``jax_impl.optim``; ``opt_state`` is its ``AdamState``). A non-finite
+    loss or gradient norm leaves params and optimizer state unchanged (the torch trainer stops before
+    such an update too). ``loss_and_grad(params, observations) -> (loss, grads)``
     defaults to ``jax.value_and_grad`` of :func:`make_loss`; ``jax_impl.distributed`` passes a
     data-parallel one (per-device gradients averaged over a mesh).
     """
-    tx = make_optimizer(config.train) if tx is None else tx
+    train = config.train
     loss_and_grad = jax.value_and_grad(make_loss(graphdef)) if loss_and_grad is None else loss_and_grad
 
     def step_fn(params, opt_state, observations, step, peak_lr=None):
         loss, grads = loss_and_grad(params, observations)
-        direction, new_opt_state = tx.update(grads, opt_state, params)
-        lr = learning_rate(step, config.train, peak=peak_lr)
-        new_params = apply_update(params, direction, lr)
-        norm = optax.tree.norm(grads)
+        grads, norm = clip_by_global_norm(grads, train.clip_norm)
+        lr = learning_rate(step, train, peak=peak_lr)
         finite = jnp.isfinite(loss) & jnp.isfinite(norm)
-        params = _select(finite, new_params, params)
-        opt_state = _select(finite, new_opt_state, opt_state)
+        params, opt_state = adam_step(params, grads, opt_state, lr, train, apply=finite)
         return params, opt_state, StepOutputs(loss, norm, lr)
 
     return step_fn

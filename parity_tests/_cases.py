@@ -32,8 +32,9 @@ import torch_impl.recurrent as torch_recurrent
 import torch_impl.training as torch_training
 import torch_impl.weights as torch_weights
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig
+from cogmeta.contract import TASKS as REGISTERED_TASKS
 from cogmeta.schedules import learning_rate as python_learning_rate
-from cogmeta.tasks import CoinTask, GaussianMeanTask, model_inputs
+from cogmeta.tasks import make_task, model_inputs
 
 Pairs = list[tuple[str, np.ndarray, np.ndarray]]
 #: group name -> pairs; the optional group "info" maps names to plain floats (e.g. how often clipping acted).
@@ -46,11 +47,15 @@ DTYPES = ("float32", "float64")
 HIDDEN, BATCH = 8, 6
 CORE_INPUT, CORE_HIDDEN, CORE_STEPS, CORE_BATCH = 3, 6, 9, 5
 
-#: Non-default task parameters so that every term of the transforms is exercised.
-TASKS = {
-    "gaussian": GaussianMeanTask(prior_mean=0.3, prior_std=1.2, noise_std=0.8, sequence_length=7),
-    "coin": CoinTask(alpha=0.8, beta=1.6, sequence_length=10),
+#: Non-default parameters per task so that every term of its transform is exercised.
+TASK_PARAMETERS = {
+    "gaussian": dict(prior_mean=0.3, prior_std=1.2, noise_std=0.8, sequence_length=7),
+    "coin": dict(alpha=0.8, beta=1.6, sequence_length=10),
+    "drift": dict(prior_mean=-0.4, prior_std=1.3, noise_std=0.7, drift_std=0.45, sequence_length=9),
 }
+#: One instance of every registered task (``cogmeta.contract.TASKS``), so the parity tests that loop over
+#: it cover a new task automatically: with its :data:`TASK_PARAMETERS` where given, else its defaults.
+TASKS = {name: make_task(name, **TASK_PARAMETERS.get(name, {})) for name in sorted(REGISTERED_TASKS)}
 
 #: Training recipe of the end-to-end cases: lr 1e-2 with a cosine schedule; clip_norm 0.5 is below the
 #: typical gradient norm early in training, so both the clipped and the unclipped branch are taken.
@@ -127,13 +132,15 @@ def _named(prefix: str, jax_dict: Mapping[str, np.ndarray], torch_dict: Mapping[
     return [(f"{prefix} {name}", _np(jax_dict[name]), _np(torch_dict[name])) for name in torch_dict]
 
 
-def _torch_adam_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, key: str) -> dict[str, np.ndarray]:
-    return {name: _np(optimizer.state[param][key]) for name, param in model.named_parameters()}
+def _torch_adam_state(state: torch_optim.AdamState, key: str) -> dict[str, np.ndarray]:
+    """``exp_avg`` or ``exp_avg_sq`` of a torch ``AdamState``, by canonical name, as numpy."""
+    return {name: _np(tensor) for name, tensor in getattr(state, key).items()}
 
 
-def _jax_adam_state(opt_state) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
-    _, adam = opt_state
-    return jax_weights.state_to_canonical(adam.mu), jax_weights.state_to_canonical(adam.nu), int(adam.count)
+def _jax_adam_state(opt_state: jax_optim.AdamState) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """(exp_avg, exp_avg_sq, count) of a JAX ``AdamState``, by canonical name."""
+    return (jax_weights.state_to_canonical(opt_state.exp_avg), jax_weights.state_to_canonical(opt_state.exp_avg_sq),
+            int(opt_state.count))
 
 
 _COMPILED: dict[tuple, Callable] = {}
@@ -294,44 +301,44 @@ def synthetic_gradients(config: RunConfig, steps: int, seed: int, shapes: Mappin
 def optim_case(config: RunConfig, seed: int, steps: int) -> Groups:
     """Clip + Adam + schedule on identical numpy gradients: params and Adam moments after ``steps``.
 
-    torch: ``p.grad = g`` then ``torch_impl.optim.clip_and_step``; JAX: ``make_optimizer(...).update``
-    then ``apply_update`` with ``learning_rate(k)``, one jitted call per step.
+    Both frameworks through the mirrored names of ``torch_impl.optim`` / ``jax_impl.optim``:
+    ``clip_by_global_norm``, then ``adam_step`` at ``learning_rate(k)`` (JAX: one jitted call per step).
     """
     train = config.train
     tmodel = torch_model(config, seed)
     weights = torch_weights.model_to_canonical(tmodel)
     grads = synthetic_gradients(config, steps, seed, {name: value.shape for name, value in weights.items()})
-    optimizer = torch_optim.make_optimizer(tmodel, train)
+    params_t = {name: param.detach().clone() for name, param in tmodel.named_parameters()}
+    state_t = torch_optim.init_adam(params_t)
     norms_t = []
     for step, step_grads in enumerate(grads):
-        for name, param in tmodel.named_parameters():
-            param.grad = torch.from_numpy(step_grads[name].copy())
-        lr = python_learning_rate(step, train.learning_rate, train.steps, train.schedule, train.final_lr_fraction)
-        norms_t.append(torch_optim.clip_and_step(tmodel, optimizer, lr, train.clip_norm))
+        clipped, norm = torch_optim.clip_by_global_norm({n: torch.from_numpy(g.copy()) for n, g in step_grads.items()},
+                                                        train.clip_norm)
+        params_t, state_t = torch_optim.adam_step(params_t, clipped, state_t, torch_optim.learning_rate(step, train), train)
+        norms_t.append(float(norm))
     with x64(train.dtype):
         _, params = nnx.split(jax_model(config, weights))
-        tx = jax_optim.make_optimizer(train)
-        opt_state = tx.init(params)
+        opt_state = jax_optim.init_adam(params)
+        clip, adam = jax_optim.clip_by_global_norm, jax_optim.adam_step  # looked up here: tests monkeypatch them
 
         def build():
             def update(params, opt_state, grads, step):
-                direction, opt_state = tx.update(grads, opt_state, params)
-                return jax_optim.apply_update(params, direction, jax_optim.learning_rate(step, train)), opt_state
+                grads, _ = clip(grads, train.clip_norm)
+                return adam(params, grads, opt_state, jax_optim.learning_rate(step, train), train)
 
             return update
 
-        update = compiled(("optimizer", jax_optim.make_optimizer, config), build)
+        update = compiled(("optimizer", clip, adam, config), build)
         for step, step_grads in enumerate(grads):
             params, opt_state = update(params, opt_state, jax_weights.canonical_to_state(params, step_grads), step)
         params_j = jax_weights.state_to_canonical(params)
         mu, nu, count = _jax_adam_state(opt_state)
-    torch_counts = {int(optimizer.state[param]["step"]) for param in tmodel.parameters()}
-    if count != steps or torch_counts != {steps}:
-        raise AssertionError(f"step counts after {steps} steps: optax {count}, torch {sorted(torch_counts)}")
+    if count != steps or float(state_t.count) != steps:
+        raise AssertionError(f"step counts after {steps} steps: JAX {count}, torch {float(state_t.count)}")
     return {
-        "optim": _named("param", params_j, torch_weights.model_to_canonical(tmodel))
-        + _named("exp_avg", mu, _torch_adam_state(tmodel, optimizer, "exp_avg"))
-        + _named("exp_avg_sq", nu, _torch_adam_state(tmodel, optimizer, "exp_avg_sq")),
+        "optim": _named("param", params_j, {n: _np(p) for n, p in params_t.items()})
+        + _named("exp_avg", mu, _torch_adam_state(state_t, "exp_avg"))
+        + _named("exp_avg_sq", nu, _torch_adam_state(state_t, "exp_avg_sq")),
         "info": {"clipped fraction": float(np.mean(np.asarray(norms_t) > train.clip_norm))},
     }
 
@@ -345,10 +352,12 @@ def schedule_case(train: TrainConfig, extra: int = 5) -> Pairs:
     with x64(train.dtype):
         eager = np.asarray([_np(jax_optim.learning_rate(jnp.asarray(int(k)), train)) for k in steps[:: max(1, len(steps) // 25)]])
         jitted = _np(jax.jit(jax.vmap(lambda k: jax_optim.learning_rate(k, train)))(jnp.asarray(steps)))
+    torch_lr = np.asarray([_np(torch_optim.learning_rate(torch.tensor(int(k)), train)) for k in steps])
     dtype = np.dtype(train.dtype)
     return [
         ("lr (eager jnp)", eager.astype(dtype, copy=False), expected[:: max(1, len(steps) // 25)].astype(dtype)),
         ("lr (jit)", jitted, expected.astype(dtype)),
+        ("lr (torch)", torch_lr.astype(dtype), expected.astype(dtype)),
     ]
 
 
@@ -358,11 +367,11 @@ def train_step_case(config: RunConfig, seed: int) -> Groups:
     tmodel = torch_model(config, seed)
     weights = torch_weights.model_to_canonical(tmodel)
     observations = sample_observations(config, np.random.default_rng(seed))
-    optimizer = torch_optim.make_optimizer(tmodel, config.train)
-    loss_t, norm_t, lr_t = torch_training.train_step(tmodel, optimizer, torch.from_numpy(observations), 0, config)
+    state_t = torch_optim.init_adam(tmodel.named_parameters())
+    loss_t, norm_t, lr_t = torch_training.train_step(tmodel, state_t, torch.from_numpy(observations), 0, config)
     with x64(config.train.dtype):
         graphdef, params = nnx.split(jax_model(config, weights))
-        opt_state = jax_optim.make_optimizer(config.train).init(params)
+        opt_state = jax_optim.init_adam(params)
         step = compiled(("train_step", config), lambda: jax_training.make_train_step(graphdef, config))
         params, opt_state, outputs = step(params, opt_state, jnp.asarray(observations), 0)
         params_j = jax_weights.state_to_canonical(params)
@@ -372,8 +381,8 @@ def train_step_case(config: RunConfig, seed: int) -> Groups:
     return {
         "loss": [("loss", loss_j, np.asarray(loss_t, dtype)), ("learning rate", lr_j, np.asarray(lr_t, dtype))],
         "grad": [("pre-clip gradient norm", norm_j, np.asarray(norm_t, dtype))]
-        + _named("exp_avg", mu, _torch_adam_state(tmodel, optimizer, "exp_avg"))
-        + _named("exp_avg_sq", nu, _torch_adam_state(tmodel, optimizer, "exp_avg_sq")),
+        + _named("exp_avg", mu, _torch_adam_state(state_t, "exp_avg"))
+        + _named("exp_avg_sq", nu, _torch_adam_state(state_t, "exp_avg_sq")),
         "1-step": _named("param", params_j, torch_weights.model_to_canonical(tmodel)),
     }
 
@@ -391,11 +400,10 @@ def train_run_case(config: RunConfig, seed: int, steps: int) -> Groups:
     tmodel = torch_model(config, seed)
     weights = torch_weights.model_to_canonical(tmodel)
     batches = sample_observations(config, np.random.default_rng(seed), count=steps)
-    optimizer = torch_optim.make_optimizer(tmodel, config.train)
-    losses_t = torch_training.train_on_batches(tmodel, optimizer, batches, 0, config)
+    losses_t = torch_training.train_on_batches(tmodel, torch_optim.init_adam(tmodel.named_parameters()), batches, 0, config)
     with x64(config.train.dtype):
         graphdef, params = nnx.split(jax_model(config, weights))
-        opt_state = jax_optim.make_optimizer(config.train).init(params)
+        opt_state = jax_optim.init_adam(params)
         run = jax_training.make_train_on_batches(graphdef, config)
         params, opt_state, outputs = run(params, opt_state, jnp.asarray(batches), 0)
         params_j = jax_weights.state_to_canonical(params)
@@ -449,14 +457,12 @@ def merged_bias_case(config: RunConfig, seed: int, steps: int) -> Groups:
     inputs = model_inputs(batches[0])
     with torch.no_grad():
         raw_t = _np(tmodel(torch.from_numpy(inputs)))
-    optimizer = torch_optim.make_optimizer(tmodel, config.train)
-    torch_training.train_on_batches(tmodel, optimizer, batches, 0, config)
+    torch_training.train_on_batches(tmodel, torch_optim.init_adam(tmodel.named_parameters()), batches, 0, config)
     effective_t = effective(torch_weights.model_to_canonical(tmodel))
     train = config.train
     with x64(train.dtype):
         graphdef, params = nnx.split(jax_model(config, effective(weights)))
         raw_j = _np(nnx.merge(graphdef, params)(jnp.asarray(inputs)))
-        tx = jax_optim.make_optimizer(train)
         loss_and_grad = jax.value_and_grad(jax_training.make_loss(graphdef))
         keep = jnp.asarray(~merged_rows[:, 0])
 
@@ -466,10 +472,10 @@ def merged_bias_case(config: RunConfig, seed: int, steps: int) -> Groups:
         @jax.jit
         def step(params, opt_state, observations, index):
             _, grads = loss_and_grad(params, observations)
-            direction, opt_state = tx.update(jax.tree_util.tree_map_with_path(freeze, grads), opt_state, params)
-            return jax_optim.apply_update(params, direction, jax_optim.learning_rate(index, train)), opt_state
+            grads, _ = jax_optim.clip_by_global_norm(jax.tree_util.tree_map_with_path(freeze, grads), train.clip_norm)
+            return jax_optim.adam_step(params, grads, opt_state, jax_optim.learning_rate(index, train), train)
 
-        opt_state = tx.init(params)
+        opt_state = jax_optim.init_adam(params)
         for index, observations in enumerate(batches):
             params, opt_state = step(params, opt_state, jnp.asarray(observations), index)
         effective_j = jax_weights.state_to_canonical(params)

@@ -25,7 +25,16 @@ import torch_impl.amortized_training as torch_training
 import torch_impl.urn_samplers as torch_samplers
 from cogmeta.experiments.amortized_spec import OPTIMIZERS, PARAMETER_NAMES
 from cogmeta.tasks import draw_noise
-from cogmeta.tasks.urn import EU_ID, EU_UD, NOISE_BLOCKS, SIZE_LADDER, UrnQueries, UrnQueryDistribution, concatenate, logit
+from cogmeta.tasks.urn import (
+    EU_ID,
+    EU_UD,
+    NOISE_BLOCKS,
+    SIZE_LADDER,
+    UrnQueries,
+    UrnQueryDistribution,
+    concatenate,
+    logit,
+)
 from parity_tests._cases import x64
 from parity_tests._compare import assert_all, assert_bitwise, assert_parity
 

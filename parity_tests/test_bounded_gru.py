@@ -22,13 +22,19 @@ import torch_impl.bounded_gru as torch_model
 import torch_impl.bounded_training as torch_training
 import torch_impl.paired_comparison_samplers as torch_samplers
 import torch_impl.weights as torch_weights
-from cogmeta.experiments.heuristics import BoundedRecipe, kl_weight
+from cogmeta.contract import kl_weight
+from cogmeta.experiments.heuristics import BoundedRecipe
 from cogmeta.tasks import draw_noise
-from cogmeta.tasks.paired_comparison import CONDITIONS, ComparisonBatch, PairedComparisonTask, model_inputs
-from jax_impl.optim import make_optimizer as jax_optimizer
+from cogmeta.tasks.paired_comparison import (
+    CONDITIONS,
+    ComparisonBatch,
+    PairedComparisonTask,
+    model_inputs,
+)
+from jax_impl.optim import init_adam as jax_init_adam
 from parity_tests._cases import jax_dtype, torch_dtype, x64
 from parity_tests._compare import assert_all, assert_bitwise, assert_parity
-from torch_impl.optim import make_optimizer as torch_optimizer
+from torch_impl.optim import init_adam as torch_init_adam
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 
@@ -149,11 +155,11 @@ def _train_both(dtype: str, seed: int, steps: int, beta: float, warmup: int, lr:
     cues, targets, eps = _data(dtype, seed, steps)
     weights = np.array([kl_weight(k, beta, warmup) for k in range(steps)])
     train = BoundedRecipe(learning_rate=lr, clip_norm=1.0).train_config(dtype)
-    history = torch_training.train_on_batches(reference, torch_optimizer(reference, train), cues, targets, eps, weights, train)
+    history = torch_training.train_on_batches(reference, torch_init_adam(reference.named_parameters()), cues, targets, eps, weights, train)
     with x64(dtype):
         graphdef, params = nnx.split(twin, nnx.Param)
         run = jax_training.make_train_on_batches(graphdef, train)
-        params, _, outputs = run(params, jax_optimizer(train).init(params), jnp.asarray(cues), jnp.asarray(targets),
+        params, _, outputs = run(params, jax_init_adam(params), jnp.asarray(cues), jnp.asarray(targets),
                                  {k: jnp.asarray(v) for k, v in eps.items()}, jnp.asarray(weights, jax_dtype(dtype)))
         got = jax_weights.state_to_canonical(params)
     expected = torch_weights.model_to_canonical(reference)

@@ -11,9 +11,22 @@ from flax import nnx
 import jax_impl.weights as jax_weights
 import torch_impl.weights as torch_weights
 from cogmeta.tasks import model_inputs
-from cogmeta.weights import load_weights, parameter_shapes, save_weights, validate_weights
+from cogmeta.weights import (
+    load_weights,
+    parameter_shapes,
+    save_weights,
+    validate_weights,
+)
 from jax_impl.model import MetaLearner as JaxMetaLearner
-from parity_tests._cases import jax_dtype, jax_forward, jax_model, make_config, sample_observations, torch_model, x64
+from parity_tests._cases import (
+    jax_dtype,
+    jax_forward,
+    jax_model,
+    make_config,
+    sample_observations,
+    torch_model,
+    x64,
+)
 from parity_tests._compare import assert_bitwise, assert_parity
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]

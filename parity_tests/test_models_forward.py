@@ -15,7 +15,14 @@ import torch_impl.backend as torch_backend
 import torch_impl.heads as torch_heads
 import torch_impl.weights as torch_weights
 from cogmeta.predictive import OUTPUT_SIZE
-from parity_tests._cases import TASKS, forward_case, make_config, sample_observations, torch_model, x64
+from parity_tests._cases import (
+    TASKS,
+    forward_case,
+    make_config,
+    sample_observations,
+    torch_model,
+    x64,
+)
 from parity_tests._compare import assert_all, assert_parity
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
@@ -45,7 +52,12 @@ def test_heads_alone(task_name, dtype, seed):
         assert_parity(f"{task.family} predictive {name}", params_j[name], params_t[name], "forward", dtype)
 
 
-@pytest.mark.parametrize("task_name, num_layers", [("gaussian", 1), ("coin", 2)], ids=["gaussian-1layer", "coin-2layers"])
+#: Every registered task (``_cases.TASKS`` is built from the registry), at one or two layers.
+FORWARD_CASES = [(name, 2 if name == "coin" else 1) for name in sorted(TASKS)]
+
+
+@pytest.mark.parametrize("task_name, num_layers", FORWARD_CASES,
+                         ids=[f"{name}-{layers}layer{'s' if layers > 1 else ''}" for name, layers in FORWARD_CASES])
 def test_model_forward_and_loss(cell, dtype, task_name, num_layers, seed, record):
     groups = forward_case(make_config(cell, dtype, task_name, num_layers), seed)
     record("model", cell, dtype, assert_all(groups["model"], "forward", dtype))

@@ -1,14 +1,15 @@
 """Layer 5: the optimizer alone, on identical numpy gradients (no model, no autodiff in the way).
 
-torch: ``p.grad = g``, ``torch_impl.optim.clip_and_step`` (``clip_grad_norm_`` + ``torch.optim.Adam``);
-JAX: ``jax_impl.optim.make_optimizer`` (torch-style clip, Adam) + ``apply_update`` at
-``learning_rate(k)``. Parameters *and* Adam moments are compared after 1 and after 100 steps, with
+Both frameworks through the mirrored functions of ``torch_impl.optim`` and ``jax_impl.optim``:
+``clip_by_global_norm`` then ``adam_step`` at ``learning_rate(k)`` (the torch functions equal
+``clip_grad_norm_`` + ``torch.optim.Adam`` bit for bit: ``tests/test_functional_adam.py``). Parameters *and* Adam moments are compared after 1 and after 100 steps, with
 clipping acting on every step (``clip_norm`` far below the gradient norm) and never acting. The
 learning-rate schedule is compared separately, including steps past its end.
 """
 
 from __future__ import annotations
 
+import jax
 import optax
 import pytest
 
@@ -46,32 +47,31 @@ def test_learning_rate_schedule(dtype, schedule):
 def test_detects_optax_clip_without_eps(monkeypatch, seed):
     """optax's ``clip_by_global_norm`` divides by ||g|| instead of ||g|| + 1e-6: visible in float64."""
 
-    def optax_clip(train):
-        return optax.chain(
-            optax.clip_by_global_norm(train.clip_norm),
-            jax_optim.scale_by_adam_torch(train.adam_beta1, train.adam_beta2, train.adam_eps),
-        )
+    def optax_clip(grads, max_norm, eps=jax_optim.CLIP_EPS):
+        clipped, _ = optax.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())
+        return clipped, optax.tree.norm(grads)
 
     config = make_config("gru", "float64", steps=100, clip_norm=CLIPS["clipped"])
-    assert_all(optim_case(config, seed, 1)["optim"], "optim_step", "float64")  # the library's own chain passes
-    monkeypatch.setattr(jax_optim, "make_optimizer", optax_clip)
+    assert_all(optim_case(config, seed, 1)["optim"], "optim_step", "float64")  # the library's own clip passes
+    monkeypatch.setattr(jax_optim, "clip_by_global_norm", optax_clip)
     with pytest.raises(AssertionError, match="exp_avg"):
         assert_all(optim_case(config, seed, 1)["optim"], "optim_step", "float64")
 
 
 def test_detects_float32_bias_correction_of_optax_adam(monkeypatch, seed):
     """``optax.scale_by_adam`` evaluates 1 - 0.999**k in float32 (1.3e-5 relative error at k = 1; torch uses
-    Python floats): one float32 step already breaks the one-step tolerance, hence ``scale_by_adam_torch``."""
+    Python floats): one float32 step already breaks the one-step tolerance, hence ``jax_impl.optim.adam_step``'s
+    -expm1(c log b)."""
 
-    def optax_adam(train):
-        return optax.chain(
-            jax_optim.clip_by_global_norm_torch(train.clip_norm),
-            optax.scale_by_adam(b1=train.adam_beta1, b2=train.adam_beta2, eps=train.adam_eps),
-        )
+    def optax_adam(params, grads, state, lr, train, apply=None):
+        tx = optax.scale_by_adam(b1=train.adam_beta1, b2=train.adam_beta2, eps=train.adam_eps)
+        direction, new = tx.update(grads, optax.ScaleByAdamState(state.count, state.exp_avg, state.exp_avg_sq))
+        params = jax.tree.map(lambda p, d: p - lr.astype(p.dtype) * d, params, direction)
+        return params, jax_optim.AdamState(new.count, new.mu, new.nu)
 
     config = make_config("gru", "float32", steps=100, clip_norm=CLIPS["unclipped"])
     assert_all(optim_case(config, seed, 1)["optim"], "optim_step", "float32")
-    monkeypatch.setattr(jax_optim, "make_optimizer", optax_adam)
+    monkeypatch.setattr(jax_optim, "adam_step", optax_adam)
     with pytest.raises(AssertionError, match="param"):
         assert_all(optim_case(config, seed, 1)["optim"], "optim_step", "float32")
 

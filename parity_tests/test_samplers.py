@@ -6,6 +6,9 @@ bit-identical to the numpy reference. Under ``jax.jit`` XLA's CPU backend contra
 into a fused multiply-add, which rounds once instead of twice: the coin transform has no multiply-add
 and stays bit-identical; each Gaussian multiply-add may differ by one rounding, at most one ulp of its
 largest term (with cancellation that is many ulps of the *result*, so the bound is per operation).
+
+The transform tests are parametrized over the task registry (``cogmeta.contract.TASKS``): a newly
+registered task is covered without editing this file (``_cases.TASKS`` holds one instance of each).
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ import torch
 
 import jax_impl.samplers as jax_samplers
 import torch_impl.samplers as torch_samplers
-from cogmeta.tasks import CoinTask, GaussianMeanTask, draw_noise, model_inputs
-from parity_tests._cases import TASKS, x64
+from cogmeta.contract import TASKS as REGISTERED_TASKS
+from cogmeta.tasks import (
+    CoinTask,
+    DriftingMeanTask,
+    GaussianMeanTask,
+    draw_noise,
+    model_inputs,
+)
+from parity_tests._cases import TASK_PARAMETERS, TASKS, x64
 from parity_tests._compare import assert_bitwise
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
@@ -27,9 +37,14 @@ pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 BATCH = 8
 
 
-@pytest.fixture(params=sorted(TASKS))
+@pytest.fixture(params=sorted(REGISTERED_TASKS))
 def task(request):
     return TASKS[request.param]
+
+
+def test_every_registered_task_has_a_parity_case():
+    assert sorted(TASKS) == sorted(REGISTERED_TASKS)
+    assert all(type(TASKS[name]) is REGISTERED_TASKS[name] for name in TASKS)
 
 
 def _noise(task, dtype: str, seed: int) -> dict[str, np.ndarray]:
@@ -106,7 +121,29 @@ def test_jax_jit_gaussian_default_prior_bit_identical(dtype, seed):
     assert_bitwise("gaussian observations, default prior (jax jit)", observations, reference.observations)
 
 
-@pytest.mark.parametrize("task_name", sorted(TASKS))
+def test_jax_jit_drift_within_one_rounding(dtype, seed):
+    """Each step of the mean path and each observation is one multiply-add: at most one rounding apart."""
+    task = TASKS["drift"]
+    noise = _noise(task, dtype, seed)
+    reference = task.transform(noise)
+    cast = np.dtype(dtype).type
+    with x64(dtype):
+        batch = jax.jit(lambda noise: jax_samplers.transform(task, noise))(jax.tree.map(jnp.asarray, noise))
+        observations, path = np.asarray(batch.observations)[..., 0], np.asarray(batch.latent)
+    assert path.shape == reference.latent.shape == (task.sequence_length, BATCH)
+    # mu_1 = m0 + s0 * z_mu against the numpy reference
+    product = task.prior_std * noise["latent"].astype(np.float64)
+    _assert_one_rounding("drift mu_1 (jax jit)", path[0], product, task.prior_mean, reference.latent[0])
+    # mu_{t+1} = mu_t + d * e_t and x_t = mu_t + sigma * n_t, each from the jitted mu_t
+    unfused = path[:-1] + cast(task.drift_std) * noise["drift"]
+    product = task.drift_std * noise["drift"].astype(np.float64)
+    _assert_one_rounding("drift mean path (jax jit)", path[1:], product, path[:-1], unfused)
+    unfused = path + cast(task.noise_std) * noise["observation"]
+    product = task.noise_std * noise["observation"].astype(np.float64)
+    _assert_one_rounding("drift observations (jax jit)", observations, product, path, unfused)
+
+
+@pytest.mark.parametrize("task_name", sorted(REGISTERED_TASKS))
 def test_model_inputs_bit_identical(task_name, dtype, seed):
     task = TASKS[task_name]
     observations = task.sample(np.random.default_rng(seed), BATCH, np.dtype(dtype)).observations
@@ -122,7 +159,12 @@ def test_model_inputs_bit_identical(task_name, dtype, seed):
 
 def test_task_parameters_are_not_defaults():
     """The fixtures must exercise every term of the transforms (a default prior hides m0 and s0)."""
-    gaussian, coin = TASKS["gaussian"], TASKS["coin"]
-    assert isinstance(gaussian, GaussianMeanTask) and isinstance(coin, CoinTask)
+    gaussian, coin, drift = TASKS["gaussian"], TASKS["coin"], TASKS["drift"]
+    assert isinstance(gaussian, GaussianMeanTask) and isinstance(coin, CoinTask) and isinstance(drift, DriftingMeanTask)
     assert gaussian.prior_mean != 0 and gaussian.prior_std != 1 and gaussian.noise_std != 1
     assert coin.alpha != coin.beta
+    assert drift.prior_mean != 0 and drift.prior_std != 1 and drift.noise_std != 1 and drift.drift_std not in (0, 0.3)
+    for name, parameters in TASK_PARAMETERS.items():  # every override must actually change something
+        defaults = REGISTERED_TASKS[name]()
+        changed = [field for field, value in parameters.items() if value != getattr(defaults, field)]
+        assert changed, f"TASK_PARAMETERS[{name!r}] repeats the defaults"

@@ -26,10 +26,15 @@ import torch_impl.seq2seq as tseq
 import torch_impl.seq2seq_training as ttrain
 import torch_impl.weights as tweights
 from cogmeta.experiments.meta_seq2seq_config import (
-    Seq2SeqModelConfig, Seq2SeqRunConfig, Seq2SeqTrainConfig, parameter_shapes,
+    Seq2SeqModelConfig,
+    Seq2SeqRunConfig,
+    Seq2SeqTrainConfig,
+    parameter_shapes,
 )
 from cogmeta.tasks.scan_episodes import Episode, MutualExclusivityTask, ScanEpisodeTask
+from jax_impl.optim import init_adam as jax_init_adam
 from parity_tests._compare import assert_all
+from torch_impl.optim import init_adam
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 
@@ -177,12 +182,12 @@ def test_one_adam_step_with_clipping(dtype, seed, record):
         tm, jm = twins(config, seed)
         arrays = episode_arrays(config, seed)
         masks = numpy_masks(config, arrays, seed)
-        optimizer = torch.optim.Adam(tm.parameters(), lr=config.train.learning_rate)
-        t_loss, t_norm = ttrain.train_step(tm, optimizer, tseq.to_tensors(arrays), config.train.learning_rate,
-                                           config.train.clip_norm, {k: torch.as_tensor(v) for k, v in masks.items()})
+        state = init_adam(tm.named_parameters())
+        t_loss, t_norm = ttrain.train_step(tm, state, tseq.to_tensors(arrays), config.train.learning_rate,
+                                           config.train, {k: torch.as_tensor(v) for k, v in masks.items()})
         graphdef, params = nnx.split(jm, nnx.Param)
-        step, optimizer_j = jtrain.make_train_step(graphdef, config)
-        params, _, j_loss, j_norm = jax.jit(step)(params, optimizer_j.init(params), jseq.to_arrays(arrays), 0,
+        step = jtrain.make_train_step(graphdef, config)
+        params, _, j_loss, j_norm = jax.jit(step)(params, jax_init_adam(params), jseq.to_arrays(arrays), 0,
                                                   jax.random.key(0), {k: jnp.asarray(v) for k, v in masks.items()})
         assert t_norm > config.train.clip_norm, "the clip should act in this case"
         assert_all([("loss", np.asarray(j_loss), np.asarray(t_loss, dtype=dtype)),

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import pytest
 
-from parity_tests._cases import long_run_seed, make_config, merged_bias_case, train_run_case, train_step_case
+from parity_tests._cases import (
+    long_run_seed,
+    make_config,
+    merged_bias_case,
+    train_run_case,
+    train_step_case,
+)
 from parity_tests._compare import assert_all
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]

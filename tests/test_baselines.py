@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from scipy import special
 
-from cogmeta.baselines import BASELINES, ProbitFilter, best_cue, equal_weighting, gini, probit_update, single_cue
+from cogmeta.baselines import (
+    BASELINES,
+    ProbitFilter,
+    best_cue,
+    equal_weighting,
+    gini,
+    probit_update,
+    single_cue,
+)
 from cogmeta.baselines.probit import probit_predict
 from cogmeta.tasks.paired_comparison import PairedComparisonTask
 

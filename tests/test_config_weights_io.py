@@ -15,13 +15,24 @@ from cogmeta.backends import load_backend
 from cogmeta.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from cogmeta.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig
-from cogmeta.io import atomic_save_safetensors, atomic_write_json, atomic_write_text, atomic_write_with
+from cogmeta.io import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+)
 from cogmeta.metrics_log import MetricsLog, metric_series, read_metrics
 from cogmeta.runs import RunDir
 from cogmeta.schedules import learning_rate
 from cogmeta.tasks import CoinTask, GaussianMeanTask
 from cogmeta.weights import FORMAT as WEIGHTS_FORMAT
-from cogmeta.weights import WeightsError, load_weights, parameter_shapes, save_weights, validate_weights
+from cogmeta.weights import (
+    WeightsError,
+    load_weights,
+    parameter_shapes,
+    save_weights,
+    validate_weights,
+)
 
 CUSTOM = RunConfig(
     task=CoinTask(alpha=2.5, beta=0.5, sequence_length=12),

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from cogmeta.config import RunConfig, TrainConfig
-from cogmeta.distributed import (config_digest, launch_env, require_divisible, require_same_config, shard_bounds,
-                                 timeout_s)
+from cogmeta.distributed import (
+    config_digest,
+    launch_env,
+    require_divisible,
+    require_same_config,
+    shard_bounds,
+    timeout_s,
+)
 
 FULL_ENV = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 

@@ -21,8 +21,8 @@ pytest.importorskip("jax")
 pytest.importorskip("flax.nnx")
 pytest.importorskip("torch")
 
-from tests._distributed_workers.settings import JAX_CLI_ARGS as CLI_ARGS  # noqa: E402
 from tests._distributed_workers.launch import REPO, free_port, run  # noqa: E402
+from tests._distributed_workers.settings import JAX_CLI_ARGS as CLI_ARGS  # noqa: E402
 
 pytestmark = [pytest.mark.jax, pytest.mark.torch]
 

@@ -37,9 +37,9 @@ def test_numpy_lkj_moments(dim, eta):
 
 def test_torch_native_lkj_moments():
     torch = pytest.importorskip("torch")
+    from cogmeta.lkj import lkj_noise_spec
     from torch_impl.paired_comparison_samplers import lkj_cholesky
     from torch_impl.samplers import draw_noise
-    from cogmeta.lkj import lkj_noise_spec
 
     noise = draw_noise(lkj_noise_spec(4, 2.0, DRAWS), torch.Generator().manual_seed(0))
     _check_lkj_moments(lkj_cholesky(noise, 4).numpy(), 4, 2.0)

@@ -29,19 +29,22 @@ from sampler_checks import assert_coin_sample, assert_gaussian_sample  # noqa: E
 
 from cogmeta.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from cogmeta.contract import NonFiniteLossError  # noqa: E402
 from cogmeta.evaluation import HELD_OUT_SEED, evaluate, held_out_observations  # noqa: E402
 from cogmeta.metrics_log import metric_series, read_metrics  # noqa: E402
 from cogmeta.predictive import kl_divergence, nll  # noqa: E402
 from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.schedules import learning_rate  # noqa: E402
 from cogmeta.tasks import CoinTask, GaussianMeanTask, TaskBatch, model_inputs  # noqa: E402
-from cogmeta.training import NonFiniteLossError, train  # noqa: E402
+from cogmeta.training import train  # noqa: E402
 from cogmeta.weights import WeightsError, load_weights, parameter_shapes  # noqa: E402
-from jax_impl import backend  # noqa: E402
+from jax_impl import (
+    backend,  # noqa: E402
+    samplers,  # noqa: E402
+)
 from jax_impl import heads as jax_heads  # noqa: E402
-from jax_impl import samplers  # noqa: E402
 from jax_impl import training as jax_training  # noqa: E402
-from jax_impl.optim import make_optimizer  # noqa: E402
+from jax_impl.optim import init_adam  # noqa: E402
 from jax_impl.training import make_loss, make_train_step  # noqa: E402
 
 BACKEND = "jax"
@@ -316,7 +319,7 @@ def test_train_step_is_clipped_adam_on_the_schedule():
     rng = np.random.default_rng(21)
     with jax.enable_x64(True):
         graphdef, params = _split_float64_model(config, seed=20)
-        opt_state = make_optimizer(train).init(params)
+        opt_state = init_adam(params)
         step_fn = jax.jit(make_train_step(graphdef, config))
         grad_fn = jax.jit(jax.value_and_grad(make_loss(graphdef)))
         reference = AdamReference(backend.state_to_canonical(params), clip_norm, train.adam_beta1, train.adam_beta2, train.adam_eps)

@@ -14,8 +14,19 @@ from scipy import special
 from cogmeta.cli import main
 from cogmeta.experiments import learning_to_infer as l2i
 from cogmeta.tasks.noise import draw_noise
-from cogmeta.tasks.urn import (EU_ID, EU_UD, SIZE_LADDER, UrnQueryDistribution, concatenate, interleave,
-                               likelihood_log_odds, log_joint, logit, posterior_log_odds, prior_log_odds)
+from cogmeta.tasks.urn import (
+    EU_ID,
+    EU_UD,
+    SIZE_LADDER,
+    UrnQueryDistribution,
+    concatenate,
+    interleave,
+    likelihood_log_odds,
+    log_joint,
+    logit,
+    posterior_log_odds,
+    prior_log_odds,
+)
 
 
 # ------------------------------------------------------------------------------ task spec
@@ -228,9 +239,9 @@ def test_bad_weights_are_rejected(backend):
     _, training = _modules(backend)
     single = {k: v[0] for k, v in training.init_population(1, [0], "float64").items()}
     bad = dict(single, **{"output.weight": np.zeros((2, 3))})
-    with pytest.raises(ValueError, match=r"'output.weight': shape \(2, 3\), expected \(2, 1\) for hidden = 1"):
+    with pytest.raises(ValueError, match=r"amortized model with hidden = 1: tensor 'output.weight' has shape \(2, 3\), expected \(2, 1\)"):
         training.train_participant(bad, np.zeros((1, 6)), np.zeros(1), 0.1, "float64")
-    with pytest.raises(ValueError, match=r"missing \['output.bias'\]"):
+    with pytest.raises(ValueError, match=r"missing tensor 'output.bias'"):
         training.train_participant({k: v for k, v in single.items() if k != "output.bias"}, np.zeros((1, 6)), np.zeros(1), 0.1,
                            "float64")
 
@@ -283,15 +294,30 @@ def test_cli_draws_option_reaches_the_config(tmp_path, capsys):
     assert main(args + ["--draws", "paper", "--out", str(tmp_path)]) == 0
     assert "paper draws" in capsys.readouterr().out
     assert json.loads((tmp_path / "learning-to-infer-eu-jax-config.json").read_text())["draws"] == "paper"
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(args + ["--draws", "exact"])
+    assert exit_info.value.code == 2
 
 
 def test_cli_rejects_unknown_experiment(capsys):
-    assert main(["experiment", "learning-to-infer", "bogus", "--backend", "jax"]) == 2
-    assert "unknown learning-to-infer experiment 'bogus'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:  # argparse: EXPERIMENT has choices
+        main(["experiment", "learning-to-infer", "bogus", "--backend", "jax"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'bogus' (choose from 'eu', 'sample-size')" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
         main(["experiment", "other-paper", "eu"])
+    assert exit_info.value.code == 2
+
+
+def test_cli_bad_values_are_one_line_errors(capsys):
+    """Bad values: the config's ValueError, reported by main as one line with exit code 2 (nothing trains)."""
+    for args, message in ((["eu", "--participants", "0"], "EUConfig.participants must lie in [1, 10000000], got 0"),
+                          (["sample-size", "--hidden", "0"], "SampleSizeConfig.hidden"),
+                          (["eu", "--lr", "-1"], "EUConfig.learning_rate must be > 0"),
+                          (["eu", "--hidden", "1", "8"], "the EU experiment takes one hidden size")):
+        assert main(["experiment", "learning-to-infer", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cogmeta: error: ") and message in err and err.count("\n") == 1, err
 
 
 # ------------------------------------------------------------------------------ reproductions

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from cogmeta.evaluation import Evaluation, evaluate, held_out_observations, score_predictions
+from cogmeta.evaluation import (
+    Evaluation,
+    evaluate,
+    held_out_observations,
+    score_predictions,
+)
 from cogmeta.predictive import FAMILIES, OUTPUT_SIZE, kl_divergence, nll
 from cogmeta.tasks import CoinTask, GaussianMeanTask
 

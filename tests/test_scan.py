@@ -14,7 +14,13 @@ import pytest
 
 from cogmeta.tasks import scan
 from cogmeta.tasks.scan_episodes import (
-    COLOURS, PSEUDOWORDS, EpisodeStream, MutualExclusivityTask, ScanEpisodeTask, check_command, stack_episodes,
+    COLOURS,
+    PSEUDOWORDS,
+    EpisodeStream,
+    MutualExclusivityTask,
+    ScanEpisodeTask,
+    check_command,
+    stack_episodes,
 )
 from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID, Vocabulary, VocabularyError
 

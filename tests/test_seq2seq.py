@@ -14,8 +14,19 @@ import numpy as np
 import pytest
 
 from cogmeta.cli import main
-from cogmeta.experiments.meta_seq2seq import Accuracy, evaluate_run, load_weights, save_weights, train_run
-from cogmeta.experiments.meta_seq2seq_config import PRESETS, Seq2SeqRunConfig, parameter_shapes, preset
+from cogmeta.experiments.meta_seq2seq import (
+    Accuracy,
+    evaluate_run,
+    load_weights,
+    save_weights,
+    train_run,
+)
+from cogmeta.experiments.meta_seq2seq_config import (
+    PRESETS,
+    Seq2SeqRunConfig,
+    parameter_shapes,
+    preset,
+)
 from cogmeta.metrics_log import read_metrics
 from cogmeta.tasks import scan
 from cogmeta.tasks.scan_episodes import ScanEpisodeTask

@@ -2,7 +2,7 @@
 
 On a CUDA device the same ``_step`` is captured in a CUDA graph; everything except the capture itself
 (static buffers, the precomputed schedule, clipping, Adam in torch's order, the non-finite guard,
-resuming) is checked here against :func:`torch_impl.training.train_step` with ``torch.optim.Adam``.
+resuming) is checked here against :func:`torch_impl.training.train_step`, the eager step.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 from cogmeta import GaussianMeanTask, ModelConfig, RunConfig, TorchOptions, TrainConfig  # noqa: E402
 from torch_impl.backend import Trainer, build_model  # noqa: E402
 from torch_impl.numerics import resolve_device, torch_dtype  # noqa: E402
-from torch_impl.optim import make_optimizer  # noqa: E402
+from torch_impl.optim import init_adam  # noqa: E402
 from torch_impl.static_step import StaticStep  # noqa: E402
 from torch_impl.training import native_batch, train_step  # noqa: E402
 
@@ -32,10 +32,10 @@ def _config(cell="gru", dtype="float64", schedule="cosine", clip=1.0):
 
 def _eager(config, batches):
     model = build_model(config)
-    optimizer = make_optimizer(model, config.train)
+    state = init_adam(model.named_parameters())
     metrics = []
     for step, observations in enumerate(batches):
-        loss, norm, rate = train_step(model, optimizer, observations, step, config)
+        loss, norm, rate = train_step(model, state, observations, step, config)
         metrics.append((loss, norm, rate))
         if not (math.isfinite(loss) and math.isfinite(norm)):
             break

@@ -22,19 +22,22 @@ from sampler_checks import assert_coin_sample, assert_gaussian_sample  # noqa: E
 
 from cogmeta.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from cogmeta.contract import NonFiniteLossError  # noqa: E402
 from cogmeta.evaluation import HELD_OUT_SEED, evaluate, held_out_observations  # noqa: E402
 from cogmeta.metrics_log import metric_series, read_metrics  # noqa: E402
 from cogmeta.predictive import kl_divergence, nll  # noqa: E402
 from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.schedules import learning_rate  # noqa: E402
 from cogmeta.tasks import CoinTask, GaussianMeanTask, model_inputs  # noqa: E402
-from cogmeta.training import NonFiniteLossError, train  # noqa: E402
+from cogmeta.training import train  # noqa: E402
 from cogmeta.weights import WeightsError, load_weights, parameter_shapes  # noqa: E402
-from torch_impl import backend  # noqa: E402
+from torch_impl import (
+    backend,  # noqa: E402
+    samplers,  # noqa: E402
+)
 from torch_impl import heads as torch_heads  # noqa: E402
-from torch_impl import samplers  # noqa: E402
 from torch_impl.model import sequence_nll  # noqa: E402
-from torch_impl.optim import make_optimizer  # noqa: E402
+from torch_impl.optim import init_adam  # noqa: E402
 from torch_impl.training import native_batch, train_step  # noqa: E402
 
 BACKEND = "torch"
@@ -264,7 +267,7 @@ def test_train_step_is_clipped_adam_on_the_schedule():
     )
     model = backend.build_model(config)
     backend.load_canonical(model, random_weights(parameter_shapes(config), seed=20))
-    optimizer = make_optimizer(model, config.train)
+    state = init_adam(model.named_parameters())
     train = config.train
     reference = AdamReference(
         backend.model_to_canonical(model), clip_norm, train.adam_beta1, train.adam_beta2, train.adam_eps
@@ -278,7 +281,7 @@ def test_train_step_is_clipped_adam_on_the_schedule():
         grads = dict(zip(names, (_to_numpy(g) for g in torch.autograd.grad(loss, list(model.parameters())))))
         lr = learning_rate(k, train.learning_rate, train.steps, train.schedule, train.final_lr_fraction)
         expected_norm = reference.step(grads, lr)
-        value, norm, rate = train_step(model, optimizer, observations, k, config)
+        value, norm, rate = train_step(model, state, observations, k, config)
         assert value == pytest.approx(float(loss.detach()), rel=1e-14)
         assert norm == pytest.approx(expected_norm, rel=1e-12)
         assert rate == lr

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from cogmeta.tasks.urn import NOISE_BLOCKS, log_joint, logit
-from cogmeta.tasks.urn_studies import (STUDIES, STUDY_KEYS, STUDY_PRIOR, ClassicStudy, participant_queries, study_of,
-                                       summary_queries, with_prior)
+from cogmeta.tasks.urn_studies import (
+    STUDIES,
+    STUDY_KEYS,
+    STUDY_PRIOR,
+    ClassicStudy,
+    participant_queries,
+    study_of,
+    summary_queries,
+    with_prior,
+)
 
 BY_KEY = {study.key: study for study in STUDIES}
 

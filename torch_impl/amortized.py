@@ -30,7 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from cogmeta.experiments.amortized_spec import BETA_INIT, CENTRE_INIT, QUERY_FEATURES, check_hidden, validate_weights
+from cogmeta.experiments.amortized_spec import (
+    BETA_INIT,
+    CENTRE_INIT,
+    QUERY_FEATURES,
+    check_hidden,
+    validate_weights,
+)
 
 
 class RBF(nn.Module):

@@ -4,7 +4,7 @@ Every participant (seed) has its own initial weights and its own stream of train
 updates the weights on query k alone with grad KL(q || p)(query k): plain SGD, w <- w - lr g, as in the
 paper, or Adam (``optimizer="adam"``, torch's defaults; ``cogmeta.experiments.amortized_spec``).
 
-- :func:`train_participant`: one participant, an idiomatic ``nn.Module`` + ``torch.optim`` loop.
+- :func:`train_participant`: one participant, an ``nn.Module`` trained one query per step.
 - :func:`train_population_on`: S participants in lockstep on stacked parameters (batched matmuls and
   one backward pass per step), one Python iteration per step.
 - :func:`train_population`: initialise, sample the training queries natively, train.
@@ -22,25 +22,58 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from cogmeta.experiments.amortized_spec import ADAM_BETAS, ADAM_EPS, PARAMETER_NAMES, check_optimizer, validate_weights
+from cogmeta.config import TrainConfig
+from cogmeta.experiments.amortized_spec import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    PARAMETER_NAMES,
+    check_optimizer,
+    validate_weights,
+)
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
-from torch_impl.amortized import AmortizedPosterior, get_weights, kl_divergence, kl_loss, model_log_odds, set_weights
+from torch_impl.amortized import (
+    AmortizedPosterior,
+    get_weights,
+    kl_divergence,
+    kl_loss,
+    model_log_odds,
+    set_weights,
+)
 from torch_impl.numerics import torch_dtype
+from torch_impl.optim import AdamState, adam_step, init_adam
 from torch_impl.urn_samplers import sample_queries, seed_generator
+
+#: Adam's constants (torch.optim.Adam's defaults) for ``torch_impl.optim.adam_step``.
+ADAM = TrainConfig(adam_beta1=ADAM_BETAS[0], adam_beta2=ADAM_BETAS[1], adam_eps=ADAM_EPS)
 
 
 def _hidden(weights: Mapping[str, np.ndarray], population: bool) -> int:
     return int(np.shape(weights["rbf.beta"])[1 if population else 0])
 
 
-def make_optimizer(params, name: str, learning_rate: float) -> torch.optim.Optimizer:
-    """``torch.optim.SGD`` or ``torch.optim.Adam`` (defaults b1 .9, b2 .999, eps 1e-8) over ``params``.
+def _init_optimizer(params: Mapping[str, torch.Tensor], name: str) -> AdamState | None:
+    """The optimizer state for ``params``: ``None`` for SGD, ``torch_impl.optim.init_adam`` for Adam.
 
     Adam's state is elementwise, so one Adam over stacked ``[S, ...]`` tensors is S independent Adams.
     """
-    if check_optimizer(name) == "adam":
-        return torch.optim.Adam(params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
-    return torch.optim.SGD(params, lr=learning_rate)
+    return init_adam(params) if check_optimizer(name) == "adam" else None
+
+
+def _apply_update(params: Mapping[str, torch.Tensor], state: AdamState | None, learning_rate: float) -> None:
+    """One update from the gradients ``params[n].grad``, in place: SGD, p <- p - lr g (``torch.optim.SGD``'s
+    ``p.add_(g, alpha=-lr)``), when ``state`` is None; else ``torch_impl.optim.adam_step`` (no clipping),
+    its new state written into ``state``."""
+    with torch.no_grad():
+        if state is None:
+            for param in params.values():
+                param.add_(param.grad, alpha=-learning_rate)
+            return
+        new_params, new_state = adam_step(params, {n: p.grad for n, p in params.items()}, state, learning_rate, ADAM)
+        for name, param in params.items():
+            param.copy_(new_params[name])
+            state.exp_avg[name].copy_(new_state.exp_avg[name])
+            state.exp_avg_sq[name].copy_(new_state.exp_avg_sq[name])
+        state.count.copy_(new_state.count)
 
 
 def train_participant(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log_odds: np.ndarray, learning_rate: float,
@@ -52,14 +85,16 @@ def train_participant(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log
     """
     dt = torch_dtype(dtype)
     model = set_weights(AmortizedPosterior(_hidden(weights, False), dtype=dt), weights)
-    optimizer = make_optimizer(model.parameters(), optimizer, learning_rate)
+    params = dict(model.named_parameters())
+    state = _init_optimizer(params, optimizer)
     x, target = torch.as_tensor(np.asarray(inputs), dtype=dt), torch.as_tensor(np.asarray(log_odds), dtype=dt)
     losses = torch.empty(x.shape[0], dtype=dt)
     for k in range(x.shape[0]):
-        optimizer.zero_grad(set_to_none=True)
+        for param in params.values():
+            param.grad = None
         loss = kl_loss(model(x[k : k + 1]), target[k : k + 1])
         loss.backward()
-        optimizer.step()
+        _apply_update(params, state, learning_rate)
         losses[k] = loss.detach()
     return get_weights(model), losses.numpy()
 
@@ -119,13 +154,14 @@ def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, l
     params = {name: torch.as_tensor(np.array(weights[name]), dtype=dt).requires_grad_(True) for name in PARAMETER_NAMES}
     x, target = torch.as_tensor(np.asarray(inputs), dtype=dt), torch.as_tensor(np.asarray(log_odds), dtype=dt)
     losses = torch.empty(x.shape[:2], dtype=dt)
-    step = make_optimizer(list(params.values()), optimizer, learning_rate)
+    state = _init_optimizer(params, optimizer)
     for k in range(x.shape[1]):
-        step.zero_grad(set_to_none=True)
+        for param in params.values():
+            param.grad = None
         logits = population_logits(params, x[:, k : k + 1])[:, 0]
         per_seed = kl_divergence(logits, target[:, k])
         per_seed.sum().backward()
-        step.step()
+        _apply_update(params, state, learning_rate)
         losses[:, k] = per_seed.detach()
     return {name: p.detach().numpy() for name, p in params.items()}, losses.numpy()
 

@@ -7,14 +7,13 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from cogmeta.checkpoint import Checkpoint
 from cogmeta.config import RunConfig
-from cogmeta.training import StepMetrics
+from cogmeta.contract import Checkpoint, StepMetrics
 from cogmeta.weights import validate_weights
 from torch_impl.heads import predictive_params
 from torch_impl.model import MetaLearner
 from torch_impl.numerics import configure, resolve_device, torch_dtype
-from torch_impl.optim import make_optimizer
+from torch_impl.optim import AdamState, init_adam
 from torch_impl.samplers import model_inputs
 from torch_impl.training import native_batch, train_step
 from torch_impl.weights import load_canonical, model_to_canonical
@@ -35,7 +34,8 @@ def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.nda
 
 
 class Trainer:
-    """Stateful PyTorch training: ``nn.Module`` + ``torch.optim.Adam``, one Python step per update."""
+    """Stateful PyTorch training: ``nn.Module`` + the functional Adam of ``torch_impl.optim`` (its state in
+    :attr:`opt_state`, an ``AdamState``), one Python step per update."""
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None):
         configure(config.torch.threads)
@@ -43,7 +43,7 @@ class Trainer:
         self.dtype = torch_dtype(config.train.dtype)
         self.device = resolve_device(config.torch.device)
         self.model = build_model(config).to(self.device)
-        self.optimizer = make_optimizer(self.model, config.train)
+        self.opt_state = init_adam(self.model.named_parameters())
         self.step = 0
         self.chunk_size = config.train.log_every
         self.static = None  # torch_impl.static_step.StaticStep, built at the first run with cuda_graphs
@@ -57,7 +57,7 @@ class Trainer:
         losses, norms, rates = [], [], []
         for _ in range(count):
             observations = native_batch(self.config, self.step, self.dtype).to(self.device)
-            loss, norm, rate = train_step(self.model, self.optimizer, observations, self.step, self.config)
+            loss, norm, rate = train_step(self.model, self.opt_state, observations, self.step, self.config)
             losses.append(loss), norms.append(norm), rates.append(rate)
             if not (np.isfinite(loss) and np.isfinite(norm)):
                 break
@@ -89,10 +89,8 @@ class Trainer:
         """Adam's moments per parameter name, from the static step if it owns them."""
         if self.static is not None:
             return self.static.moments()
-        names = dict(self.model.named_parameters())
-        exp_avg = {n: _state_array(self.optimizer.state.get(p, {}), "exp_avg", p) for n, p in names.items()}
-        exp_avg_sq = {n: _state_array(self.optimizer.state.get(p, {}), "exp_avg_sq", p) for n, p in names.items()}
-        return exp_avg, exp_avg_sq
+        as_numpy = lambda d: {n: t.detach().cpu().numpy().copy() for n, t in d.items()}  # noqa: E731
+        return as_numpy(self.opt_state.exp_avg), as_numpy(self.opt_state.exp_avg_sq)
 
     def weights(self) -> dict[str, np.ndarray]:
         return model_to_canonical(self.model)
@@ -113,12 +111,7 @@ class Trainer:
         self.step = checkpoint.step
         if checkpoint.step == 0:
             return
-        for name, param in self.model.named_parameters():
-            self.optimizer.state[param] = {
-                "step": torch.tensor(float(checkpoint.step)),
-                "exp_avg": torch.as_tensor(checkpoint.exp_avg[name]).to(param.dtype).to(param.device).clone(),
-                "exp_avg_sq": torch.as_tensor(checkpoint.exp_avg_sq[name]).to(param.dtype).to(param.device).clone(),
-            }
+        self.opt_state = _restored_adam(self.model, checkpoint)
 
 
 def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray) -> dict[str, np.ndarray]:
@@ -133,7 +126,14 @@ def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: 
     return predictive_params(config.task.family, raw)
 
 
-def _state_array(state: dict, key: str, param: torch.Tensor) -> np.ndarray:
-    if key in state:
-        return state[key].detach().cpu().numpy().copy()
-    return np.zeros(tuple(param.shape), dtype=param.detach().cpu().numpy().dtype)
+def _restored_adam(model: MetaLearner, checkpoint: Checkpoint) -> AdamState:
+    """Adam's state of a checkpoint (count = its step, moments by canonical name) on the model's device."""
+    params = dict(model.named_parameters())
+    device = next(iter(params.values())).device
+
+    def moments(saved):
+        return {n: torch.as_tensor(np.asarray(saved[n])).to(p.dtype).to(p.device).clone().contiguous()
+                for n, p in params.items()}
+
+    count = torch.tensor(float(checkpoint.step), dtype=torch.float64, device=device)
+    return AdamState(count, moments(checkpoint.exp_avg), moments(checkpoint.exp_avg_sq))

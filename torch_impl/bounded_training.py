@@ -14,17 +14,18 @@ import numpy as np
 import torch
 
 from cogmeta.config import TrainConfig
-from cogmeta.experiments.heuristics import kl_weight
+from cogmeta.contract import kl_weight
 from cogmeta.tasks.paired_comparison import PairedComparisonTask
 from torch_impl.bounded_gru import LAYERS, BoundedMetaLearner, bounded_loss
-from torch_impl.optim import clip_and_step, make_optimizer
+from torch_impl.optim import AdamState, init_adam
 from torch_impl.paired_comparison_samplers import model_inputs, sample_batch
 from torch_impl.svdo import LOG_SIGMA_INIT
+from torch_impl.training import clip_and_adam_in_place
 
 
 def train_step(
     model: BoundedMetaLearner,
-    optimizer: torch.optim.Adam,
+    state: AdamState,
     cues: torch.Tensor,
     targets: torch.Tensor,
     weight: float,
@@ -34,21 +35,23 @@ def train_step(
 ) -> tuple[float, float, float, float]:
     """One update on ``cues`` ``[T, B, K]``, ``targets`` ``[T, B]``; returns (loss, nll, kl, pre-clip norm).
 
-    A non-finite loss applies no update.
+    ``state`` (``torch_impl.optim.init_adam``) and the parameters are updated in place. A non-finite
+    loss applies no update.
     """
-    optimizer.zero_grad(set_to_none=True)
+    for param in model.parameters():
+        param.grad = None
     loss, nll, kl = bounded_loss(model, model_inputs(cues, targets), cues, targets, weight, noise, generator)
     value = float(loss.detach())
     if not np.isfinite(value):
         return value, float(nll.detach()), float(kl.detach()), float("nan")
     loss.backward()
-    norm = clip_and_step(model, optimizer, train.learning_rate, train.clip_norm)
+    norm = clip_and_adam_in_place(dict(model.named_parameters()), state, train.learning_rate, train)
     return value, float(nll.detach()), float(kl.detach()), norm
 
 
 def train_on_batches(
     model: BoundedMetaLearner,
-    optimizer: torch.optim.Adam,
+    state: AdamState,
     cues: np.ndarray,
     targets: np.ndarray,
     noises: Mapping[str, np.ndarray],
@@ -61,7 +64,7 @@ def train_on_batches(
     history = []
     for k in range(len(cues)):
         noise = {name: torch.as_tensor(noises[name][k], dtype=dtype) for name in LAYERS}
-        step = train_step(model, optimizer, torch.as_tensor(cues[k], dtype=dtype), torch.as_tensor(targets[k], dtype=dtype),
+        step = train_step(model, state, torch.as_tensor(cues[k], dtype=dtype), torch.as_tensor(targets[k], dtype=dtype),
                           float(weights[k]), train, noise)
         history.append(step[:3])
     return np.asarray(history)
@@ -107,8 +110,8 @@ def train_grid(task: PairedComparisonTask, recipe, conditions, seeds, dtype: tor
 
 
 def _stages(model, task, train, steps, beta, warmup, generator, progress, label, chunk):
-    """Train ``steps`` steps with one optimizer, reporting progress every ``chunk`` steps."""
-    optimizer = make_optimizer(model, train)
+    """Train ``steps`` steps with one Adam state, reporting progress every ``chunk`` steps."""
+    state = init_adam(model.named_parameters())
     done = 0
     while done < steps:
         size = min(chunk, steps - done)
@@ -116,7 +119,7 @@ def _stages(model, task, train, steps, beta, warmup, generator, progress, label,
         history = []
         for k in range(size):
             batch = sample_batch(task, generator, train.batch_size, model.initial_state.dtype)
-            history.append(train_step(model, optimizer, batch.cues, batch.targets, weights[k], train, generator=generator))
+            history.append(train_step(model, state, batch.cues, batch.targets, weights[k], train, generator=generator))
         done += size
         if progress is not None:
             progress(label, done, steps, np.array([history[-1][1]]), np.array([history[-1][2]]))

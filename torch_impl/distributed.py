@@ -28,18 +28,22 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from cogmeta.checkpoint import Checkpoint
 from cogmeta.config import RunConfig
-from cogmeta.distributed import LaunchEnv, RendezvousError, config_digest, launch_env, require_same_config, shard_bounds
+from cogmeta.contract import Checkpoint, StepMetrics
+from cogmeta.distributed import (
+    LaunchEnv,
+    RendezvousError,
+    config_digest,
+    launch_env,
+    require_same_config,
+    shard_bounds,
+)
 from cogmeta.distributed import timeout_s as default_timeout
-from cogmeta.schedules import learning_rate
-from cogmeta.training import StepMetrics
 from torch_impl.backend import Trainer
 from torch_impl.heads import nll
-from torch_impl.optim import clip_and_step
+from torch_impl.optim import AdamState, learning_rate
 from torch_impl.samplers import model_inputs
-from torch_impl.training import native_batch
-
+from torch_impl.training import clip_and_adam_in_place, native_batch
 
 #: Seconds the end-of-run teardown may take before the process is ended (see ``DistributedTrainer.close``).
 TEARDOWN_TIMEOUT_S = 60.0
@@ -111,11 +115,8 @@ class DistributedTrainer(Trainer):
         self.device = torch.device(f"cuda:{env.local_rank}" if dist.get_backend() == "nccl" else "cpu")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-            self.model.to(self.device)  # in place: the optimizer keeps the same Parameter objects
-            for state in self.optimizer.state.values():
-                for key, value in state.items():
-                    if key != "step":
-                        state[key] = value.to(self.device)
+            self.model.to(self.device)  # in place: the same Parameter objects
+            self.opt_state = AdamState(*(_to(x, self.device) for x in self.opt_state))
         # DDP broadcasts rank 0's parameters; every rank built or loaded the same ones anyway.
         self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
@@ -171,8 +172,9 @@ class DistributedTrainer(Trainer):
         (a rank that skipped ``backward`` alone would leave the others waiting in DDP's all-reduce).
         """
         train = self.config.train
-        lr = learning_rate(self.step, train.learning_rate, train.steps, train.schedule, train.final_lr_fraction)
-        self.optimizer.zero_grad(set_to_none=True)
+        lr = float(learning_rate(self.step, train))
+        for param in self.model.parameters():
+            param.grad = None
         local = nll(self.model.family, self.ddp(model_inputs(observations)), observations).mean()
         total = local.detach().clone()
         dist.all_reduce(total)  # gloo has no AVG: sum, then divide
@@ -180,7 +182,7 @@ class DistributedTrainer(Trainer):
         if not math.isfinite(value):
             return value, math.nan, lr
         local.backward()
-        norm = clip_and_step(self.model, self.optimizer, lr, train.clip_norm)
+        norm = clip_and_adam_in_place(dict(self.model.named_parameters()), self.opt_state, lr, train)
         return value, norm, lr
 
     def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
@@ -191,3 +193,10 @@ class DistributedTrainer(Trainer):
             return super().predictive(observations)
         finally:
             self.model.to(self.device)
+
+
+def _to(value, device: torch.device):
+    """A tensor, or a dict of tensors, on ``device``."""
+    if isinstance(value, dict):
+        return {name: tensor.to(device) for name, tensor in value.items()}
+    return value.to(device)

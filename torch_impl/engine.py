@@ -3,12 +3,13 @@
 The twin of ``jax_impl.engine`` (same maths per member: clip -> Adam -> p - lr_s(k) * direction on the
 batches of ``step_generator(seeds[s], k)``), in PyTorch's best CPU configurations:
 
-- ``loop`` (``auto`` for one member): one ``nn.GRU``/``nn.LSTM`` model + ``torch.optim.Adam`` per
-  member, the members trained one after the other with the library's ``train_step``, at
+- ``loop`` (``auto`` for one member): one ``nn.GRU``/``nn.LSTM`` model + the functional Adam of
+  ``torch_impl.optim`` per member, the members trained one after the other with the library's ``train_step``, at
   ``config.torch.threads`` intra-op threads (1 is fastest for these small models on a 2-core machine).
   ``nn.GRU`` runs the whole sequence in one MKL-DNN kernel.
 - ``vmap`` (``auto`` for several members): ``torch.func.stack_module_state`` + ``torch.func.vmap(grad)``
-  over the member axis, with clipping and Adam written on the stacked ``[S, ...]`` tensors (torch.optim
+  over the member axis, and the same ``torch_impl.optim`` clipping and Adam ``vmap``-ed over the stacked
+  ``[S, ...]`` tensors, with one learning rate, step count and non-finite guard per member (torch.optim
   has one learning rate per parameter group, not one per member; functorch#782). For 16 GRU-64 members
   it measured 2.6-2.9x the member-updates/s of ``loop`` on CPU (benchmarks/results/suite-cpu.md): one
   Python step drives all members, and eager per-op overhead dominates at these sizes.
@@ -29,13 +30,18 @@ import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from cogmeta.config import RunConfig
-from cogmeta.schedules import learning_rate
-from cogmeta.sweep import MemberRun
-from cogmeta.training import StepMetrics
+from cogmeta.contract import MemberRun, StepMetrics
+from cogmeta.progress import progress_bar
 from torch_impl.backend import build_model
 from torch_impl.heads import nll
 from torch_impl.numerics import configure, torch_dtype
-from torch_impl.optim import CLIP_EPS, make_optimizer
+from torch_impl.optim import (
+    AdamState,
+    adam_step,
+    clip_by_global_norm,
+    init_adam,
+    learning_rate,
+)
 from torch_impl.samplers import model_inputs
 from torch_impl.training import native_batch, train_step
 from torch_impl.weights import model_to_canonical
@@ -70,7 +76,8 @@ def train_members(config: RunConfig, seeds: Sequence[int], learning_rates: Seque
     strategy = choose_strategy(strategy, len(seeds))
     if compile and strategy != "loop":
         raise ValueError("compile=True is available with the 'loop' strategy only")
-    bar = _progress_bar(progress, config.train.steps * (len(seeds) if strategy == "loop" else 1), len(seeds), strategy)
+    bar = progress_bar(progress, config.train.steps * (len(seeds) if strategy == "loop" else 1),
+                       f"sweep (torch, {len(seeds)} members, {strategy})")
     try:
         if strategy == "loop":
             return [_train_one(config, seed, rate, bar, compile) for seed, rate in zip(seeds, rates)]
@@ -87,16 +94,16 @@ def _member_config(config: RunConfig, seed: int, rate: float) -> RunConfig:
 
 
 def _train_one(config: RunConfig, seed: int, rate: float, bar, compile: bool) -> MemberRun:
-    """One member with the library's step: ``nn.GRU``/``nn.LSTM``, ``torch.optim.Adam``."""
+    """One member with the library's step: ``nn.GRU``/``nn.LSTM``, ``torch_impl.optim``'s Adam."""
     member = _member_config(config, seed, rate)
     dtype = torch_dtype(config.train.dtype)
     model = build_model(member)
-    optimizer = make_optimizer(model, member.train)
     runner = torch.compile(model) if compile else model
+    state = init_adam(runner.named_parameters())  # names as train_step sees them (compiled: "_orig_mod." + name)
     losses, norms, lrs = [], [], []
     stopped = False
     for step in range(member.train.steps):
-        loss, norm, lr = train_step(runner, optimizer, native_batch(member, step, dtype), step, member)
+        loss, norm, lr = train_step(runner, state, native_batch(member, step, dtype), step, member)
         losses.append(loss), norms.append(norm), lrs.append(lr)
         if bar is not None:
             bar.update(1)
@@ -109,12 +116,9 @@ def _train_one(config: RunConfig, seed: int, rate: float, bar, compile: bool) ->
 
 
 def _train_vmapped(config: RunConfig, seeds: list[int], rates: list[float], bar) -> list[MemberRun]:
-    """All members at once: ``vmap(grad)`` over stacked parameters, clipping and Adam per member.
-
-    For member s at step k (1-based count c): g_s <- g_s * min(1, clip / (||g_s|| + 1e-6));
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
-    p <- p - (lr_s(k) / (1 - b1^c)) * m / (sqrt(v) / sqrt(1 - b2^c) + eps)   (torch.optim.Adam's order).
-    """
+    """All members at once: ``vmap(grad)`` over stacked parameters, then ``torch_impl.optim``'s
+    ``clip_by_global_norm`` and ``adam_step`` ``vmap``-ed over the members (member s at step k: its own
+    gradient norm, learning rate lr_s(k), Adam count and non-finite guard)."""
     train, dtype = config.train, torch_dtype(config.train.dtype)
     models = [build_model(_member_config(config, seed, rate)) for seed, rate in zip(seeds, rates)]
     params, buffers = stack_module_state(models)
@@ -127,42 +131,26 @@ def _train_vmapped(config: RunConfig, seeds: list[int], rates: list[float], bar)
         return nll(family, raw, observations).mean()
 
     grads_and_losses = vmap(grad_and_value(loss), in_dims=(0, 0, 0))
-    exp_avg = {n: torch.zeros_like(t) for n, t in params.items()}
-    exp_avg_sq = {n: torch.zeros_like(t) for n, t in params.items()}
+    clip = vmap(lambda grads: clip_by_global_norm(grads, train.clip_norm))
+    adam = vmap(lambda p, g, state, lr, ok: adam_step(p, g, state, lr, train, apply=ok))
     members = len(seeds)
+    zeros = init_adam(params)
+    state = AdamState(torch.zeros(members, dtype=torch.float64), zeros.exp_avg, zeros.exp_avg_sq)  # count per member
+    peaks = torch.tensor(rates, dtype=torch.float64)
     alive = torch.ones(members, dtype=torch.bool)
-    count = torch.zeros(members, dtype=torch.float64)  # Adam steps taken per member
     history = {"loss": [], "grad_norm": [], "learning_rate": []}
     done = np.zeros(members, int)
     member_configs = [_member_config(config, seed, rate) for seed, rate in zip(seeds, rates)]
     for step in range(train.steps):
         observations = torch.stack([native_batch(m, step, dtype) for m in member_configs])
         grads, losses = grads_and_losses(params, buffers, observations)
-        leaf_norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads.values()], dim=1)
-        norms = leaf_norms.norm(dim=1)
+        grads, norms = clip(grads)
         finite = torch.isfinite(losses) & torch.isfinite(norms) & alive
-        lrs = torch.tensor([learning_rate(step, r, train.steps, train.schedule, train.final_lr_fraction) for r in rates],
-                           dtype=torch.float64)
+        lrs = learning_rate(step, train, peak=peaks).expand(members)
         history["loss"].append(losses.detach().double().numpy().copy())
         history["grad_norm"].append(norms.detach().double().numpy().copy())
         history["learning_rate"].append(lrs.numpy().copy())
-        coef = torch.clamp(train.clip_norm / (norms + CLIP_EPS), max=1.0)
-        count = count + finite.double()
-        correction1 = 1 - train.adam_beta1 ** count.clamp(min=1)
-        correction2_sqrt = (1 - train.adam_beta2 ** count.clamp(min=1)).sqrt()
-        step_size = (lrs / correction1).to(dtype)
-        with torch.no_grad():
-            for name in params:
-                shape = (members,) + (1,) * (params[name].ndim - 1)
-                keep = finite.view(shape)
-                g = grads[name] * coef.view(shape).to(dtype)
-                m = torch.where(keep, exp_avg[name].lerp(g, 1 - train.adam_beta1), exp_avg[name])
-                v = torch.where(keep, torch.addcmul(exp_avg_sq[name] * train.adam_beta2, g, g, value=1 - train.adam_beta2),
-                                exp_avg_sq[name])
-                denom = v.sqrt() / correction2_sqrt.to(dtype).view(shape) + train.adam_eps
-                update = step_size.view(shape) * (m / denom)
-                params[name] = torch.where(keep, params[name] - update, params[name])
-                exp_avg[name], exp_avg_sq[name] = m, v
+        params, state = adam(params, grads, state, lrs, finite)
         done += (finite & alive).numpy()
         alive = finite
         if bar is not None:
@@ -178,11 +166,3 @@ def _train_vmapped(config: RunConfig, seeds: list[int], rates: list[float], bar)
         weights.update({name: buffers[name][s].detach().cpu().numpy().copy() for name in buffers})
         runs.append(MemberRun(seed, rate, weights, metrics, int(done[s]), not bool(alive[s])))
     return runs
-
-
-def _progress_bar(enabled: bool, total: int, members: int, strategy: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"sweep (torch, {members} members, {strategy})", unit="step", dynamic_ncols=True)

@@ -6,12 +6,19 @@ bit-identical batches (``parity_tests/test_samplers.py``).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
-from cogmeta.tasks import CoinTask, GaussianMeanTask, NoiseSpec, Task, TaskBatch
+from cogmeta.tasks import (
+    CoinTask,
+    DriftingMeanTask,
+    GaussianMeanTask,
+    NoiseSpec,
+    Task,
+    TaskBatch,
+)
 
 
 def draw_noise(
@@ -31,6 +38,21 @@ def draw_noise(
     return noise
 
 
+#: task name -> its torch transform; every task registered in ``cogmeta.contract.TASKS`` needs one.
+TRANSFORMS: dict[str, Callable] = {}
+
+
+def register_transform(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: the torch noise -> batch transform of the registered task ``name``."""
+
+    def add(function: Callable) -> Callable:
+        TRANSFORMS[name] = function
+        return function
+
+    return add
+
+
+@register_transform("gaussian")
 def gaussian_transform(task: GaussianMeanTask, noise: Mapping[str, torch.Tensor]) -> TaskBatch:
     """mu = m0 + s0 * z_mu;  x = mu + sigma * z_x  (observations ``[T, B, 1]``, latent ``[B]``)."""
     z_latent, z_observation = noise["latent"], noise["observation"]
@@ -40,6 +62,7 @@ def gaussian_transform(task: GaussianMeanTask, noise: Mapping[str, torch.Tensor]
     return TaskBatch(observations[:, :, None], latent)
 
 
+@register_transform("coin")
 def coin_transform(task: CoinTask, noise: Mapping[str, torch.Tensor]) -> TaskBatch:
     """theta = g_a / (g_a + g_b);  x = 1[u < theta]  (observations ``[T, B, 1]``, latent ``[B]``)."""
     gamma_a, gamma_b, uniform = noise["gamma_a"], noise["gamma_b"], noise["uniform"]
@@ -48,11 +71,26 @@ def coin_transform(task: CoinTask, noise: Mapping[str, torch.Tensor]) -> TaskBat
     return TaskBatch(observations[:, :, None], latent)
 
 
-TRANSFORMS = {GaussianMeanTask.name: gaussian_transform, CoinTask.name: coin_transform}
+@register_transform("drift")
+def drift_transform(task: DriftingMeanTask, noise: Mapping[str, torch.Tensor]) -> TaskBatch:
+    """mu_1 = m0 + s0 * z;  mu_{t+1} = mu_t + d * e_t;  x_t = mu_t + sigma * n_t  (observations ``[T, B, 1]``, latent ``[T, B]``)."""
+    z_latent, z_drift, z_observation = noise["latent"], noise["drift"], noise["observation"]
+    dtype = z_latent.dtype
+    mean = torch.tensor(task.prior_mean, dtype=dtype) + torch.tensor(task.prior_std, dtype=dtype) * z_latent
+    path = [mean]
+    for t in range(z_drift.shape[0]):
+        mean = mean + torch.tensor(task.drift_std, dtype=dtype) * z_drift[t]
+        path.append(mean)
+    latent = torch.stack(path)
+    observations = latent + torch.tensor(task.noise_std, dtype=dtype) * z_observation
+    return TaskBatch(observations[:, :, None], latent)
 
 
 def transform(task: Task, noise: Mapping[str, torch.Tensor]) -> TaskBatch:
     """The task's deterministic noise -> batch map."""
+    if task.name not in TRANSFORMS:
+        raise ValueError(f"task {task.name!r} has no torch transform; write one in torch_impl/samplers.py "
+                         f"with @register_transform({task.name!r}) (docs/extending.md)")
     return TRANSFORMS[task.name](task, noise)
 
 

@@ -14,19 +14,25 @@ import torch
 
 from cogmeta.tasks.scan_episodes import EpisodeArrays
 from torch_impl.numerics import configure, torch_dtype
-from torch_impl.optim import clip_and_step
+from torch_impl.optim import AdamState, init_adam
 from torch_impl.seq2seq import build_model, sequence_loss, to_tensors
+from torch_impl.training import clip_and_adam_in_place
 from torch_impl.weights import load_canonical, model_to_canonical
 
 
-def train_step(model, optimizer, batch: dict, learning_rate: float, clip_norm: float,
+def train_step(model, state: AdamState, batch: dict, learning_rate: float, train,
                masks: dict | None = None) -> tuple[float, float]:
-    """One teacher-forced step on one episode; returns ``(loss, pre-clip gradient norm)``."""
+    """One teacher-forced step on one episode; returns ``(loss, pre-clip gradient norm)``.
+
+    Clipping at ``train.clip_norm`` and Adam with ``train``'s constants (``torch_impl.optim``); ``state``
+    (``init_adam``) and the parameters are updated in place. A non-finite gradient applies no update.
+    """
     model.train()
-    optimizer.zero_grad(set_to_none=True)
+    for param in model.parameters():
+        param.grad = None
     loss = sequence_loss(model(batch, masks)["logits"], batch["target_out"])
     loss.backward()
-    norm = clip_and_step(model, optimizer, learning_rate, clip_norm)
+    norm = clip_and_adam_in_place(dict(model.named_parameters()), state, learning_rate, train)
     return float(loss.detach()), norm
 
 
@@ -41,8 +47,7 @@ class Seq2SeqTrainer:
         self.model = build_model(config, dtype=torch_dtype(train.dtype))
         if weights is not None:
             load_canonical(self.model, weights)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.learning_rate,
-                                          betas=(train.adam_beta1, train.adam_beta2), eps=train.adam_eps)
+        self.opt_state = init_adam(self.model.named_parameters())
         self.episode = 0
 
     def train(self, episodes: Sequence[EpisodeArrays]) -> np.ndarray:
@@ -50,7 +55,7 @@ class Seq2SeqTrainer:
         train, losses = self.config.train, []
         for arrays in episodes:
             batch = to_tensors(arrays.trimmed().as_dict())
-            loss, _ = train_step(self.model, self.optimizer, batch, train.learning_rate_at(self.episode), train.clip_norm)
+            loss, _ = train_step(self.model, self.opt_state, batch, train.learning_rate_at(self.episode), train)
             if not np.isfinite(loss):
                 raise RuntimeError(f"non-finite loss {loss} at episode {self.episode}")
             losses.append(loss)

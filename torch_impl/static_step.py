@@ -5,14 +5,17 @@ Python at every update and branches on them, and launches its ~100 small kernels
 Python. On a GPU, for the small recurrent models of cogmeta, both cost more than the maths. This module
 runs the same update on *static* tensors (the same storage at every step), with no Python branch:
 
-    lr_k    = cogmeta.schedules' formula evaluated on the step counter k (a device tensor)
+    lr_k    = torch_impl.optim.learning_rate(k) on the step counter k (a device tensor)
     loss, g = value and gradient of the mean NLL on static_observations
-    n       = ||g||_2 (pre-clip);   ok = isfinite(loss) & isfinite(n) & alive
-    g      <- g * min(1, clip / (n + 1e-6))                  (torch's clip_grad_norm_)
-    c      <- c + ok
-    m      <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
-    p      <- p - (lr_k / (1 - b1^c)) * m / (sqrt(v) / sqrt(1 - b2^c) + eps)     (torch.optim.Adam's order)
-    (m, v, p keep their old values where not ok);  alive <- ok;  history[k mod R] = (loss, n, lr_k);  k <- k + 1
+    g, n    = torch_impl.optim.clip_by_global_norm(g, clip)   (n = ||g||_2 pre-clip, torch's clip_grad_norm_)
+    ok      = isfinite(loss) & isfinite(n) & alive
+    p, (c, m, v) <- torch_impl.optim.adam_step(p, g, (c, m, v), lr_k, apply=ok)   (torch.optim.Adam's order;
+              everything keeps its old value where not ok), written back into the same storage
+    alive <- ok;  history[k mod R] = (loss, n, lr_k);  k <- k + 1
+
+These are the functions of the eager step (``torch_impl.training.train_step``), so both compute the
+same update bit for bit on the CPU; here every scalar (the count, the learning rate, the guard) stays
+a device tensor.
 
 A non-finite step is not applied, as in the eager trainer; unlike it the step cannot stop the loop
 from inside, so ``alive`` freezes every later update too, and :meth:`StaticStep.run` reports the metrics
@@ -34,11 +37,18 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from cogmeta.config import RunConfig
 from torch_impl.model import MetaLearner, sequence_nll
+from torch_impl.optim import (
+    AdamState,
+    adam_step,
+    clip_by_global_norm,
+    init_adam,
+    learning_rate,
+)
 from torch_impl.samplers import model_inputs
+from torch_impl.training import write_adam_state
 
 #: Warm-up iterations before capture (torch's CUDA-graph notes use a few on a side stream).
 WARMUP_STEPS = 3
@@ -74,6 +84,7 @@ class StaticStep:
         self.base_lr = torch.tensor(train.learning_rate, dtype=torch.float64, device=self.device)
         self.exp_avg = {n: _moment(exp_avg, n, p) for n, p in self.params.items()}
         self.exp_avg_sq = {n: _moment(exp_avg_sq, n, p) for n, p in self.params.items()}
+        self.opt_state = AdamState(self.count, self.exp_avg, self.exp_avg_sq)  # the same tensors, updated in place
         self.start = self.next_step = start
         self.graphed = (self.device.type == "cuda") if capture is None else capture
         if self.graphed and self.device.type != "cuda":
@@ -87,36 +98,20 @@ class StaticStep:
             param.grad = None
         loss = sequence_nll(self.model, model_inputs(self.observations), self.observations)
         loss.backward()
-        grads = [p.grad for p in self.params.values()]
-        norm = nn.utils.clip_grad_norm_(list(self.params.values()), train.clip_norm, foreach=self.device.type == "cuda")
+        grads, norm = clip_by_global_norm({name: param.grad for name, param in self.params.items()}, train.clip_norm)
         lr = self._learning_rate()
         ok = torch.isfinite(loss) & torch.isfinite(norm) & self.alive
-        count = self.count + ok.to(torch.float64)
-        step_size = (lr / (1 - train.adam_beta1 ** count)).to(self.dtype)
-        bias_sqrt = torch.sqrt(1 - train.adam_beta2 ** count).to(self.dtype)
+        new_params, new_state = adam_step(self.params, grads, self.opt_state, lr, train, apply=ok)
+        write_adam_state(self.params, self.opt_state, new_params, new_state)
         with torch.no_grad():
-            for (name, param), grad in zip(self.params.items(), grads):
-                m = self.exp_avg[name].lerp(grad, 1 - train.adam_beta1)
-                v = torch.addcmul(self.exp_avg_sq[name] * train.adam_beta2, grad, grad, value=1 - train.adam_beta2)
-                update = step_size * (m / (v.sqrt() / bias_sqrt + train.adam_eps))
-                self.exp_avg[name].copy_(torch.where(ok, m, self.exp_avg[name]))
-                self.exp_avg_sq[name].copy_(torch.where(ok, v, self.exp_avg_sq[name]))
-                param.copy_(torch.where(ok, param - update, param))
-            self.count.copy_(count)
             self.alive.copy_(ok)
             row = torch.stack([loss.detach().to(torch.float64), norm.detach().to(torch.float64), lr])
             self.history.index_copy_(0, torch.remainder(self.k, HISTORY_ROWS).view(1), row.view(1, 3))
             self.k.add_(1)
 
     def _learning_rate(self) -> torch.Tensor:
-        """``cogmeta.schedules.learning_rate`` at step k, in float64 on the device (no host value)."""
-        train = self.config.train
-        base = self.base_lr
-        if train.schedule == "constant":
-            return base
-        progress = torch.clamp(self.k.to(torch.float64), max=train.steps) / train.steps
-        fraction = train.final_lr_fraction
-        return base * (fraction + (1.0 - fraction) * 0.5 * (1.0 + torch.cos(math.pi * progress)))
+        """``torch_impl.optim.learning_rate`` at step k, in float64 on the device (no host value)."""
+        return learning_rate(self.k, self.config.train, peak=self.base_lr)
 
     def _state(self) -> list[torch.Tensor]:
         return [*self.params.values(), *self.exp_avg.values(), *self.exp_avg_sq.values(), self.k, self.count,
@@ -183,7 +178,6 @@ class StaticStep:
         Returns the largest relative parameter difference. Call it for the first update of a run (it
         *is* that update).
         """
-        from torch_impl.optim import make_optimizer
         from torch_impl.training import train_step
 
         if self.next_step:
@@ -191,8 +185,7 @@ class StaticStep:
         if any(bool(m.abs().max() > 0) for m in self.exp_avg.values()):
             raise ValueError("verify_first_step needs zero Adam moments (a fresh run)")
         twin = copy.deepcopy(self.model)
-        optimizer = make_optimizer(twin, self.config.train)
-        train_step(twin, optimizer, observations.to(self.device), 0, self.config)
+        train_step(twin, init_adam(twin.named_parameters()), observations.to(self.device), 0, self.config)
         self.run([observations])
         worst = 0.0
         for name, param in twin.named_parameters():

@@ -18,11 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-K1, K2, K3 = 0.63576, 1.8732, 1.48695
-LOG_ALPHA_MIN, LOG_ALPHA_MAX = -10.0, 10.0
-PRUNE_THRESHOLD = 3.0
-LOG_SIGMA_INIT = -5.0
-MODES = ("sample", "mean", "pruned")
+from cogmeta.sparse_variational import (
+    K1,
+    K2,
+    K3,
+    LOG_ALPHA_MAX,
+    LOG_ALPHA_MIN,
+    LOG_SIGMA_INIT,
+    MODES,
+    PRUNE_THRESHOLD,
+    WEIGHT_EPS,
+)
 
 
 class LinearSVDO(nn.Module):
@@ -38,7 +44,7 @@ class LinearSVDO(nn.Module):
 
     def log_alpha(self) -> torch.Tensor:
         """``(out, in)`` clamped log alpha."""
-        log_alpha = 2 * self.log_sigma - 2 * torch.log(torch.abs(self.weight) + 1e-16)
+        log_alpha = 2 * self.log_sigma - 2 * torch.log(torch.abs(self.weight) + WEIGHT_EPS)
         return torch.clamp(log_alpha, LOG_ALPHA_MIN, LOG_ALPHA_MAX)
 
     def kl(self) -> torch.Tensor:

@@ -6,7 +6,14 @@ cue (take-the-best under a known ranking), best cue; ``gini``: the Gini coeffici
 """
 
 from cogmeta.baselines.gini import gini
-from cogmeta.baselines.paired_comparison import BASELINES, BaselineOutputs, best_cue, equal_weighting, ideal_observer, single_cue
+from cogmeta.baselines.paired_comparison import (
+    BASELINES,
+    BaselineOutputs,
+    best_cue,
+    equal_weighting,
+    ideal_observer,
+    single_cue,
+)
 from cogmeta.baselines.probit import ProbitFilter, probit_update
 
 __all__ = [

@@ -4,8 +4,8 @@ Canonical parameter names and shapes (torch ``state_dict`` layout, ``weight`` is
 RBF layer's initial values, the optimizers, and validation of a weights dictionary.
 
 Optimizers (one query per step, as in the paper): ``"sgd"``, w <- w - lr g (the paper's); ``"adam"``,
-torch.optim.Adam with its defaults (b1 = .9, b2 = .999, eps = 1e-8, bias-corrected moments), which the
-JAX side computes with ``jax_impl.optim.scale_by_adam_torch``.
+torch.optim.Adam's defaults (b1 = .9, b2 = .999, eps = 1e-8, bias-corrected moments), which both sides
+apply with the functional ``adam_step`` of ``torch_impl.optim`` / ``jax_impl.optim``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from cogmeta._validation import require_int
 from cogmeta.tasks.urn import QUERY_FEATURES
+from cogmeta.weights import WeightsError, check_tensors
 
 #: Initial RBF width and centre (the paper's ``MLP_disc``).
 BETA_INIT, CENTRE_INIT = 0.1, 0.0
@@ -47,26 +48,14 @@ def parameter_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
 
 
 def validate_weights(weights: Mapping[str, np.ndarray], hidden: int, *, population: bool = False) -> None:
-    """Raise ValueError naming the tensor unless ``weights`` has exactly the canonical names and shapes.
-
-    With ``population=True`` every tensor carries a leading seed axis ``[S, ...]`` (the same S for all).
-    """
+    """Raise ``WeightsError`` (a ValueError) naming the tensor unless ``weights`` has exactly the canonical
+    names and shapes; with ``population=True`` every tensor carries the same leading seed axis ``[S, ...]``."""
     shapes = parameter_shapes(hidden)
-    missing, extra = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
-    if missing or extra:
-        raise ValueError(f"amortized-model weights: missing {missing}, unexpected {extra}")
-    leading = None
-    for name, shape in shapes.items():
-        value = np.asarray(weights[name])
-        if population:
-            if value.ndim < 1 or value.shape[0] == 0 or (leading is not None and value.shape[0] != leading):
-                raise ValueError(f"weights {name!r}: expected a non-empty leading seed axis"
-                                 f"{'' if leading is None else f' of size {leading}'}, got shape {value.shape}")
-            leading = value.shape[0]
-            value = value[0]
-        if tuple(value.shape) != shape:
-            expected = f"(S, {', '.join(map(str, shape))})" if population else str(shape)
-            raise ValueError(f"weights {name!r}: shape {tuple(np.shape(weights[name]))}, expected {expected} "
-                             f"for hidden = {hidden}")
-        if not np.all(np.isfinite(np.asarray(weights[name]))):
-            raise ValueError(f"weights {name!r} contain non-finite values")
+    if population:
+        first = np.asarray(next(iter(weights.values()))) if weights else np.zeros(0)
+        members = first.shape[0] if first.ndim else 0
+        if members == 0:
+            raise WeightsError(f"amortized population weights need a non-empty leading seed axis, got shape {first.shape}")
+        shapes = {name: (members, *shape) for name, shape in shapes.items()}
+    check_tensors(weights, shapes, f"the amortized model with hidden = {hidden}"
+                  + (f" and {shapes['input.bias'][0]} members" if population else ""))

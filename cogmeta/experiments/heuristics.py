@@ -13,13 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cogmeta._validation import require_int, require_positive, require_real
-
-
-def kl_weight(step: int, beta: float, warmup: int) -> float:
-    """beta * min((step + 1) / warmup, 1) for 0-based ``step`` (warmup = 0: beta from the start)."""
-    if warmup <= 0:
-        return float(beta)
-    return float(beta) * min((step + 1) / warmup, 1.0)
+from cogmeta.sparse_variational import kept_fraction
 
 
 def check_beta(beta: object, owner: str = "beta") -> float:
@@ -185,22 +179,16 @@ def run_experiment(
     import time
     from pathlib import Path
 
+    from cogmeta.backends import load_module
     from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 
-    if backend not in ("torch", "jax"):
-        raise ValueError(f"unknown backend {backend!r}; choose torch or jax")
     for condition in conditions:
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)} or 'all'")
     task = PairedComparisonTask() if task is None else task
     out = Path(out) if out is not None else Path("runs") / f"heuristics-{backend}"
-    if backend == "torch":
-        from torch_impl import bounded_training as training
-        from torch_impl.numerics import configure
-
-        configure(1)
-    else:
-        from jax_impl import bounded_training as training
+    training = load_module(backend, "bounded_training")
+    load_module(backend, "numerics").configure()  # torch: 1 thread, TF32 off; JAX: 32-bit defaults
 
     started = time.time()
 
@@ -220,7 +208,7 @@ def run_experiment(
             if cond != condition:
                 continue
             mean, prob = training.predict(tensors, batch.cues, batch.targets, recipe.hidden_size, "pruned")
-            kept = _kept_fraction(tensors)
+            kept = kept_fraction(tensors)
             row = {"backend": backend, "condition": cond, "beta": beta, "seed": seed, "kept_weights": kept,
                    **cell_metrics(mean, prob, batch, references)}
             rows.append(row)
@@ -247,20 +235,6 @@ def run_experiment(
         echo(f"figure: {out / 'heuristics-gini.png'}")
     echo(f"table: {out / 'heuristics.csv'}, summary: {out / 'summary.md'}")
     return rows
-
-
-def _kept_fraction(tensors) -> float:
-    """Share of weights kept by the evaluation mask (log alpha < 3), over all four layers."""
-    import numpy as np
-
-    kept = total = 0
-    for name, value in tensors.items():
-        if name.endswith(".log_sigma"):
-            weight = np.asarray(tensors[name[: -len("log_sigma")] + "weight"], np.float64)
-            log_alpha = np.clip(2 * np.asarray(value, np.float64) - 2 * np.log(np.abs(weight) + 1e-16), -10, 10)
-            kept += int(np.sum(log_alpha < 3))
-            total += log_alpha.size
-    return kept / max(total, 1)
 
 
 def write_csv(rows: list[dict], path) -> None:

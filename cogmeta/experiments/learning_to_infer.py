@@ -30,7 +30,6 @@ Backends are imported only when an experiment runs (``torch_impl.amortized_train
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +39,19 @@ import numpy as np
 
 from cogmeta._validation import require_int, require_positive
 from cogmeta.experiments.amortized_spec import check_optimizer
-from cogmeta.tasks.urn import (EU_ID, EU_UD, UrnQueries, UrnQueryDistribution, concatenate, likelihood_log_odds, logit,
-                               prior_log_odds)
+from cogmeta.tasks.urn import (
+    EU_ID,
+    EU_UD,
+    UrnQueries,
+    UrnQueryDistribution,
+    concatenate,
+    likelihood_log_odds,
+    logit,
+    prior_log_odds,
+)
 from cogmeta.tasks.urn_studies import STUDY_KEYS, participant_queries, study_of
 
 EXPERIMENTS = ("eu", "sample-size")
-BACKENDS = ("torch", "jax")
 #: How the balls of sampled queries are drawn: "generative", as the generative process states (the default),
 #: or "paper", as the paper's code draws them (the prior-p urn with the other urn's heads-probability,
 #: ``UrnQueryDistribution.swapped_draws``). The query shown and its exact posterior are the same; how often
@@ -277,16 +283,10 @@ def _sem(values: np.ndarray) -> float:
 # --------------------------------------------------------------------------------- running
 def load_training(backend: str):
     """The backend's ``amortized_training`` module (imports the framework; torch pinned to 1 thread)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from cogmeta.backends import load_backend
+    from cogmeta.backends import load_module
 
-    load_backend(backend)
-    if backend == "torch":
-        from torch_impl.numerics import configure
-
-        configure(1)
-    return importlib.import_module(f"{backend}_impl.amortized_training")
+    load_module(backend, "numerics").configure()  # torch: 1 thread, TF32 off; JAX: 32-bit defaults
+    return load_module(backend, "amortized_training")
 
 
 def eu_test_queries(config: EUConfig) -> UrnQueries:
@@ -394,8 +394,10 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
     """Run experiment ``name`` ("eu" or "sample-size") with ``backend``; print the table; write CSV and figure to ``out``."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown learning-to-infer experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    from cogmeta.backends import BACKENDS
+
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
     options = {key: value for key, value in (("participants", participants), ("learning_rate", learning_rate))
                if value is not None}
     if name == "eu":

@@ -12,22 +12,22 @@ imported only when used.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cogmeta.contract import TrainResult
 from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig, parameter_shapes
 from cogmeta.io import atomic_save_safetensors, atomic_write_text
 from cogmeta.metrics_log import MetricsLog
+from cogmeta.progress import close, progress_bar
 from cogmeta.runs import RunDir
 from cogmeta.tasks.scan_episodes import Episode, EpisodeStream, MutualExclusivityTask
 from cogmeta.vocabulary import VocabularyError
-from cogmeta.weights import WeightsError
+from cogmeta.weights import check_tensors, read_safetensors, trained_with
 
 FORMAT = "cogmeta-seq2seq-weights-1"
 #: evaluation episodes of ME are drawn from this seed, never used for training streams
@@ -37,17 +37,9 @@ EVAL_CHUNK = 1024
 
 
 def load_trainer_module(backend: str):
-    names = {"torch": "torch_impl.seq2seq_training", "jax": "jax_impl.seq2seq_training"}
-    if backend not in names:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(names)}")
-    try:
-        return importlib.import_module(names[backend])
-    except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] not in ("torch", "jax", "jaxlib", "flax", "optax"):
-            raise
-        from cogmeta.backends import missing_framework_error
+    from cogmeta.backends import load_module
 
-        raise missing_framework_error(backend, backend) from error
+    return load_module(backend, "seq2seq_training")
 
 
 # ----------------------------------------------------------------------------------------- weights
@@ -60,27 +52,14 @@ def save_weights(path: Path, tensors: dict, config: Seq2SeqRunConfig, framework:
 
 
 def validate_weights(tensors: dict, config: Seq2SeqRunConfig) -> None:
-    expected = parameter_shapes(config)
-    problems = [f"missing tensor {n!r}" for n in expected if n not in tensors]
-    problems += [f"unexpected tensor {n!r}" for n in tensors if n not in expected]
-    problems += [f"tensor {n!r} has shape {tuple(np.shape(tensors[n]))}, expected {s}"
-                 for n, s in expected.items() if n in tensors and tuple(np.shape(tensors[n])) != s]
-    if problems:
-        m = config.model
-        raise WeightsError(f"weights do not fit the meta-seq2seq model (hidden_size={m.hidden_size}, "
-                           f"num_layers={m.num_layers}, memory={m.memory}, task {config.task.name!r}): " + "; ".join(problems))
+    m = config.model
+    check_tensors(tensors, parameter_shapes(config), f"the meta-seq2seq model (hidden_size={m.hidden_size}, "
+                  f"num_layers={m.num_layers}, memory={m.memory}, task {config.task.name!r})")
 
 
 def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
     """Read weights, check both vocabularies against the task spec, then names and shapes."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
-    with safe_open(str(path), framework="numpy") as handle:
-        metadata = handle.metadata() or {}
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    tensors, metadata = read_safetensors(path)
     for key, vocab in (("command_vocabulary", config.task.commands), ("action_vocabulary", config.task.actions)):
         if key not in metadata:
             raise VocabularyError(f"{path} stores no {key}; it was not written by `cogmeta seq2seq train`")
@@ -90,14 +69,6 @@ def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------- training
-@dataclass
-class TrainResult:
-    run_dir: Path
-    episodes: int
-    seconds: float
-    final_loss: float
-
-
 def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progress: bool = True) -> TrainResult:
     """Meta-train ``config`` with ``backend``; writes the run folder ``out`` (which must not exist or be empty)."""
     run = RunDir.at(out)
@@ -111,8 +82,24 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
     stream = EpisodeStream(config.task, config.train.seed)
     train = config.train
     chunk = train.episodes_per_call if backend == "jax" else min(train.log_every, 50)
-    start, done, window = time.perf_counter(), 0, []
-    bar = _progress(train.episodes, progress, f"meta-seq2seq {config.task.name} ({backend})")
+    start = time.perf_counter()
+    bar = progress_bar(progress, train.episodes, f"meta-seq2seq {config.task.name} ({backend})", unit="episode")
+    try:
+        final_loss = _train_episodes(trainer, stream, config, chunk, log, bar)
+    finally:
+        close(bar)
+    seconds = time.perf_counter() - start
+    log.append([(train.episodes, "seconds", seconds)])
+    save_weights(run.weights, trainer.weights(), config, backend)
+    return TrainResult(run.root, steps=train.episodes, final_loss=final_loss, seconds=seconds)  # one episode a step
+
+
+def _train_episodes(trainer, stream, config: Seq2SeqRunConfig, chunk: int, log: MetricsLog, bar) -> float:
+    """Feed the stream to the trainer ``chunk`` episodes at a time; log the window mean loss every ``log_every``.
+
+    Returns the last episode's loss.
+    """
+    train, done, window = config.train, 0, []
     while done < train.episodes:
         count = min(chunk, train.episodes - done)
         episodes = [config.task.encode(stream.next()) for _ in range(count)]
@@ -122,40 +109,11 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
         if done % train.log_every < count or done == train.episodes:
             log.append([(done, "loss", float(np.mean(window)))])
             window = []
-        bar.update(count, loss=float(losses[-1]))
-    bar.close()
-    seconds = time.perf_counter() - start
-    log.append([(done, "seconds", seconds)])
-    save_weights(run.weights, trainer.weights(), config, backend)
-    return TrainResult(run.root, done, seconds, float(losses[-1]))
+        if bar is not None:
+            bar.update(count)
+            bar.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
+    return float(losses[-1])
 
-
-class _progress:
-    """tqdm when available (and wanted), else a line every 10%."""
-
-    def __init__(self, total: int, enabled: bool, label: str):
-        self.total, self.enabled, self.label, self.done, self.next_print = total, enabled, label, 0, 0.1
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, desc=label, unit="episode", file=sys.stderr)
-            except ImportError:
-                pass
-
-    def update(self, count: int, loss: float) -> None:
-        self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        elif self.enabled and self.done >= self.next_print * self.total:
-            print(f"{self.label}: {self.done}/{self.total} episodes, loss {loss:.4f}", file=sys.stderr)
-            self.next_print += 0.1
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # -------------------------------------------------------------------------------------- evaluation
@@ -232,18 +190,12 @@ def evaluate_run(run_path: str | Path, backend: str | None = None, *, num_episod
     run.require_run()
     config = Seq2SeqRunConfig.load(run.config)
     weights = load_weights(run.weights, config)
-    backend = backend or _trained_with(run.weights) or "torch"
+    backend = backend or trained_with(run.weights) or "torch"
     trainer = load_trainer_module(backend).Seq2SeqTrainer(config, weights)
     accuracy = score(config.task, evaluation_episodes(config, num_episodes), trainer)
     atomic_write_text(run.root / f"evaluation-{backend}.txt", accuracy.table() + "\n")
     return accuracy, backend
 
-
-def _trained_with(path: Path) -> str | None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as handle:
-        return (handle.metadata() or {}).get("framework")
 
 
 # ------------------------------------------------------------------------------------------ figure

@@ -25,8 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cogmeta._validation import require_choice, require_in_range, require_int, require_positive
-from cogmeta.tasks.scan_episodes import MutualExclusivityTask, ScanEpisodeTask, episode_task_from_dict
+from cogmeta._validation import (
+    require_choice,
+    require_in_range,
+    require_int,
+    require_positive,
+)
+from cogmeta.tasks.scan_episodes import (
+    MutualExclusivityTask,
+    ScanEpisodeTask,
+    episode_task_from_dict,
+)
 
 DTYPES = ("float32", "float64")
 

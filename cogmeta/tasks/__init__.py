@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Union
+from typing import Any
 
+from cogmeta.contract import TASKS, TaskSpec, task_class
 from cogmeta.tasks.base import NoiseSpec, TaskBatch, model_inputs
 from cogmeta.tasks.coin import CoinTask
+from cogmeta.tasks.drift import DriftingMeanTask
 from cogmeta.tasks.gaussian import GaussianMeanTask
 from cogmeta.tasks.noise import draw_noise
 
-Task = Union[GaussianMeanTask, CoinTask]
-
-TASKS: dict[str, type] = {GaussianMeanTask.name: GaussianMeanTask, CoinTask.name: CoinTask}
+# Importing a task module registers it (``cogmeta.contract.register_task``); a new task adds its import above.
+Task = TaskSpec
 
 
 def task_fields(name: str) -> tuple[str, ...]:
     """The parameter names of task ``name``."""
-    return tuple(f.name for f in dataclasses.fields(_task_class(name)))
+    return tuple(f.name for f in dataclasses.fields(task_class(name)))
 
 
 def make_task(name: str, **params: Any) -> Task:
     """Build task ``name`` from keyword parameters, with errors for unknown names and fields."""
-    cls = _task_class(name)
+    cls = task_class(name)
     unknown = sorted(set(params) - set(task_fields(name)))
     if unknown:
         raise ValueError(
@@ -44,14 +45,9 @@ def task_from_dict(data: dict[str, Any]) -> Task:
     return make_task(data.pop("name"), **data)
 
 
-def _task_class(name: str) -> type:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; available tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
-
-
 __all__ = [
     "CoinTask",
+    "DriftingMeanTask",
     "GaussianMeanTask",
     "NoiseSpec",
     "TASKS",

@@ -24,7 +24,8 @@ class TaskBatch(NamedTuple):
 
     Attributes:
         observations: ``[T, B, 1]``, x_1..x_T of each task.
-        latent: ``[B]``, the task's hidden parameter (Gaussian mean mu, or coin bias theta).
+        latent: ``[B]``, the task's hidden parameter (Gaussian mean mu, or coin bias theta); ``[T, B]``
+            when it changes over time (the drifting mean's path mu_1..mu_T).
     """
 
     observations: Any

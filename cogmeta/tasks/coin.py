@@ -23,12 +23,14 @@ import numpy as np
 from scipy import stats
 
 from cogmeta._validation import require_in_range, require_int
+from cogmeta.contract import register_task
 from cogmeta.tasks.base import NoiseSpec, TaskBatch, check_observations
 
 # Below ~0.1 the gamma draws of a float32 sampler underflow to 0 often enough to give 0/0.
 _MIN_CONCENTRATION, _MAX_CONCENTRATION = 0.1, 1000.0
 
 
+@register_task
 @dataclass(frozen=True)
 class CoinTask:
     """Predict the next flip of a coin whose bias is drawn per task from Beta(alpha, beta).

@@ -23,9 +23,11 @@ from typing import ClassVar, Mapping
 import numpy as np
 
 from cogmeta._validation import require_int, require_positive, require_real
+from cogmeta.contract import register_task
 from cogmeta.tasks.base import NoiseSpec, TaskBatch, check_observations
 
 
+@register_task
 @dataclass(frozen=True)
 class GaussianMeanTask:
     """Predict the next draw from a Gaussian whose mean is drawn per task.

@@ -34,7 +34,14 @@ import numpy as np
 
 from cogmeta._validation import require_choice, require_int
 from cogmeta.tasks import scan
-from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID, Vocabulary, VocabularyError, pad_time_major
+from cogmeta.vocabulary import (
+    EOS_ID,
+    PAD_ID,
+    SOS_ID,
+    Vocabulary,
+    VocabularyError,
+    pad_time_major,
+)
 
 Pair = tuple[tuple[str, ...], tuple[str, ...]]
 

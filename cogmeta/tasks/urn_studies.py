@@ -60,8 +60,17 @@ from typing import Sequence
 import numpy as np
 
 from cogmeta._validation import require_int
-from cogmeta.tasks.urn import (NOISE_BLOCKS, NOISE_LIKELIHOODS, NOISE_PRIORS, QUERY_FEATURES, UrnQueries,
-                               UrnQueryDistribution, concatenate, logit)
+from cogmeta.tasks.urn import (
+    NOISE_BLOCKS,
+    NOISE_LIKELIHOODS,
+    NOISE_PRIORS,
+    QUERY_FEATURES,
+    UrnQueries,
+    UrnQueryDistribution,
+    concatenate,
+    logit,
+)
+
 #: The prior every study query is shown with (training and test).
 STUDY_PRIOR = 0.5
 

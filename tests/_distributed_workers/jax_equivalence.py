@@ -31,12 +31,23 @@ from cogmeta.config import RunConfig  # noqa: E402
 from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.weights import load_weights  # noqa: E402
 from jax_impl.backend import Trainer, build_model  # noqa: E402
-from jax_impl.distributed import (ShardedTrainer, data_parallel_loss_and_grad, place, seed_mesh, task_mesh,  # noqa: E402
-                                  vmap_over_seeds)
-from jax_impl.optim import make_optimizer  # noqa: E402
+from jax_impl.distributed import (  # noqa: E402
+    ShardedTrainer,
+    data_parallel_loss_and_grad,
+    place,
+    seed_mesh,
+    task_mesh,
+    vmap_over_seeds,
+)
+from jax_impl.optim import init_adam  # noqa: E402
 from jax_impl.training import make_train_on_batches  # noqa: E402
 from jax_impl.weights import state_to_canonical  # noqa: E402
-from tests._distributed_workers.settings import BATCH, JAX_CLI_ARGS, STEPS, STEPS_PER_CALL  # noqa: E402
+from tests._distributed_workers.settings import (  # noqa: E402
+    BATCH,
+    JAX_CLI_ARGS,
+    STEPS,
+    STEPS_PER_CALL,
+)
 
 CLI_ARGS = JAX_CLI_ARGS
 
@@ -76,7 +87,7 @@ def cross_framework(config: RunConfig, results: dict) -> None:
     import torch
 
     from torch_impl.backend import build_model as torch_build
-    from torch_impl.optim import make_optimizer as torch_optimizer
+    from torch_impl.optim import init_adam as torch_init_adam
     from torch_impl.training import train_on_batches
     from torch_impl.weights import model_to_canonical
 
@@ -85,7 +96,7 @@ def cross_framework(config: RunConfig, results: dict) -> None:
     batches = np.stack([config.task.sample(rng, BATCH, np.float64).observations for _ in range(STEPS)])
     torch_model = torch_build(config)
     weights = model_to_canonical(torch_model)
-    train_on_batches(torch_model, torch_optimizer(torch_model, config.train), batches, 0, config)
+    train_on_batches(torch_model, torch_init_adam(torch_model.named_parameters()), batches, 0, config)
 
     model = build_model(config)
     from jax_impl.weights import load_canonical as jax_load
@@ -95,7 +106,7 @@ def cross_framework(config: RunConfig, results: dict) -> None:
     mesh = task_mesh(8)
     replicated = jax.NamedSharding(mesh, jax.P())
     params = place(params, replicated)
-    opt_state = place(make_optimizer(config.train).init(params), replicated)
+    opt_state = place(init_adam(params), replicated)
     run = make_train_on_batches(graphdef, config, data_parallel_loss_and_grad(graphdef, mesh))
     params, _, _ = run(params, opt_state, place(batches, replicated), 0)
     results["cross_framework_8_devices_vs_torch"] = normalized_error(state_to_canonical(params), model_to_canonical(torch_model))
@@ -106,14 +117,13 @@ def seed_axis(config: RunConfig, results: dict) -> None:
     seeds, steps = 8, 50
     rng = np.random.default_rng(11)
     graphdef, _ = nnx.split(build_model(config))
-    tx = make_optimizer(config.train)
     inits = [nnx.split(build_model(config, seed=s))[1] for s in range(seeds)]
     batches = np.stack([np.stack([config.task.sample(rng, BATCH, np.float64).observations for _ in range(steps)])
                         for _ in range(seeds)])
     single = make_train_on_batches(graphdef, config)
-    alone = [state_to_canonical(single(p, tx.init(p), batches[s], 0)[0]) for s, p in enumerate(inits)]
+    alone = [state_to_canonical(single(p, init_adam(p), batches[s], 0)[0]) for s, p in enumerate(inits)]
     stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *inits)
-    opt_states = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *[tx.init(p) for p in inits])
+    opt_states = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *[init_adam(p) for p in inits])
     results["seed_axis"], results["seed_devices"] = {}, {}
     for devices in (8,):
         run = vmap_over_seeds(single, seed_mesh(devices), in_axes=(0, 0, 0, None))

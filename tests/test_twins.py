@@ -1,0 +1,151 @@
+"""The twins mirror: every ``torch_impl/X.py`` and ``jax_impl/X.py`` pair has the same public names, and
+functions of the same name take the same parameters.
+
+What only one framework has is listed in :data:`FRAMEWORK_ONLY` with the reason; pairs that do not
+mirror yet are in :data:`NOT_YET_MIRRORED` (each an expected failure that turns into a real failure the
+day it mirrors, so that the list only shrinks). Read with ``ast``: neither framework is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TWINS = ("torch_impl", "jax_impl")
+
+#: module -> {name: reason} for public names that exist in one framework only; a whole module is "*".
+FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
+    "static_step.py": {"*": "PyTorch only: a training step without host synchronisation, captured in a CUDA graph; "
+                            "JAX compiles whole chunks of steps already (docs/performance.md)"},
+    "recurrent_layers.py": {"*": "JAX only: GRU/LSTM layers with a hand-written reverse pass (custom VJP); PyTorch "
+                                 "uses its fused nn.GRU/nn.LSTM kernels"},
+    "linear.py": {"*": "JAX only: a dense layer holding torch's (out, in) weight layout; PyTorch has nn.Linear"},
+    "samplers.py": {"step_generator": "PyTorch's RNG is a stateful torch.Generator per step",
+                    "step_key": "JAX's RNG is a functional key folded with the step"},
+    "urn_samplers.py": {"seed_generator": "PyTorch's RNG is a stateful torch.Generator",
+                        "seed_key": "JAX's RNG is a functional key"},
+    "numerics.py": {"resolve_device": "PyTorch places tensors on a device by name; JAX uses its default device",
+                    "torch_dtype": "the framework's dtype object", "jax_dtype": "the framework's dtype object",
+                    "HIGHEST": "JAX's matmul precision (torch sets TF32 off globally in configure)",
+                    "matmul": "JAX's matmul at HIGHEST precision"},
+    "weights.py": {"canonical_to_state": "NNX state <-> canonical dict (torch uses load_state_dict)",
+                   "state_to_canonical": "NNX state <-> canonical dict (torch uses state_dict)"},
+    "paired_comparison_samplers.py": {
+        "correctly_rounded_sqrt": "torch's float32 sqrt is not correctly rounded on every CPU; JAX's is",
+        "draw_task_noise": "JAX draws the noise functionally from a key"},
+    "seq2seq.py": {"to_tensors": "numpy episode -> torch tensors", "to_arrays": "numpy episode -> jax arrays",
+                   "Embedding": "an embedding holding torch's layout (flax's nnx.Embed differs)",
+                   "dropout_masks": "JAX draws dropout masks functionally from a key"},
+}
+
+#: (module, function) -> {parameter: reason} for parameters that one framework's version has in addition.
+EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
+    ("paired_comparison_samplers.py", "sample_batch"): {"condition": "JAX traces the condition index so that "
+                                                                     "conditions can be vmapped"},
+    ("paired_comparison_samplers.py", "transform"): {"condition": "as sample_batch"},
+    ("seq2seq.py", "build_model"): {"seed": "JAX's init needs an explicit seed (nnx.Rngs); PyTorch's reads the "
+                                            "global RNG that its trainer seeds"},
+}
+
+#: Parameter names that are the same thing in each framework's idiom: the RNG (a stateful torch.Generator
+#: or a JAX key) and Flax NNX's explicit ``rngs`` at construction (torch modules draw from the global RNG).
+EQUIVALENT_PARAMETERS = {"generator": "rng", "key": "rng"}
+FRAMEWORK_PARAMETERS = {"self", "rngs"}
+
+#: pairs that the one-trainer redesign (issue 13) has not reached yet, with what differs.
+NOT_YET_MIRRORED: dict[str, str] = {
+    "training.py": "eager train_step (torch) vs compiled make_* builders (JAX); to become one trainer.py",
+    "bounded_training.py": "the heuristics grid trainer; to fold into trainer.py",
+    "amortized_training.py": "the learning-to-infer population trainer; to fold into trainer.py",
+    "seq2seq_training.py": "the seq2seq trainer; to fold into trainer.py",
+    "engine.py": "members: a JAX Engine class vs torch free functions; to fold into trainer.py",
+    "distributed.py": "DistributedTrainer (DDP) vs ShardedTrainer (mesh)",
+    "numerics.py": "configure(threads) vs configure(dtype)",
+}
+
+
+def _parameters(function: ast.FunctionDef) -> tuple[str, ...]:
+    arguments = function.args
+    names = (a.arg for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs)
+    return tuple(EQUIVALENT_PARAMETERS.get(n, n) for n in names if n not in FRAMEWORK_PARAMETERS)
+
+
+def _init(node: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> ast.FunctionDef | None:
+    """The class's ``__init__``, or the one it inherits from a base class of the same module."""
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            return item
+    for base in node.bases:
+        if isinstance(base, ast.Name) and base.id in classes:
+            return _init(classes[base.id], classes)
+    return None
+
+
+def public_api(path: Path) -> dict[str, tuple[str, ...] | None]:
+    """Public top-level names -> parameter names (functions; classes: their ``__init__``), or None."""
+    api: dict[str, tuple[str, ...] | None] = {}
+    body = ast.parse(path.read_text()).body
+    classes = {node.name: node for node in body if isinstance(node, ast.ClassDef)}
+    for node in body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            api[node.name] = _parameters(node)
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            init = _init(node, classes)
+            api[node.name] = None if init is None else _parameters(init)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            api.update({t.id: None for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_")
+                        and t.id != "__all__"})
+    return api
+
+
+def differences(module: str) -> list[str]:
+    """What keeps ``torch_impl/module`` and ``jax_impl/module`` from mirroring (empty: they mirror)."""
+    allowed = FRAMEWORK_ONLY.get(module, {})
+    paths = [ROOT / twin / module for twin in TWINS]
+    if "*" in allowed:
+        return []
+    missing = [str(p.relative_to(ROOT)) for p in paths if not p.is_file()]
+    if missing:
+        return [f"{', '.join(missing)} does not exist"]
+    torch_api, jax_api = (public_api(p) for p in paths)
+    found = []
+    for name in sorted(set(torch_api) ^ set(jax_api)):
+        if name not in allowed:
+            found.append(f"{name} only in {'torch_impl' if name in torch_api else 'jax_impl'}/{module}")
+    for name in sorted(set(torch_api) & set(jax_api)):
+        extras = EXTRA_PARAMETERS.get((module, name), {})
+        strip = lambda params: None if params is None else tuple(p for p in params if p not in extras)  # noqa: E731
+        if strip(torch_api[name]) != strip(jax_api[name]):
+            found.append(f"{name}: parameters {torch_api[name]} (torch) vs {jax_api[name]} (jax)")
+    return found
+
+
+MODULES = sorted({p.name for twin in TWINS for p in (ROOT / twin).glob("*.py")} - {"__init__.py"})
+
+
+@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_MIRRORED[m]))
+                                    if m in NOT_YET_MIRRORED else m for m in MODULES])
+def test_twins_have_the_same_public_names_and_parameters(module):
+    assert differences(module) == []
+
+
+def test_every_allow_list_entry_names_something_that_exists():
+    for module, names in FRAMEWORK_ONLY.items():
+        apis = [public_api(ROOT / twin / module) for twin in TWINS if (ROOT / twin / module).is_file()]
+        assert apis, f"{module} is allow-listed but exists in neither twin"
+        for name in names:
+            assert name == "*" or any(name in api for api in apis), f"{module}: {name} is allow-listed but not defined"
+    for module in NOT_YET_MIRRORED:
+        assert module in MODULES, f"{module} is listed as not yet mirrored but does not exist"
+
+
+def test_differences_reports_a_renamed_function(tmp_path, monkeypatch):
+    for twin, name in zip(TWINS, ("train_step", "make_train_step")):
+        (tmp_path / twin).mkdir()
+        (tmp_path / twin / "x.py").write_text(f"def {name}(model, batch):\n    pass\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    assert differences("x.py") == ["make_train_step only in jax_impl/x.py", "train_step only in torch_impl/x.py"]

@@ -1,6 +1,6 @@
 """Data-parallel scaling of both backends, measured in one run (docs/scale-out.md).
 
-- JAX: ``jax_impl.distributed.ShardedTrainer`` on a mesh of 1, 2, 4 and 8 devices, and the plain
+- JAX: ``jax_impl.distributed.DataParallelTrainer`` on a mesh of 1, 2, 4 and 8 devices, and the plain
   single-device ``Trainer`` (no mesh), in one subprocess that sees ``--devices-max`` devices (on a CPU:
   ``JAX_NUM_CPU_DEVICES`` simulated devices);
 - PyTorch: the single-process ``Trainer`` and DistributedDataParallel with 2 processes
@@ -45,13 +45,13 @@ def _jax_child(devices: list[int], steps: int, repeats: int) -> None:
     from cogmeta.cli import build_parser
     from cogmeta.cli_options import config_from_args
     from jax_impl.backend import Trainer
-    from jax_impl.distributed import ShardedTrainer
+    from jax_impl.distributed import DataParallelTrainer
 
     args = build_parser().parse_args(["train", *CONFIG_ARGS, "--backend", "jax", "--steps-per-call", str(steps),
                                       "--steps", str(steps * (repeats + 2))])
     config = config_from_args(args)
     for count in [0, *devices]:
-        trainer = Trainer(config) if count == 0 else ShardedTrainer(config, devices=count)
+        trainer = Trainer(config) if count == 0 else DataParallelTrainer(config, devices=count)
         began = time.perf_counter()
         trainer.run(steps)
         cold = time.perf_counter() - began
@@ -127,7 +127,7 @@ def _figure(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     jax_rows = [r for r in rows if r["backend"] == "jax" and r["devices"] > 0]
     ax.plot([r["devices"] for r in jax_rows], [r["updates_per_s"] for r in jax_rows], "o-",
-            label=f"JAX ShardedTrainer ({jax_rows[0]['platform']} devices)")
+            label=f"JAX DataParallelTrainer ({jax_rows[0]['platform']} devices)")
     for r in rows:
         if r["backend"] == "jax" and r["devices"] == 0:
             ax.axhline(r["updates_per_s"], color="C0", ls=":", label="JAX Trainer, no mesh")

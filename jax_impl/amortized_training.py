@@ -13,6 +13,9 @@ paper, or Adam (``optimizer="adam"``, torch's defaults; ``cogmeta.experiments.am
 Weights go in and out as canonical numpy dictionaries (``[S, ...]`` for a population), so the PyTorch
 twin (``torch_impl/amortized_training.py``, same function names) can be given the same weights and
 queries. The model is ``nnx.split`` once; the traced code merges it back (see ``jax_impl/training.py``).
+Both twins keep their step machinery private (here ``_make_run``, a pure ``lax.scan`` of K steps; in
+PyTorch ``_population_logits``, the batched forward pass of S stacked participants): the public names
+are the same seven in both.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from cogmeta.experiments.amortized_spec import (
 )
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from jax_impl.amortized import AmortizedPosterior, get_weights, kl_loss, model_log_odds
-from jax_impl.numerics import jax_dtype
+from jax_impl.numerics import resolve_dtype
 from jax_impl.optim import adam_step, init_adam
 from jax_impl.urn_samplers import sample_queries, seed_key
 
@@ -64,7 +67,7 @@ def _to_weights(state: nnx.State) -> dict[str, np.ndarray]:
     return {name: flat[name] for name in PARAMETER_NAMES}
 
 
-def make_run(graphdef: nnx.GraphDef, optimizer: str = "sgd") -> Callable:
+def _make_run(graphdef: nnx.GraphDef, optimizer: str = "sgd") -> Callable:
     """Pure ``run(params, inputs [K, 6], log_odds [K], lr) -> (params, losses [K])``: K steps in a ``lax.scan``.
 
     SGD: p <- p - lr g. Adam: ``jax_impl.optim.adam_step`` (no clipping); its state starts at zero
@@ -101,10 +104,10 @@ def train_participant(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log
         (final canonical weights, per-step losses ``[K]`` evaluated before each update).
     """
     with jax.enable_x64(dtype == "float64"):
-        dt = jax_dtype(dtype)
+        dt = resolve_dtype(dtype)
         validate_weights(weights, _hidden(weights, False))
         graphdef, template = _split(_hidden(weights, False), dt)
-        run = jax.jit(make_run(graphdef, optimizer))
+        run = jax.jit(_make_run(graphdef, optimizer))
         params, losses = run(_to_state(template, weights, dt), jnp.asarray(inputs, dt), jnp.asarray(log_odds, dt),
                              jnp.asarray(learning_rate, dt))
         return _to_weights(params), np.asarray(losses)
@@ -113,7 +116,7 @@ def train_participant(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log
 def init_population(hidden: int, seeds: Sequence[int], dtype: str = "float32") -> dict[str, np.ndarray]:
     """Initial weights ``[S, ...]``: participant ``seed`` is an ``AmortizedPosterior`` built with ``nnx.Rngs(seed)``."""
     with jax.enable_x64(dtype == "float64"):
-        per_seed = [get_weights(AmortizedPosterior(hidden, rngs=nnx.Rngs(int(seed)), dtype=jax_dtype(dtype)))
+        per_seed = [get_weights(AmortizedPosterior(hidden, rngs=nnx.Rngs(int(seed)), dtype=resolve_dtype(dtype)))
                     for seed in seeds]
     return {name: np.stack([w[name] for w in per_seed]) for name in PARAMETER_NAMES}
 
@@ -127,7 +130,7 @@ def sample_training_queries(distributions: Sequence[UrnQueryDistribution], seeds
     """
     per_part = math.ceil(steps / len(distributions))
     with jax.enable_x64(dtype == "float64"):
-        dt = jax_dtype(dtype)
+        dt = resolve_dtype(dtype)
         keys = jax.vmap(seed_key)(jnp.asarray([int(s) for s in seeds]))
         parts = []
         for j, spec in enumerate(distributions):
@@ -151,9 +154,9 @@ def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, l
     """
     validate_weights(weights, _hidden(weights, True), population=True)
     with jax.enable_x64(dtype == "float64"):
-        dt = jax_dtype(dtype)
+        dt = resolve_dtype(dtype)
         graphdef, template = _split(_hidden(weights, True), dt)
-        run = jax.jit(jax.vmap(make_run(graphdef, optimizer), in_axes=(0, 0, 0, None)))
+        run = jax.jit(jax.vmap(_make_run(graphdef, optimizer), in_axes=(0, 0, 0, None)))
         params, losses = run(_to_state(template, weights, dt), jnp.asarray(inputs, dt), jnp.asarray(log_odds, dt),
                              jnp.asarray(learning_rate, dt))
         return _to_weights(params), np.asarray(losses)
@@ -171,7 +174,7 @@ def train_population(distributions: Sequence[UrnQueryDistribution], seeds: Seque
 def predict_log_odds(weights: Mapping[str, np.ndarray], inputs: np.ndarray, dtype: str = "float32") -> np.ndarray:
     """Model log-odds ``[S, Q]`` (float64) of ``weights [S, ...]`` on ``inputs [S, Q, 6]`` (or shared ``[Q, 6]``)."""
     with jax.enable_x64(dtype == "float64"):
-        dt = jax_dtype(dtype)
+        dt = resolve_dtype(dtype)
         graphdef, template = _split(_hidden(weights, True), dt)
         in_x = None if np.ndim(inputs) == 2 else 0
         forward = jax.vmap(lambda p, x: model_log_odds(nnx.merge(graphdef, p)(x)), in_axes=(0, in_x))

@@ -15,7 +15,7 @@ from cogmeta.contract import Checkpoint, StepMetrics
 from cogmeta.weights import validate_weights
 from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner
-from jax_impl.numerics import configure, jax_dtype
+from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.optim import init_adam
 from jax_impl.samplers import model_inputs
 from jax_impl.training import make_run_steps
@@ -31,9 +31,9 @@ FRAMEWORK = "jax"
 
 def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
     """A freshly initialised model (torch-matched init distributions, JAX random numbers)."""
-    configure(config.train.dtype)
+    configure(dtype=config.train.dtype)
     rngs = nnx.Rngs(config.train.seed if seed is None else seed)
-    return MetaLearner(config, jax_dtype(config.train.dtype), rngs=rngs)
+    return MetaLearner(config, resolve_dtype(config.train.dtype), rngs=rngs)
 
 
 def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -76,7 +76,7 @@ class Trainer:
 
     def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
         """Predictive parameters ``[T, B]`` of the current model on numpy observations ``[T, B, 1]``."""
-        inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=jax_dtype(self.config.train.dtype)))
+        inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=resolve_dtype(self.config.train.dtype)))
         return predictive_params(self.config.task.family, self._forward(self.params, inputs))
 
     def checkpoint(self) -> Checkpoint:
@@ -100,7 +100,7 @@ def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: 
     model = build_model(config)
     load_canonical(model, weights)
     _, params = nnx.split(model)
-    inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=jax_dtype(config.train.dtype)))
+    inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=resolve_dtype(config.train.dtype)))
     return predictive_params(config.task.family, _compiled_forward(config)(params, inputs))
 
 

@@ -1,8 +1,9 @@
 """Training the bounded meta-learner: Adam + clipping (``jax_impl.optim``) on loss = NLL + kl_weight * KL.
 
 Functional core as in ``jax_impl.training``: the model is split once into ``graphdef`` and ``params``;
-steps are pure functions scanned with ``lax.scan``. :func:`make_run` trains from a PRNG key with the
-condition and beta as (traceable) arguments, so :func:`make_grid_run` ``vmap``s whole training runs
+every builder takes the ``graphdef`` as its ``model`` and returns a step or a loop over steps, pure in
+``(params, opt_state, ...)`` and scanned with ``lax.scan``. :func:`make_run` trains from a PRNG key with
+the condition and beta as (traceable) arguments, so :func:`make_grid_run` ``vmap``s whole training runs
 over conditions x betas x seeds in one compiled program.
 
 The KL weight of step k (0-based) ramps linearly, kl_weight = beta * min((k + 1) / warmup, 1)
@@ -29,7 +30,7 @@ CONDITION_INDEX = {name: i for i, name in enumerate(CONDITIONS)}
 
 
 class StepOutputs(NamedTuple):
-    """Per-step values (``[N]`` each when scanned)."""
+    """Per-step values (``[N]`` each for a loop of N steps)."""
 
     loss: jax.Array
     nll: jax.Array
@@ -37,19 +38,20 @@ class StepOutputs(NamedTuple):
     grad_norm: jax.Array
 
 
-def make_train_step(graphdef: nnx.GraphDef, train: TrainConfig) -> Callable:
+def make_train_step(model: nnx.GraphDef, train: TrainConfig) -> Callable:
     """``step(params, opt_state, cues, targets, noise, weight) -> (params, opt_state, StepOutputs)``.
 
-    ``noise`` is ``{layer: eps (out, in)}`` or a PRNG key. Clip, then Adam at ``train.learning_rate``
-    (``jax_impl.optim``). A non-finite loss or gradient norm leaves params and optimizer state unchanged.
+    ``cues`` ``[T, B, K]``, ``targets`` ``[T, B]``; ``noise`` is ``{layer: eps (out, in)}`` or a PRNG key.
+    Clip, then Adam at ``train.learning_rate`` (``jax_impl.optim``), returned as new pytrees. A non-finite
+    loss or gradient norm leaves params and optimizer state unchanged.
     """
     lr = jnp.asarray(train.learning_rate)
 
     def loss_fn(params, cues, targets, noise, weight):
-        model = nnx.merge(graphdef, params)
+        merged = nnx.merge(model, params)
         is_key = isinstance(noise, jax.Array) and jnp.issubdtype(noise.dtype, jax.dtypes.prng_key)
         injected, key = (None, noise) if is_key else (noise, None)
-        return bounded_loss(model, model_inputs(cues, targets), cues, targets, weight, injected, key)
+        return bounded_loss(merged, model_inputs(cues, targets), cues, targets, weight, injected, key)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -63,10 +65,10 @@ def make_train_step(graphdef: nnx.GraphDef, train: TrainConfig) -> Callable:
     return step
 
 
-def make_train_on_batches(graphdef: nnx.GraphDef, train: TrainConfig) -> Callable:
+def make_train_on_batches(model: nnx.GraphDef, train: TrainConfig) -> Callable:
     """Jitted ``run(params, opt_state, cues [N,T,B,K], targets [N,T,B], noises {layer: [N,out,in]}, weights [N])``
-    -> ``(params, opt_state, StepOutputs [N])``: given batches and weight noise, as the torch twin."""
-    step = make_train_step(graphdef, train)
+    -> ``(params, opt_state, StepOutputs [N])``: given batches and weight noise, as the torch twin (jitted)."""
+    step = make_train_step(model, train)
 
     @jax.jit
     def run(params, opt_state, cues, targets, noises, weights):
@@ -80,14 +82,14 @@ def make_train_on_batches(graphdef: nnx.GraphDef, train: TrainConfig) -> Callabl
     return run
 
 
-def make_run(graphdef: nnx.GraphDef, task: PairedComparisonTask, train: TrainConfig, chunk: int, warmup: int) -> Callable:
-    """Pure ``run(params, opt_state, key, condition, beta, start) -> (params, opt_state, StepOutputs [chunk])``.
+def make_run(model: nnx.GraphDef, task: PairedComparisonTask, train: TrainConfig, chunk: int, warmup: int) -> Callable:
+    """``run(params, opt_state, key, condition, beta, start) -> (params, opt_state, StepOutputs [chunk])``.
 
-    Runs steps ``start .. start + chunk - 1`` (not jitted: vmap it); step k samples its batch and weight
-    noise from ``fold_in(key, k)`` and uses kl_weight = beta * min((k + 1) / warmup, 1). ``condition``
-    is an index into ``CONDITIONS`` (traceable).
+    Runs steps ``start .. start + chunk - 1`` (pure, not jitted: vmap it); step k samples its batch and
+    weight noise from ``fold_in(key, k)`` and uses kl_weight = beta * min((k + 1) / warmup, 1).
+    ``condition`` is an index into ``CONDITIONS`` (traceable).
     """
-    step = make_train_step(graphdef, train)
+    step = make_train_step(model, train)
 
     def run(params, opt_state, key, condition, beta, start):
         leaf_dtype = jax.tree.leaves(params)[0].dtype
@@ -107,17 +109,23 @@ def make_run(graphdef: nnx.GraphDef, task: PairedComparisonTask, train: TrainCon
     return run
 
 
-def make_grid_run(graphdef: nnx.GraphDef, task: PairedComparisonTask, train: TrainConfig, chunk: int, warmup: int) -> Callable:
+def make_grid_run(model: nnx.GraphDef, task: PairedComparisonTask, train: TrainConfig, chunk: int, warmup: int) -> Callable:
     """Jitted :func:`make_run` vmapped over a flat grid of G runs (params, opt_state, keys, conditions,
     betas with a leading G axis; ``start`` shared): conditions x betas x seeds in one compiled program."""
-    return jax.jit(jax.vmap(make_run(graphdef, task, train, chunk, warmup), in_axes=(0, 0, 0, 0, 0, None)))
+    return jax.jit(jax.vmap(make_run(model, task, train, chunk, warmup), in_axes=(0, 0, 0, 0, 0, None)))
 
 
-def init_opt_state(train: TrainConfig, params):
-    """Adam's state for ``params`` (``jax_impl.optim.init_adam``; vmapped over a leading grid axis by the
-    caller where needed)."""
-    del train
-    return init_adam(params)
+def reset_log_sigma(params):
+    """log sigma <- -5 in every layer (the paper's fine-tuning starts from the beta = 0 model this way).
+
+    ``params``: a pytree of parameters (an ``nnx.State``; leading grid axes allowed); returns a new one.
+    """
+
+    def reset(path, leaf):
+        names = [getattr(entry, "key", getattr(entry, "name", None)) for entry in path]
+        return jnp.full_like(leaf, LOG_SIGMA_INIT) if "log_sigma" in names else leaf
+
+    return jax.tree_util.tree_map_with_path(reset, params)
 
 
 def train_grid(task: PairedComparisonTask, recipe, conditions, seeds, dtype=jnp.float32, progress: Callable | None = None,
@@ -142,7 +150,7 @@ def train_grid(task: PairedComparisonTask, recipe, conditions, seeds, dtype=jnp.
     index = jnp.asarray([CONDITION_INDEX[c] for c, _ in cells])
 
     def stage(params, keys, conditions_, betas, steps, warmup, label):
-        opt_state = jax.vmap(lambda p: init_opt_state(train, p))(params)
+        opt_state = jax.vmap(init_adam)(params)
         size = min(chunk, max(steps, 1))
         run = make_grid_run(graphdef, task, train, size, warmup)
         done = 0
@@ -184,15 +192,5 @@ def predict(weights, cues, targets, hidden_size: int, mode: str = "pruned", key:
     return np.asarray(out.mean), np.asarray(jax.scipy.special.ndtr(out.z))
 
 
-def reset_log_sigma(params):
-    """log sigma <- -5 in every layer (the paper's fine-tuning starts from the beta = 0 model this way)."""
-
-    def reset(path, leaf):
-        names = [getattr(entry, "key", getattr(entry, "name", None)) for entry in path]
-        return jnp.full_like(leaf, LOG_SIGMA_INIT) if "log_sigma" in names else leaf
-
-    return jax.tree_util.tree_map_with_path(reset, params)
-
-
-__all__ = ["StepOutputs", "init_opt_state", "make_grid_run", "make_run", "make_train_on_batches", "make_train_step", "predict",
+__all__ = ["CONDITION_INDEX", "StepOutputs", "make_grid_run", "make_run", "make_train_on_batches", "make_train_step", "predict",
            "reset_log_sigma", "train_grid"]

@@ -18,7 +18,7 @@ Seed axis (independent runs, no collectives). ``jax.jit(jax.vmap(fn))`` over inp
 is sharded ``P("seeds")`` (an Auto mesh axis) gives each device its own seeds; :func:`vmap_over_seeds`
 wraps any function, e.g. the sweep engine's member (``jax_impl.training.make_member_chunk``).
 
-Several hosts: call :func:`initialize_multihost` (``jax.distributed.initialize``) first in every
+Several hosts: call :func:`initialize` (``jax.distributed.initialize``) or :func:`initialize_from_env` first in every
 process; ``jax.devices()`` then lists every host's devices and the same code runs unchanged. Arrays are
 placed with ``jax.make_array_from_callback`` (works when devices are not addressable from this host)
 and read back from this host's replica.
@@ -39,7 +39,8 @@ from jax.sharding import PartitionSpec as P
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
-from cogmeta.distributed import config_digest, require_divisible, require_same_config
+from cogmeta.distributed import config_digest, require_divisible
+from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
 from jax_impl.backend import FRAMEWORK, Trainer
 from jax_impl.training import make_loss, make_run_steps
@@ -51,38 +52,41 @@ BATCH_AXIS = "tasks"
 SEED_AXIS = "seeds"
 
 
-def initialize_multihost(coordinator_address: str | None = None, num_processes: int | None = None,
-                         process_id: int | None = None, timeout_s: float | None = None) -> None:
-    """Join a multi-host JAX job: ``jax.distributed.initialize`` with a start-up timeout.
+#: Environment variables of a multi-host launch read by :func:`initialize_from_env` (the first is JAX's own).
+LAUNCH_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
-    Call it in every process before any other JAX call. On SLURM and other detected clusters all
-    arguments may be omitted; elsewhere give the coordinator ``HOST:PORT`` (process 0's host), the
-    number of processes and this process's index. A process that cannot reach the others fails after
-    ``timeout_s`` seconds (default: ``cogmeta.distributed.timeout_s()``) instead of waiting forever.
+
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, timeout_s: float | None = None) -> None:
+    """Join a multi-host job: ``jax.distributed.initialize`` with a start-up timeout.
+
+    Call it in every process before any other JAX call; a no-op if this process has already joined.
+    On SLURM and other detected clusters all arguments may be omitted; elsewhere give the coordinator
+    ``HOST:PORT`` (process 0's host), the number of processes and this process's index. A process that
+    cannot reach the others fails after ``timeout_s`` seconds (default: ``cogmeta.distributed.timeout_s()``)
+    instead of waiting forever.
     """
     if (coordinator_address is None) != (num_processes is None) or (num_processes is None) != (process_id is None):
         raise ValueError("give all of coordinator_address, num_processes and process_id, or none of them "
                          "(automatic cluster detection, e.g. under SLURM)")
+    if jax.distributed.is_initialized():
+        return
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                initialization_timeout=max(1, int(default_timeout() if timeout_s is None else timeout_s)))
 
 
-#: Environment variables of a multi-host launch read by :func:`initialize_from_env` (the first is JAX's own).
-MULTIHOST_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-
-
-def initialize_from_env(environ: Mapping[str, str] | None = None) -> bool:
-    """Join a multi-host job described by :data:`MULTIHOST_VARIABLES`; False when none is set.
+def initialize_from_env(environ: Mapping[str, str] | None = None, timeout_s: float | None = None) -> bool:
+    """Join the multi-host job that :data:`LAUNCH_VARIABLES` describe; False when none is set.
 
     ``JAX_COORDINATOR_ADDRESS=HOST:PORT`` (process 0's host), ``JAX_NUM_PROCESSES`` and
     ``JAX_PROCESS_ID`` must be set together, in every process, before JAX runs anything.
     """
     environ = os.environ if environ is None else environ
-    present = [name for name in MULTIHOST_VARIABLES if environ.get(name, "") != ""]
+    present = [name for name in LAUNCH_VARIABLES if environ.get(name, "") != ""]
     if not present:
         return False
-    if len(present) < len(MULTIHOST_VARIABLES):
-        missing = [name for name in MULTIHOST_VARIABLES if name not in present]
+    if len(present) < len(LAUNCH_VARIABLES):
+        missing = [name for name in LAUNCH_VARIABLES if name not in present]
         raise ValueError(f"incomplete multi-host JAX environment: {', '.join(present)} set but {', '.join(missing)} "
                          f"missing. Set all three in every process (docs/scale-out.md).")
     if jax.distributed.is_initialized():
@@ -94,8 +98,28 @@ def initialize_from_env(environ: Mapping[str, str] | None = None) -> bool:
                          f"{environ['JAX_NUM_PROCESSES']!r} and {environ['JAX_PROCESS_ID']!r}") from None
     if not 0 <= index < count:
         raise ValueError(f"JAX_PROCESS_ID={index} must lie in [0, JAX_NUM_PROCESSES={count})")
-    initialize_multihost(environ["JAX_COORDINATOR_ADDRESS"], count, index)
+    initialize(environ["JAX_COORDINATOR_ADDRESS"], count, index, timeout_s)
     return True
+
+
+def shutdown() -> None:
+    """Leave the job (call once per process at the end, also after an error); a no-op outside one."""
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()
+
+
+def require_same_config(config: RunConfig) -> None:
+    """Every process must train the same config; raises the same ValueError in every one otherwise.
+
+    A no-op with one process.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(bytes.fromhex(config_digest(config)), dtype=np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(digest))
+    require_same_digests([bytes(row).hex() for row in gathered.reshape(jax.process_count(), -1)])
 
 
 def make_device_mesh(devices: int, axis: str, axis_type: AxisType = AxisType.Explicit) -> Mesh:
@@ -173,21 +197,29 @@ def data_parallel_loss_and_grad(graphdef, mesh: Mesh, axis: str = BATCH_AXIS) ->
     return loss_and_grad
 
 
-class ShardedTrainer(Trainer):
+class DataParallelTrainer(Trainer):
     """:class:`jax_impl.backend.Trainer` with the task batch of every step split over ``devices`` devices.
 
     Same steps, same batches and (to rounding) the same parameters as the single-device trainer.
-    ``devices``: the first that many of ``jax.devices()`` (default: all, on every host).
-    With several hosts (after :func:`initialize_multihost`) every process builds it with the same
-    config; only process 0 writes files (:attr:`is_writer`).
+    Every process builds it with the same config; it joins a multi-host job first when
+    :data:`LAUNCH_VARIABLES` describe one (:func:`initialize_from_env`) and checks the configs
+    (:func:`require_same_config`). Only process 0 writes files (:attr:`is_writer`).
+
+    Args:
+        config: the run (identical in every process; checked).
+        checkpoint: resume state (every process loads the same file).
+        devices: the first that many of ``jax.devices()`` (default: all, on every host).
+        timeout_s: seconds to wait for the other hosts at start-up.
     """
 
-    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None):
+    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
+                 timeout_s: float | None = None):
+        initialize_from_env(timeout_s=timeout_s)
         devices = len(jax.devices()) if devices is None else devices
         require_divisible(config.train.batch_size, devices, "devices")
         self.mesh = task_mesh(devices)
         super().__init__(config, checkpoint)
-        require_same_config_across_hosts(config)
+        require_same_config(config)
         replicated = NamedSharding(self.mesh, P())
         self.params, self.opt_state = place((self.params, self.opt_state), replicated)
         loss_and_grad = data_parallel_loss_and_grad(self.graphdef, self.mesh)
@@ -222,17 +254,6 @@ class ShardedTrainer(Trainer):
         adam = local(self.opt_state)
         return Checkpoint(self.step, self.weights(), state_to_canonical(adam.exp_avg), state_to_canonical(adam.exp_avg_sq),
                           FRAMEWORK)
-
-
-def require_same_config_across_hosts(config: RunConfig) -> None:
-    """Every JAX process must train the same config (a no-op with one process)."""
-    if jax.process_count() == 1:
-        return
-    from jax.experimental import multihost_utils
-
-    digest = np.frombuffer(bytes.fromhex(config_digest(config)), dtype=np.uint8)
-    gathered = np.asarray(multihost_utils.process_allgather(digest))
-    require_same_config([bytes(row).hex() for row in gathered.reshape(jax.process_count(), -1)])
 
 
 def shard_leading_axis(tree, mesh: Mesh, axis: str = SEED_AXIS):

@@ -45,7 +45,7 @@ from cogmeta.config import RunConfig
 from cogmeta.contract import MemberRun, StepMetrics
 from cogmeta.progress import progress_bar
 from jax_impl.backend import build_model
-from jax_impl.numerics import jax_dtype
+from jax_impl.numerics import resolve_dtype
 from jax_impl.optim import init_adam
 from jax_impl.training import StepOutputs, make_member_chunk
 from jax_impl.weights import state_to_canonical
@@ -53,8 +53,9 @@ from jax_impl.weights import state_to_canonical
 STRATEGIES = ("auto", "vmap", "map", "loop")
 
 
-def choose_strategy(strategy: str, platform: str | None = None, members: int = 2) -> str:
-    """Resolve ``auto`` without measuring: ``loop`` for one member, ``vmap`` on GPU/TPU, else ``map``.
+def choose_strategy(strategy: str, members: int = 2) -> str:
+    """Resolve ``auto`` without measuring: ``loop`` for one member; for several, ``vmap`` on GPU/TPU, else
+    ``map`` (the platform is ``jax.default_backend()``).
 
     (:class:`Engine` measures instead on CPU when there are several members.)
     """
@@ -64,8 +65,7 @@ def choose_strategy(strategy: str, platform: str | None = None, members: int = 2
         return strategy
     if members == 1:
         return "loop"
-    platform = jax.default_backend() if platform is None else platform
-    return "map" if platform == "cpu" else "vmap"
+    return "map" if jax.default_backend() == "cpu" else "vmap"
 
 
 class Engine:
@@ -160,13 +160,13 @@ class Engine:
         if not seeds or len(rates) != len(seeds):
             raise ValueError(f"need one learning rate per seed and at least one member; got {len(seeds)} seeds, "
                              f"{len(rates)} learning rates")
-        dtype = jax_dtype(self.config.train.dtype)
+        dtype = resolve_dtype(self.config.train.dtype)
         params, opt_state = self.init(seeds)
         seed_array, rate_array = jnp.asarray(seeds, jnp.int32), jnp.asarray(rates, dtype)
         total, members = self.config.train.steps, len(seeds)
         alive = np.ones(members, bool)
         if self.requested == "auto":
-            self.strategy = choose_strategy("auto", members=members)
+            self.strategy = choose_strategy("auto", members)
             if members > 1 and jax.default_backend() == "cpu":
                 self.calibrate(params, opt_state, jnp.full(members, self.chunk, jnp.int32), seed_array, rate_array)
         history: list[list[StepOutputs]] = [[] for _ in seeds]

@@ -19,12 +19,12 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
     if under_torchrun():
         raise ValueError("torchrun starts one process per device, which is PyTorch's model; JAX uses one process per "
                          "host: run `cogmeta train --backend jax --devices N` directly (docs/scale-out.md)")
-    from jax_impl.distributed import ShardedTrainer, initialize_from_env
+    from jax_impl.distributed import DataParallelTrainer, initialize_from_env
 
     multihost = initialize_from_env()
     if devices is None and not multihost:
         return Trainer(config, checkpoint)
-    return ShardedTrainer(config, checkpoint, devices=devices)
+    return DataParallelTrainer(config, checkpoint, devices=devices)
 
 
 __all__ = ["make_trainer"]

@@ -17,22 +17,29 @@ import numpy as np
 from flax import nnx
 
 from cogmeta.tasks.scan_episodes import EpisodeArrays, stack_episodes
-from jax_impl.numerics import configure, jax_dtype
+from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.optim import adam_step, clip_by_global_norm, init_adam
 from jax_impl.seq2seq import build_model, dropout_masks, sequence_loss, to_arrays
 from jax_impl.weights import canonical_to_state, model_to_canonical
 
 
 def learning_rate(episode: jax.Array, train) -> jax.Array:
-    """lr * decay_factor ** floor(episode / decay_every), traceable in ``episode``."""
+    """lr * decay_factor ** floor(episode / decay_every) (the step decay of Lake 2019; episode counted from 0).
+
+    Traceable in ``episode``.
+    """
     return train.learning_rate * jnp.power(train.decay_factor, episode // train.decay_every)
 
 
-def make_train_step(graphdef, config):
-    """``step(params, opt_state, batch, episode, key, masks=None) -> (params, opt_state, loss, grad norm)``.
+def make_train_step(model, config):
+    """``step(params, opt_state, batch, episode, key, masks=None) -> (params, opt_state, loss, pre-clip gradient
+    norm)``: one teacher-forced step.
 
-    Clipping and Adam are ``jax_impl.optim``'s; ``opt_state`` is its ``AdamState`` (``init_adam``).
+    Clipping and Adam are ``jax_impl.optim``'s; ``opt_state`` is its ``AdamState`` (``init_adam``). The step
+    is pure (``model`` gives only its structure, ``nnx.graphdef``; an abstract model is enough), at
+    ``learning_rate(episode, config.train)``. A non-finite gradient applies no update.
     """
+    graphdef = nnx.graphdef(model)
     train, model_config = config.train, config.model
 
     def loss_fn(params, batch, masks):
@@ -53,9 +60,9 @@ def make_train_step(graphdef, config):
     return step
 
 
-def make_run_episodes(graphdef, config):
+def make_run_episodes(model, config):
     """Jitted ``run(params, opt_state, episodes [K, ...], first_episode, key) -> (params, opt_state, losses [K])``."""
-    step = make_train_step(graphdef, config)
+    step = make_train_step(model, config)
 
     def run(params, opt_state, episodes, first, key):
         def body(carry, inputs):
@@ -78,8 +85,8 @@ class Seq2SeqTrainer:
     def __init__(self, config, weights: dict | None = None, seed: int | None = None):
         self.config = config
         train = config.train
-        configure(train.dtype)
-        self.dtype = jax_dtype(train.dtype)
+        configure(dtype=train.dtype)
+        self.dtype = resolve_dtype(train.dtype)
         self.seed = train.seed if seed is None else seed
         # built abstractly, then filled: an eager random init compiles once per parameter shape
         abstract = nnx.eval_shape(lambda: build_model(config, dtype=self.dtype, seed=self.seed))
@@ -90,7 +97,7 @@ class Seq2SeqTrainer:
         else:
             self.params = jax.jit(lambda: nnx.split(build_model(config, dtype=self.dtype, seed=self.seed), nnx.Param)[1])()
         self.opt_state = init_adam(self.params)
-        self._run = make_run_episodes(self.graphdef, config)
+        self._run = make_run_episodes(abstract, config)
         self._greedy = jax.jit(self._greedy_fn, static_argnums=(2,))
         self.key = jax.random.key(self.seed)
         self.episode = 0

@@ -368,7 +368,7 @@ def train_step_case(config: RunConfig, seed: int) -> Groups:
     weights = torch_weights.model_to_canonical(tmodel)
     observations = sample_observations(config, np.random.default_rng(seed))
     state_t = torch_optim.init_adam(tmodel.named_parameters())
-    loss_t, norm_t, lr_t = torch_training.train_step(tmodel, state_t, torch.from_numpy(observations), 0, config)
+    loss_t, norm_t, lr_t = torch_training.make_train_step(tmodel, config)(state_t, torch.from_numpy(observations), 0)
     with x64(config.train.dtype):
         graphdef, params = nnx.split(jax_model(config, weights))
         opt_state = jax_optim.init_adam(params)
@@ -395,12 +395,13 @@ def long_run_seed(cell: str, dtype: str) -> int:
 def train_run_case(config: RunConfig, seed: int, steps: int) -> Groups:
     """``steps`` training steps on identical pre-sampled numpy batches: the loss curves and final params.
 
-    torch: ``train_on_batches`` (one Python step each); JAX: ``make_train_on_batches`` (one ``lax.scan``).
+    ``make_train_on_batches``: torch one Python step each, JAX one ``lax.scan``.
     """
     tmodel = torch_model(config, seed)
     weights = torch_weights.model_to_canonical(tmodel)
     batches = sample_observations(config, np.random.default_rng(seed), count=steps)
-    losses_t = torch_training.train_on_batches(tmodel, torch_optim.init_adam(tmodel.named_parameters()), batches, 0, config)
+    run_t = torch_training.make_train_on_batches(tmodel, config)
+    losses_t = run_t(torch_optim.init_adam(tmodel.named_parameters()), batches, 0).loss
     with x64(config.train.dtype):
         graphdef, params = nnx.split(jax_model(config, weights))
         opt_state = jax_optim.init_adam(params)
@@ -457,7 +458,7 @@ def merged_bias_case(config: RunConfig, seed: int, steps: int) -> Groups:
     inputs = model_inputs(batches[0])
     with torch.no_grad():
         raw_t = _np(tmodel(torch.from_numpy(inputs)))
-    torch_training.train_on_batches(tmodel, torch_optim.init_adam(tmodel.named_parameters()), batches, 0, config)
+    torch_training.make_train_on_batches(tmodel, config)(torch_optim.init_adam(tmodel.named_parameters()), batches, 0)
     effective_t = effective(torch_weights.model_to_canonical(tmodel))
     train = config.train
     with x64(train.dtype):

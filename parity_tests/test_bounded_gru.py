@@ -155,7 +155,8 @@ def _train_both(dtype: str, seed: int, steps: int, beta: float, warmup: int, lr:
     cues, targets, eps = _data(dtype, seed, steps)
     weights = np.array([kl_weight(k, beta, warmup) for k in range(steps)])
     train = BoundedRecipe(learning_rate=lr, clip_norm=1.0).train_config(dtype)
-    history = torch_training.train_on_batches(reference, torch_init_adam(reference.named_parameters()), cues, targets, eps, weights, train)
+    run_t = torch_training.make_train_on_batches(reference, train)
+    history = np.stack(run_t(torch_init_adam(reference.named_parameters()), cues, targets, eps, weights)[:3], axis=1)
     with x64(dtype):
         graphdef, params = nnx.split(twin, nnx.Param)
         run = jax_training.make_train_on_batches(graphdef, train)

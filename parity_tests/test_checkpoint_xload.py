@@ -57,7 +57,7 @@ def test_torch_checkpoint_resumes_in_jax(cell, dtype, seed, tmp_path):
 
     # Continue both from step 20 on identical numpy batches.
     batches = sample_observations(config, np.random.default_rng(seed), count=CONTINUED)
-    losses_t = torch_training.train_on_batches(torch_trainer.model, torch_trainer.opt_state, batches, TRAINED, config)
+    losses_t = torch_training.make_train_on_batches(torch_trainer.model, config)(torch_trainer.opt_state, batches, TRAINED).loss
     torch_trainer.step = TRAINED + CONTINUED
     with x64(dtype):
         params, opt_state, losses_j = jax_train_steps(

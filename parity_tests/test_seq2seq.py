@@ -175,7 +175,7 @@ def test_forward_and_gradients(variant, dtype, seed, record):
 
 @SLOW
 def test_one_adam_step_with_clipping(dtype, seed, record):
-    """train_step (torch) vs make_train_step (JAX) with the same masks; clip 0.01 acts; lr 1e-2."""
+    """make_train_step's step in each framework with the same masks, episode 0; clip 0.01 acts; lr 1e-2."""
     config = make_config("me-2layer", dtype)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, clip_norm=0.01))
     with jax.enable_x64(dtype == "float64"):
@@ -183,10 +183,10 @@ def test_one_adam_step_with_clipping(dtype, seed, record):
         arrays = episode_arrays(config, seed)
         masks = numpy_masks(config, arrays, seed)
         state = init_adam(tm.named_parameters())
-        t_loss, t_norm = ttrain.train_step(tm, state, tseq.to_tensors(arrays), config.train.learning_rate,
-                                           config.train, {k: torch.as_tensor(v) for k, v in masks.items()})
-        graphdef, params = nnx.split(jm, nnx.Param)
-        step = jtrain.make_train_step(graphdef, config)
+        t_loss, t_norm = ttrain.make_train_step(tm, config)(state, tseq.to_tensors(arrays), 0,
+                                                            {k: torch.as_tensor(v) for k, v in masks.items()})
+        _, params = nnx.split(jm, nnx.Param)
+        step = jtrain.make_train_step(jm, config)
         params, _, j_loss, j_norm = jax.jit(step)(params, jax_init_adam(params), jseq.to_arrays(arrays), 0,
                                                   jax.random.key(0), {k: jnp.asarray(v) for k, v in masks.items()})
         assert t_norm > config.train.clip_norm, "the clip should act in this case"

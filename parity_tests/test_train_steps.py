@@ -1,8 +1,8 @@
 """Layers 6-7: end-to-end training on identical numpy batches from identical weights.
 
-One step (torch ``train_step`` vs JAX ``make_train_step``, jitted): loss, learning rate, pre-clip
-gradient norm, Adam moments and parameters. Then 1000 steps (torch ``train_on_batches``, one Python
-step each, vs JAX ``make_train_on_batches``, one ``lax.scan``) with lr 1e-2, a cosine schedule and
+One step (``make_train_step``: torch eager, JAX jitted): loss, learning rate, pre-clip
+gradient norm, Adam moments and parameters. Then 1000 steps (``make_train_on_batches``: torch one
+Python step each, JAX one ``lax.scan``) with lr 1e-2, a cosine schedule and
 clipping that acts on about half of the steps: float64 parameters agree to a normalized 1e-10; float32
 loss curves agree to 1e-5 relative (float32 parameters drift more, bounded loosely by 1e-3, as in
 parity.md §4). The worst errors are recorded (``record_property``) and printed in the summary.

@@ -128,19 +128,24 @@ def test_torch_vmap_member_stops_on_nonfinite_loss_like_a_single_run():
     assert not runs[1].stopped and runs[1].steps == config.train.steps
 
 
-def test_bad_arguments_say_what_to_do():
+def test_bad_arguments_say_what_to_do(monkeypatch):
     from jax_impl.engine import Engine, choose_strategy
+    from torch_impl.engine import Engine as TorchEngine
     from torch_impl.engine import choose_strategy as torch_choose_strategy
     from torch_impl.engine import train_members
 
     with pytest.raises(ValueError, match="unknown seed strategy 'pmap'.*auto, vmap, map, loop"):
         choose_strategy("pmap")
-    assert choose_strategy("auto", "cpu") == "map" and choose_strategy("auto", "gpu") == "vmap"
-    assert choose_strategy("auto", "gpu", members=1) == "loop"
+    for platform, strategy in (("cpu", "map"), ("gpu", "vmap")):
+        monkeypatch.setattr(jax, "default_backend", lambda: platform)
+        assert choose_strategy("auto") == strategy and choose_strategy("auto", members=1) == "loop"
+    monkeypatch.undo()
     assert torch_choose_strategy("auto", members=1) == "loop" and torch_choose_strategy("auto", members=4) == "vmap"
     with pytest.raises(ValueError, match="one learning rate per seed"):
         Engine(small_config(), "map").train([1, 2], [1e-3], progress=False)
+    with pytest.raises(ValueError, match="one learning rate per seed"):
+        TorchEngine(small_config(), "vmap").train([1, 2], [1e-3], progress=False)
     with pytest.raises(ValueError, match="unknown seed strategy 'map'"):
         train_members(small_config(), [1], strategy="map", progress=False)
     with pytest.raises(ValueError, match="compile=True is available with the 'loop' strategy only"):
-        train_members(small_config(), [1], strategy="vmap", compile=True, progress=False)
+        TorchEngine(small_config(), "vmap", compile=True).train([1], progress=False)

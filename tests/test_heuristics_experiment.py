@@ -60,7 +60,8 @@ def test_jax_grid_equals_single_runs():
 
     from cogmeta.tasks.paired_comparison import PairedComparisonTask
     from jax_impl.bounded_gru import BoundedMetaLearner
-    from jax_impl.bounded_training import init_opt_state, make_grid_run, make_run
+    from jax_impl.bounded_training import make_grid_run, make_run
+    from jax_impl.optim import init_adam
 
     task = PairedComparisonTask(num_trials=5)
     train = TINY.train_config()
@@ -68,11 +69,11 @@ def test_jax_grid_equals_single_runs():
     conditions, betas = jnp.array([0, 1, 2]), jnp.array([0.0, 0.01, 0.1])
     keys = jnp.stack([jax.random.key(i) for i in range(3)])
     stacked = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
-    opt = jax.vmap(lambda p: init_opt_state(train, p))(stacked)
+    opt = jax.vmap(init_adam)(stacked)
     grid_params, _, grid_out = make_grid_run(graphdef, task, train, 5, 3)(stacked, opt, keys, conditions, betas, 0)
     single = jax.jit(make_run(graphdef, task, train, 5, 3))
     for g in range(3):
-        p, _, out = single(params, init_opt_state(train, params), keys[g], conditions[g], betas[g], 0)
+        p, _, out = single(params, init_adam(params), keys[g], conditions[g], betas[g], 0)
         np.testing.assert_allclose(np.asarray(grid_out.loss[g]), np.asarray(out.loss), rtol=1e-5)
         for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[g], grid_params)), jax.tree.leaves(p)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

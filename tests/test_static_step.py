@@ -2,7 +2,7 @@
 
 On a CUDA device the same ``_step`` is captured in a CUDA graph; everything except the capture itself
 (static buffers, the precomputed schedule, clipping, Adam in torch's order, the non-finite guard,
-resuming) is checked here against :func:`torch_impl.training.train_step`, the eager step.
+resuming) is checked here against :func:`torch_impl.training.make_train_step`, the eager step.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ torch = pytest.importorskip("torch")
 
 from cogmeta import GaussianMeanTask, ModelConfig, RunConfig, TorchOptions, TrainConfig  # noqa: E402
 from torch_impl.backend import Trainer, build_model  # noqa: E402
-from torch_impl.numerics import resolve_device, torch_dtype  # noqa: E402
+from torch_impl.numerics import resolve_device, resolve_dtype  # noqa: E402
 from torch_impl.optim import init_adam  # noqa: E402
 from torch_impl.static_step import StaticStep  # noqa: E402
-from torch_impl.training import native_batch, train_step  # noqa: E402
+from torch_impl.training import make_train_step, native_batch  # noqa: E402
 
 STEPS = 40
 
@@ -34,8 +34,9 @@ def _eager(config, batches):
     model = build_model(config)
     state = init_adam(model.named_parameters())
     metrics = []
+    train_step = make_train_step(model, config)
     for step, observations in enumerate(batches):
-        loss, norm, rate = train_step(model, state, observations, step, config)
+        loss, norm, rate = train_step(state, observations, step)
         metrics.append((loss, norm, rate))
         if not (math.isfinite(loss) and math.isfinite(norm)):
             break
@@ -43,7 +44,7 @@ def _eager(config, batches):
 
 
 def _batches(config, count=STEPS):
-    return [native_batch(config, k, torch_dtype(config.train.dtype)) for k in range(count)]
+    return [native_batch(config, k, resolve_dtype(config.train.dtype)) for k in range(count)]
 
 
 @pytest.mark.parametrize("cell,dtype,tolerance", [("gru", "float64", 1e-12), ("lstm", "float64", 1e-12),

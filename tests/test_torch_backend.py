@@ -36,9 +36,10 @@ from torch_impl import (
     samplers,  # noqa: E402
 )
 from torch_impl import heads as torch_heads  # noqa: E402
+from torch_impl import training as torch_training  # noqa: E402
 from torch_impl.model import sequence_nll  # noqa: E402
 from torch_impl.optim import init_adam  # noqa: E402
-from torch_impl.training import native_batch, train_step  # noqa: E402
+from torch_impl.training import make_train_step, native_batch  # noqa: E402
 
 BACKEND = "torch"
 KS_ALPHA = 1e-3
@@ -275,13 +276,14 @@ def test_train_step_is_clipped_adam_on_the_schedule():
     rng = np.random.default_rng(21)
     names = [name for name, _ in model.named_parameters()]
     norms = []
+    train_step = make_train_step(model, config)
     for k in range(6):
         observations = torch.as_tensor(COIN.sample(rng, 8).observations)
         loss = sequence_nll(model, samplers.model_inputs(observations), observations)
         grads = dict(zip(names, (_to_numpy(g) for g in torch.autograd.grad(loss, list(model.parameters())))))
         lr = learning_rate(k, train.learning_rate, train.steps, train.schedule, train.final_lr_fraction)
         expected_norm = reference.step(grads, lr)
-        value, norm, rate = train_step(model, state, observations, k, config)
+        value, norm, rate = train_step(state, observations, k)
         assert value == pytest.approx(float(loss.detach()), rel=1e-14)
         assert norm == pytest.approx(expected_norm, rel=1e-12)
         assert rate == lr
@@ -376,13 +378,13 @@ def test_resume_from_checkpoint_is_exact(reference_run):
 
 
 def test_non_finite_loss_keeps_the_last_good_state_and_resumes(reference_run, tmp_path, monkeypatch):
-    original = backend.native_batch
+    original = torch_training.native_batch  # the batch of the eager loop (make_run_steps)
 
     def poisoned(config, step, dtype):
         observations = original(config, step, dtype)
         return torch.full_like(observations, float("nan")) if step == POISONED_STEP else observations
 
-    monkeypatch.setattr(backend, "native_batch", poisoned)
+    monkeypatch.setattr(torch_training, "native_batch", poisoned)
     run = RunDir.at(tmp_path / "run")
     with pytest.raises(NonFiniteLossError, match=rf"at step {POISONED_STEP};.*last good state \(step {POISONED_STEP}\)"):
         train(SMALL, run.root, BACKEND, progress=False, figures=False)

@@ -28,14 +28,36 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
     "urn_samplers.py": {"seed_generator": "PyTorch's RNG is a stateful torch.Generator",
                         "seed_key": "JAX's RNG is a functional key"},
     "numerics.py": {"resolve_device": "PyTorch places tensors on a device by name; JAX uses its default device",
-                    "torch_dtype": "the framework's dtype object", "jax_dtype": "the framework's dtype object",
                     "HIGHEST": "JAX's matmul precision (torch sets TF32 off globally in configure)",
                     "matmul": "JAX's matmul at HIGHEST precision"},
+    "distributed.py": {
+        "TEARDOWN_TIMEOUT_S": "PyTorch's gloo teardown can deadlock (pytorch/pytorch#56297): a watchdog limit; JAX has "
+                              "no process group to tear down",
+        "process_group_backend": "PyTorch picks a collective library (gloo/nccl) per process group; XLA picks its own",
+        "BATCH_AXIS": "JAX names mesh axes; PyTorch's DDP has one process per device and no mesh",
+        "SEED_AXIS": "as BATCH_AXIS",
+        "make_device_mesh": "JAX: a jax.sharding.Mesh over devices (PyTorch: one process per device)",
+        "task_mesh": "JAX: the mesh of the task-batch axis", "seed_mesh": "JAX: the mesh of the seed axis",
+        "place": "JAX: global arrays placed with a NamedSharding (PyTorch ranks hold plain local tensors)",
+        "local": "JAX: this host's replica of a global array",
+        "data_parallel_loss_and_grad": "JAX: the shard_map + pmean step; PyTorch's DDP all-reduces inside backward",
+        "shard_leading_axis": "JAX: seed-axis sharding of stacked runs (vmap over devices); PyTorch has no equivalent",
+        "vmap_over_seeds": "as shard_leading_axis"},
     "weights.py": {"canonical_to_state": "NNX state <-> canonical dict (torch uses load_state_dict)",
                    "state_to_canonical": "NNX state <-> canonical dict (torch uses state_dict)"},
     "paired_comparison_samplers.py": {
         "correctly_rounded_sqrt": "torch's float32 sqrt is not correctly rounded on every CPU; JAX's is",
         "draw_task_noise": "JAX draws the noise functionally from a key"},
+    "seq2seq_training.py": {"make_run_episodes": "JAX scans the pure step over K padded episodes in one compiled "
+                                                 "call; PyTorch calls its step once per trimmed episode "
+                                                 "(Seq2SeqTrainer.train)"},
+    "training.py": {"clip_and_adam_in_place": "PyTorch updates the nn.Module's parameters and the Adam state in place "
+                                              "(shared by the eager, DDP and bounded steps); JAX's steps return new "
+                                              "pytrees from jax_impl.optim.adam_step",
+                    "write_adam_state": "PyTorch copies a functional update into the module's tensors (also the "
+                                        "CUDA-graph step, static_step.py); JAX has no in-place state"},
+    "bounded_training.py": {"make_grid_run": "JAX vmaps whole training runs over conditions x betas x seeds in one "
+                                             "compiled program; PyTorch trains them one after another (train_grid)"},
     "seq2seq.py": {"to_tensors": "numpy episode -> torch tensors", "to_arrays": "numpy episode -> jax arrays",
                    "Embedding": "an embedding holding torch's layout (flax's nnx.Embed differs)",
                    "dropout_masks": "JAX draws dropout masks functionally from a key"},
@@ -46,6 +68,10 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
     ("paired_comparison_samplers.py", "sample_batch"): {"condition": "JAX traces the condition index so that "
                                                                      "conditions can be vmapped"},
     ("paired_comparison_samplers.py", "transform"): {"condition": "as sample_batch"},
+    ("engine.py", "Engine"): {"chunk": "JAX: optimizer steps per compiled call (torch takes one Python step per step)",
+                              "map_batch": "JAX: members vmapped together per lax.map iteration (torch has no map)",
+                              "compile": "PyTorch: opt-in torch.compile of the loop members (JAX always compiles)"},
+    ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine"},
     ("seq2seq.py", "build_model"): {"seed": "JAX's init needs an explicit seed (nnx.Rngs); PyTorch's reads the "
                                             "global RNG that its trainer seeds"},
 }
@@ -57,13 +83,6 @@ FRAMEWORK_PARAMETERS = {"self", "rngs"}
 
 #: pairs that the one-trainer redesign (issue 13) has not reached yet, with what differs.
 NOT_YET_MIRRORED: dict[str, str] = {
-    "training.py": "eager train_step (torch) vs compiled make_* builders (JAX); to become one trainer.py",
-    "bounded_training.py": "the heuristics grid trainer; to fold into trainer.py",
-    "amortized_training.py": "the learning-to-infer population trainer; to fold into trainer.py",
-    "seq2seq_training.py": "the seq2seq trainer; to fold into trainer.py",
-    "engine.py": "members: a JAX Engine class vs torch free functions; to fold into trainer.py",
-    "distributed.py": "DistributedTrainer (DDP) vs ShardedTrainer (mesh)",
-    "numerics.py": "configure(threads) vs configure(dtype)",
 }
 
 

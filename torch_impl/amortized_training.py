@@ -12,6 +12,8 @@ paper, or Adam (``optimizer="adam"``, torch's defaults; ``cogmeta.experiments.am
 
 Weights go in and out as canonical numpy dictionaries (``[S, ...]`` for a population), so the JAX twin
 (``jax_impl/amortized_training.py``, same function names) can be given the same weights and queries.
+The population's forward pass is the private ``_population_logits`` (batched matmuls over the seed axis;
+the JAX twin ``vmap``s its private ``_make_run`` instead).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from torch_impl.amortized import (
     model_log_odds,
     set_weights,
 )
-from torch_impl.numerics import torch_dtype
+from torch_impl.numerics import resolve_dtype
 from torch_impl.optim import AdamState, adam_step, init_adam
 from torch_impl.urn_samplers import sample_queries, seed_generator
 
@@ -83,7 +85,7 @@ def train_participant(weights: Mapping[str, np.ndarray], inputs: np.ndarray, log
     Returns:
         (final canonical weights, per-step losses ``[K]`` evaluated before each update).
     """
-    dt = torch_dtype(dtype)
+    dt = resolve_dtype(dtype)
     model = set_weights(AmortizedPosterior(_hidden(weights, False), dtype=dt), weights)
     params = dict(model.named_parameters())
     state = _init_optimizer(params, optimizer)
@@ -105,7 +107,7 @@ def init_population(hidden: int, seeds: Sequence[int], dtype: str = "float32") -
     for seed in seeds:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            per_seed.append(get_weights(AmortizedPosterior(hidden, dtype=torch_dtype(dtype))))
+            per_seed.append(get_weights(AmortizedPosterior(hidden, dtype=resolve_dtype(dtype))))
     return {name: np.stack([w[name] for w in per_seed]) for name in PARAMETER_NAMES}
 
 
@@ -118,14 +120,14 @@ def sample_training_queries(distributions: Sequence[UrnQueryDistribution], seeds
     per_part = math.ceil(steps / len(distributions))
     rows = []
     for seed in seeds:
-        parts = [sample_queries(spec, seed_generator(int(seed), j), per_part, torch_dtype(dtype))
+        parts = [sample_queries(spec, seed_generator(int(seed), j), per_part, resolve_dtype(dtype))
                  for j, spec in enumerate(distributions)]
         rows.append([np.stack([q[f].numpy() for q in parts], axis=1).reshape((-1,) + tuple(parts[0][f].shape[1:]))[:steps]
                      for f in range(len(UrnQueries._fields))])
     return UrnQueries(*(np.stack([row[f] for row in rows]) for f in range(len(UrnQueries._fields))))
 
 
-def population_logits(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def _population_logits(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """:class:`AmortizedPosterior`'s forward pass for S stacked participants: ``x [S, B, 6]`` -> ``[S, B, 2]``.
 
     ``params`` holds canonical tensors with a leading seed axis (``input.weight [S, H, 6]``, ...).
@@ -150,7 +152,7 @@ def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, l
         (final weights ``[S, ...]``, losses ``[S, K]`` before each update).
     """
     validate_weights(weights, _hidden(weights, True), population=True)
-    dt = torch_dtype(dtype)
+    dt = resolve_dtype(dtype)
     params = {name: torch.as_tensor(np.array(weights[name]), dtype=dt).requires_grad_(True) for name in PARAMETER_NAMES}
     x, target = torch.as_tensor(np.asarray(inputs), dtype=dt), torch.as_tensor(np.asarray(log_odds), dtype=dt)
     losses = torch.empty(x.shape[:2], dtype=dt)
@@ -158,7 +160,7 @@ def train_population_on(weights: Mapping[str, np.ndarray], inputs: np.ndarray, l
     for k in range(x.shape[1]):
         for param in params.values():
             param.grad = None
-        logits = population_logits(params, x[:, k : k + 1])[:, 0]
+        logits = _population_logits(params, x[:, k : k + 1])[:, 0]
         per_seed = kl_divergence(logits, target[:, k])
         per_seed.sum().backward()
         _apply_update(params, state, learning_rate)
@@ -177,10 +179,10 @@ def train_population(distributions: Sequence[UrnQueryDistribution], seeds: Seque
 
 def predict_log_odds(weights: Mapping[str, np.ndarray], inputs: np.ndarray, dtype: str = "float32") -> np.ndarray:
     """Model log-odds ``[S, Q]`` (float64) of ``weights [S, ...]`` on ``inputs [S, Q, 6]`` (or shared ``[Q, 6]``)."""
-    dt = torch_dtype(dtype)
+    dt = resolve_dtype(dtype)
     params = {name: torch.as_tensor(np.asarray(value), dtype=dt) for name, value in weights.items()}
     x = torch.as_tensor(np.asarray(inputs), dtype=dt)
     if x.ndim == 2:
         x = x.expand(params["rbf.beta"].shape[0], *x.shape)
     with torch.no_grad():
-        return model_log_odds(population_logits(params, x)).numpy().astype(np.float64)
+        return model_log_odds(_population_logits(params, x)).numpy().astype(np.float64)

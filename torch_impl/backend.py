@@ -12,10 +12,10 @@ from cogmeta.contract import Checkpoint, StepMetrics
 from cogmeta.weights import validate_weights
 from torch_impl.heads import predictive_params
 from torch_impl.model import MetaLearner
-from torch_impl.numerics import configure, resolve_device, torch_dtype
+from torch_impl.numerics import configure, resolve_device, resolve_dtype
 from torch_impl.optim import AdamState, init_adam
 from torch_impl.samplers import model_inputs
-from torch_impl.training import native_batch, train_step
+from torch_impl.training import make_run_steps, native_batch
 from torch_impl.weights import load_canonical, model_to_canonical
 
 FRAMEWORK = "torch"
@@ -25,7 +25,7 @@ def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
     """A freshly initialised model (torch's default init), seeded without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed if seed is None else seed)
-        return MetaLearner(config, torch_dtype(config.train.dtype))
+        return MetaLearner(config, resolve_dtype(config.train.dtype))
 
 
 def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -40,13 +40,14 @@ class Trainer:
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None):
         configure(config.torch.threads)
         self.config = config
-        self.dtype = torch_dtype(config.train.dtype)
+        self.dtype = resolve_dtype(config.train.dtype)
         self.device = resolve_device(config.torch.device)
         self.model = build_model(config).to(self.device)
         self.opt_state = init_adam(self.model.named_parameters())
         self.step = 0
         self.chunk_size = config.train.log_every
         self.static = None  # torch_impl.static_step.StaticStep, built at the first run with cuda_graphs
+        self._run = make_run_steps(self.model, config, self.chunk_size)
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -54,15 +55,10 @@ class Trainer:
         """Up to ``count`` updates; stops before applying one whose loss or gradient is non-finite."""
         if self.config.torch.cuda_graphs:
             return self._run_static(count)
-        losses, norms, rates = [], [], []
-        for _ in range(count):
-            observations = native_batch(self.config, self.step, self.dtype).to(self.device)
-            loss, norm, rate = train_step(self.model, self.opt_state, observations, self.step, self.config)
-            losses.append(loss), norms.append(norm), rates.append(rate)
-            if not (np.isfinite(loss) and np.isfinite(norm)):
-                break
-            self.step += 1
-        return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))
+        outputs = self._run(self.opt_state, self.step, count)
+        finite = np.isfinite(outputs.loss) & np.isfinite(outputs.grad_norm)
+        self.step += len(finite) if finite.all() else len(finite) - 1
+        return StepMetrics(outputs.loss, outputs.grad_norm, outputs.learning_rate)
 
     def _run_static(self, count: int) -> StepMetrics:
         """``count`` updates of the captured CUDA-graph step; the first update of a fresh run is checked
@@ -120,7 +116,7 @@ def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: 
     validate_weights(weights, config)
     model = build_model(config)
     load_canonical(model, weights)
-    dtype = torch_dtype(config.train.dtype)
+    dtype = resolve_dtype(config.train.dtype)
     with torch.no_grad():
         raw = model(model_inputs(torch.as_tensor(np.asarray(observations), dtype=dtype)))
     return predictive_params(config.task.family, raw)

@@ -1,80 +1,114 @@
 """Training the bounded meta-learner: Adam + clipping (``torch_impl.optim``) on loss = NLL + kl_weight * KL.
 
+Eager core as in ``torch_impl.training``: every builder closes over the ``nn.Module`` and returns a step
+or a loop over steps that updates its parameters and the Adam state in place. :func:`make_run` trains
+from a ``torch.Generator`` with the condition and beta as arguments; :func:`train_grid` runs the grid of
+conditions x betas x seeds one run after another.
+
 The KL weight of step k (0-based) ramps linearly, kl_weight = beta * min((k + 1) / warmup, 1)
-(``cogmeta.experiments.heuristics.kl_weight``). Batches come from ``paired_comparison_samplers`` and the
-weight noise from the same ``torch.Generator``; :func:`train_on_batches` takes both from outside
-(the parity tests feed identical numpy arrays to both frameworks).
+(``cogmeta.experiments.heuristics.kl_weight``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from cogmeta.config import TrainConfig
 from cogmeta.contract import kl_weight
-from cogmeta.tasks.paired_comparison import PairedComparisonTask
+from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 from torch_impl.bounded_gru import LAYERS, BoundedMetaLearner, bounded_loss
-from torch_impl.optim import AdamState, init_adam
+from torch_impl.optim import init_adam
 from torch_impl.paired_comparison_samplers import model_inputs, sample_batch
 from torch_impl.svdo import LOG_SIGMA_INIT
 from torch_impl.training import clip_and_adam_in_place
 
+CONDITION_INDEX = {name: i for i, name in enumerate(CONDITIONS)}
 
-def train_step(
-    model: BoundedMetaLearner,
-    state: AdamState,
-    cues: torch.Tensor,
-    targets: torch.Tensor,
-    weight: float,
-    train: TrainConfig,
-    noise: Mapping[str, torch.Tensor] | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[float, float, float, float]:
-    """One update on ``cues`` ``[T, B, K]``, ``targets`` ``[T, B]``; returns (loss, nll, kl, pre-clip norm).
 
-    ``state`` (``torch_impl.optim.init_adam``) and the parameters are updated in place. A non-finite
-    loss applies no update.
+class StepOutputs(NamedTuple):
+    """Per-step values (``[N]`` each for a loop of N steps)."""
+
+    loss: float | np.ndarray
+    nll: float | np.ndarray
+    kl: float | np.ndarray
+    grad_norm: float | np.ndarray
+
+
+def make_train_step(model: BoundedMetaLearner, train: TrainConfig) -> Callable:
+    """``step(opt_state, cues, targets, noise, weight) -> StepOutputs`` (floats).
+
+    ``cues`` ``[T, B, K]``, ``targets`` ``[T, B]``; ``noise`` is ``{layer: eps (out, in)}`` or a
+    ``torch.Generator``. Clip, then Adam at ``train.learning_rate`` (``torch_impl.optim``), written into the
+    parameters and ``opt_state`` in place. A non-finite loss or gradient norm applies no update.
     """
-    for param in model.parameters():
-        param.grad = None
-    loss, nll, kl = bounded_loss(model, model_inputs(cues, targets), cues, targets, weight, noise, generator)
-    value = float(loss.detach())
-    if not np.isfinite(value):
-        return value, float(nll.detach()), float(kl.detach()), float("nan")
-    loss.backward()
-    norm = clip_and_adam_in_place(dict(model.named_parameters()), state, train.learning_rate, train)
-    return value, float(nll.detach()), float(kl.detach()), norm
+    params = dict(model.named_parameters())
+
+    def step(opt_state, cues, targets, noise, weight):
+        injected, generator = (None, noise) if isinstance(noise, torch.Generator) else (noise, None)
+        for param in params.values():
+            param.grad = None
+        loss, nll, kl = bounded_loss(model, model_inputs(cues, targets), cues, targets, weight, injected, generator)
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            return StepOutputs(value, float(nll.detach()), float(kl.detach()), float("nan"))
+        loss.backward()
+        norm = clip_and_adam_in_place(params, opt_state, train.learning_rate, train)
+        return StepOutputs(value, float(nll.detach()), float(kl.detach()), norm)
+
+    return step
 
 
-def train_on_batches(
-    model: BoundedMetaLearner,
-    state: AdamState,
-    cues: np.ndarray,
-    targets: np.ndarray,
-    noises: Mapping[str, np.ndarray],
-    weights: Sequence[float],
-    train: TrainConfig,
-) -> np.ndarray:
-    """Train on given batches ``cues [N, T, B, K]``, ``targets [N, T, B]`` with given weight noise
-    ``{layer: [N, out, in]}`` and KL weights ``[N]``; returns ``[N, 3]`` (loss, nll, kl)."""
+def make_train_on_batches(model: BoundedMetaLearner, train: TrainConfig) -> Callable:
+    """``run(opt_state, cues [N,T,B,K], targets [N,T,B], noises {layer: [N,out,in]}, weights [N])``
+    -> ``StepOutputs [N]``: given batches and weight noise, as the JAX twin."""
+    step = make_train_step(model, train)
     dtype = model.initial_state.dtype
-    history = []
-    for k in range(len(cues)):
-        noise = {name: torch.as_tensor(noises[name][k], dtype=dtype) for name in LAYERS}
-        step = train_step(model, state, torch.as_tensor(cues[k], dtype=dtype), torch.as_tensor(targets[k], dtype=dtype),
-                          float(weights[k]), train, noise)
-        history.append(step[:3])
-    return np.asarray(history)
+
+    def run(opt_state, cues, targets, noises, weights):
+        outputs = []
+        for k in range(len(cues)):
+            noise = {name: torch.as_tensor(noises[name][k], dtype=dtype) for name in LAYERS}
+            outputs.append(step(opt_state, torch.as_tensor(cues[k], dtype=dtype), torch.as_tensor(targets[k], dtype=dtype),
+                                noise, float(weights[k])))
+        return _stack(outputs)
+
+    return run
 
 
-def reset_log_sigma(model: BoundedMetaLearner) -> None:
-    """log sigma <- -5 in every layer (the paper's fine-tuning starts from the beta = 0 model this way)."""
+def make_run(model: BoundedMetaLearner, task: PairedComparisonTask, train: TrainConfig, chunk: int, warmup: int) -> Callable:
+    """``run(opt_state, generator, condition, beta, start) -> StepOutputs [chunk]``.
+
+    Runs steps ``start .. start + chunk - 1``; step k samples its batch, then its weight noise, from
+    ``generator`` (one stream for the whole run) and uses kl_weight = beta * min((k + 1) / warmup, 1).
+    ``condition`` is an index into ``CONDITIONS``.
+    """
+    step = make_train_step(model, train)
+    dtype = model.initial_state.dtype
+
+    def run(opt_state, generator, condition, beta, start):
+        spec = replace(task, condition=CONDITIONS[condition])
+        outputs = []
+        for k in range(start, start + chunk):
+            batch = sample_batch(spec, generator, train.batch_size, dtype)
+            outputs.append(step(opt_state, batch.cues, batch.targets, generator, kl_weight(k, beta, warmup)))
+        return _stack(outputs)
+
+    return run
+
+
+def reset_log_sigma(params):
+    """log sigma <- -5 in every layer (the paper's fine-tuning starts from the beta = 0 model this way).
+
+    ``params``: name -> tensor (``dict(model.named_parameters())``), filled in place and returned.
+    """
     with torch.no_grad():
         for name in LAYERS:
-            getattr(model, name).log_sigma.fill_(LOG_SIGMA_INIT)
+            params[f"{name}.log_sigma"].fill_(LOG_SIGMA_INIT)
+    return params
 
 
 def train_grid(task: PairedComparisonTask, recipe, conditions, seeds, dtype: torch.dtype = torch.float32,
@@ -84,46 +118,41 @@ def train_grid(task: PairedComparisonTask, recipe, conditions, seeds, dtype: tor
     Returns ``{(condition, beta, seed): canonical weights}``; beta = 0 holds the stage-1 ("MI") model.
     """
     import copy
-    from dataclasses import replace
 
     from torch_impl.weights import model_to_canonical
 
     train = recipe.train_config()
     results = {}
     for condition in conditions:
-        spec = replace(task, condition=condition)
         for seed in seeds:
             torch.manual_seed(seed)
             model = BoundedMetaLearner(task.num_cues, recipe.hidden_size, dtype)
-            generator = torch.Generator().manual_seed(1000 * seed + spec.condition_index)
-            _stages(model, spec, train, recipe.pretrain_steps, 0.0, 0, generator, progress, f"pretrain {condition} seed {seed}", chunk)
+            generator = torch.Generator().manual_seed(1000 * seed + CONDITION_INDEX[condition])
+            _stages(model, task, train, recipe.pretrain_steps, 0.0, 0, generator, CONDITION_INDEX[condition], progress,
+                    f"pretrain {condition} seed {seed}", chunk)
             results[(condition, 0.0, seed)] = model_to_canonical(model)
             for beta in (b for b in recipe.betas if b > 0):
                 if recipe.finetune_steps == 0:
                     break
                 tuned = copy.deepcopy(model)
-                reset_log_sigma(tuned)
-                _stages(tuned, spec, train, recipe.finetune_steps, beta, recipe.warmup_steps, generator, progress,
-                        f"fine-tune {condition} beta {beta:g} seed {seed}", chunk)
+                reset_log_sigma(dict(tuned.named_parameters()))
+                _stages(tuned, task, train, recipe.finetune_steps, beta, recipe.warmup_steps, generator,
+                        CONDITION_INDEX[condition], progress, f"fine-tune {condition} beta {beta:g} seed {seed}", chunk)
                 results[(condition, beta, seed)] = model_to_canonical(tuned)
     return results
 
 
-def _stages(model, task, train, steps, beta, warmup, generator, progress, label, chunk):
+def _stages(model, task, train, steps, beta, warmup, generator, condition, progress, label, chunk):
     """Train ``steps`` steps with one Adam state, reporting progress every ``chunk`` steps."""
     state = init_adam(model.named_parameters())
     done = 0
     while done < steps:
         size = min(chunk, steps - done)
-        weights = [kl_weight(done + k, beta, warmup) for k in range(size)]
-        history = []
-        for k in range(size):
-            batch = sample_batch(task, generator, train.batch_size, model.initial_state.dtype)
-            history.append(train_step(model, state, batch.cues, batch.targets, weights[k], train, generator=generator))
+        outputs = make_run(model, task, train, size, warmup)(state, generator, condition, beta, done)
         done += size
         if progress is not None:
-            progress(label, done, steps, np.array([history[-1][1]]), np.array([history[-1][2]]))
-        if not np.isfinite(history[-1][0]):
+            progress(label, done, steps, outputs.nll[-1:], outputs.kl[-1:])
+        if not np.isfinite(outputs.loss[-1]):
             raise FloatingPointError(f"{label}: non-finite loss at step {done}; lower the learning rate or beta")
 
 
@@ -138,3 +167,7 @@ def predict(weights, cues, targets, hidden_size: int, mode: str = "pruned", key:
     with torch.no_grad():
         out = model(model_inputs(cues_t, targets_t), cues_t, mode, generator=torch.Generator().manual_seed(key))
         return out.mean.numpy(), torch.special.ndtr(out.z).numpy()
+
+
+def _stack(outputs: list[StepOutputs]) -> StepOutputs:
+    return StepOutputs(*(np.asarray([getattr(o, f) for o in outputs]) for f in StepOutputs._fields))

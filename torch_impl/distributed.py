@@ -12,7 +12,7 @@ up to summation order. Clipping and Adam then act on identical gradients in ever
 
 Backends: ``gloo`` on CPU, ``nccl`` on CUDA (model on ``cuda:LOCAL_RANK``). Start-up and every
 collective time out after ``timeout_s`` seconds, so a missing peer fails instead of hanging. Only
-rank 0 writes files (:attr:`DistributedTrainer.is_writer`).
+rank 0 writes files (:attr:`DataParallelTrainer.is_writer`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import faulthandler
 import gc
 import math
 import time
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -31,13 +32,13 @@ from torch.nn.parallel import DistributedDataParallel
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint, StepMetrics
 from cogmeta.distributed import (
-    LaunchEnv,
+    TORCHRUN_VARIABLES,
     RendezvousError,
     config_digest,
     launch_env,
-    require_same_config,
     shard_bounds,
 )
+from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
 from torch_impl.backend import Trainer
 from torch_impl.heads import nll
@@ -45,8 +46,11 @@ from torch_impl.optim import AdamState, learning_rate
 from torch_impl.samplers import model_inputs
 from torch_impl.training import clip_and_adam_in_place, native_batch
 
-#: Seconds the end-of-run teardown may take before the process is ended (see ``DistributedTrainer.close``).
+#: Seconds the end-of-run teardown may take before the process is ended (see ``DataParallelTrainer.close``).
 TEARDOWN_TIMEOUT_S = 60.0
+
+#: Environment variables of a multi-process launch read by :func:`initialize_from_env` (torchrun's).
+LAUNCH_VARIABLES = TORCHRUN_VARIABLES
 
 
 def process_group_backend() -> str:
@@ -54,64 +58,111 @@ def process_group_backend() -> str:
     return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
 
 
-def init_process_group(env: LaunchEnv, timeout_s: float | None = None, backend: str | None = None) -> None:
-    """Join the ``torchrun`` rendezvous (``env://``); a no-op if this process has already joined.
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, timeout_s: float | None = None) -> None:
+    """Join a multi-process job: ``torch.distributed.init_process_group`` with a start-up timeout.
+
+    Call it in every process; a no-op if this process has already joined. With no arguments the job
+    is the one ``torchrun`` describes (``env://``: :data:`LAUNCH_VARIABLES`); elsewhere give the
+    coordinator ``HOST:PORT`` (process 0's host, ``tcp://``), the number of processes and this process's
+    index. The backend is :func:`process_group_backend`'s. A process that cannot reach the others fails
+    after ``timeout_s`` seconds (default: ``cogmeta.distributed.timeout_s()``) instead of waiting
+    forever; the same limit applies to every collective.
 
     Raises:
-        RendezvousError: the other ranks did not arrive within ``timeout_s`` seconds (default:
-            ``cogmeta.distributed.timeout_s()``), with what to check.
+        RendezvousError: the other processes did not arrive in time, with what to check.
     """
+    if (coordinator_address is None) != (num_processes is None) or (num_processes is None) != (process_id is None):
+        raise ValueError("give all of coordinator_address, num_processes and process_id, or none of them "
+                         "(the torchrun launch variables)")
     if dist.is_initialized():
         return
+    if coordinator_address is None:
+        env = launch_env()
+        if env is None:
+            raise ValueError(f"no torchrun launch ({', '.join(LAUNCH_VARIABLES)} unset): start with `torchrun "
+                             f"--nproc-per-node=N ...` or give coordinator_address, num_processes and process_id")
+        init_method, address = "env://", f"{env.master_addr}:{env.master_port}"
+        num_processes, process_id = env.world_size, env.rank
+    else:
+        init_method, address = f"tcp://{coordinator_address}", coordinator_address
     timeout = default_timeout() if timeout_s is None else timeout_s
     try:
-        dist.init_process_group(backend or process_group_backend(), init_method="env://", rank=env.rank,
-                                world_size=env.world_size, timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group(process_group_backend(), init_method=init_method, rank=process_id,
+                                world_size=num_processes, timeout=datetime.timedelta(seconds=timeout))
     except (RuntimeError, dist.DistError) as error:
         raise RendezvousError(
-            f"rank {env.rank} could not join the {env.world_size}-process group at {env.master_addr}:{env.master_port} "
+            f"rank {process_id} could not join the {num_processes}-process group at {address} "
             f"within {timeout:g} s: {error}. Check that every rank was started (same torchrun command on every node) "
             f"and can reach MASTER_ADDR; raise the limit with COGMETA_DISTRIBUTED_TIMEOUT=SECONDS."
         ) from error
 
 
+def initialize_from_env(environ: Mapping[str, str] | None = None, timeout_s: float | None = None) -> bool:
+    """Join the job that ``torchrun``'s :data:`LAUNCH_VARIABLES` describe; False when none is set.
+
+    ``environ`` (default: ``os.environ``) is read with ``cogmeta.distributed.launch_env``, which raises a
+    ValueError naming the missing variables of an incomplete launch.
+    """
+    env = launch_env(environ)
+    if env is None:
+        return False
+    if environ is None:
+        initialize(timeout_s=timeout_s)
+    else:
+        initialize(f"{env.master_addr}:{env.master_port}", env.world_size, env.rank, timeout_s)
+    return True
+
+
 def shutdown() -> None:
-    """Leave the process group (call once per process at the end, also after an error)."""
+    """Leave the job (call once per process at the end, also after an error); a no-op outside one."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def require_same_config_across_ranks(config: RunConfig) -> None:
-    """All ranks must train the same config; raises the same ValueError in every rank otherwise."""
+def require_same_config(config: RunConfig) -> None:
+    """Every process must train the same config; raises the same ValueError in every one otherwise.
+
+    A no-op with one process (or outside a job).
+    """
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
     digests: list[str | None] = [None] * dist.get_world_size()
     dist.all_gather_object(digests, config_digest(config))
-    require_same_config(digests)
+    require_same_digests(digests)
 
 
-class DistributedTrainer(Trainer):
+class DataParallelTrainer(Trainer):
     """:class:`torch_impl.backend.Trainer` as one DDP rank: same steps, same global batches.
 
+    Every ``torchrun`` process builds it with the same config; it joins the job
+    (:func:`initialize_from_env`) and checks the configs (:func:`require_same_config`). Only rank 0
+    writes files (:attr:`is_writer`).
+
     Args:
-        config: the run (identical in every rank; checked).
-        checkpoint: resume state (every rank loads the same file).
-        env: the launch environment (default: read from ``torchrun``'s variables).
-        timeout_s: seconds to wait for the other ranks at start-up and in each collective.
+        config: the run (identical in every process; checked).
+        checkpoint: resume state (every process loads the same file).
+        devices: the number of devices, one per process (default: torchrun's process count, which it must equal).
+        timeout_s: seconds to wait for the other processes at start-up and in each collective.
     """
 
-    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, env: LaunchEnv | None = None,
+    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
                  timeout_s: float | None = None):
-        env = launch_env() if env is None else env
+        env = launch_env()
         if env is None:
-            raise ValueError("DistributedTrainer needs a torchrun launch (RANK, WORLD_SIZE, MASTER_ADDR, ... unset); "
+            raise ValueError("DataParallelTrainer needs a torchrun launch (RANK, WORLD_SIZE, MASTER_ADDR, ... unset); "
                              "start with `torchrun --nproc-per-node=N -m cogmeta train --backend torch ...`")
+        if devices is not None and devices != env.world_size:
+            raise ValueError(f"--devices {devices} does not match torchrun's {env.world_size} processes "
+                             f"(--nproc-per-node x --nnodes); leave --devices out under torchrun")
         if config.torch.cuda_graphs or config.torch.device != "cpu":
             raise ValueError("torchrun training places each rank's model itself (cuda:LOCAL_RANK with nccl) and does "
                              "not capture CUDA graphs; leave --torch-device at cpu and --cuda-graphs off")
         self.env = env
         self.first, self.last = shard_bounds(config.train.batch_size, env.rank, env.world_size, "processes")
         super().__init__(config, checkpoint)
-        init_process_group(env, timeout_s)
-        require_same_config_across_ranks(config)
+        initialize_from_env(timeout_s=timeout_s)
+        require_same_config(config)
         self.device = torch.device(f"cuda:{env.local_rank}" if dist.get_backend() == "nccl" else "cpu")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -166,7 +217,7 @@ class DistributedTrainer(Trainer):
         return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))
 
     def _train_step(self, observations: torch.Tensor) -> tuple[float, float, float]:
-        """``torch_impl.training.train_step`` on this rank's tasks ``[T, B/W, 1]`` with DDP's gradient averaging.
+        """``torch_impl.training.make_train_step``'s step on this rank's tasks ``[T, B/W, 1]`` with DDP's gradient averaging.
 
         The loss is all-reduced *before* the finiteness test so that every rank takes the same branch
         (a rank that skipped ``backward`` alone would leave the others waiting in DDP's all-reduce).

@@ -25,12 +25,9 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
                 f"(--devices is then optional)"
             )
         return Trainer(config, checkpoint)
-    if devices is not None and devices != env.world_size:
-        raise ValueError(f"--devices {devices} does not match torchrun's {env.world_size} processes "
-                         f"(--nproc-per-node x --nnodes); leave --devices out under torchrun")
-    from torch_impl.distributed import DistributedTrainer
+    from torch_impl.distributed import DataParallelTrainer
 
-    return DistributedTrainer(config, checkpoint, env=env)
+    return DataParallelTrainer(config, checkpoint, devices=devices)  # checks devices against the process count
 
 
 __all__ = ["make_trainer"]

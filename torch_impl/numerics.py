@@ -7,12 +7,19 @@ import torch
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def configure(threads: int = 1) -> None:
-    """Pin intra-op threads (0 keeps torch's default) and turn TF32 off.
+def configure(threads: int = 0, dtype: str = "float32") -> None:
+    """Process-wide numerics: ``threads`` intra-op threads (0 keeps the framework's default) and ``dtype``.
 
-    TF32 would round float32 matmul inputs to 10 mantissa bits on Ampere+ GPUs (cuDNN RNNs use it by
-    default), which breaks parity with JAX at "highest" precision.
+    PyTorch pins its intra-op thread count to ``threads`` (1 is often the fastest for small models, and
+    fixes the order of parallel reductions) and turns TF32 off: TF32 would round float32 matmul inputs to
+    10 mantissa bits on Ampere+ GPUs (cuDNN RNNs use it by default), which breaks parity with JAX at
+    "highest" precision. ``dtype`` ("float32" or "float64") is checked only: torch's dtypes are per tensor,
+    so float64 needs no process-wide switch.
     """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 keeps the default), got {threads}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -20,8 +27,8 @@ def configure(threads: int = 1) -> None:
     torch.set_float32_matmul_precision("highest")
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    """"float32"/"float64" -> torch dtype."""
+def resolve_dtype(name: str) -> torch.dtype:
+    """"float32"/"float64" -> the framework's dtype (``torch.float32``/``torch.float64``)."""
     if name not in _DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(_DTYPES)}")
     return _DTYPES[name]

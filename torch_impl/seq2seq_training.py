@@ -2,7 +2,9 @@
 
 step:  loss = masked mean CE of the teacher-forced logits;  g = grad(loss)
        g <- g * min(1, c / (||g|| + 1e-6));  Adam at lr_k = lr * decay ** floor(k / decay_every)
-Twin of ``jax_impl.seq2seq_training`` (same class and function names).
+Twin of ``jax_impl.seq2seq_training`` (same class and function names). The step updates the model and the
+Adam state in place, one Python call per episode on trimmed episodes; the JAX twin scans its pure step
+over padded episodes (``make_run_episodes``).
 """
 
 from __future__ import annotations
@@ -13,27 +15,37 @@ import numpy as np
 import torch
 
 from cogmeta.tasks.scan_episodes import EpisodeArrays
-from torch_impl.numerics import configure, torch_dtype
+from torch_impl.numerics import configure, resolve_dtype
 from torch_impl.optim import AdamState, init_adam
 from torch_impl.seq2seq import build_model, sequence_loss, to_tensors
 from torch_impl.training import clip_and_adam_in_place
 from torch_impl.weights import load_canonical, model_to_canonical
 
 
-def train_step(model, state: AdamState, batch: dict, learning_rate: float, train,
-               masks: dict | None = None) -> tuple[float, float]:
-    """One teacher-forced step on one episode; returns ``(loss, pre-clip gradient norm)``.
+def learning_rate(episode, train) -> float:
+    """lr * decay_factor ** floor(episode / decay_every) (the step decay of Lake 2019; episode counted from 0)."""
+    return train.learning_rate * train.decay_factor ** (episode // train.decay_every)
 
-    Clipping at ``train.clip_norm`` and Adam with ``train``'s constants (``torch_impl.optim``); ``state``
-    (``init_adam``) and the parameters are updated in place. A non-finite gradient applies no update.
+
+def make_train_step(model, config):
+    """``step(state, batch, episode, masks=None) -> (loss, pre-clip gradient norm)``: one teacher-forced step.
+
+    Clipping and Adam are ``torch_impl.optim``'s (through ``clip_and_adam_in_place``); ``state`` is its
+    ``AdamState`` (``init_adam``). ``model`` and ``state`` are updated in place, at
+    ``learning_rate(episode, config.train)``. A non-finite gradient applies no update.
     """
-    model.train()
-    for param in model.parameters():
-        param.grad = None
-    loss = sequence_loss(model(batch, masks)["logits"], batch["target_out"])
-    loss.backward()
-    norm = clip_and_adam_in_place(dict(model.named_parameters()), state, learning_rate, train)
-    return float(loss.detach()), norm
+    train = config.train
+
+    def step(state: AdamState, batch: dict, episode: int, masks: dict | None = None) -> tuple[float, float]:
+        model.train()
+        for param in model.parameters():
+            param.grad = None
+        loss = sequence_loss(model(batch, masks)["logits"], batch["target_out"])
+        loss.backward()
+        norm = clip_and_adam_in_place(dict(model.named_parameters()), state, learning_rate(episode, train), train)
+        return float(loss.detach()), norm
+
+    return step
 
 
 class Seq2SeqTrainer:
@@ -44,18 +56,19 @@ class Seq2SeqTrainer:
         train = config.train
         configure(train.threads)
         torch.manual_seed(train.seed if seed is None else seed)
-        self.model = build_model(config, dtype=torch_dtype(train.dtype))
+        self.model = build_model(config, dtype=resolve_dtype(train.dtype))
         if weights is not None:
             load_canonical(self.model, weights)
         self.opt_state = init_adam(self.model.named_parameters())
+        self._step = make_train_step(self.model, config)
         self.episode = 0
 
     def train(self, episodes: Sequence[EpisodeArrays]) -> np.ndarray:
         """Train on ``episodes`` in order (one Adam step each); returns the losses before each step."""
-        train, losses = self.config.train, []
+        losses = []
         for arrays in episodes:
             batch = to_tensors(arrays.trimmed().as_dict())
-            loss, _ = train_step(self.model, self.opt_state, batch, train.learning_rate_at(self.episode), train)
+            loss, _ = self._step(self.opt_state, batch, self.episode)
             if not np.isfinite(loss):
                 raise RuntimeError(f"non-finite loss {loss} at episode {self.episode}")
             losses.append(loss)

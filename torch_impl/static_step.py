@@ -1,6 +1,6 @@
 """The PyTorch training step on fixed tensors, without host synchronisation; optionally a CUDA graph.
 
-The eager step (:func:`torch_impl.training.train_step`) reads the loss and the gradient norm back to
+The eager step (:func:`torch_impl.training.make_train_step`) reads the loss and the gradient norm back to
 Python at every update and branches on them, and launches its ~100 small kernels one by one from
 Python. On a GPU, for the small recurrent models of cogmeta, both cost more than the maths. This module
 runs the same update on *static* tensors (the same storage at every step), with no Python branch:
@@ -13,7 +13,7 @@ runs the same update on *static* tensors (the same storage at every step), with 
               everything keeps its old value where not ok), written back into the same storage
     alive <- ok;  history[k mod R] = (loss, n, lr_k);  k <- k + 1
 
-These are the functions of the eager step (``torch_impl.training.train_step``), so both compute the
+These are the functions of the eager step (``torch_impl.training.make_train_step``), so both compute the
 same update bit for bit on the CPU; here every scalar (the count, the learning rate, the guard) stays
 a device tensor.
 
@@ -178,14 +178,14 @@ class StaticStep:
         Returns the largest relative parameter difference. Call it for the first update of a run (it
         *is* that update).
         """
-        from torch_impl.training import train_step
+        from torch_impl.training import make_train_step
 
         if self.next_step:
             raise ValueError("verify_first_step must be the first update of a fresh run")
         if any(bool(m.abs().max() > 0) for m in self.exp_avg.values()):
             raise ValueError("verify_first_step needs zero Adam moments (a fresh run)")
         twin = copy.deepcopy(self.model)
-        train_step(twin, init_adam(twin.named_parameters()), observations.to(self.device), 0, self.config)
+        make_train_step(twin, self.config)(init_adam(twin.named_parameters()), observations.to(self.device), 0)
         self.run([observations])
         worst = 0.0
         for name, param in twin.named_parameters():

@@ -1,41 +1,135 @@
-"""One training step and a loop over many, on natively sampled or given batches."""
+"""The training step of the meta-learner and the loops built on it: eager steps, one Python step per update.
+
+The model is an ``nn.Module`` updated in place; every builder here closes over it and returns a step
+or a loop over steps that updates its parameters and the Adam state (``torch_impl.optim.AdamState``)
+in place, reading the loss and the gradient norm back to the host after each step (the twin,
+``jax_impl.training``, returns the same callables as pure functions of ``(params, opt_state, ...)``).
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from cogmeta.config import RunConfig, TrainConfig
 from torch_impl.model import MetaLearner, sequence_nll
+from torch_impl.numerics import resolve_dtype
 from torch_impl.optim import AdamState, adam_step, clip_by_global_norm, learning_rate
 from torch_impl.samplers import model_inputs, sample_batch, step_generator
 
 
-def train_step(
-    model: MetaLearner, state: AdamState, observations: torch.Tensor, step: int, config: RunConfig
-) -> tuple[float, float, float]:
-    """One update on a batch of observations ``[T, B, 1]``: clip, Adam (``torch_impl.optim``) at lr(step).
+class StepOutputs(NamedTuple):
+    """Per-step values: scalars for one step, ``[K]`` arrays for a loop of K steps (floats: read back to the host)."""
 
-    ``state`` (from ``torch_impl.optim.init_adam``) and the model's parameters are updated in place
-    (:func:`clip_and_adam_in_place`).
+    loss: float | np.ndarray
+    grad_norm: float | np.ndarray
+    learning_rate: float | np.ndarray
 
-    Returns:
-        (loss, pre-clip gradient norm, learning rate). A non-finite loss applies no update and returns
-        a NaN norm; a non-finite gradient norm applies no update either.
+
+def native_batch(config: RunConfig, step: int, dtype: torch.dtype) -> torch.Tensor:
+    """Observations ``[T, B, 1]`` of training step ``step``, sampled with torch's RNG."""
+    generator = step_generator(config.train.seed, step)
+    return sample_batch(config.task, generator, config.train.batch_size, dtype).observations
+
+
+def make_loss(model: MetaLearner) -> Callable:
+    """``loss(observations [T, B, 1]) -> mean NLL`` of ``model`` (its own parameters)."""
+
+    def loss(observations):
+        return sequence_nll(model, model_inputs(observations), observations)
+
+    return loss
+
+
+def make_train_step(model: MetaLearner, config: RunConfig, loss_and_grad: Callable | None = None) -> Callable:
+    """``step(opt_state, observations, step, peak_lr=None) -> StepOutputs`` (floats).
+
+    Clip, then Adam at lr(step) (``torch_impl.optim``; ``opt_state`` is its ``AdamState``), written into
+    the model's parameters and ``opt_state`` in place (:func:`clip_and_adam_in_place`). A non-finite
+    loss applies no update and returns a NaN norm; a non-finite gradient norm applies no update either.
+    ``loss_and_grad(observations) -> (loss, grads)`` defaults to :func:`make_loss` and ``backward``
+    (skipped for a non-finite loss). ``peak_lr`` replaces ``config.train.learning_rate``.
     """
     train = config.train
-    lr = learning_rate(step, train)
-    for param in model.parameters():
-        param.grad = None
-    loss = sequence_nll(model, model_inputs(observations), observations)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        return value, math.nan, float(lr)
-    loss.backward()
-    norm = clip_and_adam_in_place(dict(model.named_parameters()), state, lr, train)
-    return value, norm, float(lr)
+    params = dict(model.named_parameters())
+    loss_and_grad = _value_and_grad(model, params) if loss_and_grad is None else loss_and_grad
+
+    def step_fn(opt_state, observations, step, peak_lr=None):
+        lr = learning_rate(step, train, peak=peak_lr)
+        loss, grads = loss_and_grad(observations)
+        value = float(loss)
+        if not math.isfinite(value):
+            return StepOutputs(value, math.nan, float(lr))
+        norm = _clip_and_adam(params, grads, opt_state, lr, train)
+        return StepOutputs(value, norm, float(lr))
+
+    return step_fn
+
+
+def make_train_on_batches(model: MetaLearner, config: RunConfig, loss_and_grad: Callable | None = None) -> Callable:
+    """``run(opt_state, batches [K, T, B, 1], start) -> StepOutputs [K]``: one step per given batch."""
+    step_fn = make_train_step(model, config, loss_and_grad=loss_and_grad)
+    dtype = resolve_dtype(config.train.dtype)
+
+    def run(opt_state, batches, start):
+        outputs = [step_fn(opt_state, torch.as_tensor(observations, dtype=dtype), start + k)
+                   for k, observations in enumerate(batches)]
+        return _stack(outputs)
+
+    return run
+
+
+def make_run_steps(model: MetaLearner, config: RunConfig, chunk: int, loss_and_grad: Callable | None = None) -> Callable:
+    """``run(opt_state, start, count) -> StepOutputs [attempted]``.
+
+    Step i trains on the batch of step ``start + i`` (:func:`native_batch`) for i < ``count``, stopping
+    after the first non-finite loss or gradient norm (that step applies no update). ``chunk`` is the
+    most steps one call is meant to run (the JAX twin compiles a scan of that length); here it bounds
+    nothing. ``loss_and_grad``: see :func:`make_train_step`.
+    """
+    del chunk
+    step_fn = make_train_step(model, config, loss_and_grad=loss_and_grad)
+    dtype = resolve_dtype(config.train.dtype)
+    device = next(model.parameters()).device
+
+    def run(opt_state, start, count):
+        outputs = []
+        for index in range(count):
+            observations = native_batch(config, start + index, dtype).to(device)
+            outputs.append(step_fn(opt_state, observations, start + index))
+            if not (math.isfinite(outputs[-1].loss) and math.isfinite(outputs[-1].grad_norm)):
+                break
+        return _stack(outputs)
+
+    return run
+
+
+def make_member_chunk(model: MetaLearner, config: RunConfig, chunk: int, loss_and_grad: Callable | None = None) -> Callable:
+    """``run(opt_state, start, count, seed, peak_lr) -> StepOutputs [attempted]``.
+
+    :func:`make_run_steps` with the seed of the task stream and the peak learning rate as arguments
+    (one member of a sweep, ``torch_impl.engine``); ``peak_lr=None`` uses ``config.train.learning_rate``.
+    """
+    del chunk
+    step_fn = make_train_step(model, config, loss_and_grad=loss_and_grad)
+    dtype = resolve_dtype(config.train.dtype)
+    device = next(model.parameters()).device
+    task, batch_size = config.task, config.train.batch_size
+
+    def run(opt_state, start, count, seed, peak_lr):
+        outputs = []
+        for index in range(count):
+            step = start + index
+            observations = sample_batch(task, step_generator(seed, step), batch_size, dtype).observations.to(device)
+            outputs.append(step_fn(opt_state, observations, step, peak_lr))
+            if not (math.isfinite(outputs[-1].loss) and math.isfinite(outputs[-1].grad_norm)):
+                break
+        return _stack(outputs)
+
+    return run
 
 
 def clip_and_adam_in_place(params: dict[str, torch.Tensor], state: AdamState, lr, train: TrainConfig) -> float:
@@ -45,13 +139,7 @@ def clip_and_adam_in_place(params: dict[str, torch.Tensor], state: AdamState, lr
     The maths is ``torch_impl.optim``'s (``clip_by_global_norm``, ``adam_step``). A non-finite norm (a
     NaN or infinite gradient) applies no update.
     """
-    grads, norm = clip_by_global_norm({name: param.grad for name, param in params.items()}, train.clip_norm)
-    value = float(norm)
-    if not math.isfinite(value):
-        return value
-    new_params, new_state = adam_step(params, grads, state, lr, train)
-    write_adam_state(params, state, new_params, new_state)
-    return value
+    return _clip_and_adam(params, {name: param.grad for name, param in params.items()}, state, lr, train)
 
 
 def write_adam_state(params: dict[str, torch.Tensor], state: AdamState, new_params: dict, new_state: AdamState) -> None:
@@ -64,19 +152,30 @@ def write_adam_state(params: dict[str, torch.Tensor], state: AdamState, new_para
         state.count.copy_(new_state.count)
 
 
-def train_on_batches(
-    model: MetaLearner, state: AdamState, batches: np.ndarray, start: int, config: RunConfig
-) -> np.ndarray:
-    """Train on given observations ``[K, T, B, 1]`` (one batch per step); return the K losses."""
-    dtype = model.head.weight.dtype
-    losses = []
-    for k, observations in enumerate(batches):
-        loss, _, _ = train_step(model, state, torch.as_tensor(observations, dtype=dtype), start + k, config)
-        losses.append(loss)
-    return np.asarray(losses)
+def _value_and_grad(model: MetaLearner, params: dict[str, torch.Tensor]) -> Callable:
+    """``loss_and_grad(observations) -> (loss, grads)`` by ``backward`` into ``params[n].grad``."""
+    loss_fn = make_loss(model)
+
+    def loss_and_grad(observations):
+        for param in params.values():
+            param.grad = None
+        loss = loss_fn(observations)
+        if math.isfinite(float(loss.detach())):
+            loss.backward()
+        return loss.detach(), {name: param.grad for name, param in params.items()}
+
+    return loss_and_grad
 
 
-def native_batch(config: RunConfig, step: int, dtype: torch.dtype) -> torch.Tensor:
-    """Observations of training step ``step``, sampled with torch's RNG."""
-    generator = step_generator(config.train.seed, step)
-    return sample_batch(config.task, generator, config.train.batch_size, dtype).observations
+def _clip_and_adam(params: dict[str, torch.Tensor], grads: dict, state: AdamState, lr, train: TrainConfig) -> float:
+    grads, norm = clip_by_global_norm(grads, train.clip_norm)
+    value = float(norm)
+    if not math.isfinite(value):
+        return value
+    new_params, new_state = adam_step(params, grads, state, lr, train)
+    write_adam_state(params, state, new_params, new_state)
+    return value
+
+
+def _stack(outputs: list[StepOutputs]) -> StepOutputs:
+    return StepOutputs(*(np.asarray([getattr(o, f) for o in outputs], dtype=np.float64) for f in StepOutputs._fields))

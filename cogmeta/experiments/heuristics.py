@@ -188,7 +188,7 @@ def run_experiment(
     task = PairedComparisonTask() if task is None else task
     out = Path(out) if out is not None else Path("runs") / f"heuristics-{backend}"
     training = load_module(backend, "bounded_training")
-    load_module(backend, "numerics").configure()  # torch: 1 thread, TF32 off; JAX: 32-bit defaults
+    load_module(backend, "numerics").configure(threads=1 if backend == "torch" else 0)  # torch: 1 thread, TF32 off; JAX: its own threads, 32-bit
 
     started = time.time()
 

@@ -285,7 +285,7 @@ def load_training(backend: str):
     """The backend's ``amortized_training`` module (imports the framework; torch pinned to 1 thread)."""
     from cogmeta.backends import load_module
 
-    load_module(backend, "numerics").configure()  # torch: 1 thread, TF32 off; JAX: 32-bit defaults
+    load_module(backend, "numerics").configure(threads=1 if backend == "torch" else 0)  # torch: 1 thread, TF32 off; JAX: its own threads, 32-bit
     return load_module(backend, "amortized_training")
 
 

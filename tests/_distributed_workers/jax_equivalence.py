@@ -5,7 +5,7 @@ variable must be set before JAX starts, hence a subprocess); ``... jax_equivalen
 retrains RUN's config on one device and compares (for the multi-host test). All comparisons are float64:
 
 - task batch: the single-device ``Trainer`` vs ``cogmeta train --backend jax --devices 2`` (the CLI)
-  and the ``ShardedTrainer`` on 1 and 8 devices: same config, same global batches;
+  and the ``DataParallelTrainer`` on 1 and 8 devices: same config, same global batches;
 - cross-framework: the 8-device data-parallel step on numpy batches vs single-process PyTorch;
 - seed axis: a population of runs vmapped over seeds, seed axis sharded over 8 devices, vs
   each run alone on one device; the sweep engine's member function (``jax_impl.engine``) with its
@@ -32,7 +32,7 @@ from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.weights import load_weights  # noqa: E402
 from jax_impl.backend import Trainer, build_model  # noqa: E402
 from jax_impl.distributed import (  # noqa: E402
-    ShardedTrainer,
+    DataParallelTrainer,
     data_parallel_loss_and_grad,
     place,
     seed_mesh,
@@ -68,7 +68,7 @@ def task_batch(out: Path, results: dict) -> RunConfig:
     results["task_batch"] = {"2 (cli)": normalized_error(load_weights(RunDir.at(out / "two").weights, config), reference)}
     results["metrics_rows"] = len((out / "two" / "metrics.csv").read_text().splitlines())
     for devices in (1, 8):
-        trainer = ShardedTrainer(config, devices=devices)
+        trainer = DataParallelTrainer(config, devices=devices)
         while trainer.step < STEPS:
             trainer.run(STEPS_PER_CALL)
         leaf = jax.tree.leaves(trainer.params)[0]
@@ -88,7 +88,7 @@ def cross_framework(config: RunConfig, results: dict) -> None:
 
     from torch_impl.backend import build_model as torch_build
     from torch_impl.optim import init_adam as torch_init_adam
-    from torch_impl.training import train_on_batches
+    from torch_impl.training import make_train_on_batches as torch_train_on_batches
     from torch_impl.weights import model_to_canonical
 
     torch.set_num_threads(1)
@@ -96,7 +96,7 @@ def cross_framework(config: RunConfig, results: dict) -> None:
     batches = np.stack([config.task.sample(rng, BATCH, np.float64).observations for _ in range(STEPS)])
     torch_model = torch_build(config)
     weights = model_to_canonical(torch_model)
-    train_on_batches(torch_model, torch_init_adam(torch_model.named_parameters()), batches, 0, config)
+    torch_train_on_batches(torch_model, config)(torch_init_adam(torch_model.named_parameters()), batches, 0)
 
     model = build_model(config)
     from jax_impl.weights import load_canonical as jax_load
@@ -167,8 +167,8 @@ def bad_input(config: RunConfig, results: dict) -> None:
 
     errors = {}
     uneven = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=12))
-    for name, make in (("indivisible", lambda: ShardedTrainer(uneven, devices=8)),
-                       ("too_many_devices", lambda: ShardedTrainer(config, devices=16))):
+    for name, make in (("indivisible", lambda: DataParallelTrainer(uneven, devices=8)),
+                       ("too_many_devices", lambda: DataParallelTrainer(config, devices=16))):
         try:
             make()
             errors[name] = None

@@ -9,14 +9,14 @@ import sys
 
 from cogmeta.config import RunConfig, TrainConfig
 from cogmeta.distributed import launch_env
-from torch_impl.distributed import DistributedTrainer, shutdown
+from torch_impl.distributed import DataParallelTrainer, shutdown
 
 
 def main() -> int:
     env = launch_env()
     config = RunConfig(train=TrainConfig(batch_size=8, seed=env.rank, dtype="float64"))
     try:
-        DistributedTrainer(config, env=env, timeout_s=60)
+        DataParallelTrainer(config, timeout_s=60)
     except ValueError as error:
         print(f"CONFIG-ERROR rank {env.rank}: {error}", flush=True)
         return 3

@@ -5,37 +5,57 @@ The Adam state is stored in framework-neutral form (torch ``exp_avg``/``exp_avg_
 ``count``), so a run checkpointed by one backend resumes in the other.
 
 Tensor names: ``param.<name>``, ``exp_avg.<name>``, ``exp_avg_sq.<name>``.
+
+Both functions check the tensors against the model's canonical names and shapes: those of a tutorial
+``RunConfig`` (``config``), or, for the other model families, ``shapes`` (name -> shape, in canonical
+order) with ``model``, the description used in error messages (e.g. ``cogmeta.experiments.meta_seq2seq``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.io import atomic_save_safetensors
-from cogmeta.weights import WeightsError, parameter_shapes, validate_weights
+from cogmeta.weights import WeightsError, check_tensors, parameter_shapes
 
 FORMAT = "cogmeta-checkpoint-1"
 _GROUPS = ("param", "exp_avg", "exp_avg_sq")
 
 
+def _expected(config: RunConfig | None, shapes: Mapping[str, tuple[int, ...]] | None,
+              model: str | None) -> tuple[dict[str, tuple[int, ...]], str]:
+    """(canonical name -> shape, model description) from a ``RunConfig`` or from explicit ``shapes``."""
+    if (config is None) == (shapes is None):
+        raise TypeError("give either config (a RunConfig) or shapes (canonical name -> shape)")
+    if config is not None:
+        m = config.model
+        return parameter_shapes(config), (f"a {m.num_layers}-layer {m.cell.upper()} with hidden_size={m.hidden_size} "
+                                          f"for task {config.task.name!r}")
+    return dict(shapes), model or "the model"
 
-def save_checkpoint(path: str | Path, checkpoint: Checkpoint, config: RunConfig) -> None:
-    """Validate and write ``checkpoint`` atomically."""
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint, config: RunConfig | None = None, *,
+                    shapes: Mapping[str, tuple[int, ...]] | None = None, model: str | None = None) -> None:
+    """Validate and write ``checkpoint`` atomically (against ``config``'s model, or ``shapes``)."""
+    expected, description = _expected(config, shapes, model)
     tensors = {}
     for group in _GROUPS:
         arrays = getattr(checkpoint, group if group != "param" else "params")
-        validate_weights(arrays, config)
+        check_tensors(arrays, expected, description)
         tensors.update({f"{group}.{name}": np.asarray(value) for name, value in arrays.items()})
     metadata = {"format": FORMAT, "step": str(int(checkpoint.step)), "framework": checkpoint.framework}
     atomic_save_safetensors(path, tensors, metadata)
 
 
-def load_checkpoint(path: str | Path, config: RunConfig) -> Checkpoint:
-    """Read and validate a checkpoint for the model of ``config``."""
+def load_checkpoint(path: str | Path, config: RunConfig | None = None, *,
+                    shapes: Mapping[str, tuple[int, ...]] | None = None, model: str | None = None) -> Checkpoint:
+    """Read and validate a checkpoint for the model of ``config`` (or the one with parameter ``shapes``)."""
+    expected, description = _expected(config, shapes, model)
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -55,10 +75,10 @@ def load_checkpoint(path: str | Path, config: RunConfig) -> Checkpoint:
         if group not in groups:
             raise WeightsError(f"checkpoint {path} holds unexpected tensor {name!r}")
         groups[group][param] = value
-    order = list(parameter_shapes(config))
+    order = list(expected)
     for group in _GROUPS:
         try:
-            validate_weights(groups[group], config)
+            check_tensors(groups[group], expected, description)
         except WeightsError as error:
             raise WeightsError(f"checkpoint {path}, group {group!r}: {error}") from None
         groups[group] = {name: groups[group][name] for name in order}

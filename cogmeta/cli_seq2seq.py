@@ -1,6 +1,7 @@
 """``cogmeta seq2seq``: meta sequence-to-sequence learning (Lake 2019).
 
     cogmeta seq2seq train --preset me-cpu --backend torch|jax [--out RUN] [--episodes N] [--no-memory] ...
+    cogmeta seq2seq train --resume RUN [--episodes N] [--backend torch|jax]   continue from RUN's checkpoint
     cogmeta seq2seq evaluate RUN [--backend torch|jax] [--episodes 200]
     cogmeta seq2seq translate RUN "dax wif" --support "dax=RED" "lug=BLUE" [--backend ...]
     cogmeta seq2seq figure RUN [--backend ...]        attention maps of one evaluation episode
@@ -25,14 +26,19 @@ def add_parser(commands) -> None:
 
     train = sub.add_parser("train", help="meta-train on episodes and write a run folder",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--preset", choices=sorted(PRESETS), default="me-cpu", help="task, model and recipe")
-    train.add_argument("--backend", choices=("torch", "jax"), default="torch")
+    train.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="task, model and recipe (default: me-cpu; with --resume: the run's config)")
+    train.add_argument("--backend", choices=("torch", "jax"), default=None,
+                       help="framework that trains (default: torch; with --resume: the one that wrote the checkpoint)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/seq2seq-<preset>-<backend>-<time>)")
+    train.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                       help="continue RUN from its checkpoint; only --episodes may differ from its config")
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--no-memory", action="store_true", help="ablation: plain seq2seq without the support memory")
     train.add_argument("--eval-episodes", type=int, default=200, help="ME held-out episodes scored at the end (0: skip)")
     for name, kind in (("episodes", int), ("learning_rate", float), ("decay_every", int), ("clip_norm", float),
-                       ("seed", int), ("log_every", int), ("threads", int), ("episodes_per_call", int)):
+                       ("seed", int), ("log_every", int), ("threads", int), ("episodes_per_call", int),
+                       ("checkpoint_every", int)):
         train.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="override the preset")
     train.add_argument("--dtype", choices=("float32", "float64"), default=None, help="override the preset")
     for name, kind in (("hidden_size", int), ("num_layers", int), ("dropout", float)):
@@ -61,12 +67,14 @@ def add_parser(commands) -> None:
     figure.set_defaults(handler=_figure)
 
 
-def _config(args):
+def _config(args, base=None):
+    """The preset (or ``base``, a stored run's config) with the options given on the command line."""
     from cogmeta.experiments.meta_seq2seq_config import preset
 
-    config = preset(args.preset)
+    config = base if base is not None and args.preset is None else preset(args.preset or "me-cpu")
     train = {n: getattr(args, n) for n in ("episodes", "learning_rate", "decay_every", "clip_norm", "seed", "log_every",
-                                           "threads", "episodes_per_call", "dtype") if getattr(args, n) is not None}
+                                           "threads", "episodes_per_call", "checkpoint_every", "dtype")
+             if getattr(args, n) is not None}
     model = {n: getattr(args, n) for n in ("hidden_size", "num_layers", "dropout") if getattr(args, n) is not None}
     if args.no_memory:
         model["memory"] = False
@@ -77,28 +85,59 @@ def _config(args):
 def _train(args) -> int:
     from cogmeta.experiments.meta_seq2seq import evaluate_run, train_run
 
-    config = _config(args)
-    out = args.out or Path("runs") / f"seq2seq-{args.preset}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    result = train_run(config, out, args.backend, progress=not args.no_progress)
-    print(f"trained {result.steps} episodes in {result.seconds:.1f} s with {args.backend}; "
+    if args.resume is not None:
+        if args.out is not None:
+            raise ValueError("--out and --resume exclude each other: a resumed run stays in its folder")
+        from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig
+        from cogmeta.runs import RunDir
+        from cogmeta.weights import trained_with
+
+        run = RunDir.at(args.resume)
+        if not run.config.is_file():
+            raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
+        config = _config(args, base=Seq2SeqRunConfig.load(run.config))
+        backend = args.backend or trained_with(run.checkpoint) or "torch"
+        out = run.root
+    else:
+        config = _config(args)
+        backend = args.backend or "torch"
+        name = args.preset or "me-cpu"
+        out = args.out or Path("runs") / f"seq2seq-{name}-{backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    result = train_run(config, out, backend, progress=not args.no_progress, resume=args.resume is not None)
+    print(f"trained {result.steps} episodes in {result.seconds:.1f} s with {backend}; "
           f"final episode loss {result.final_loss:.4f}")
     if args.eval_episodes > 0:
-        accuracy, _ = evaluate_run(result.run_dir, args.backend, num_episodes=args.eval_episodes)
+        accuracy, _ = evaluate_run(result.run_dir, backend, num_episodes=args.eval_episodes)
         print(accuracy.table())
     print(f"run folder: {result.run_dir}")
     return 0
 
 
 def _evaluate(args) -> int:
+    return report_evaluation(args.run, args.backend, args.episodes)
+
+
+def report_evaluation(run: Path, backend: str | None = None, episodes: int = 200) -> int:
+    """Evaluate a seq2seq run and print its accuracy table (``cogmeta seq2seq evaluate``, ``cogmeta evaluate``)."""
     import time
 
     from cogmeta.experiments.meta_seq2seq import evaluate_run
 
     start = time.perf_counter()
-    accuracy, backend = evaluate_run(args.run, args.backend, num_episodes=args.episodes)
-    print(f"{args.run}: evaluated with {backend} in {time.perf_counter() - start:.1f} s")
+    accuracy, backend = evaluate_run(run, backend, num_episodes=episodes)
+    print(f"{run}: evaluated with {backend} in {time.perf_counter() - start:.1f} s")
     print(accuracy.table())
     return 0
+
+
+def is_seq2seq_run(config_path: Path) -> bool:
+    """Whether a run's config.json describes a meta-seq2seq run (``"kind": "meta_seq2seq"``)."""
+    import json
+
+    try:
+        return json.loads(Path(config_path).read_text()).get("kind") == "meta_seq2seq"
+    except (OSError, ValueError, AttributeError):
+        return False  # the tutorial loader reports what is wrong with the file
 
 
 def _parse_support(items):

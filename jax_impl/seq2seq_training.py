@@ -5,6 +5,10 @@ step:  loss = masked mean CE of the teacher-forced logits;  g = grad(loss)
 Twin of ``torch_impl.seq2seq_training``. The step is a pure function of ``(params, opt_state, episode,
 k, key)``; ``make_run_episodes`` scans it over K same-shaped episodes in one compiled call (episodes
 are padded to the task's fixed lengths, so a run compiles once).
+
+Dropout noise of episode k is drawn from ``fold_in(key(seed), k)``, so a run restored from a
+:class:`~cogmeta.contract.Checkpoint` at episode k continues exactly (``Seq2SeqTrainer(config,
+checkpoint=...)``, ``restore``).
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from cogmeta.contract import Checkpoint
 from cogmeta.tasks.scan_episodes import EpisodeArrays, stack_episodes
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.optim import adam_step, clip_by_global_norm, init_adam
 from jax_impl.seq2seq import build_model, dropout_masks, sequence_loss, to_arrays
-from jax_impl.weights import canonical_to_state, model_to_canonical
+from jax_impl.weights import canonical_to_state, model_to_canonical, state_to_canonical
+
+FRAMEWORK = "jax"
 
 
 def learning_rate(episode: jax.Array, train) -> jax.Array:
@@ -80,9 +87,14 @@ def make_run_episodes(model, config):
 
 
 class Seq2SeqTrainer:
-    """Holds the parameters and Adam state of one run."""
+    """Holds the parameters and Adam state of one run.
 
-    def __init__(self, config, weights: dict | None = None, seed: int | None = None):
+    ``checkpoint``: resume from a :class:`~cogmeta.contract.Checkpoint` (either framework's): weights,
+    Adam moments and the episode count (which also sets the learning rate and the dropout noise).
+    """
+
+    def __init__(self, config, weights: dict | None = None, seed: int | None = None,
+                 checkpoint: Checkpoint | None = None):
         self.config = config
         train = config.train
         configure(dtype=train.dtype)
@@ -101,6 +113,25 @@ class Seq2SeqTrainer:
         self._greedy = jax.jit(self._greedy_fn, static_argnums=(2,))
         self.key = jax.random.key(self.seed)
         self.episode = 0
+        if checkpoint is not None:
+            self.restore(checkpoint)
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``checkpoint``: its weights, Adam moments and count, at episode ``checkpoint.step``."""
+        self.params = canonical_to_state(self.params, checkpoint.params)
+        adam = self.opt_state
+        self.opt_state = adam._replace(
+            count=jnp.asarray(checkpoint.step, adam.count.dtype),
+            exp_avg=canonical_to_state(adam.exp_avg, checkpoint.exp_avg),
+            exp_avg_sq=canonical_to_state(adam.exp_avg_sq, checkpoint.exp_avg_sq),
+        )
+        self.episode = int(checkpoint.step)
+
+    def checkpoint(self) -> Checkpoint:
+        """Episodes done, canonical weights and Adam moments by canonical name."""
+        adam = self.opt_state
+        return Checkpoint(self.episode, self.weights(), state_to_canonical(adam.exp_avg),
+                          state_to_canonical(adam.exp_avg_sq), FRAMEWORK)
 
     def train(self, episodes: Sequence[EpisodeArrays]) -> np.ndarray:
         """Train on ``episodes`` in order (one Adam step each, one compiled call); returns the losses."""

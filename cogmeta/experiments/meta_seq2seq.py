@@ -1,7 +1,11 @@
 """Train and evaluate meta sequence-to-sequence learners (Lake 2019) with either backend.
 
     train_run(config, out, backend)   episode-wise training; writes RUN/config.json, metrics.csv,
+                                      checkpoint.safetensors (every checkpoint interval and at the end),
                                       weights.safetensors (canonical names + both vocabularies)
+    train_run(config, RUN, backend, resume=True)
+                                      continues RUN from its checkpoint (same config but for
+                                      train.episodes); ends bit-identical to an uninterrupted run
     evaluate_run(run, backend)        greedy decoding, exact-match accuracy of whole output sequences,
                                       split into retrieval (support items) and generalization (novel
                                       queries); ME: held-out episodes, SCAN: the split's full test set
@@ -12,6 +16,7 @@ imported only when used.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -19,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cogmeta.contract import TrainResult
+from cogmeta.checkpoint import load_checkpoint, save_checkpoint
+from cogmeta.contract import Checkpoint, TrainResult
 from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig, parameter_shapes
 from cogmeta.io import atomic_save_safetensors, atomic_write_text
 from cogmeta.metrics_log import MetricsLog
@@ -51,10 +57,25 @@ def save_weights(path: Path, tensors: dict, config: Seq2SeqRunConfig, framework:
     atomic_save_safetensors(path, {k: np.asarray(v) for k, v in tensors.items()}, metadata)
 
 
-def validate_weights(tensors: dict, config: Seq2SeqRunConfig) -> None:
+def describe_model(config: Seq2SeqRunConfig) -> str:
+    """The model of ``config`` in words (error messages)."""
     m = config.model
-    check_tensors(tensors, parameter_shapes(config), f"the meta-seq2seq model (hidden_size={m.hidden_size}, "
-                  f"num_layers={m.num_layers}, memory={m.memory}, task {config.task.name!r})")
+    return (f"the meta-seq2seq model (hidden_size={m.hidden_size}, num_layers={m.num_layers}, memory={m.memory}, "
+            f"task {config.task.name!r})")
+
+
+def validate_weights(tensors: dict, config: Seq2SeqRunConfig) -> None:
+    check_tensors(tensors, parameter_shapes(config), describe_model(config))
+
+
+def save_run_checkpoint(path: Path, checkpoint: Checkpoint, config: Seq2SeqRunConfig) -> None:
+    """``cogmeta.checkpoint.save_checkpoint`` for the meta-seq2seq model of ``config`` (atomic)."""
+    save_checkpoint(path, checkpoint, shapes=parameter_shapes(config), model=describe_model(config))
+
+
+def load_run_checkpoint(path: Path, config: Seq2SeqRunConfig) -> Checkpoint:
+    """A checkpoint (either framework's) checked against the meta-seq2seq model of ``config``."""
+    return load_checkpoint(path, shapes=parameter_shapes(config), model=describe_model(config))
 
 
 def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
@@ -69,51 +90,111 @@ def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------- training
-def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progress: bool = True) -> TrainResult:
-    """Meta-train ``config`` with ``backend``; writes the run folder ``out`` (which must not exist or be empty)."""
+def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progress: bool = True,
+              resume: bool = False) -> TrainResult:
+    """Meta-train ``config`` with ``backend``; writes the run folder ``out`` (which must not exist or be empty).
+
+    ``resume``: continue the run in ``out`` from its ``checkpoint.safetensors`` (written by either backend);
+    ``config`` must equal the stored one except ``train.episodes``, which must exceed the episodes done.
+    The episode stream, learning rate and dropout noise continue where the checkpoint stopped, so the run
+    ends with the weights and metrics rows of an uninterrupted one (same backend; the other backend
+    continues to within float rounding). The ``seconds`` rows are wall-clock times of each segment.
+    """
     run = RunDir.at(out)
-    if run.root.exists() and any(run.root.iterdir()):
-        raise FileExistsError(f"run folder {run.root} exists and is not empty; choose another --out")
+    checkpoint = None
+    if resume:
+        config = resumable_config(run, config)
+        checkpoint = load_run_checkpoint(run.checkpoint, config)
+        if checkpoint.step >= config.train.episodes:
+            raise ValueError(f"cannot resume {run.root}: its checkpoint has {checkpoint.step} episodes done, as many as "
+                             f"train.episodes={config.train.episodes}; give more episodes (--episodes N)")
+    elif run.root.exists() and any(run.root.iterdir()):
+        raise FileExistsError(f"run folder {run.root} exists and is not empty; choose another --out "
+                              f"(or continue it with --resume)")
     module = load_trainer_module(backend)
+    trainer = module.Seq2SeqTrainer(config, checkpoint=checkpoint)
+    start = checkpoint.step if checkpoint is not None else 0
     run.root.mkdir(parents=True, exist_ok=True)
     config.save(run.config)
     log = MetricsLog(run.metrics)
-    trainer = module.Seq2SeqTrainer(config)
+    if start:
+        log.truncate_after(start)  # rows after the checkpoint belong to episodes trained again now
     stream = EpisodeStream(config.task, config.train.seed)
+    stream.skip(start)
     train = config.train
     chunk = train.episodes_per_call if backend == "jax" else min(train.log_every, 50)
-    start = time.perf_counter()
+    began = time.perf_counter()
     bar = progress_bar(progress, train.episodes, f"meta-seq2seq {config.task.name} ({backend})", unit="episode")
+    if bar is not None and start:
+        bar.update(start)
     try:
-        final_loss = _train_episodes(trainer, stream, config, chunk, log, bar)
+        final_loss = _train_episodes(trainer, stream, config, chunk, log, bar, run, start)
     finally:
         close(bar)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     log.append([(train.episodes, "seconds", seconds)])
     save_weights(run.weights, trainer.weights(), config, backend)
     return TrainResult(run.root, steps=train.episodes, final_loss=final_loss, seconds=seconds)  # one episode a step
 
 
-def _train_episodes(trainer, stream, config: Seq2SeqRunConfig, chunk: int, log: MetricsLog, bar) -> float:
-    """Feed the stream to the trainer ``chunk`` episodes at a time; log the window mean loss every ``log_every``.
+def _train_episodes(trainer, stream, config: Seq2SeqRunConfig, chunk: int, log: MetricsLog, bar, run: RunDir,
+                    start: int) -> float:
+    """Feed the stream to the trainer from episode ``start``, up to ``chunk`` episodes at a time.
 
-    Returns the last episode's loss.
+    Calls stop at every multiple of ``log_every`` (a row: the window mean loss) and of the checkpoint
+    interval (RUN/checkpoint.safetensors, also written at the end), so that a run resumed from a
+    checkpoint makes the same calls, and logs the same rows, as the uninterrupted run. Returns the last
+    episode's loss.
     """
-    train, done, window = config.train, 0, []
+    train, done, window = config.train, start, []
+    every, interval = train.log_every, train.checkpoint_interval
     while done < train.episodes:
-        count = min(chunk, train.episodes - done)
+        next_log, next_checkpoint = (done // every + 1) * every, (done // interval + 1) * interval
+        count = min(chunk, train.episodes - done, next_log - done, next_checkpoint - done)
         episodes = [config.task.encode(stream.next()) for _ in range(count)]
         losses = trainer.train(episodes)
         window.extend(losses.tolist())
         done += count
-        if done % train.log_every < count or done == train.episodes:
+        if done % every == 0 or done == train.episodes:
             log.append([(done, "loss", float(np.mean(window)))])
             window = []
+        if done % interval == 0 or done == train.episodes:
+            save_run_checkpoint(run.checkpoint, trainer.checkpoint(), config)
         if bar is not None:
             bar.update(count)
             bar.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
     return float(losses[-1])
 
+
+def config_differences(stored: Seq2SeqRunConfig, requested: Seq2SeqRunConfig) -> list[str]:
+    """``"model.hidden_size: 8 in the run, 16 requested"`` for every field that differs (dotted paths)."""
+
+    def flatten(data, prefix=""):
+        if isinstance(data, dict):
+            out = {}
+            for key, value in data.items():
+                out.update(flatten(value, f"{prefix}{key}."))
+            return out
+        return {prefix[:-1]: data}
+
+    a, b = flatten(stored.to_dict()), flatten(requested.to_dict())
+    return [f"{key}: {a.get(key, '(absent)')!r} in the run, {b.get(key, '(absent)')!r} requested"
+            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+def resumable_config(run: RunDir, config: Seq2SeqRunConfig) -> Seq2SeqRunConfig:
+    """``config``, after checking that RUN can be resumed with it (a checkpoint exists; only episodes differ)."""
+    if not run.config.is_file():
+        raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
+    if not run.checkpoint.is_file():
+        raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist")
+    stored = Seq2SeqRunConfig.load(run.config)
+    requested = dataclasses.replace(config, train=dataclasses.replace(config.train, episodes=stored.train.episodes))
+    differences = config_differences(stored, requested)
+    if differences:
+        raise ValueError(f"cannot resume {run.root} with a different config (only train.episodes may change): "
+                         + "; ".join(differences))
+    return config
 
 
 # -------------------------------------------------------------------------------------- evaluation

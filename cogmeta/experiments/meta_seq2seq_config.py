@@ -59,7 +59,11 @@ class Seq2SeqModelConfig:
 
 @dataclass(frozen=True)
 class Seq2SeqTrainConfig:
-    """One episode per Adam step; lr x ``decay_factor`` every ``decay_every`` episodes; global-norm clip."""
+    """One episode per Adam step; lr x ``decay_factor`` every ``decay_every`` episodes; global-norm clip.
+
+    ``checkpoint_every``: episodes between writes of RUN/checkpoint.safetensors (0: every ``log_every``);
+    a multiple of ``log_every``, so that a resumed run logs exactly the rows of an uninterrupted one.
+    """
 
     episodes: int = 10_000
     learning_rate: float = 1e-3
@@ -74,6 +78,7 @@ class Seq2SeqTrainConfig:
     dtype: str = "float32"
     threads: int = 1
     episodes_per_call: int = 50
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         owner = "Seq2SeqTrainConfig"
@@ -87,6 +92,15 @@ class Seq2SeqTrainConfig:
         require_choice(owner, "dtype", self.dtype, DTYPES)
         require_int(owner, "threads", self.threads, 0)
         require_int(owner, "episodes_per_call", self.episodes_per_call, 1)
+        require_int(owner, "checkpoint_every", self.checkpoint_every, 0)
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(f"{owner}.checkpoint_every must be 0 or a multiple of log_every ({self.log_every}), "
+                             f"got {self.checkpoint_every}")
+
+    @property
+    def checkpoint_interval(self) -> int:
+        """Episodes between checkpoints: ``checkpoint_every``, or ``log_every`` when that is 0."""
+        return self.checkpoint_every or self.log_every
 
     def learning_rate_at(self, episode: int) -> float:
         """lr * decay_factor ** floor(episode / decay_every) (episode counted from 0)."""

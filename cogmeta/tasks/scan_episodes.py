@@ -320,6 +320,11 @@ class EpisodeStream:
             if self.task.tabu_key(episode) not in self._tabu:
                 return episode
 
+    def skip(self, count: int) -> None:
+        """Draw and drop ``count`` episodes (a resumed run continues the stream where it stopped)."""
+        for _ in range(count):
+            self.next()
+
 
 def check_command(task: _EpisodeTask, command: str) -> tuple[str, ...]:
     """Split ``command`` into words and validate them against the task (unknown, empty, too long)."""

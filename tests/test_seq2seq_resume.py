@@ -1,0 +1,134 @@
+"""Meta seq2seq runs get the run folder's guarantees: checkpoints, exact resume, `cogmeta evaluate`.
+
+- per backend: N episodes uninterrupted == N/2, then `--resume` to N (weights and metrics rows, bit for bit;
+  the ``seconds`` rows are wall-clock times and are left out of the comparison);
+- a checkpoint written by one backend resumes in the other (dropout 0, float64: the frameworks draw
+  different dropout noise) to within ``CROSS_RTOL`` / ``CROSS_ATOL`` of the uninterrupted run;
+- a resume with a different config (but for the number of episodes) is refused, naming the field;
+- ``cogmeta evaluate RUN`` prints a seq2seq run's accuracy table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cogmeta.checkpoint import load_checkpoint
+from cogmeta.cli import main
+from cogmeta.experiments.meta_seq2seq import load_run_checkpoint, load_weights, train_run
+from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig, parameter_shapes, preset
+from cogmeta.metrics_log import read_metrics
+
+EPISODES = 12
+#: torch checkpoint -> JAX (and the reverse) vs. the uninterrupted run, float64 without dropout
+CROSS_RTOL, CROSS_ATOL = 1e-7, 1e-9
+#: a tiny ME config as CLI options; checkpoints every log_every = 3 episodes
+TINY = ["--hidden-size", "8", "--log-every", "3", "--episodes-per-call", "3", "--decay-every", "5", "--no-progress",
+        "--eval-episodes", "0"]
+
+
+def tiny(episodes: int = EPISODES, **train) -> Seq2SeqRunConfig:
+    config = preset("me-cpu")
+    return dataclasses.replace(
+        config, model=dataclasses.replace(config.model, hidden_size=8),
+        train=dataclasses.replace(config.train, episodes=episodes, log_every=3, episodes_per_call=3, decay_every=5,
+                                  **train))
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def rows(run):
+    return [row for row in read_metrics(run / "metrics.csv") if row[1] != "seconds"]
+
+
+def weights(run, config):
+    return load_weights(run / "weights.safetensors", config)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, capsys, backend):
+    pytest.importorskip(backend)
+    full, part = tmp_path / "full", tmp_path / "part"
+    for run, episodes in ((full, EPISODES), (part, EPISODES // 2)):
+        code, _, err = run_cli(["seq2seq", "train", "--backend", backend, "--out", run, "--episodes", episodes, *TINY],
+                               capsys)
+        assert code == 0, err
+    config = tiny()
+    checkpoint = load_run_checkpoint(part / "checkpoint.safetensors", config)
+    assert checkpoint.step == EPISODES // 2 and checkpoint.framework == backend
+    assert list(checkpoint.exp_avg) == list(parameter_shapes(config))
+    # the backend defaults to the checkpoint's; the CLI options other than --episodes come from the run
+    code, out, err = run_cli(["seq2seq", "train", "--resume", part, "--episodes", EPISODES, "--no-progress",
+                              "--eval-episodes", "0"], capsys)
+    assert code == 0, err
+    assert f"with {backend}" in out
+    assert rows(part) == rows(full) and [s for s, m, _ in rows(full) if m == "loss"] == [3, 6, 9, 12]
+    a, b = weights(full, config), weights(part, config)
+    assert all(np.array_equal(a[name], b[name]) for name in a)
+    final = load_checkpoint(part / "checkpoint.safetensors", shapes=parameter_shapes(config))
+    assert final.step == EPISODES and all(np.array_equal(final.params[n], a[n]) for n in a)
+
+
+@pytest.mark.parametrize("first, second", [("torch", "jax"), ("jax", "torch")])
+def test_checkpoint_resumes_in_the_other_backend(tmp_path, first, second):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    config = tiny(dtype="float64")
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.0))
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_run(config, full, first, progress=False)
+    train_run(dataclasses.replace(config, train=dataclasses.replace(config.train, episodes=EPISODES // 2)), part, first,
+              progress=False)
+    train_run(config, part, second, progress=False, resume=True)
+    assert load_run_checkpoint(part / "checkpoint.safetensors", config).framework == second
+    a, b = weights(full, config), weights(part, config)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=CROSS_RTOL, atol=CROSS_ATOL, err_msg=name)
+    (steps_a, losses_a), (steps_b, losses_b) = ([[s for s, m, _ in r if m == "loss"], [v for _, m, v in r if m == "loss"]]
+                                                for r in (rows(full), rows(part)))
+    assert steps_a == steps_b
+    np.testing.assert_allclose(losses_b, losses_a, rtol=CROSS_RTOL, atol=CROSS_ATOL)
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    train_run(tiny(6), run, "torch", progress=False)
+    before = (run / "checkpoint.safetensors").read_bytes()
+    code, _, err = run_cli(["seq2seq", "train", "--resume", run, "--episodes", 12, "--hidden-size", 16, "--no-progress"],
+                           capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "model.hidden_size: 8 in the run, 16 requested" in err
+    with pytest.raises(ValueError, match="model.dropout"):
+        bigger = tiny(12)
+        train_run(dataclasses.replace(bigger, model=dataclasses.replace(bigger.model, dropout=0.3)), run, "torch",
+                  progress=False, resume=True)
+    code, _, err = run_cli(["seq2seq", "train", "--resume", run, "--no-progress"], capsys)  # nothing left to train
+    assert code == 2 and "6 episodes done" in err
+    code, _, err = run_cli(["seq2seq", "train", "--resume", tmp_path / "none", "--no-progress"], capsys)
+    assert code == 2 and "does not exist" in err
+    assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_checkpoint_every_must_be_a_multiple_of_log_every():
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        tiny(checkpoint_every=4)
+    assert tiny(checkpoint_every=6).train.checkpoint_interval == 6 and tiny().train.checkpoint_interval == 3
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_cogmeta_evaluate_reads_a_seq2seq_run(tmp_path, capsys, backend):
+    pytest.importorskip("torch")
+    pytest.importorskip(backend)
+    run = tmp_path / "run"
+    train_run(tiny(6), run, "torch", progress=False)
+    code, out, err = run_cli(["evaluate", run, "--backend", backend], capsys)
+    assert code == 0, err
+    assert f"evaluated with {backend}" in out and "generalization" in out and "retrieval" in out
+    assert (run / f"evaluation-{backend}.txt").is_file()

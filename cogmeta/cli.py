@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +45,7 @@ from cogmeta.tasks import TASKS
 from cogmeta.weights import trained_with
 
 _EXIT_USAGE, _EXIT_FAILURE = 2, 1
+_IMPORTED = time.perf_counter()  # fallback start of the process where /proc is not available
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,12 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name))
     group.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
     group.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
+    group.add_argument("--until-kl", type=float, default=None, metavar="TARGET",
+                       help="stop as soon as the held-out mean KL(Bayes || model) is below TARGET nats and report the "
+                            "time it took (time to quality)")
+    group.add_argument("--until-kl-every", type=int, default=defaults.until_kl_every, metavar="N",
+                       help="steps between the held-out checks of --until-kl")
     group.add_argument("--threads", type=int, default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
     group.add_argument("--torch-device", default=TorchOptions.device, metavar="DEVICE",
                        help="torch backend: cpu, cuda or cuda:N")
     group.add_argument("--cuda-graphs", action="store_true",
                        help="torch backend on CUDA: capture the training step in a CUDA graph and replay it")
-    group.add_argument("--steps-per-call", type=int, default=JaxOptions.steps_per_call, help="JAX optimizer steps per compiled call")
+    group.add_argument("--steps-per-call", type=int, default=None,
+                       help=f"JAX optimizer steps per compiled call (default: {JaxOptions.steps_per_call}; "
+                            f"with --until-kl, --until-kl-every so that every check ends a whole call)")
     add_devices_argument(group)
 
     add_task_parameters(train)
@@ -132,6 +141,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _resume(args, train)
+    if args.steps_per_call is None:
+        args.steps_per_call = args.until_kl_every if args.until_kl is not None else JaxOptions.steps_per_call
     config = config_from_args(args)
     out = args.out or Path("runs") / f"{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     prepare_devices(args)
@@ -159,8 +170,19 @@ def _resume(args: argparse.Namespace, train) -> int:
 
 
 def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
+    process_seconds = _process_seconds()  # train() has just returned
     print(f"trained {result.steps} steps in {result.seconds:.1f} s with {backend}; final loss {result.final_loss:.5f} "
           f"(Bayes floor {float(config.task.expected_nll().mean()):.5f})")
+    target = config.train.until_kl
+    if target is not None and result.until_kl_step is not None:
+        at_target = process_seconds - (result.seconds - result.until_kl_seconds)
+        print(f"time to quality: held-out mean KL {result.until_kl_value:.6f} < {target:g} nats at step "
+              f"{result.until_kl_step}, after {result.until_kl_seconds:.2f} s of training and {at_target:.2f} s of "
+              f"wall time since the process started ({backend}; run folder written by {process_seconds:.2f} s)")
+    elif target is not None:
+        print(f"time to quality: the held-out mean KL never fell below {target:g} nats in {result.steps} steps "
+              f"(checked every {config.train.until_kl_every}); train longer (--steps, or --resume RUN --steps N) "
+              f"or change the recipe")
     if eval_tasks > 1:
         from cogmeta.evaluation import evaluate
         from cogmeta.runs import RunDir
@@ -181,6 +203,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     run = RunDir.at(args.run)
     run.require_run()
+    from cogmeta.cli_seq2seq import is_seq2seq_run, report_evaluation
+
+    if is_seq2seq_run(run.config):  # a `cogmeta seq2seq train` run: its accuracy table
+        return report_evaluation(run.root, args.backend)
     config = RunConfig.load(run.config)
     backend = args.backend or trained_with(run.weights) or "torch"
     weights = load_weights(run.weights, config)
@@ -196,6 +222,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         write_evaluation_figure(run, evaluation, backend)
     return 0
+
+
+def _process_seconds() -> float:
+    """Wall seconds since this process started (interpreter start-up and imports included)."""
+    try:
+        import os
+
+        with open(f"/proc/{os.getpid()}/stat") as stat:
+            started_ticks = float(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as uptime:
+            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
 
 
 def _version() -> str:

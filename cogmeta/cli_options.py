@@ -39,7 +39,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                                  f"its parameters are: {', '.join('--' + f.replace('_', '-') for f in task_fields(args.task))}")
             params[name] = value
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train = TrainConfig(**{name: getattr(args, name) for name in train_fields})
+    train = TrainConfig(**{name: getattr(args, name) for name in train_fields if hasattr(args, name)})
     return RunConfig(
         task=make_task(args.task, **params),
         model=ModelConfig(cell=args.cell, hidden_size=args.hidden_size, num_layers=args.num_layers),

@@ -52,7 +52,7 @@ def add_sweep_parser(commands) -> None:
     group = sweep.add_argument_group("training (shared by every member)")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
-        if field.name in ("schedule", "dtype"):
+        if field.name in ("schedule", "dtype", "until_kl", "until_kl_every"):  # a sweep trains all its steps
             continue
         kind = type(getattr(defaults, field.name))
         group.add_argument("--" + field.name.replace("_", "-"), type=kind, default=getattr(defaults, field.name))

@@ -186,6 +186,11 @@ class TrainResult:
     seconds: float
     #: False in the ranks/processes of a data-parallel run that do not write the run folder.
     is_writer: bool = True
+    #: With ``train.until_kl``: the step whose held-out check first fell below the target (``None``: never),
+    #: the training seconds to that check (from the start of the loop, compilation included) and its KL.
+    until_kl_step: int | None = None
+    until_kl_seconds: float | None = None
+    until_kl_value: float | None = None
 
 
 class NonFiniteLossError(RuntimeError):

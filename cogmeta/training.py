@@ -82,19 +82,27 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
 
     held_out = held_out_observations(config.task, config.train.eval_tasks, HELD_OUT_SEED + 1)
     total = config.train.steps
+    target, check_every = config.train.until_kl, config.train.until_kl_every
+    reached: tuple[int, float, float] | None = None  # (step, training seconds, KL) of the first check below target
     logger = _WindowLogger(config.train.log_every, start)
     began = time.perf_counter()
     bar = progress_bar(progress and writer, total, f"train ({backend})", initial=start)
     try:
         next_checkpoint = (start // config.train.checkpoint_every + 1) * config.train.checkpoint_every
         next_eval = (start // config.train.eval_every + 1) * config.train.eval_every
-        if start == 0 and writer:
-            log.append([(0, "heldout_kl", _heldout_kl(config, trainer, held_out))])
-        while trainer.step < total:
+        next_check = (start // check_every + 1) * check_every if target is not None else math.inf
+        if (start == 0 and writer) or target is not None:
+            kl = _heldout_kl(config, trainer, held_out)
+            if start == 0 and writer:
+                log.append([(0, "heldout_kl", kl)])
+            if target is not None and kl < target:
+                reached = (start, time.perf_counter() - began, kl)
+        while trainer.step < total and reached is None:
             before = trainer.step
-            # Stop at the next evaluation or checkpoint so that both happen at exact multiples. (A JAX
+            # Stop at the next evaluation, KL check or checkpoint so that they happen at exact multiples. (A JAX
             # call always scans steps_per_call steps and masks the rest, so keep those multiples of it.)
-            count = min(trainer.chunk_size, total - before, next_eval - before, next_checkpoint - before)
+            count = int(min(trainer.chunk_size, total - before, next_eval - before, next_checkpoint - before,
+                            next_check - before))
             metrics = trainer.run(count)
             finite = np.isfinite(metrics.loss) & np.isfinite(metrics.grad_norm)
             done = int(np.argmin(finite)) if not finite.all() else len(metrics.loss)
@@ -112,15 +120,28 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
                     f"good state (step {trainer.step}) was saved to {run.checkpoint}. Try a lower learning_rate or "
                     f"clip_norm, or float64."
                 )
-            if trainer.step >= next_eval or trainer.step >= total:
-                log.append(logger.flush())
+            evaluate = trainer.step >= next_eval or trainer.step >= total
+            check = trainer.step >= next_check
+            if evaluate or check:
+                # Every rank checks (the held-out set is fixed, the model replicated) so that all stop together.
+                kl = _heldout_kl(config, trainer, held_out) if (check or writer) else math.nan
+                if check:
+                    next_check = (trainer.step // check_every + 1) * check_every
+                    if kl < target:
+                        reached = (trainer.step, time.perf_counter() - began, kl)
+                        evaluate = True  # the run ends here: log the KL row and write a checkpoint
+                if evaluate:
+                    log.append(logger.flush())
+                    next_eval = (trainer.step // config.train.eval_every + 1) * config.train.eval_every
                 if writer:
-                    log.append([(trainer.step, "heldout_kl", _heldout_kl(config, trainer, held_out))])
-                next_eval = (trainer.step // config.train.eval_every + 1) * config.train.eval_every
-            if trainer.step >= next_checkpoint or trainer.step >= total:
+                    log.append([(trainer.step, "heldout_kl", kl)])
+            if trainer.step >= next_checkpoint or trainer.step >= total or reached is not None:
                 if writer:
                     save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
                 next_checkpoint = (trainer.step // config.train.checkpoint_every + 1) * config.train.checkpoint_every
+        if reached is not None and trainer.step == start and writer:
+            save_checkpoint(run.checkpoint, trainer.checkpoint(), config)  # already below target when it began
+        log.append(logger.flush())
     finally:
         if bar is not None:
             bar.close()
@@ -132,7 +153,10 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
 
         write_run_figures(run, config, weights, backend)
     final = logger.last_loss
-    return TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer)
+    result = TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer)
+    if reached is not None:
+        result.until_kl_step, result.until_kl_seconds, result.until_kl_value = reached
+    return result
 
 
 def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:

@@ -17,8 +17,16 @@ import pytest
 
 from cogmeta.checkpoint import load_checkpoint
 from cogmeta.cli import main
-from cogmeta.experiments.meta_seq2seq import load_run_checkpoint, load_weights, train_run
-from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig, parameter_shapes, preset
+from cogmeta.experiments.meta_seq2seq import (
+    load_run_checkpoint,
+    load_weights,
+    train_run,
+)
+from cogmeta.experiments.meta_seq2seq_config import (
+    Seq2SeqRunConfig,
+    parameter_shapes,
+    preset,
+)
 from cogmeta.metrics_log import read_metrics
 
 EPISODES = 12

@@ -21,7 +21,13 @@ import numpy as np
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.io import atomic_save_safetensors
-from cogmeta.weights import WeightsError, check_tensors, parameter_shapes
+from cogmeta.weights import (
+    WeightsError,
+    check_tensors,
+    model_description,
+    parameter_shapes,
+    read_safetensors,
+)
 
 FORMAT = "cogmeta-checkpoint-1"
 _GROUPS = ("param", "exp_avg", "exp_avg_sq")
@@ -33,9 +39,7 @@ def _expected(config: RunConfig | None, shapes: Mapping[str, tuple[int, ...]] | 
     if (config is None) == (shapes is None):
         raise TypeError("give either config (a RunConfig) or shapes (canonical name -> shape)")
     if config is not None:
-        m = config.model
-        return parameter_shapes(config), (f"a {m.num_layers}-layer {m.cell.upper()} with hidden_size={m.hidden_size} "
-                                          f"for task {config.task.name!r}")
+        return parameter_shapes(config), model_description(config)
     return dict(shapes), model or "the model"
 
 
@@ -56,17 +60,7 @@ def load_checkpoint(path: str | Path, config: RunConfig | None = None, *,
                     shapes: Mapping[str, tuple[int, ...]] | None = None, model: str | None = None) -> Checkpoint:
     """Read and validate a checkpoint for the model of ``config`` (or the one with parameter ``shapes``)."""
     expected, description = _expected(config, shapes, model)
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{path} is not a readable checkpoint: {error}") from error
+    tensors, metadata = read_safetensors(path, "checkpoint")
     if metadata.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a cogmeta checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})")
     groups: dict[str, dict[str, np.ndarray]] = {group: {} for group in _GROUPS}

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from cogmeta.backends import BACKENDS
 from cogmeta.cli_distributed import add_devices_argument, prepare_devices
 from cogmeta.cli_experiment import StudyParser
 from cogmeta.cli_heuristics import add_parser as add_heuristics_parser
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="meta-train a model and write a run folder",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("--task", choices=sorted(TASKS), default="gaussian", help="environment to meta-train on")
-    train.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
+    train.add_argument("--backend", choices=sorted(BACKENDS), default="torch", help="framework that trains")
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<task>-<backend>-<time>)")
     train.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue the run in RUN from its checkpoint")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a run against the exact Bayes-optimal predictive",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("run", type=Path, metavar="RUN", help="run folder written by `cogmeta train`")
-    evaluate.add_argument("--backend", choices=("torch", "jax"), default=None,
+    evaluate.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                           help="framework that runs the model (default: the one that trained it)")
     evaluate.add_argument("--num-tasks", type=int, default=20_000, help="held-out tasks")
     evaluate.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks (default: cogmeta's fixed one)")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cogmeta.backends import BACKENDS
+
 
 class StudyParser(argparse.ArgumentParser):
     """A study's parser: an option it does not know is its own usage error (exit 2), naming the study.
@@ -44,7 +46,7 @@ def add_study_parser(studies, name: str, *, help: str, description: str, experim
 
 def add_shared_options(parser: argparse.ArgumentParser, *, out_help: str, seed_help: str, figures_help: str) -> None:
     """``--backend``, ``--out``, ``--no-figures`` and ``--seed``, with the study's own wording."""
-    parser.add_argument("--backend", choices=("torch", "jax"), default="torch", help="framework that trains")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="torch", help="framework that trains")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help=out_help)
     parser.add_argument("--no-figures", action="store_true", help=figures_help)
     parser.add_argument("--seed", type=int, default=0, help=seed_help)

@@ -16,6 +16,8 @@ import dataclasses
 import datetime as _dt
 from pathlib import Path
 
+from cogmeta.backends import BACKENDS
+
 
 def add_parser(commands) -> None:
     """Register ``seq2seq`` on the main parser's subcommands."""
@@ -28,7 +30,7 @@ def add_parser(commands) -> None:
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="task, model and recipe (default: me-cpu; with --resume: the run's config)")
-    train.add_argument("--backend", choices=("torch", "jax"), default=None,
+    train.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                        help="framework that trains (default: torch; with --resume: the one that wrote the checkpoint)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/seq2seq-<preset>-<backend>-<time>)")
     train.add_argument("--resume", type=Path, default=None, metavar="RUN",
@@ -48,7 +50,7 @@ def add_parser(commands) -> None:
     evaluate = sub.add_parser("evaluate", help="exact-match accuracy (retrieval and generalization)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("run", type=Path, metavar="RUN")
-    evaluate.add_argument("--backend", choices=("torch", "jax"), default=None, help="default: the training framework")
+    evaluate.add_argument("--backend", choices=sorted(BACKENDS), default=None, help="default: the training framework")
     evaluate.add_argument("--episodes", type=int, default=200, help="ME held-out episodes (SCAN: the full test set)")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -57,12 +59,12 @@ def add_parser(commands) -> None:
     translate.add_argument("commands", nargs="+", metavar="COMMAND", help='e.g. "dax wif dax"')
     translate.add_argument("--support", nargs="*", default=[], metavar="COMMAND=ACTIONS",
                            help='support items, e.g. "dax=RED" "jump twice=JUMP JUMP"')
-    translate.add_argument("--backend", choices=("torch", "jax"), default=None)
+    translate.add_argument("--backend", choices=sorted(BACKENDS), default=None)
     translate.set_defaults(handler=_translate)
 
     figure = sub.add_parser("figure", help="attention maps (memory and decoder) of one evaluation episode")
     figure.add_argument("run", type=Path, metavar="RUN")
-    figure.add_argument("--backend", choices=("torch", "jax"), default=None)
+    figure.add_argument("--backend", choices=sorted(BACKENDS), default=None)
     figure.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN/figures/attention-<backend>.png)")
     figure.set_defaults(handler=_figure)
 

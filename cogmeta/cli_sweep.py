@@ -15,6 +15,7 @@ import dataclasses
 import datetime as _dt
 from pathlib import Path
 
+from cogmeta.backends import BACKENDS
 from cogmeta.cli_options import add_task_parameters, config_from_args
 from cogmeta.config import (
     CELLS,
@@ -36,7 +37,7 @@ def add_sweep_parser(commands) -> None:
     sweep = commands.add_parser("sweep", help="train many seeds and settings together; write a summary table",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sweep.add_argument("--task", choices=sorted(TASKS), default="gaussian", help="environment to meta-train on")
-    sweep.add_argument("--backend", choices=("torch", "jax"), default="jax", help="framework that trains")
+    sweep.add_argument("--backend", choices=sorted(BACKENDS), default="jax", help="framework that trains")
     sweep.add_argument("--seeds", type=int, default=4, help="seeds per grid point (seed, seed + 1, ...)")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="a setting to vary, e.g. lr=1e-3,3e-3 or hidden=32,64 (repeatable)")

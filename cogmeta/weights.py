@@ -71,12 +71,16 @@ def check_tensors(tensors: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[
         raise WeightsError(f"weights do not fit {model}: " + "; ".join(problems))
 
 
+def model_description(config: RunConfig) -> str:
+    """The model of ``config`` in words, for error messages about its tensors."""
+    model = config.model
+    return f"a {model.num_layers}-layer {model.cell.upper()} with hidden_size={model.hidden_size} for task {config.task.name!r}"
+
+
 def validate_weights(tensors: Mapping[str, np.ndarray], config: RunConfig, dtype: str | None = None) -> None:
     """Raise :class:`WeightsError` unless ``tensors`` has exactly the canonical names and shapes of ``config``'s
     model (and dtype ``dtype`` if given: "float32"/"float64")."""
-    model = config.model
-    check_tensors(tensors, parameter_shapes(config), f"a {model.num_layers}-layer {model.cell.upper()} with "
-                  f"hidden_size={model.hidden_size} for task {config.task.name!r}", dtype)
+    check_tensors(tensors, parameter_shapes(config), model_description(config), dtype)
 
 
 def save_weights(path: str | Path, tensors: Mapping[str, np.ndarray], config: RunConfig, framework: str) -> None:
@@ -86,19 +90,20 @@ def save_weights(path: str | Path, tensors: Mapping[str, np.ndarray], config: Ru
     atomic_save_safetensors(path, arrays, {"format": FORMAT, "framework": framework})
 
 
-def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read_safetensors(path: str | Path, what: str = "weights file") -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``(tensors, metadata)`` of a safetensors file; a missing file is FileNotFoundError, an unreadable one
-    (truncated, not safetensors, a pickle) :class:`WeightsError`. Nothing is executed while reading."""
+    (truncated, not safetensors, a pickle) :class:`WeightsError`, both naming ``what`` the file should be.
+    Nothing is executed while reading."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
+        raise FileNotFoundError(f"no {what} at {path}")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             return {name: handle.get_tensor(name) for name in handle.keys()}, dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{path} is not a readable safetensors file: {error}") from error
+        raise WeightsError(f"{path} is not a readable {what}: {error}") from error
 
 
 def load_weights(path: str | Path, config: RunConfig) -> dict[str, np.ndarray]:

@@ -479,3 +479,18 @@ def test_short_training_approaches_bayes_coin(tmp_path):
     kl_steps, kl_values = metric_series(read_metrics(result.run_dir / "metrics.csv"), "heldout_kl")
     assert kl_steps == [0, 300, 600] and kl_values[-1] < KL_BOUND
     _check_close_to_bayes(config, weights, untrained_kl=kl_values[0])
+
+
+def test_member_chunk_with_another_seed_is_that_seeds_run():
+    """``make_member_chunk(seed=s)`` trains on the stream of seed s, exactly like ``make_run_steps`` of a run seeded s."""
+    from torch_impl.backend import build_model
+    from torch_impl.optim import init_adam
+    from torch_impl.training import make_member_chunk, make_run_steps
+
+    other = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL.train, seed=SMALL.train.seed + 7))
+    models = [build_model(SMALL), build_model(SMALL)]
+    member = make_member_chunk(models[0], SMALL, 5)(init_adam(models[0].named_parameters()), 0, 5, other.train.seed, None)
+    reference = make_run_steps(models[1], other, 5)(init_adam(models[1].named_parameters()), 0, 5)
+    np.testing.assert_array_equal(member.loss, reference.loss)
+    for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters()):
+        assert torch.equal(a, b), name

@@ -8,6 +8,7 @@ in place, reading the loss and the gradient norm back to the host after each ste
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, NamedTuple
 
@@ -90,19 +91,11 @@ def make_run_steps(model: MetaLearner, config: RunConfig, chunk: int, loss_and_g
     most steps one call is meant to run (the JAX twin compiles a scan of that length); here it bounds
     nothing. ``loss_and_grad``: see :func:`make_train_step`.
     """
-    del chunk
-    step_fn = make_train_step(model, config, loss_and_grad=loss_and_grad)
-    dtype = resolve_dtype(config.train.dtype)
-    device = next(model.parameters()).device
+    member = make_member_chunk(model, config, chunk, loss_and_grad=loss_and_grad)
+    seed = config.train.seed
 
     def run(opt_state, start, count):
-        outputs = []
-        for index in range(count):
-            observations = native_batch(config, start + index, dtype).to(device)
-            outputs.append(step_fn(opt_state, observations, start + index))
-            if not (math.isfinite(outputs[-1].loss) and math.isfinite(outputs[-1].grad_norm)):
-                break
-        return _stack(outputs)
+        return member(opt_state, start, count, seed, None)
 
     return run
 
@@ -117,13 +110,14 @@ def make_member_chunk(model: MetaLearner, config: RunConfig, chunk: int, loss_an
     step_fn = make_train_step(model, config, loss_and_grad=loss_and_grad)
     dtype = resolve_dtype(config.train.dtype)
     device = next(model.parameters()).device
-    task, batch_size = config.task, config.train.batch_size
 
     def run(opt_state, start, count, seed, peak_lr):
+        stream = config if seed == config.train.seed else dataclasses.replace(
+            config, train=dataclasses.replace(config.train, seed=seed))
         outputs = []
         for index in range(count):
             step = start + index
-            observations = sample_batch(task, step_generator(seed, step), batch_size, dtype).observations.to(device)
+            observations = native_batch(stream, step, dtype).to(device)
             outputs.append(step_fn(opt_state, observations, step, peak_lr))
             if not (math.isfinite(outputs[-1].loss) and math.isfinite(outputs[-1].grad_norm)):
                 break

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cogmeta._validation import require_int, require_positive, require_real
+from cogmeta.backends import BACKENDS
 from cogmeta.sparse_variational import kept_fraction
 
 
@@ -258,7 +259,7 @@ def summarize(rows: list[dict]) -> dict[tuple[str, float], dict[str, float]]:
 
     groups: dict[tuple[str, float], list[dict]] = {}
     for row in rows:
-        if row["backend"] in ("torch", "jax"):
+        if row["backend"] in BACKENDS:
             groups.setdefault((row["condition"], row["beta"]), []).append(row)
     keys = [k for k in groups[next(iter(groups))][0] if k.startswith(("gini", "accuracy", "kl_", "kept"))] if groups else []
     return {key: {k: float(np.mean([r[k] for r in group])) for k in keys} for key, group in groups.items()}
@@ -316,7 +317,7 @@ def plot_gini(rows: list[dict], recipe: BoundedRecipe):
     from cogmeta.figures import _pyplot
 
     plt = _pyplot()
-    model_rows = [r for r in rows if r["backend"] in ("torch", "jax")]
+    model_rows = [r for r in rows if r["backend"] in BACKENDS]
     conditions = sorted({r["condition"] for r in model_rows}, key=["ranking", "direction", "none"].index)
     fig, axes = plt.subplots(1, len(conditions), figsize=(4.2 * len(conditions), 3.6), squeeze=False, sharey=True)
     betas = sorted({r["beta"] for r in model_rows}, reverse=True)

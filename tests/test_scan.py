@@ -1,8 +1,10 @@
 """SCAN grammar, interpretation, splits, vocabularies and meta-seq2seq episode generators (numpy only).
 
-References: the counts of Lake & Baroni (2018) (20,910 commands; add-jump test 7,706, the size of SCAN's
-``tasks_test_addprim_jump.txt``) and hand-derived interpretations from the paper's semantics. The
-around-right counts (15,225 / 5,685) are this implementation's (every command containing "around right").
+References: the counts of Lake & Baroni (2018)'s released SCAN files (brendenlake/SCAN): 20,910 commands
+(``tasks.txt``); add-jump 13,204 / 7,706 (``add_prim_split/tasks_{train,test}_addprim_jump.txt``);
+around-right 15,225 / 4,476 (``template_split/tasks_{train,test}_template_around_right.txt``, which leave
+the 1,209 "turn around right" commands out of both); and hand-derived interpretations from the paper's
+semantics.
 """
 
 from __future__ import annotations
@@ -50,6 +52,28 @@ def test_grammar_size_and_lengths():
     assert len(commands) == 20_910 and len(set(commands)) == 20_910
     assert max(len(c.split()) for c in commands) == scan.MAX_COMMAND_WORDS == 9
     assert max(len(scan.interpret(c)) for c in commands) == scan.MAX_ACTION_WORDS == 48
+
+
+def test_split_counts_match_the_official_scan_files():
+    """Sizes of the three SCAN collections (Lake & Baroni 2018, brendenlake/SCAN release files)."""
+    commands = scan.all_commands()
+    assert len(commands) == 20_910
+    train, test = scan.split("add_jump")
+    assert (len(train), len(test)) == (13_204, 7_706)
+    assert len(set(train)) == len(train) and len(set(test)) == len(test) and not set(train) & set(test)
+    assert set(train) | set(test) == set(commands)
+    train, test = scan.split("around_right")
+    assert (len(train), len(test)) == (15_225, 4_476)
+    assert len(set(train)) == len(train) and len(set(test)) == len(test) and not set(train) & set(test)
+    # the template split drops every "turn around right" command from both files
+    assert not any("turn around right" in c for c in train + test)
+    dropped = set(commands) - set(train) - set(test)
+    assert len(dropped) == 1_209 and all("turn around right" in c for c in dropped)
+    assert all("around right" not in c for c in train)
+    assert all("around right" in c for c in test)
+    # examples of the official test file, and of commands it leaves out
+    assert {"jump around right", "jump and walk around right twice"} <= set(test)
+    assert {"jump after turn around right", "jump and turn around right thrice"} <= dropped
 
 
 def test_splits():
@@ -150,6 +174,9 @@ def test_around_right_episode_and_test_set():
     test = task.test_episode()
     assert test.support == ((("turn", "left"), ("LTURN",)), (("turn", "right"), ("RTURN",)))
     assert all("around right" in " ".join(c) for c, _ in test.query)
+    assert len(test.query) == 4_476 and test.query_in_support == (False,) * 4_476
+    assert all("turn around right" not in " ".join(c) for c, _ in test.query)
+    assert set(task.pool()) == set(scan.split("around_right")[0]) and len(task.pool()) == 15_225
 
 
 def test_encoding_shapes_padding_and_teacher_forcing():

@@ -18,8 +18,12 @@ Interpretation [[.]] (actions WALK LOOK RUN JUMP LTURN RTURN):
     [[x twice]] = [[x]] [[x]]   [[x thrice]] = [[x]] x 3   [[a and b]] = [[a]] [[b]]   [[a after b]] = [[b]] [[a]]
 
 (right/RTURN symmetrically). Splits (Lake & Baroni 2018; files of brendenlake/SCAN):
-    add-primitive "jump": train = commands without "jump" plus "jump" itself, test = the other 7,706.
-    template "around right": test = commands containing "around right", train = the rest.
+    add-primitive "jump" (add_prim_split): train = commands without "jump" plus "jump" itself (13,204),
+        test = the other 7,706 (``tasks_test_addprim_jump.txt``).
+    template "around right" (template_split): train = commands not containing "around right" (15,225,
+        ``tasks_train_template_around_right.txt``); test = commands containing "around right" but not
+        "turn around right" (4,476, ``tasks_test_template_around_right.txt``). The 1,209 commands with
+        "turn around right" are in neither file, so they are in neither split here.
 """
 
 from __future__ import annotations
@@ -126,13 +130,20 @@ SPLITS = ("add_jump", "around_right")
 
 
 def split(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(train, test)`` commands of split ``name`` ("add_jump" or "around_right")."""
+    """``(train, test)`` commands of split ``name`` ("add_jump" or "around_right"), in grammar order.
+
+    add_jump: train 13,204 (no "jump", plus "jump" itself), test 7,706 (every other command with "jump").
+    around_right: train 15,225 (no "around right"), test 4,476 ("around right" but not "turn around
+    right"); the 1,209 "turn around right" commands are left out of both, as in the official files
+    (Lake & Baroni 2018, brendenlake/SCAN ``template_split/tasks_{train,test}_template_around_right.txt``).
+    """
     commands = all_commands()
     if name == "add_jump":
         test = tuple(c for c in commands if "jump" in c.split() and c != "jump")
-    elif name == "around_right":
-        test = tuple(c for c in commands if "around right" in c)
-    else:
-        raise ValueError(f"unknown SCAN split {name!r}; choose one of {', '.join(SPLITS)}")
-    held = set(test)
-    return tuple(c for c in commands if c not in held), test
+        held = set(test)
+        return tuple(c for c in commands if c not in held), test
+    if name == "around_right":
+        train = tuple(c for c in commands if "around right" not in c)
+        test = tuple(c for c in commands if "around right" in c and "turn around right" not in c)
+        return train, test
+    raise ValueError(f"unknown SCAN split {name!r}; choose one of {', '.join(SPLITS)}")

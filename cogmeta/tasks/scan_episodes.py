@@ -13,7 +13,9 @@ loss" of the paper), and ``query_in_support`` marks them so that accuracy splits
         ``tasks_train_all``). Test: support = the 4 primitives with their true meanings, queries = the 7,706
         add-jump test commands.
     SCAN around-right (Exp. 4): the same with the two direction words re-paired with LTURN/RTURN, drawn from
-        the around-right training commands; test support = turn left, turn right, queries = "around right".
+        the 15,225 around-right training commands (none contains "around right"); test support = turn left,
+        turn right, queries = the 4,476 around-right test commands (those with "around right" but not
+        "turn around right", as SCAN's ``tasks_test_template_around_right.txt``; see :func:`scan.split`).
 
 Tabu list (:class:`EpisodeStream`): a task's validation episodes are drawn first and no training episode
 may share a validation episode's :meth:`tabu_key`. For add-jump, as in Lake's ``scan_prim_permutation``,

@@ -1,7 +1,7 @@
 """Baselines of the paired-comparison task (Binz et al. 2022, ``baselines.py``), each an online probit
 learner (:class:`cogmeta.baselines.probit.ProbitFilter`) on different features of dx_t:
 
-    ideal observer (IO):        all K cues, w ~ N(0, I)                        the rational model
+    "ideal observer" (IO):      all K cues, prior w ~ N(0, I)                   the paper's "rational model"
     equal weighting (EW):       one weight on sum_k dx_k                       tallying
     single cue (SC):            one weight on dx_1                              take-the-best when the ranking is known
     best cue (BC):              K single-cue learners; trial 1 averages them, later trials use the cue with
@@ -9,15 +9,25 @@ learner (:class:`cogmeta.baselines.probit.ProbitFilter`) on different features o
 
 Each returns p(y_t = 1 | trials < t) ``[T, B]`` and, for Gini and comparisons, the implied weight means
 over the K cues before each trial ``[T, B, K]`` (EW: the same weight on every cue; SC: zero except cue 1).
+
+The "ideal observer" keeps the paper's name but is a probit learner with an isotropic Gaussian prior
+N(0, I), not the task's ideal observer: the task draws w from a condition-specific prior (sorted by
+magnitude in "ranking", non-negative in "direction"), which this learner ignores, and its posterior is
+projected onto a Gaussian after every trial. The task's exact Bayes predictive, under each condition's
+own prior, is :mod:`cogmeta.baselines.exact_bayes`, registered below as ``exact_bayes_<condition>``
+(same call signature; Monte-Carlo, so much slower).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
 
+from cogmeta.baselines.exact_bayes import DEFAULT_NUM_SAMPLES, posterior_predictive
 from cogmeta.baselines.probit import ProbitFilter
+from cogmeta.tasks.paired_comparison import CONDITIONS
 
 
 class BaselineOutputs(NamedTuple):
@@ -28,7 +38,9 @@ class BaselineOutputs(NamedTuple):
 
 
 def ideal_observer(cues: np.ndarray, targets: np.ndarray, noise_std: float = 0.1) -> BaselineOutputs:
-    """Bayesian probit regression on all cues."""
+    """Bayesian probit regression on all cues with an isotropic Gaussian prior N(0, I) (assumed-density
+    filtering): a probit learner with an isotropic Gaussian prior, not the task's ideal observer (it ignores
+    the condition's prior over the weights; see :mod:`cogmeta.baselines.exact_bayes` for the exact one)."""
     prob, mean = ProbitFilter(noise_std).run(cues, targets)
     return BaselineOutputs(prob, mean)
 
@@ -69,9 +81,26 @@ def best_cue(cues: np.ndarray, targets: np.ndarray, noise_std: float = 0.1) -> B
     return BaselineOutputs(prob, mean)
 
 
+def exact_bayes(
+    cues: np.ndarray,
+    targets: np.ndarray,
+    noise_std: float = 0.1,
+    condition: str = "none",
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    seed: int = 0,
+    flip_targets: bool = False,
+) -> BaselineOutputs:
+    """The task's exact Bayes predictive under ``condition``'s prior over the weights (importance sampling,
+    :func:`cogmeta.baselines.exact_bayes.posterior_predictive`); ``mean``: the posterior mean of w."""
+    result = posterior_predictive(cues, targets, condition, noise_std, flip_targets, num_samples, seed)
+    return BaselineOutputs(result.prob, result.mean)
+
+
 BASELINES: dict[str, Callable[..., BaselineOutputs]] = {
     "ideal_observer": ideal_observer,
     "equal_weighting": equal_weighting,
     "single_cue": single_cue,
     "best_cue": best_cue,
+    # exact Bayes under each condition's own prior: exact_bayes_ranking, exact_bayes_direction, exact_bayes_none
+    **{f"exact_bayes_{condition}": partial(exact_bayes, condition=condition) for condition in CONDITIONS},
 }

@@ -13,7 +13,11 @@ which are the exact first two moments of p(w | y, x) ∝ N(w; m, S) p(y | w, x).
 
 The paper's baselines (``baselines.py``) fit the same projection by stochastic variational inference
 (diagonal Gaussian, 100 Monte-Carlo samples, Adam); this closed form is exact, deterministic and
-keeps the full covariance, so it is the better ideal observer of the two.
+keeps the full covariance, so it is the better of the two approximations.
+
+Neither is the paired-comparison task's ideal observer: with the N(0, I) prior of the paper's baselines this
+is a probit learner with an isotropic Gaussian prior, whereas the task draws its weights from a
+condition-specific prior; the exact Bayes predictive under that prior is :mod:`cogmeta.baselines.exact_bayes`.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from cogmeta.config import (
     TorchOptions,
     TrainConfig,
 )
+from cogmeta.runs import RunFolderLockedError
 from cogmeta.tasks import TASKS
 from cogmeta.weights import trained_with
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ncogmeta: interrupted; the last checkpoint is intact (resume with `cogmeta train --resume RUN`)", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError, RunFolderLockedError) as error:
         print(f"cogmeta: error: {error}", file=sys.stderr)
         return _EXIT_USAGE
     except RuntimeError as error:

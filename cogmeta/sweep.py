@@ -14,6 +14,9 @@ Output folder:
     OUT/summary.csv         one row per member: its settings, steps, final loss, held-out exact KL
     OUT/summary.md          the same as a markdown table
 
+The sweep holds ``OUT/.lock`` for its whole run and each member's ``.lock`` while writing it
+(``cogmeta.runs.lock_folder``), so a second sweep or training run into the same folder fails at once.
+
 Framework-free: the backend is imported only by :func:`run_sweep`.
 """
 
@@ -32,7 +35,7 @@ from cogmeta.config import ModelConfig, RunConfig, TrainConfig
 from cogmeta.contract import MemberRun
 from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
 from cogmeta.io import atomic_write_text
-from cogmeta.runs import RunDir
+from cogmeta.runs import RunDir, lock_folder
 
 #: Short names accepted in ``--grid`` (any field of the model, train or task section works too).
 ALIASES = {"lr": "train.learning_rate", "hidden": "model.hidden_size", "batch": "train.batch_size",
@@ -102,20 +105,22 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
     backend_module = load_module(backend, "backend")  # validates the name before anything is written
     engine = load_module(backend, "engine")
     out = Path(out)
-    if (out / "summary.csv").exists():
-        raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
     members = expand(config, seeds, grid)
-    rows = []
-    for group in group_members(members):
-        shared = _shared_config(group[0].config)
-        began = time.perf_counter()
-        runs = engine.train_members(shared, [m.config.train.seed for m in group],
-                                    [m.config.train.learning_rate for m in group], strategy=strategy, progress=progress)
-        seconds = time.perf_counter() - began
-        for member, run in zip(group, runs):
-            rows.append(_write_member(out, member, run, backend, backend_module, eval_tasks, seconds / len(group)))
-    rows.sort(key=lambda row: row["member"])
-    write_summary(out, rows)
+    with lock_folder(out):
+        if (out / "summary.csv").exists():
+            raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
+        rows = []
+        for group in group_members(members):
+            shared = _shared_config(group[0].config)
+            began = time.perf_counter()
+            runs = engine.train_members(shared, [m.config.train.seed for m in group],
+                                        [m.config.train.learning_rate for m in group], strategy=strategy,
+                                        progress=progress)
+            seconds = time.perf_counter() - began
+            for member, run in zip(group, runs):
+                rows.append(_write_member(out, member, run, backend, backend_module, eval_tasks, seconds / len(group)))
+        rows.sort(key=lambda row: row["member"])
+        write_summary(out, rows)
     return rows
 
 
@@ -132,6 +137,13 @@ def write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------- helpers
 def _write_member(out: Path, member: Member, run: MemberRun, backend: str, backend_module, eval_tasks: int | None,
                   seconds: float) -> dict[str, Any]:
+    run_dir = RunDir.at(out / f"member-{member.index:03d}")
+    with run_dir.writing():
+        return _write_member_folder(run_dir, member, run, backend, backend_module, eval_tasks, seconds)
+
+
+def _write_member_folder(run_dir: RunDir, member: Member, run: MemberRun, backend: str, backend_module,
+                         eval_tasks: int | None, seconds: float) -> dict[str, Any]:
     from cogmeta.metrics_log import MetricsLog
     from cogmeta.training import (
         _WindowLogger,  # the training driver's log_every window means
@@ -139,13 +151,12 @@ def _write_member(out: Path, member: Member, run: MemberRun, backend: str, backe
     from cogmeta.weights import save_weights
 
     config = member.config
-    run_dir = RunDir.at(out / f"member-{member.index:03d}")
     if run_dir.config.exists():
         raise FileExistsError(f"{run_dir.root} already holds a run; choose a new output folder")
-    run_dir.root.mkdir(parents=True, exist_ok=True)
     config.save(run_dir.config)
     logger = _WindowLogger(config.train.log_every, 0)
     log = MetricsLog(run_dir.metrics)
+    log.reset()
     log.append(logger.add(run.metrics, run.steps))
     log.append(logger.flush())
     num_tasks = config.train.eval_tasks if eval_tasks is None else eval_tasks

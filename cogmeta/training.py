@@ -4,10 +4,15 @@ The backend's ``Trainer`` runs optimizer steps (one Python step at a time in PyT
 compiled ``lax.scan`` call in JAX); this driver decides how many steps to ask for, logs the metrics,
 writes checkpoints atomically, stops on a non-finite loss while keeping the last good state, and
 writes the final weights and figures.
+
+The writing process holds the run folder's lock (``cogmeta.runs.lock_folder``) from before its first
+write to the end, and writes the step-0 checkpoint before ``config.json``: a folder that holds a config
+always holds a checkpoint, so a run killed at any moment can be resumed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -22,7 +27,7 @@ from cogmeta.contract import NonFiniteLossError, StepMetrics, TrainResult
 from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
 from cogmeta.metrics_log import MetricsLog
 from cogmeta.progress import progress_bar
-from cogmeta.runs import RunDir
+from cogmeta.runs import RunDir, folder_holder, locked_error
 from cogmeta.weights import save_weights
 
 
@@ -42,7 +47,8 @@ def train(
         config: the run. With ``resume=True`` it must equal the stored config except ``train.steps``.
         run_dir: folder to create (must not hold a run already, unless resuming).
         backend: framework that trains.
-        resume: continue from ``RUN/checkpoint.safetensors``.
+        resume: continue from ``RUN/checkpoint.safetensors`` (from step 0 with the stored config if the
+            folder has none: a run that stopped before its first checkpoint was written).
         progress: show a progress bar.
         figures: write the learning-curve and predictive figures at the end.
         devices: data-parallel training (``cogmeta.distributed``): JAX splits every batch over this many
@@ -53,32 +59,57 @@ def train(
     checkpoint = None
     if resume:
         config = _resumable_config(run, config)
-        checkpoint = load_checkpoint(run.checkpoint, config)
+        if run.checkpoint.is_file():
+            checkpoint = load_checkpoint(run.checkpoint, config)
+        elif run.weights.is_file():  # a finished run whose checkpoint is gone: do not retrain it from scratch
+            raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist (the run's final weights do)")
     elif run.config.exists():
-        raise FileExistsError(
-            f"{run.root} already holds a run; continue it with --resume or choose a new output folder"
-        )
+        _refuse_existing_run(run)
     # Built before anything is written: in a data-parallel run this is where the workers meet (and
     # agree on the config), so no worker sees files that another one has just created.
     trainer = load_module(backend, "launch").make_trainer(config, checkpoint, devices)
     try:
-        return _train_loop(config, run, backend, trainer, checkpoint, progress, figures)
+        with _writer_lock(run, trainer, resume):
+            return _train_loop(config, run, backend, trainer, checkpoint, progress, figures)
     finally:
         close = getattr(trainer, "close", None)
         if close is not None:
             close()
 
 
+@contextlib.contextmanager
+def _writer_lock(run: RunDir, trainer, resume: bool):
+    """The run folder's lock, held by the process that writes (data-parallel runs: rank / process 0 only)."""
+    if not getattr(trainer, "is_writer", True):
+        yield
+        return
+    with run.writing():
+        if not resume and run.config.exists():  # another process finished a run here since the check above
+            _refuse_existing_run(run)
+        yield
+
+
+def _refuse_existing_run(run: RunDir):
+    holder = folder_holder(run.root)
+    if holder is not None:
+        raise locked_error(run.root, holder)
+    raise FileExistsError(f"{run.root} already holds a run; continue it with --resume or choose a new output folder")
+
+
 def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoint, progress: bool,
                 figures: bool) -> TrainResult:
     writer = getattr(trainer, "is_writer", True)  # data-parallel runs: only rank / process 0 writes
+    start = checkpoint.step if checkpoint else 0
     if writer:
         run.root.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:  # before config.json: a folder with a config can always be resumed
+            save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
         config.save(run.config)
     log = MetricsLog(run.metrics) if writer else _NoLog()
-    start = checkpoint.step if checkpoint else 0
-    if checkpoint is not None:
-        log.truncate_after(start)
+    if start == 0:
+        log.reset()  # a fresh start, or a resume at step 0: everything is logged again
+    else:
+        log.truncate_after(start)  # and a torn last line
 
     held_out = held_out_observations(config.task, config.train.eval_tasks, HELD_OUT_SEED + 1)
     total = config.train.steps
@@ -113,7 +144,7 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
                     bar.set_postfix(loss=f"{float(np.mean(metrics.loss[:done])):.4f}")
             if done < len(metrics.loss):
                 if writer:
-                    save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+                    _save_checkpoint(run, trainer, config, log)
                 raise NonFiniteLossError(
                     f"non-finite loss or gradient (loss {metrics.loss[done]}, gradient norm {metrics.grad_norm[done]}) "
                     f"at step {before + done}; training stopped and the last "
@@ -137,10 +168,10 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
                     log.append([(trainer.step, "heldout_kl", kl)])
             if trainer.step >= next_checkpoint or trainer.step >= total or reached is not None:
                 if writer:
-                    save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+                    _save_checkpoint(run, trainer, config, log)
                 next_checkpoint = (trainer.step // config.train.checkpoint_every + 1) * config.train.checkpoint_every
         if reached is not None and trainer.step == start and writer:
-            save_checkpoint(run.checkpoint, trainer.checkpoint(), config)  # already below target when it began
+            _save_checkpoint(run, trainer, config, log)  # already below target when it began
         log.append(logger.flush())
     finally:
         if bar is not None:
@@ -159,14 +190,20 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     return result
 
 
+def _save_checkpoint(run: RunDir, trainer, config: RunConfig, log) -> None:
+    """fsync the metrics rows logged so far, then write the checkpoint that vouches for them."""
+    log.sync()
+    save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+
+
 def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:
     """Mean exact KL(Bayes || model) over t on the fixed held-out observations."""
     return score_predictions(config.task, observations, trainer.predictive(observations)).mean_kl
 
 
 def _resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
-    if not run.checkpoint.is_file():
-        raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist")
+    if not run.config.is_file():
+        raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
     stored = RunConfig.load(run.config)
     requested = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=stored.train.steps))
     if requested != stored:
@@ -184,6 +221,12 @@ class _NoLog:
 
     def truncate_after(self, step: int) -> None:
         del step
+
+    def reset(self) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
 
 
 class _WindowLogger:

@@ -10,7 +10,11 @@ layout), so converting between frameworks is a copy with no renaming or transpos
     head.weight          (O, H)       O = 2 (Gaussian: mean, log std) or 1 (Bernoulli: logit)
     head.bias            (O,)
 
-Loading checks names, shapes and dtypes and names the offending tensor.
+Loading checks names, shapes and dtypes (against the config's ``train.dtype``) and names the offending
+tensor. Every file cogmeta writes records the SHA-256 of its tensors in its metadata
+(``cogmeta.io.DIGEST_KEY``); :func:`read_safetensors` checks it on every load and refuses a file whose
+bytes changed (:class:`CorruptFileError`). Files written before the digest existed have none and still
+load (names, shapes, dtype and finiteness are checked as before).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from cogmeta.config import INPUT_SIZE, RunConfig
-from cogmeta.io import atomic_save_safetensors
+from cogmeta.io import DIGEST_KEY, atomic_save_safetensors, tensors_digest
 
 FORMAT = "cogmeta-weights-1"
 
@@ -30,6 +34,10 @@ _GATES = {"gru": 3, "lstm": 4}
 
 class WeightsError(ValueError):
     """A weights file or dict does not match the model it is meant for."""
+
+
+class CorruptFileError(WeightsError):
+    """A safetensors file is unreadable, or its tensors do not match the SHA-256 recorded when it was written."""
 
 
 def parameter_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
@@ -56,17 +64,23 @@ def check_tensors(tensors: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[
     """
     problems = [f"missing tensor {name!r}" for name in shapes if name not in tensors]
     problems += [f"unexpected tensor {name!r}" for name in sorted(tensors) if name not in shapes]
+    wrong_dtype: dict[str, str] = {}  # name -> dtype, for the tensors whose dtype is not ``dtype``
     for name, shape in shapes.items():
         if name in tensors:
             value = np.asarray(tensors[name])
             if tuple(value.shape) != tuple(shape):
                 problems.append(f"tensor {name!r} has shape {tuple(value.shape)}, expected {tuple(shape)}")
             elif dtype is not None and str(value.dtype) != dtype:
-                problems.append(f"tensor {name!r} has dtype {value.dtype}, expected {dtype}")
+                wrong_dtype[name] = str(value.dtype)
             elif not np.issubdtype(value.dtype, np.floating):
                 problems.append(f"tensor {name!r} has dtype {value.dtype}, expected a float type")
             elif not np.all(np.isfinite(value)):
                 problems.append(f"tensor {name!r} contains non-finite values")
+    present = [name for name in shapes if name in tensors]
+    if len(wrong_dtype) > 1 and len(wrong_dtype) == len(present) and len(set(wrong_dtype.values())) == 1:
+        problems.append(f"all {len(present)} tensors have dtype {next(iter(wrong_dtype.values()))}, expected {dtype}")
+    else:
+        problems += [f"tensor {name!r} has dtype {found}, expected {dtype}" for name, found in wrong_dtype.items()]
     if problems:
         raise WeightsError(f"weights do not fit {model}: " + "; ".join(problems))
 
@@ -84,16 +98,18 @@ def validate_weights(tensors: Mapping[str, np.ndarray], config: RunConfig, dtype
 
 
 def save_weights(path: str | Path, tensors: Mapping[str, np.ndarray], config: RunConfig, framework: str) -> None:
-    """Validate and write ``tensors`` to a safetensors file (atomically)."""
+    """Validate (names, shapes, finiteness, ``config.train.dtype``) and write ``tensors`` to a safetensors file
+    (atomically, with their SHA-256 in the metadata)."""
     arrays = {name: np.asarray(value) for name, value in tensors.items()}
-    validate_weights(arrays, config)
+    validate_weights(arrays, config, dtype=config.train.dtype)
     atomic_save_safetensors(path, arrays, {"format": FORMAT, "framework": framework})
 
 
 def read_safetensors(path: str | Path, what: str = "weights file") -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``(tensors, metadata)`` of a safetensors file; a missing file is FileNotFoundError, an unreadable one
-    (truncated, not safetensors, a pickle) :class:`WeightsError`, both naming ``what`` the file should be.
-    Nothing is executed while reading."""
+    (truncated, not safetensors, a pickle) or one whose tensors do not match the SHA-256 in its metadata
+    :class:`CorruptFileError`, both naming the file and ``what`` it should be. A file without a recorded
+    SHA-256 (written before cogmeta recorded one) is read unchecked. Nothing is executed while reading."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -101,17 +117,32 @@ def read_safetensors(path: str | Path, what: str = "weights file") -> tuple[dict
         raise FileNotFoundError(f"no {what} at {path}")
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}, dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{path} is not a readable {what}: {error}") from error
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise CorruptFileError(f"{path} is not a readable {what} (corrupt, truncated or not safetensors): {error}") from error
+    recorded = metadata.pop(DIGEST_KEY, None)
+    if recorded is not None:
+        actual = tensors_digest(tensors)
+        if actual != recorded:
+            raise CorruptFileError(
+                f"{path} is corrupt: its tensors' SHA-256 is {actual[:16]}..., but the {what} recorded "
+                f"{recorded[:16]}... when it was written (the file was damaged or changed since); restore it "
+                f"from a copy or train again"
+            )
+    return tensors, metadata
 
 
 def load_weights(path: str | Path, config: RunConfig) -> dict[str, np.ndarray]:
-    """Read a safetensors file and validate it against ``config``; arrays keep their stored dtype."""
+    """Read a safetensors file (checking its SHA-256) and validate it against ``config``: names, shapes,
+    finite values and the dtype ``config.train.dtype``."""
     tensors, _ = read_safetensors(path)
     ordered = {name: tensors[name] for name in parameter_shapes(config) if name in tensors}
     ordered.update({name: value for name, value in tensors.items() if name not in ordered})
-    validate_weights(ordered, config)
+    try:
+        validate_weights(ordered, config, dtype=config.train.dtype)
+    except WeightsError as error:
+        raise WeightsError(f"{path}: {error}") from None
     return ordered
 
 

@@ -5,7 +5,7 @@
 For each cell (GRU, LSTM) and dtype (float64, float32), the same config is trained three ways from the
 same initial weights and the same batches (sampled on the host, so every variant sees identical data):
 
-- ``cpu eager``: ``torch_impl.backend.Trainer`` on the CPU (the reference the CPU tests pin);
+- ``cpu eager``: ``torch_impl.trainer.Trainer`` on the CPU (the reference the CPU tests pin);
 - ``cuda eager``: the same trainer on the GPU, one Python step per update;
 - ``cuda graph``: ``TorchOptions(cuda_graphs=True)``: the first update checked against the eager step
   (``StaticStep.verify_first_step``), then every update replayed from one captured CUDA graph.
@@ -44,7 +44,7 @@ def _config(cell: str, dtype: str, steps: int, device: str, graphs: bool) -> Run
 def _train(config: RunConfig) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
     import torch
 
-    from torch_impl.backend import Trainer
+    from torch_impl.backend import make_tutorial_trainer as Trainer
 
     trainer = Trainer(config)
     began = time.perf_counter()

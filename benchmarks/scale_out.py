@@ -44,7 +44,7 @@ def _jax_child(devices: list[int], steps: int, repeats: int) -> None:
 
     from cogmeta.cli import build_parser
     from cogmeta.cli_options import config_from_args
-    from jax_impl.backend import Trainer
+    from jax_impl.backend import make_tutorial_trainer as Trainer
     from jax_impl.distributed import DataParallelTrainer
 
     args = build_parser().parse_args(["train", *CONFIG_ARGS, "--backend", "jax", "--steps-per-call", str(steps),

@@ -96,6 +96,7 @@ class JaxPoint:
         import jax.numpy as jnp
 
         from jax_impl.engine import Engine
+        from jax_impl.trainer import stack_members
 
         self.engine = Engine(config, strategy)
         self.chunk = self.engine.chunk
@@ -104,12 +105,11 @@ class JaxPoint:
         if strategy == "loop":  # the single-run program; S sequential runs take S of its calls
             params, opt_state = jax.tree.map(lambda x: x[0], (params, opt_state))
             function = self.engine._member
-            self.args = (params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk), jnp.asarray(0),
-                         jnp.asarray(config.train.learning_rate, jnp.float32))
+            self.args = (params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk), self.engine.objective.member(0))
         else:
             function = self.engine.run_members
             self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32),
-                         jnp.arange(members, dtype=jnp.int32), jnp.full(members, config.train.learning_rate, jnp.float32))
+                         stack_members([self.engine.objective.member(s) for s in range(members)]))
         began = time.perf_counter()
         lowered = jax.jit(function).lower(*self.args)
         self.compiled = lowered.compile()
@@ -136,7 +136,7 @@ class TorchPoint:
     """The library's PyTorch trainer step, S members one after the other, at a thread count."""
 
     def __init__(self, config: RunConfig, members: int, threads: int, strategy: str):
-        from torch_impl.backend import Trainer
+        from torch_impl.backend import make_tutorial_trainer as Trainer
 
         self.config, self.members, self.threads, self.strategy = config, members, threads, strategy
         self.steps = config.jax.steps_per_call

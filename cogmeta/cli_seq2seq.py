@@ -153,7 +153,7 @@ def _parse_support(items):
 
 
 def _load(args):
-    from cogmeta.experiments.meta_seq2seq import load_trainer_module, load_weights
+    from cogmeta.experiments.meta_seq2seq import Decoder, load_weights
     from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig
     from cogmeta.runs import RunDir
     from cogmeta.weights import trained_with
@@ -163,17 +163,17 @@ def _load(args):
     config = Seq2SeqRunConfig.load(run.config)
     weights = load_weights(run.weights, config)
     backend = args.backend or trained_with(run.weights) or "torch"
-    return run, config, load_trainer_module(backend).Seq2SeqTrainer(config, weights), backend
+    return run, config, Decoder(config, weights, backend), backend
 
 
 def _translate(args) -> int:
     from cogmeta.experiments.meta_seq2seq import decode_episode
     from cogmeta.tasks.scan_episodes import Episode, check_command
 
-    _, config, trainer, _ = _load(args)
+    _, config, decoder, _ = _load(args)
     support = _parse_support(args.support)
     queries = tuple((check_command(config.task, c), (config.task.actions.words[0],)) for c in args.commands)
-    predictions, _ = decode_episode(trainer, config.task, Episode(support, queries, (False,) * len(queries)))
+    predictions, _ = decode_episode(decoder, config.task, Episode(support, queries, (False,) * len(queries)))
     for (words, _), prediction in zip(queries, predictions):
         print(f"{' '.join(words)} -> {' '.join(prediction)}")
     return 0
@@ -185,9 +185,9 @@ def _figure(args) -> int:
         write_attention_figure,
     )
 
-    run, config, trainer, backend = _load(args)
+    run, config, decoder, backend = _load(args)
     episode = evaluation_episodes(config, 1)[0]
     path = args.out or run.figures / f"attention-{backend}.png"
-    write_attention_figure(path, config.task, episode, trainer)
+    write_attention_figure(path, config.task, episode, decoder)
     print(f"wrote {path}")
     return 0

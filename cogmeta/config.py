@@ -23,7 +23,8 @@ from cogmeta.tasks import GaussianMeanTask, Task, task_from_dict, task_to_dict
 
 CELLS = ("gru", "lstm")
 DTYPES = ("float32", "float64")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "step")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,22 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The optimisation recipe: Adam on the mean NLL, global-norm clipping, a cosine schedule.
+    """The optimisation recipe of every workload: the one trainer's update rule, schedule and run length.
+
+    Defaults are the tutorial's (Adam on the mean NLL, global-norm clipping, a cosine schedule); the
+    paper recipes are presets that set other values (``cogmeta.presets``).
 
     Attributes:
         steps: optimizer updates.
         batch_size: tasks per update (each task trains all T prefix lengths at once).
-        learning_rate: peak Adam learning rate.
-        schedule: "cosine" (decay to ``final_lr_fraction`` of the peak) or "constant".
+        learning_rate: peak learning rate.
+        schedule: "cosine" (decay to ``final_lr_fraction`` of the peak), "constant", or "step"
+            (times ``decay_factor`` every ``decay_every`` updates; Lake 2019).
         final_lr_fraction: end point of the cosine schedule, in [0, 1].
-        clip_norm: global gradient-norm threshold, torch semantics (coef = c / (norm + 1e-6), at most 1).
+        decay_every, decay_factor: the step schedule.
+        optimizer: "adam" or "sgd" (p <- p - lr g; Dasgupta et al. 2020).
+        clip_norm: global gradient-norm threshold, torch semantics (coef = c / (norm + 1e-6), at most 1);
+            ``None`` does not clip (the norm is still reported).
         adam_beta1, adam_beta2, adam_eps: Adam constants (torch and optax defaults).
         seed: seeds weight initialisation and the task stream; batch k depends only on (seed, k).
         dtype: "float32" or "float64" for weights and computation.
@@ -78,7 +86,10 @@ class TrainConfig:
     learning_rate: float = 3e-3
     schedule: str = "cosine"
     final_lr_fraction: float = 0.02
-    clip_norm: float = 10.0
+    decay_every: int = 5_000
+    decay_factor: float = 0.1
+    optimizer: str = "adam"
+    clip_norm: float | None = 10.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
@@ -98,7 +109,11 @@ class TrainConfig:
         require_positive(owner, "learning_rate", self.learning_rate)
         require_choice(owner, "schedule", self.schedule, SCHEDULES)
         require_in_range(owner, "final_lr_fraction", self.final_lr_fraction, 0.0, 1.0)
-        require_positive(owner, "clip_norm", self.clip_norm)
+        require_int(owner, "decay_every", self.decay_every, 1)
+        require_in_range(owner, "decay_factor", self.decay_factor, 0.0, 1.0, closed="high")
+        require_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
+        if self.clip_norm is not None:
+            require_positive(owner, "clip_norm", self.clip_norm)
         require_in_range(owner, "adam_beta1", self.adam_beta1, 0.0, 1.0, closed="low")
         require_in_range(owner, "adam_beta2", self.adam_beta2, 0.0, 1.0, closed="low")
         require_positive(owner, "adam_eps", self.adam_eps)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import (
     Any,
     Callable,
@@ -101,20 +102,24 @@ class StepMetrics(NamedTuple):
     """Per-step values returned by ``Trainer.run``; each ``[n]`` for the n steps attempted.
 
     If the loss or the gradient norm of the last attempted step is non-finite, that step's update was
-    *not* applied.
+    *not* applied. ``aux``: the objective's extra per-step values by name (e.g. the bounded GRU's ``nll``
+    and ``kl``; empty for most workloads).
     """
 
     loss: np.ndarray
     grad_norm: np.ndarray
     learning_rate: np.ndarray
+    aux: Mapping[str, np.ndarray] = MappingProxyType({})
 
 
 @runtime_checkable
 class Trainer(Protocol):
-    """Stateful training of one model, the same methods in both frameworks (``<backend>_impl.backend.Trainer``).
+    """One training run, the same methods in both frameworks: the one trainer, ``<backend>_impl.trainer.Trainer``.
 
-    ``Trainer(config, checkpoint=None)``; ``step`` counts applied updates; ``chunk_size`` is how many
-    steps one ``run`` call prefers (the JAX trainer scans that many per compiled call).
+    ``Trainer(objective, checkpoint=None, seed=None, steps_per_call=...)`` trains any workload's objective
+    (task x model: its batches and loss; ``<backend>_impl.trainer.Objective``); ``step`` counts applied
+    updates; ``chunk_size`` is how many steps one ``run`` call prefers (the JAX trainer scans that many
+    per compiled call). ``run_on(batches)`` trains on given batches (seq2seq episodes, parity tests).
     """
 
     step: int
@@ -123,11 +128,15 @@ class Trainer(Protocol):
     def run(self, count: int) -> StepMetrics:
         """Up to ``count`` updates; stops before applying one whose loss or gradient is non-finite."""
 
+    def run_on(self, batches: Any) -> StepMetrics:
+        """One update per given batch; stops before applying one whose loss or gradient is non-finite."""
+
     def weights(self) -> dict[str, np.ndarray]:
         """Canonical (torch ``state_dict`` layout) numpy weights."""
 
     def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's predictive parameters ``[T, B]`` on numpy observations ``[T, B, 1]``."""
+        """The model's predictive parameters ``[T, B]`` on numpy observations ``[T, B, 1]`` (objectives with a
+        predictive, e.g. the tutorial's)."""
 
     def checkpoint(self) -> Checkpoint:
         """Step, weights and Adam moments by canonical name."""
@@ -135,10 +144,14 @@ class Trainer(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """What ``torch_impl.backend`` and ``jax_impl.backend`` export (loaded by ``cogmeta.backends.load_backend``)."""
+    """What ``torch_impl.backend`` and ``jax_impl.backend`` export for the tutorial workload (loaded by
+    ``cogmeta.backends.load_module``): its objective for the one trainer, and prediction from weights."""
 
     FRAMEWORK: str
-    Trainer: Callable[..., Trainer]
+    MetaLearnerObjective: Callable[..., Any]
+
+    def make_tutorial_trainer(self, config: Any, checkpoint: Checkpoint | None = None) -> Trainer:
+        """The one trainer on the tutorial objective of ``config``."""
 
     def predict(self, config: Any, weights: Mapping[str, np.ndarray], observations: np.ndarray) -> dict[str, np.ndarray]:
         """Predictive parameters ``[T, B]`` (float64 numpy) of the model with ``weights``."""

@@ -1,4 +1,4 @@
-"""The JAX backend behind ``cogmeta train/evaluate --backend jax`` (see ``cogmeta.backends``)."""
+"""The tutorial workload in JAX: its model, its objective for the one trainer (``jax_impl.trainer``), prediction."""
 
 from __future__ import annotations
 
@@ -11,22 +11,14 @@ import numpy as np
 from flax import nnx
 
 from cogmeta.config import RunConfig
-from cogmeta.contract import Checkpoint, StepMetrics
+from cogmeta.contract import Checkpoint
 from cogmeta.weights import validate_weights
 from jax_impl.heads import predictive_params
-from jax_impl.model import MetaLearner
+from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
-from jax_impl.optim import init_adam
-from jax_impl.samplers import model_inputs
-from jax_impl.training import make_run_steps
-from jax_impl.weights import (
-    canonical_to_state,
-    load_canonical,
-    model_to_canonical,
-    state_to_canonical,
-)
-
-FRAMEWORK = "jax"
+from jax_impl.samplers import model_inputs, sample_batch, step_key
+from jax_impl.trainer import FRAMEWORK, Trainer, default_member  # noqa: F401  (FRAMEWORK: the Backend contract)
+from jax_impl.weights import load_canonical, model_to_canonical
 
 
 def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
@@ -41,57 +33,42 @@ def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.nda
     return model_to_canonical(build_model(config, seed))
 
 
-class Trainer:
-    """Functional JAX training: ``steps_per_call`` optimizer steps per compiled ``lax.scan`` call; the
-    optimizer state :attr:`opt_state` is ``jax_impl.optim``'s ``AdamState``."""
+def native_batch(config: RunConfig, step, dtype) -> jax.Array:
+    """Observations ``[T, B, 1]`` of training step ``step``, sampled with JAX's RNG (``step_key(seed, step)``; traceable)."""
+    return sample_batch(config.task, step_key(config.train.seed, step), config.train.batch_size, dtype).observations
 
-    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None):
-        self.config = config
-        model = build_model(config)
-        if checkpoint is not None:
-            load_canonical(model, checkpoint.params)
-        self.graphdef, self.params = nnx.split(model)
-        self.opt_state = init_adam(self.params)
-        self.step = 0
-        self.chunk_size = config.jax.steps_per_call
-        if checkpoint is not None:
-            self._restore(checkpoint)
-        self._run = make_run_steps(self.graphdef, config, self.chunk_size)
-        self._forward = jax.jit(lambda params, inputs: nnx.merge(self.graphdef, params)(inputs))
 
-    def run(self, count: int) -> StepMetrics:
-        """Up to ``count`` updates in one compiled call; stops before applying one whose loss or gradient is non-finite."""
-        if not 0 <= count <= self.chunk_size:
-            raise ValueError(f"count must lie in [0, {self.chunk_size}] (jax.steps_per_call steps per call), got {count}")
-        params, opt_state, outputs = self._run(self.params, self.opt_state, jnp.asarray(self.step), jnp.asarray(count))
-        loss, norm = np.asarray(outputs.loss)[:count], np.asarray(outputs.grad_norm)[:count]
-        finite = np.isfinite(loss) & np.isfinite(norm)
-        attempted = count if finite.all() else int(np.argmin(finite)) + 1
-        self.params, self.opt_state = params, opt_state
-        self.step += attempted if finite.all() else attempted - 1
-        return StepMetrics(loss[:attempted], norm[:attempted], np.asarray(outputs.learning_rate)[:attempted])
+class MetaLearnerObjective:
+    """The tutorial workload (``jax_impl.trainer.Objective``): the mean NLL of :class:`MetaLearner` on the task's
+    batches, batch k of run ``seed`` drawn from ``step_key(seed, k)`` (traceable in both)."""
 
-    def weights(self) -> dict[str, np.ndarray]:
-        return state_to_canonical(self.params)
+    def __init__(self, config: RunConfig):
+        self.config, self.train = config, config.train
+        self.dtype = resolve_dtype(config.train.dtype)
+        self.graphdef, _ = nnx.split(build_model(config))
 
-    def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
-        """Predictive parameters ``[T, B]`` of the current model on numpy observations ``[T, B, 1]``."""
-        inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=resolve_dtype(self.config.train.dtype)))
-        return predictive_params(self.config.task.family, self._forward(self.params, inputs))
+    def init(self, seed: int):
+        return nnx.split(build_model(self.config, seed))[1]
 
-    def checkpoint(self) -> Checkpoint:
-        adam = self.opt_state
-        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.exp_avg), state_to_canonical(adam.exp_avg_sq),
-                          FRAMEWORK)
+    def member(self, seed: int, learning_rate: float | None = None) -> dict:
+        return default_member(self.train, seed, learning_rate)
 
-    def _restore(self, checkpoint: Checkpoint) -> None:
-        adam = self.opt_state
-        self.opt_state = adam._replace(
-            count=jnp.asarray(checkpoint.step, adam.count.dtype),
-            exp_avg=canonical_to_state(adam.exp_avg, checkpoint.exp_avg),
-            exp_avg_sq=canonical_to_state(adam.exp_avg_sq, checkpoint.exp_avg_sq),
-        )
-        self.step = checkpoint.step
+    def sample(self, step, member) -> jax.Array:
+        """Observations ``[T, B, 1]`` of training step ``step`` of ``member``."""
+        return sample_batch(self.config.task, step_key(member["seed"], step), self.train.batch_size, self.dtype).observations
+
+    def loss(self, params, observations, step, member):
+        return sequence_nll(nnx.merge(self.graphdef, params), model_inputs(observations), observations), {}
+
+    def predictive(self, params, observations: np.ndarray) -> dict[str, np.ndarray]:
+        """Predictive parameters ``[T, B]`` of ``params`` on numpy observations ``[T, B, 1]``."""
+        inputs = model_inputs(jnp.asarray(np.asarray(observations), dtype=self.dtype))
+        return predictive_params(self.config.task.family, _compiled_forward(self.config)(params, inputs))
+
+
+def make_tutorial_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on :class:`MetaLearnerObjective`, ``config.jax.steps_per_call`` steps per compiled call."""
+    return Trainer(MetaLearnerObjective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
 
 
 def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray) -> dict[str, np.ndarray]:

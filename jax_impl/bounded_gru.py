@@ -11,6 +11,9 @@ For inputs u_t = [dx_t, y_t, 1 - y_t] ``[T, B, K+2]`` and hidden states h_0 (lea
     loss = -mean_{t,b} [y log Phi(z) + (1 - y) log Phi(-z)] + kl_weight * sum_layers KL
 The reparameterisation noise (one ``(out, in)`` draw per layer per forward pass) can be injected as
 ``{"ih": eps, "hh": eps, "mu": eps, "logscale": eps}``; else it is drawn from ``key``.
+
+Training is the one trainer's (``jax_impl.trainer``, ``jax_impl.engine``) on :class:`BoundedObjective`:
+loss = NLL + kl_weight_k * KL with kl_weight_k = beta * min((k + 1) / warmup, 1) (``cogmeta.contract.kl_weight``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ from typing import Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import lax
 
+from cogmeta._validation import require_int, require_real
+from cogmeta.config import TrainConfig
+from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
+from jax_impl.numerics import resolve_dtype
+from jax_impl.paired_comparison_samplers import model_inputs, sample_batch
 from jax_impl.svdo import LinearSVDO
+from jax_impl.trainer import default_member
+from jax_impl.weights import canonical_to_state, load_canonical
 
 LAYERS = ("ih", "hh", "mu", "logscale")
 MODEL_NOISE_STD = 0.1
@@ -114,3 +125,109 @@ def bounded_loss(
     nll = choice_nll(outputs.z, targets)
     kl = model.kl()
     return nll + kl_weight * kl, (nll, kl)
+
+
+# ---------------------------------------------------------------------------------------- training
+#: The engine strategy of the heuristics grid: ``vmap`` over members in one compiled program (the
+#: program that produced the study's JAX figures; ``jax_impl.engine``).
+STRATEGY = "vmap"
+
+
+class BoundedBatch(NamedTuple):
+    """One training step's data: ``cues`` ``[T, B, K]``, ``targets`` ``[T, B]`` and ``noise``, the weight
+    noise: a PRNG key (drawn per layer in the forward pass) or injected ``{layer: eps (out, in)}``
+    (a stack of batches has a leading axis on every leaf: ``Trainer.run_on``)."""
+
+    cues: jax.Array
+    targets: jax.Array
+    noise: jax.Array | Mapping[str, jax.Array]
+
+
+class BoundedObjective:
+    """The bounded meta-learner as an objective of the one trainer (``jax_impl.trainer.Objective``).
+
+    Step k of a member trains on loss = NLL + w_k * KL with w_k = beta * min((k + 1) / warmup, 1)
+    (``warmup = 0``: w_k = beta). Its batch and weight noise come from
+    ``batch_key, noise_key = split(fold_in(member["key"], k))``, where the member's key is
+    ``fold_in(key(seed), condition)``, folded once more with ``stream`` (> 0) for fine-tuning runs.
+
+    Args:
+        task: the paired-comparison task (its ``condition`` is the members' default).
+        hidden_size: H, the GRU's units.
+        train: steps, batch size, Adam, clipping and dtype (``BoundedRecipe.train_config``).
+        beta: the members' default KL weight (>= 0).
+        warmup: steps over which the KL weight ramps up to beta (>= 0).
+    """
+
+    def __init__(self, task: PairedComparisonTask, hidden_size: int, train: TrainConfig, beta: float = 0.0,
+                 warmup: int = 0):
+        self.task, self.train = task, train
+        self.hidden_size = require_int("BoundedObjective", "hidden_size", hidden_size, 1)
+        self.beta = _check_beta(beta)
+        self.warmup = require_int("BoundedObjective", "warmup", warmup, 0)
+        self.dtype = resolve_dtype(train.dtype)
+        self.graphdef = nnx.split(self._model(0), nnx.Param)[0]
+
+    def _model(self, seed: int) -> BoundedMetaLearner:
+        return BoundedMetaLearner(self.task.num_cues, self.hidden_size, rngs=nnx.Rngs(seed), dtype=self.dtype)
+
+    def init(self, seed: int) -> nnx.State:
+        """The parameters of a fresh model (``nnx.Rngs(seed)``)."""
+        return nnx.split(self._model(seed), nnx.Param)[1]
+
+    def member(self, seed: int, learning_rate: float | None = None, condition: int | None = None,
+               beta: float | None = None, stream: int = 0) -> dict:
+        """Run ``seed``'s member: ``condition`` (an index into ``CONDITIONS``; default the task's), ``beta``
+        (default the objective's) and ``key`` (the class docstring; ``stream`` 0: pretraining,
+        1 + i: fine-tuning at the i-th beta of a grid)."""
+        condition = self.task.condition_index if condition is None else require_int(
+            "BoundedObjective.member", "condition", condition, 0, len(CONDITIONS) - 1)
+        stream = require_int("BoundedObjective.member", "stream", stream, 0)
+        key = jax.random.fold_in(jax.random.key(seed), condition)
+        if stream > 0:
+            key = jax.random.fold_in(key, stream)
+        beta = self.beta if beta is None else _check_beta(beta)
+        return default_member(self.train, seed, learning_rate, condition=jnp.asarray(condition, jnp.int32),
+                              beta=jnp.asarray(beta, self.dtype), key=key)
+
+    def sample(self, step, member: dict) -> BoundedBatch:
+        """Batch and weight-noise key of training step ``step`` (traceable; the condition is traced too)."""
+        batch_key, noise_key = jax.random.split(jax.random.fold_in(member["key"], step))
+        batch = sample_batch(self.task, batch_key, self.train.batch_size, self.dtype, member["condition"])
+        return BoundedBatch(batch.cues, batch.targets, noise_key)
+
+    def loss(self, params, batch: BoundedBatch, step, member: dict):
+        """``(NLL + w_k * KL, {"nll": NLL, "kl": KL})`` with sampled weights."""
+        ramp = jnp.minimum((step + 1) / self.warmup, 1.0) if self.warmup > 0 else 1.0
+        weight = (member["beta"] * ramp).astype(self.dtype)
+        injected, key = (batch.noise, None) if isinstance(batch.noise, Mapping) else (None, batch.noise)
+        model = nnx.merge(self.graphdef, params)
+        inputs = model_inputs(batch.cues, batch.targets)
+        loss, (nll, kl) = bounded_loss(model, inputs, batch.cues, batch.targets, weight, injected, key)
+        return loss, {"nll": nll, "kl": kl}
+
+
+def engine_start(objective: BoundedObjective, weights: list[Mapping[str, np.ndarray]]) -> dict:
+    """The ``jax_impl.engine.Engine.train`` keyword that starts member s from canonical ``weights[s]``:
+    ``{"params": stacked nnx.State [S, ...]}`` (fine-tuning)."""
+    template = objective.init(0)
+    states = [canonical_to_state(template, tensors) for tensors in weights]
+    return {"params": jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)}
+
+
+def predict(weights, cues, targets, hidden_size: int, mode: str = "pruned", key: int = 0):
+    """Model outputs on numpy ``cues [T, B, K]``, ``targets [T, B]``: (mean ``[T, B, K]``, p(y=1) ``[T, B]``)."""
+    dtype = jnp.asarray(next(iter(weights.values()))).dtype
+    model = BoundedMetaLearner(cues.shape[-1], hidden_size, rngs=nnx.Rngs(0), dtype=dtype)
+    load_canonical(model, weights)
+    cues_j, targets_j = jnp.asarray(cues, dtype), jnp.asarray(targets, dtype)
+    out = model(model_inputs(cues_j, targets_j), cues_j, mode, key=jax.random.key(key) if mode == "sample" else None)
+    return np.asarray(out.mean), np.asarray(jax.scipy.special.ndtr(out.z))
+
+
+def _check_beta(beta) -> float:
+    value = require_real("BoundedObjective", "beta", beta)
+    if value < 0:
+        raise ValueError(f"BoundedObjective.beta must be >= 0 (the KL weight of the description-length bound), "
+                         f"got {value!r}")
+    return value

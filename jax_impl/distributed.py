@@ -42,8 +42,8 @@ from cogmeta.contract import Checkpoint
 from cogmeta.distributed import config_digest, require_divisible
 from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
-from jax_impl.backend import FRAMEWORK, Trainer
-from jax_impl.training import make_loss, make_run_steps
+from jax_impl.backend import MetaLearnerObjective
+from jax_impl.trainer import FRAMEWORK, Trainer, make_run_steps
 from jax_impl.weights import state_to_canonical
 
 #: Mesh axis of the task batch (data parallelism within one run).
@@ -171,13 +171,15 @@ def local(tree):
     return jax.tree.map(read, tree)
 
 
-def data_parallel_loss_and_grad(graphdef, mesh: Mesh, axis: str = BATCH_AXIS) -> Callable:
-    """``(params, observations [T, B, 1]) -> (global mean loss, its gradient)`` with B split over ``mesh``.
+def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -> Callable:
+    """``(params, observations [T, B, 1], step, member) -> ((global mean loss, aux), its gradient)`` with B
+    split over ``mesh`` (the ``loss_and_grad`` of ``jax_impl.trainer.make_train_step``).
 
-    Each device evaluates the loss and its gradient on its ``B / devices`` tasks; ``pmean`` (one
-    all-reduce) turns both into the global mean, replicated (``P()``) on every device.
+    Each device evaluates ``objective.loss`` and its gradient on its ``B / devices`` tasks; ``pmean`` (one
+    all-reduce) turns both into the global mean, replicated (``P()``) on every device. The objective's
+    loss must be a mean over the task axis (the tutorial's is).
     """
-    local_loss_and_grad = jax.value_and_grad(make_loss(graphdef))
+    local_loss_and_grad = jax.value_and_grad(lambda params, observations: objective.loss(params, observations, 0, None)[0])
 
     def average(params, observations):
         return jax.lax.pmean(local_loss_and_grad(params, observations), axis)
@@ -189,16 +191,17 @@ def data_parallel_loss_and_grad(graphdef, mesh: Mesh, axis: str = BATCH_AXIS) ->
                                check_vma=False)
     split = NamedSharding(mesh, P(None, axis, None))
 
-    def loss_and_grad(params, observations):
+    def loss_and_grad(params, observations, step, member):
         # make_mesh gives Explicit axes: the batch drawn in the step is typed as replicated, and
         # shard_map wants its declared split, so slice it explicitly (no communication needed).
-        return per_device(params, jax.reshard(observations, split))
+        loss, grads = per_device(params, jax.reshard(observations, split))
+        return (loss, {}), grads
 
     return loss_and_grad
 
 
 class DataParallelTrainer(Trainer):
-    """:class:`jax_impl.backend.Trainer` with the task batch of every step split over ``devices`` devices.
+    """:class:`jax_impl.trainer.Trainer` (tutorial objective) with the task batch of every step split over ``devices`` devices.
 
     Same steps, same batches and (to rounding) the same parameters as the single-device trainer.
     Every process builds it with the same config; it joins a multi-host job first when
@@ -218,12 +221,13 @@ class DataParallelTrainer(Trainer):
         devices = len(jax.devices()) if devices is None else devices
         require_divisible(config.train.batch_size, devices, "devices")
         self.mesh = task_mesh(devices)
-        super().__init__(config, checkpoint)
+        super().__init__(MetaLearnerObjective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
+        self.config = config
         require_same_config(config)
         replicated = NamedSharding(self.mesh, P())
         self.params, self.opt_state = place((self.params, self.opt_state), replicated)
-        loss_and_grad = data_parallel_loss_and_grad(self.graphdef, self.mesh)
-        compiled = make_run_steps(self.graphdef, config, self.chunk_size, loss_and_grad)
+        loss_and_grad = data_parallel_loss_and_grad(self.objective, self.mesh)
+        compiled = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad)
 
         def run(params, opt_state, start, count):
             params, opt_state, outputs = compiled(params, opt_state, start, count)

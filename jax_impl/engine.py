@@ -39,15 +39,13 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import MemberRun, StepMetrics
 from cogmeta.progress import progress_bar
-from jax_impl.backend import build_model
-from jax_impl.numerics import resolve_dtype
+from jax_impl.backend import MetaLearnerObjective
 from jax_impl.optim import init_adam
-from jax_impl.training import StepOutputs, make_member_chunk
+from jax_impl.trainer import Objective, StepOutputs, make_member_chunk, stack_members
 from jax_impl.weights import state_to_canonical
 
 STRATEGIES = ("auto", "vmap", "map", "loop")
@@ -69,47 +67,50 @@ def choose_strategy(strategy: str, members: int = 2) -> str:
 
 
 class Engine:
-    """Trains S members of one architecture in one compiled program, ``chunk`` steps per call.
+    """Trains S members of one objective in one compiled program, ``chunk`` steps per call.
 
     Args:
-        config: the shared run config (its ``train.seed`` and ``train.learning_rate`` are replaced by
-            each member's).
+        objective: what every member trains (``jax_impl.trainer.Objective``); a ``RunConfig`` means the
+            tutorial's (``MetaLearnerObjective``, chunk default ``config.jax.steps_per_call``).
         strategy: ``auto``, ``vmap``, ``map`` or ``loop`` (see the module docstring).
-        chunk: optimizer steps per compiled call (default ``config.jax.steps_per_call``, at most
-            ``train.steps``).
+        chunk: optimizer steps per compiled call (default 500, at most ``train.steps``).
         map_batch: with ``map``, members vmapped together inside each ``lax.map`` iteration.
     """
 
-    def __init__(self, config: RunConfig, strategy: str = "auto", chunk: int | None = None, map_batch: int | None = None):
-        self.config = config
+    def __init__(self, objective: Objective | RunConfig, strategy: str = "auto", chunk: int | None = None,
+                 map_batch: int | None = None):
+        if isinstance(objective, RunConfig):
+            chunk = objective.jax.steps_per_call if chunk is None else chunk
+            objective = MetaLearnerObjective(objective)
+        self.objective = objective
+        self.train_config = objective.train
         self.requested = strategy
         self.strategy = choose_strategy(strategy)
         self.calibration: dict[str, float] = {}  # seconds per chunk of each strategy tried by ``auto``
-        self.chunk = min(config.jax.steps_per_call if chunk is None else chunk, config.train.steps)
+        self.chunk = min(500 if chunk is None else chunk, self.train_config.steps)
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1 steps per call, got {self.chunk}")
         if map_batch is not None and map_batch < 1:
             raise ValueError(f"map_batch must be >= 1 members per map iteration, got {map_batch}")
         self.map_batch = map_batch
-        self.graphdef, _ = nnx.split(build_model(config))
-        self._member = make_member_chunk(self.graphdef, config, self.chunk)
+        self._member = make_member_chunk(objective, self.chunk)
         self._programs: dict[str, Callable] = {}
 
     # ------------------------------------------------------------------ pure core
-    def run_members(self, params, opt_state, start, counts, seeds, learning_rates):
+    def run_members(self, params, opt_state, start, counts, members):
         """One chunk for every member: ``(params, opt_state, StepOutputs [S, chunk])``; pure, jittable.
 
         ``counts[s]`` steps of member s are applied (0 freezes a member that stopped); ``start`` is
-        the shared step index of the chunk's first step.
+        the shared step index of the chunk's first step; ``members`` holds ``[S]`` arrays
+        (``jax_impl.trainer.stack_members``).
         """
-        return self._run_members(self.strategy, params, opt_state, start, counts, seeds, learning_rates)
+        return self._run_members(self.strategy, params, opt_state, start, counts, members)
 
-    def _run_members(self, strategy, params, opt_state, start, counts, seeds, learning_rates):
-        member = lambda p, o, c, s, lr: self._member(p, o, start, c, s, lr)  # noqa: E731
+    def _run_members(self, strategy, params, opt_state, start, counts, members):
+        member = lambda p, o, c, m: self._member(p, o, start, c, m)  # noqa: E731
         if strategy == "vmap":
-            return jax.vmap(member)(params, opt_state, counts, seeds, learning_rates)
-        return jax.lax.map(lambda xs: member(*xs), (params, opt_state, counts, seeds, learning_rates),
-                           batch_size=self.map_batch)
+            return jax.vmap(member)(params, opt_state, counts, members)
+        return jax.lax.map(lambda xs: member(*xs), (params, opt_state, counts, members), batch_size=self.map_batch)
 
     def _program(self, strategy: str) -> Callable:
         """The jitted program of ``strategy`` (``loop``: the single-member chunk), built once."""
@@ -121,67 +122,75 @@ class Engine:
     # ------------------------------------------------------------------ host side
     def init(self, seeds: Sequence[int]) -> tuple:
         """Stacked ``(params [S, ...], opt_state [S, ...])``: member s initialised as a run with seed s."""
-        states = [nnx.split(build_model(self.config, int(seed)))[1] for seed in seeds]
-        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[self.objective.init(int(seed)) for seed in seeds])
         return params, jax.vmap(init_adam)(params)
 
-    def call(self, params, opt_state, start: int, counts, seeds, learning_rates, strategy: str | None = None):
+    def call(self, params, opt_state, start: int, counts, members, strategy: str | None = None):
         """One compiled chunk for all members (``loop``: one call per member)."""
         strategy = self.strategy if strategy is None else strategy
         program = self._program(strategy)
         if strategy != "loop":
-            return program(params, opt_state, jnp.asarray(start), counts, seeds, learning_rates)
+            return program(params, opt_state, jnp.asarray(start), counts, members)
         results = []
-        for s in range(len(seeds)):
+        for s in range(len(counts)):
             take = lambda tree: jax.tree.map(lambda x: x[s], tree)  # noqa: E731
-            results.append(program(take(params), take(opt_state), jnp.asarray(start), counts[s], seeds[s],
-                                   learning_rates[s]))
+            results.append(program(take(params), take(opt_state), jnp.asarray(start), counts[s], take(members)))
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *results)
 
-    def calibrate(self, params, opt_state, counts, seeds, learning_rates) -> str:
+    def calibrate(self, params, opt_state, counts, members) -> str:
         """Time one chunk (after a compiling call) with each strategy; keep and return the fastest."""
         for strategy in ("loop", "map", "vmap"):
-            jax.block_until_ready(self.call(params, opt_state, 0, counts, seeds, learning_rates, strategy))
+            jax.block_until_ready(self.call(params, opt_state, 0, counts, members, strategy))
             began = time.perf_counter()
-            jax.block_until_ready(self.call(params, opt_state, 0, counts, seeds, learning_rates, strategy))
+            jax.block_until_ready(self.call(params, opt_state, 0, counts, members, strategy))
             self.calibration[strategy] = time.perf_counter() - began
         self.strategy = min(self.calibration, key=self.calibration.get)
         return self.strategy
 
     def train(self, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,
-              progress: bool = True, callback: Callable[[int, StepOutputs], None] | None = None) -> list[MemberRun]:
+              progress: bool = True, callback: Callable[[int, StepOutputs], None] | None = None,
+              members: Sequence[dict] | None = None, params=None, label: str = "sweep") -> list[MemberRun]:
         """Train every member for ``train.steps`` steps; ``callback(step, outputs)`` runs after each chunk.
 
-        A member whose loss or gradient becomes non-finite stops there (its update is not applied and
-        it stays frozen), as a single run would; the others go on.
+        Member s is ``objective.member(seeds[s], learning_rates[s])`` unless ``members`` gives the member
+        dicts (one per seed: the objective's other per-run values, e.g. condition and beta); ``params``
+        (stacked ``[S, ...]``) replaces the fresh initial weights (fine-tuning). A member whose loss or
+        gradient becomes non-finite stops there (its update is not applied and it stays frozen), as a
+        single run would; the others go on.
         """
         seeds = [int(seed) for seed in seeds]
-        rates = [self.config.train.learning_rate] * len(seeds) if learning_rates is None else [float(r) for r in learning_rates]
-        if not seeds or len(rates) != len(seeds):
-            raise ValueError(f"need one learning rate per seed and at least one member; got {len(seeds)} seeds, "
-                             f"{len(rates)} learning rates")
-        dtype = resolve_dtype(self.config.train.dtype)
-        params, opt_state = self.init(seeds)
-        seed_array, rate_array = jnp.asarray(seeds, jnp.int32), jnp.asarray(rates, dtype)
-        total, members = self.config.train.steps, len(seeds)
-        alive = np.ones(members, bool)
+        train = self.train_config
+        rates = [train.learning_rate] * len(seeds) if learning_rates is None else [float(r) for r in learning_rates]
+        if not seeds or len(rates) != len(seeds) or (members is not None and len(members) != len(seeds)):
+            raise ValueError(f"need one learning rate per seed (and one member dict per seed, if given) and at least "
+                             f"one member; got {len(seeds)} seeds, {len(rates)} learning rates"
+                             + ("" if members is None else f", {len(members)} members"))
+        if members is None:
+            members = [self.objective.member(seed, rate) for seed, rate in zip(seeds, rates)]
+        stacked = stack_members(list(members))
+        if params is None:
+            params, opt_state = self.init(seeds)
+        else:
+            opt_state = jax.vmap(init_adam)(params)
+        total, count_members = train.steps, len(seeds)
+        alive = np.ones(count_members, bool)
         if self.requested == "auto":
-            self.strategy = choose_strategy("auto", members)
-            if members > 1 and jax.default_backend() == "cpu":
-                self.calibrate(params, opt_state, jnp.full(members, self.chunk, jnp.int32), seed_array, rate_array)
+            self.strategy = choose_strategy("auto", count_members)
+            if count_members > 1 and jax.default_backend() == "cpu":
+                self.calibrate(params, opt_state, jnp.full(count_members, self.chunk, jnp.int32), stacked)
         history: list[list[StepOutputs]] = [[] for _ in seeds]
-        done = np.zeros(members, int)
-        bar = progress_bar(progress, total, f"sweep (jax, {members} members, {self.strategy})")
+        done = np.zeros(count_members, int)
+        bar = progress_bar(progress, total, f"{label} (jax, {count_members} members, {self.strategy})")
         step = 0
         while step < total:
             count = min(self.chunk, total - step)
             counts = jnp.asarray(np.where(alive, count, 0), jnp.int32)
-            params, opt_state, outputs = self.call(params, opt_state, step, counts, seed_array, rate_array)
-            host = StepOutputs(*(np.asarray(x)[:, :count] for x in outputs))
+            params, opt_state, outputs = self.call(params, opt_state, step, counts, stacked)
+            host = jax.tree.map(lambda x: np.asarray(x)[:, :count], outputs)
             for s in np.flatnonzero(alive):
                 finite = np.isfinite(host.loss[s]) & np.isfinite(host.grad_norm[s])
                 attempted = count if finite.all() else int(np.argmin(finite)) + 1
-                history[s].append(StepOutputs(*(x[s, :attempted] for x in host)))
+                history[s].append(jax.tree.map(lambda x: x[s, :attempted], host))
                 done[s] += attempted if finite.all() else attempted - 1
                 alive[s] = finite.all()
             step += count
@@ -192,15 +201,17 @@ class Engine:
                 bar.set_postfix(loss=f"{float(np.nanmean(host.loss[:, -1])):.4f}", alive=int(alive.sum()))
         if bar is not None:
             bar.close()
+        self.final_params = params
         runs = []
         for s, seed in enumerate(seeds):
-            metrics = StepMetrics(*(np.concatenate([getattr(o, f) for o in history[s]]) for f in StepOutputs._fields))
+            joined = jax.tree.map(lambda *parts: np.concatenate(parts), *history[s])
+            metrics = StepMetrics(joined.loss, joined.grad_norm, joined.learning_rate, joined.aux)
             weights = state_to_canonical(jax.tree.map(lambda x: x[s], params))
             runs.append(MemberRun(seed, rates[s], weights, metrics, int(done[s]), not alive[s]))
         return runs
 
 
-def make_train(config: RunConfig, strategy: str = "auto", chunk: int | None = None, map_batch: int | None = None) -> Callable:
+def make_train(config: RunConfig | Objective, strategy: str = "auto", chunk: int | None = None, map_batch: int | None = None) -> Callable:
     """``train(seeds, learning_rates=None, progress=True) -> [MemberRun]``, compiled once for all calls."""
     return Engine(config, strategy, chunk, map_batch).train
 

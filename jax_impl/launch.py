@@ -10,7 +10,8 @@ from __future__ import annotations
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import require_device_count, under_torchrun
-from jax_impl.backend import Trainer
+from jax_impl.backend import make_tutorial_trainer
+from jax_impl.trainer import Trainer
 
 
 def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None) -> Trainer:
@@ -23,7 +24,7 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
 
     multihost = initialize_from_env()
     if devices is None and not multihost:
-        return Trainer(config, checkpoint)
+        return make_tutorial_trainer(config, checkpoint)
     return DataParallelTrainer(config, checkpoint, devices=devices)
 
 

@@ -1,6 +1,7 @@
 """One functional clip + Adam + schedule in jnp, matching ``torch_impl.optim`` (same names, same parameters).
 
-schedule: lr_k = lr0 * (f + (1 - f) * 0.5 * (1 + cos(pi * min(k, K) / K)))   (``cogmeta.schedules``)
+schedule: lr_k = lr0 * (f + (1 - f) * 0.5 * (1 + cos(pi * min(k, K) / K)))   (``cogmeta.schedules``;
+          or constant, or lr0 * d ** floor(k / E))
 clip:     g <- g * min(1, c / (||g||_2 + 1e-6))   torch's ``clip_grad_norm_``; optax's own
           ``clip_by_global_norm`` has no 1e-6 and only rescales when ||g|| >= c.
 Adam:     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  c <- c + 1
@@ -44,6 +45,8 @@ def learning_rate(step, train: TrainConfig, total_steps: int | None = None, peak
     peak = train.learning_rate if peak is None else peak
     if train.schedule == "constant":
         return jnp.asarray(peak)
+    if train.schedule == "step":
+        return peak * jnp.power(train.decay_factor, jnp.asarray(step) // train.decay_every)
     progress = jnp.minimum(step, total) / total
     fraction = train.final_lr_fraction
     return peak * (fraction + (1.0 - fraction) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress)))

@@ -3,7 +3,7 @@
 op; under ``jax.jit`` XLA may fuse multiply-adds, see docs/framework-differences.md).
 
 The condition can be a traced integer index into ``CONDITIONS`` so that one compiled program vmaps
-over conditions (``jax_impl.bounded_training``).
+over conditions (``jax_impl.bounded_gru.BoundedObjective`` under ``jax_impl.engine``'s vmap).
 """
 
 from __future__ import annotations

@@ -19,22 +19,36 @@ training without injected masks they are drawn from ``key``. Variable lengths: t
 sequences; here every sequence runs the full padded length and a length mask freezes the LSTM state
 after the end (forward) or before the start (reverse), which gives the same numbers.
 Attention masks: ``jnp.where`` takes True = *keep* (the opposite of torch's ``masked_fill``).
+
+Training (:class:`Seq2SeqObjective`, an objective of the one trainer, ``jax_impl.trainer``): one episode
+per step, the teacher-forced masked cross-entropy (:func:`sequence_loss`), global-norm clipping and Adam at
+lr * decay_factor ** floor(k / decay_every) (Lake 2019). Episodes are drawn on the host
+(``cogmeta.tasks.scan_episodes.EpisodeStream``) and given to ``Trainer.run_on`` (:func:`episode_batches`:
+K episodes padded to the task's fixed lengths and stacked, one compiled scan). The dropout noise of
+episode k is drawn from ``fold_in(key(seed), k)``, so a run resumed at episode k from a checkpoint draws
+the noise of the uninterrupted run.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import lax
 
+from cogmeta.contract import Checkpoint
+from cogmeta.tasks.scan_episodes import EpisodeArrays, stack_episodes
 from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID
 from jax_impl.linear import Linear
-from jax_impl.numerics import HIGHEST, matmul
+from jax_impl.numerics import HIGHEST, configure, matmul, resolve_dtype
 from jax_impl.recurrent import LSTM
 from jax_impl.recurrent_layers import lstm_cell, split_gates
+from jax_impl.trainer import Trainer, default_member
+from jax_impl.weights import canonical_to_state
 
 MASK_KEYS = ("query", "support_in", "support_out", "decoder")
 
@@ -224,7 +238,7 @@ def dropout_masks(key: jax.Array, batch: dict, hidden: int, rate: float, memory:
 
 
 def build_model(config, dtype=jnp.float32, seed: int = 0) -> MetaSeq2Seq:
-    """The model of a ``Seq2SeqRunConfig``."""
+    """The model of a ``Seq2SeqRunConfig`` (its weights drawn from ``nnx.Rngs(seed)``)."""
     m, task = config.model, config.task
     return MetaSeq2Seq(len(task.commands), len(task.actions), m.hidden_size, m.num_layers, m.dropout, m.memory,
                        rngs=nnx.Rngs(seed), dtype=dtype)
@@ -236,5 +250,84 @@ def to_arrays(arrays: dict) -> dict:
             for name, value in arrays.items()}
 
 
-__all__ = ["BiLSTM", "EOS_ID", "Embedding", "MASK_KEYS", "MetaSeq2Seq", "attend", "build_model", "dropout_masks",
-           "sequence_loss", "to_arrays"]
+class Seq2SeqObjective:
+    """Meta seq2seq training (``jax_impl.trainer.Objective``): one episode per step, teacher forcing.
+
+    loss(episode k) = masked mean CE of ``model(batch, masks)["logits"]`` against ``target_out``
+    (:func:`sequence_loss`), with the dropout masks of ``fold_in(key(seed), k)`` (:func:`dropout_masks`); a
+    batch that holds ``"masks"`` (:data:`MASK_KEYS` -> arrays) uses those instead (parity tests feed both
+    frameworks the same noise).
+
+    Args:
+        config: a ``Seq2SeqRunConfig``; ``train`` is its ``train_config()`` (steps = episodes, the step
+            schedule, clipping, Adam).
+    """
+
+    def __init__(self, config):
+        self.config, self.train = config, config.train_config()
+        self.dtype = resolve_dtype(self.train.dtype)
+        # the structure only (nnx.eval_shape: no weights drawn); ``loss`` merges it with the parameters
+        self.graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_model(config, dtype=self.dtype)), nnx.Param)
+
+    def init(self, seed: int):
+        """The parameters (an ``nnx.State``) of a fresh model from ``nnx.Rngs(seed)``, drawn in one compiled
+        call (an eager init compiles once per parameter shape)."""
+        return jax.jit(lambda: nnx.split(build_model(self.config, dtype=self.dtype, seed=seed), nnx.Param)[1])()
+
+    def member(self, seed: int, learning_rate: float | None = None) -> dict:
+        return default_member(self.train, seed, learning_rate)
+
+    def sample(self, step, member: dict):
+        raise NotImplementedError(
+            "meta seq2seq draws its episodes on the host (cogmeta.tasks.scan_episodes.EpisodeStream), not in "
+            "the trainer: train with Trainer(objective).run_on(episode_batches(episodes)), not Trainer.run")
+
+    def loss(self, params, batch: dict, step, member: dict) -> tuple[jax.Array, dict]:
+        """``(masked mean CE, {})`` of episode ``step`` (a :func:`to_arrays` dict, optionally with ``"masks"``)."""
+        masks = batch.get("masks")
+        if masks is None:
+            m = self.config.model
+            key = jax.random.fold_in(jax.random.key(member["seed"]), step)
+            masks = dropout_masks(key, batch, m.hidden_size, m.dropout, m.memory, jax.tree.leaves(params)[0].dtype)
+        model = nnx.merge(self.graphdef, params)
+        return sequence_loss(model(batch, masks)["logits"], batch["target_out"]), {}
+
+
+def make_trainer(config, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on :class:`Seq2SeqObjective` of ``config`` (64-bit types switched on for a float64
+    run), resumed from ``checkpoint`` (either framework's) if given."""
+    configure(dtype=config.train.dtype)
+    return Trainer(Seq2SeqObjective(config), checkpoint)
+
+
+def episode_batches(episodes: Sequence[EpisodeArrays]) -> dict:
+    """Encoded episodes -> ``Trainer.run_on``'s batches: ``{field: [K, ...]}``, every episode padded to the
+    task's fixed lengths, so that one compiled scan serves every call with K episodes."""
+    return to_arrays(stack_episodes(episodes))
+
+
+def load_model(config, weights: Mapping[str, np.ndarray]) -> MetaSeq2Seq:
+    """The model of ``config`` holding the canonical ``weights`` (built abstractly and filled: no random init)."""
+    configure(dtype=config.train.dtype)
+    abstract = nnx.eval_shape(lambda: build_model(config, dtype=resolve_dtype(config.train.dtype)))
+    graphdef, template = nnx.split(abstract, nnx.Param)
+    zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template)
+    return nnx.merge(graphdef, canonical_to_state(zeros, weights))
+
+
+def decode(model: MetaSeq2Seq, arrays: dict, steps: int) -> dict:
+    """Greedy decoding of numpy episode ``arrays``: ``tokens [steps, Q]``, ``decoder_attention [steps, Q, Tq]``
+    and ``memory_attention [Tq, Q, S]`` (None without memory), as numpy. One compilation per model
+    structure, ``steps`` and episode shape."""
+    graphdef, params = nnx.split(model, nnx.Param)
+    out = _greedy(graphdef, params, to_arrays(arrays), steps)
+    return {name: (None if value is None else np.asarray(value)) for name, value in out.items()}
+
+
+@jax.jit(static_argnums=(0, 3))
+def _greedy(graphdef, params, batch: dict, steps: int) -> dict:
+    return nnx.merge(graphdef, params).greedy(batch, steps)
+
+
+__all__ = ["BiLSTM", "EOS_ID", "Embedding", "MASK_KEYS", "MetaSeq2Seq", "Seq2SeqObjective", "attend", "build_model",
+           "decode", "dropout_masks", "episode_batches", "load_model", "make_trainer", "sequence_loss", "to_arrays"]

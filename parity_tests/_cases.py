@@ -21,20 +21,23 @@ import numpy as np
 import torch
 from flax import nnx
 
+import jax_impl.backend as jax_backend
 import jax_impl.model as jax_model_module
 import jax_impl.optim as jax_optim
 import jax_impl.recurrent as jax_recurrent
-import jax_impl.training as jax_training
+import jax_impl.trainer as jax_trainer
 import jax_impl.weights as jax_weights
+import torch_impl.backend as torch_backend
 import torch_impl.model as torch_model_module
 import torch_impl.optim as torch_optim
 import torch_impl.recurrent as torch_recurrent
-import torch_impl.training as torch_training
+import torch_impl.trainer as torch_trainer
 import torch_impl.weights as torch_weights
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig
 from cogmeta.contract import TASKS as REGISTERED_TASKS
 from cogmeta.schedules import learning_rate as python_learning_rate
 from cogmeta.tasks import make_task, model_inputs
+from torch_impl.samplers import model_inputs as torch_model_inputs
 
 Pairs = list[tuple[str, np.ndarray, np.ndarray]]
 #: group name -> pairs; the optional group "info" maps names to plain floats (e.g. how often clipping acted).
@@ -237,11 +240,53 @@ def jax_forward(config: RunConfig, weights: Mapping[str, np.ndarray], observatio
     return {name: _np(value) for name, value in result.items()}
 
 
+def torch_train_step(tmodel, config: RunConfig):
+    """The one trainer's step on the tutorial objective: ``step(state, observations, index) -> StepOutputs``."""
+    objective = torch_backend.MetaLearnerObjective(config)
+    step = torch_trainer.make_train_step(objective, tmodel)
+    member = objective.member(config.train.seed)
+    return lambda state, observations, index: step(state, observations, index, member)
+
+
+def torch_train_on_batches(tmodel, config: RunConfig):
+    """``run(state, batches, start) -> StepOutputs [K]``: the one trainer on given numpy batches."""
+    objective = torch_backend.MetaLearnerObjective(config)
+    run = torch_trainer.make_train_on_batches(objective, tmodel)
+    member = objective.member(config.train.seed)
+    return lambda state, batches, start: run(state, [torch.from_numpy(np.asarray(b)) for b in batches], start, member)
+
+
+def jax_objective(config: RunConfig):
+    """The tutorial objective (``jax_impl.backend.MetaLearnerObjective``) and its member of seed ``config.train.seed``."""
+    objective = jax_backend.MetaLearnerObjective(config)
+    return objective, objective.member(config.train.seed)
+
+
+def jax_loss(config: RunConfig):
+    """``loss(params, observations)``: the function the one trainer differentiates for the tutorial objective."""
+    objective, member = jax_objective(config)
+    return lambda params, observations: objective.loss(params, observations, 0, member)[0]
+
+
+def jax_train_step(config: RunConfig):
+    """Jitted ``step(params, opt_state, observations, index) -> (params, opt_state, StepOutputs)``."""
+    objective, member = jax_objective(config)
+    step = jax_trainer.make_train_step(objective)
+    return jax.jit(lambda params, opt_state, observations, index: step(params, opt_state, observations, index, member))
+
+
+def jax_train_on_batches(config: RunConfig):
+    """Jitted ``run(params, opt_state, batches [K, ...], start) -> (params, opt_state, StepOutputs [K])``."""
+    objective, member = jax_objective(config)
+    run = jax_trainer.make_train_on_batches(objective)
+    return lambda params, opt_state, batches, start: run(params, opt_state, batches, start, member)
+
+
 def jax_loss_and_grads(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray):
-    """``jax.value_and_grad`` of ``training.make_loss`` (the function training differentiates), jitted once
+    """``jax.value_and_grad`` of :func:`jax_loss` (the function training differentiates), jitted once
     per config; gradients by canonical name (call inside :func:`x64`)."""
     graphdef, params = nnx.split(jax_model(config, weights))
-    loss_and_grad = compiled(("loss_and_grad", config), lambda: jax.value_and_grad(jax_training.make_loss(graphdef)))
+    loss_and_grad = compiled(("loss_and_grad", config), lambda: jax.value_and_grad(jax_loss(config)))
     loss, grads = loss_and_grad(params, jnp.asarray(observations))
     return _np(loss), jax_weights.state_to_canonical(grads)
 
@@ -273,7 +318,7 @@ def grad_case(config: RunConfig, seed: int) -> Groups:
     observations = sample_observations(config, np.random.default_rng(seed))
     obs_t = torch.from_numpy(observations)
     tmodel.zero_grad(set_to_none=True)
-    loss_t = torch_model_module.sequence_nll(tmodel, torch_training.model_inputs(obs_t), obs_t)
+    loss_t = torch_model_module.sequence_nll(tmodel, torch_model_inputs(obs_t), obs_t)
     loss_t.backward()
     grads_t = {name: param.grad for name, param in tmodel.named_parameters()}
     with x64(config.train.dtype):
@@ -368,15 +413,15 @@ def train_step_case(config: RunConfig, seed: int) -> Groups:
     weights = torch_weights.model_to_canonical(tmodel)
     observations = sample_observations(config, np.random.default_rng(seed))
     state_t = torch_optim.init_adam(tmodel.named_parameters())
-    loss_t, norm_t, lr_t = torch_training.make_train_step(tmodel, config)(state_t, torch.from_numpy(observations), 0)
+    loss_t, norm_t, lr_t, _ = torch_train_step(tmodel, config)(state_t, torch.from_numpy(observations), 0)
     with x64(config.train.dtype):
         graphdef, params = nnx.split(jax_model(config, weights))
         opt_state = jax_optim.init_adam(params)
-        step = compiled(("train_step", config), lambda: jax_training.make_train_step(graphdef, config))
+        step = compiled(("train_step", config), lambda: jax_train_step(config))
         params, opt_state, outputs = step(params, opt_state, jnp.asarray(observations), 0)
         params_j = jax_weights.state_to_canonical(params)
         mu, nu, _ = _jax_adam_state(opt_state)
-        loss_j, norm_j, lr_j = (_np(value) for value in outputs)
+        loss_j, norm_j, lr_j = (_np(value) for value in outputs[:3])
     dtype = np.dtype(config.train.dtype)
     return {
         "loss": [("loss", loss_j, np.asarray(loss_t, dtype)), ("learning rate", lr_j, np.asarray(lr_t, dtype))],
@@ -400,12 +445,12 @@ def train_run_case(config: RunConfig, seed: int, steps: int) -> Groups:
     tmodel = torch_model(config, seed)
     weights = torch_weights.model_to_canonical(tmodel)
     batches = sample_observations(config, np.random.default_rng(seed), count=steps)
-    run_t = torch_training.make_train_on_batches(tmodel, config)
+    run_t = torch_train_on_batches(tmodel, config)
     losses_t = run_t(torch_optim.init_adam(tmodel.named_parameters()), batches, 0).loss
     with x64(config.train.dtype):
         graphdef, params = nnx.split(jax_model(config, weights))
         opt_state = jax_optim.init_adam(params)
-        run = jax_training.make_train_on_batches(graphdef, config)
+        run = jax_train_on_batches(config)
         params, opt_state, outputs = run(params, opt_state, jnp.asarray(batches), 0)
         params_j = jax_weights.state_to_canonical(params)
         losses_j, norms_j = _np(outputs.loss), _np(outputs.grad_norm)
@@ -422,7 +467,7 @@ def jax_train_steps(config: RunConfig, graphdef, params, opt_state, batches: np.
 
     Returns ``(params, opt_state, losses)``; call inside :func:`x64`.
     """
-    step = compiled(("train_step", config), lambda: jax_training.make_train_step(graphdef, config))
+    step = compiled(("train_step", config), lambda: jax_train_step(config))
     losses = []
     for index, observations in enumerate(batches):
         params, opt_state, outputs = step(params, opt_state, jnp.asarray(observations), start + index)
@@ -458,13 +503,13 @@ def merged_bias_case(config: RunConfig, seed: int, steps: int) -> Groups:
     inputs = model_inputs(batches[0])
     with torch.no_grad():
         raw_t = _np(tmodel(torch.from_numpy(inputs)))
-    torch_training.make_train_on_batches(tmodel, config)(torch_optim.init_adam(tmodel.named_parameters()), batches, 0)
+    torch_train_on_batches(tmodel, config)(torch_optim.init_adam(tmodel.named_parameters()), batches, 0)
     effective_t = effective(torch_weights.model_to_canonical(tmodel))
     train = config.train
     with x64(train.dtype):
         graphdef, params = nnx.split(jax_model(config, effective(weights)))
         raw_j = _np(nnx.merge(graphdef, params)(jnp.asarray(inputs)))
-        loss_and_grad = jax.value_and_grad(jax_training.make_loss(graphdef))
+        loss_and_grad = jax.value_and_grad(jax_loss(config))
         keep = jnp.asarray(~merged_rows[:, 0])
 
         def freeze(path, grad):

@@ -1,9 +1,11 @@
 """Learning to infer: the urn samplers, the amortized posterior, its KL loss, gradients and SGD, torch vs JAX.
 
 Layered like the rest of the suite: transform (bit-identical on identical numpy noise) -> forward ->
-loss -> gradients -> 1000 plain-SGD steps on identical numpy queries, starting from identical
-canonical weights. Population training (torch: lockstep batched; JAX: vmap of a scan) must follow the
-single-participant path of its own framework.
+loss -> gradients -> 1000 plain-SGD steps of the one trainer (``AmortizedObjective``) on identical numpy
+queries, starting from identical canonical weights. Population training (``train_population``; torch:
+one trainer run of the stacked population model; JAX: the engine's vmap of the member's scan) must
+follow the single-participant runs of its own framework and the other framework's population, and stop
+a diverging participant without touching the others.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import torch
 from flax import nnx
 
 import jax_impl.amortized as jax_model
-import jax_impl.amortized_training as jax_training
+import jax_impl.trainer as jax_trainer
 import jax_impl.urn_samplers as jax_samplers
 import torch_impl.amortized as torch_model
-import torch_impl.amortized_training as torch_training
+import torch_impl.trainer as torch_trainer
 import torch_impl.urn_samplers as torch_samplers
 from cogmeta.experiments.amortized_spec import OPTIMIZERS, PARAMETER_NAMES
 from cogmeta.tasks import draw_noise
@@ -35,6 +37,7 @@ from cogmeta.tasks.urn import (
     concatenate,
     logit,
 )
+from jax_impl.weights import state_to_canonical
 from parity_tests._cases import x64
 from parity_tests._compare import assert_all, assert_bitwise, assert_parity
 
@@ -152,7 +155,7 @@ def test_gradients(hidden, dtype, seed, record):
         graphdef, state = nnx.split(jm)
         grads = jax.grad(lambda s: jax_model.kl_loss(nnx.merge(graphdef, s)(jnp.asarray(q.inputs)),
                                                       jnp.asarray(q.log_odds)))(state)
-        j_grads = jax_training._to_weights(grads)
+        j_grads = state_to_canonical(grads)
     assert sorted(t_grads) == sorted(PARAMETER_NAMES)
     error = assert_all([(f"grad {n}", j_grads[n], t_grads[n]) for n in PARAMETER_NAMES], "grad", dtype)
     record("grad", f"amortized H{hidden}", dtype, error)
@@ -173,6 +176,30 @@ def test_detects_a_different_kl_formula(seed):
 
 
 # ------------------------------------------------------------------------------ layer 4: 1000 training steps
+FRAMEWORKS = {"torch": (torch_model, torch_trainer), "jax": (jax_model, jax_trainer)}
+
+
+def _objective(framework, inputs, log_odds, lr, dtype, optimizer="sgd", weights=None, seeds=None, hidden=None):
+    """``framework``'s AmortizedObjective: participants = rows of ``inputs [S, K, 6]``."""
+    hidden = np.shape(weights["rbf.beta"])[-1] if hidden is None else hidden
+    return FRAMEWORKS[framework][0].AmortizedObjective(inputs, log_odds, hidden=hidden, learning_rate=lr,
+                                                       optimizer=optimizer, dtype=dtype, seeds=seeds, weights=weights)
+
+
+def _train_one(framework, objective, seed, steps=None):
+    """One participant, one trainer run of ``steps`` updates: (canonical weights, losses [steps] in the run's dtype;
+    torch's trainer reports them as float64, exactly)."""
+    steps = objective.train.steps if steps is None else steps
+    with x64(objective.train.dtype):
+        trainer = FRAMEWORKS[framework][1].Trainer(objective, seed=seed, steps_per_call=steps)
+        metrics = trainer.run(steps)
+        return trainer.weights(), np.asarray(metrics.loss).astype(objective.train.dtype)
+
+
+def _train_population(framework, objective):
+    with x64(objective.train.dtype):
+        return FRAMEWORKS[framework][0].train_population(objective)
+
 #: float32 Adam on single queries is compared over its first 200 steps: its direction g / (|g| + 1e-8)
 #: turns a one-ulp difference in a near-zero gradient into an O(lr) step, so after a few hundred steps
 #: the two float32 trajectories separate chaotically (measured: 5e-6 relative up to step 200, then up
@@ -190,8 +217,12 @@ def test_1000_steps(hidden, optimizer, dtype, seed, record):
     order = rng.permutation(1000)[: F32_ADAM_STEPS if (optimizer, dtype) == ("adam", "float32") else None]
     inputs, log_odds = q.inputs[order], q.log_odds[order]
     lr = 0.05 if optimizer == "sgd" else 0.01
-    t_weights, t_losses = torch_training.train_participant(weights, inputs, log_odds, lr, dtype, optimizer)
-    j_weights, j_losses = jax_training.train_participant(weights, inputs, log_odds, lr, dtype, optimizer)
+    stacked = {n: w[None] for n, w in weights.items()}
+    t_weights, t_losses = _train_one("torch", _objective("torch", inputs[None], log_odds[None], lr, dtype, optimizer,
+                                                         stacked), 0)
+    j_weights, j_losses = _train_one("jax", _objective("jax", inputs[None], log_odds[None], lr, dtype, optimizer,
+                                                       stacked), 0)
+    assert t_weights["input.weight"].dtype == j_weights["input.weight"].dtype == np.dtype(dtype)
     assert t_losses.dtype == j_losses.dtype == np.dtype(dtype)
     assert np.mean(t_losses[-50:]) < np.mean(t_losses[:50]), "training should reduce the loss"
     params_error = assert_all([(n, j_weights[n], t_weights[n]) for n in PARAMETER_NAMES], "train_steps", dtype)
@@ -209,18 +240,54 @@ def test_1000_steps(hidden, optimizer, dtype, seed, record):
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_population_equals_single_participant(framework, optimizer):
-    """Population training (torch lockstep / JAX vmap of scan) = the single-participant path, float64."""
-    training = torch_training if framework == "torch" else jax_training
+    """``train_population`` (torch: one run of the stacked model; JAX: engine vmap) = one trainer run per
+    participant, float64, from each participant's own fresh init and queries."""
+    model = FRAMEWORKS[framework][0]
     seeds = [4, 9, 11]
-    weights = training.init_population(3, seeds, "float64")
-    queries = training.sample_training_queries([EU_ID, SIZE_LADDER], seeds, 300, "float64")
+    queries = model.sample_training_queries([EU_ID, SIZE_LADDER], seeds, 300, "float64")
     lr = 0.05 if optimizer == "sgd" else 0.01
-    population, losses = training.train_population_on(weights, queries.inputs, queries.log_odds, lr, "float64",
-                                                      optimizer)
-    for s in range(len(seeds)):
-        single, single_losses = training.train_participant({n: w[s] for n, w in weights.items()}, queries.inputs[s],
-                                                           queries.log_odds[s], lr, "float64", optimizer)
-        assert_all([(n, population[n][s], single[n]) for n in PARAMETER_NAMES], "train_steps", "float64")
-        assert_parity("losses", losses[s], single_losses, "optim_steps", "float64")
+    objective = _objective(framework, queries.inputs, queries.log_odds, lr, "float64", optimizer, seeds=seeds, hidden=3)
+    run = _train_population(framework, objective)
+    np.testing.assert_array_equal(run.steps, 300)
+    assert not run.stopped.any()
+    for s, seed in enumerate(seeds):
+        single, _ = _train_one(framework, objective, seed)
+        assert_all([(n, run.weights[n][s], single[n]) for n in PARAMETER_NAMES], "train_steps", "float64")
     # participants differ (own seeds, own queries)
-    assert not np.allclose(population["input.weight"][0], population["input.weight"][1])
+    assert not np.allclose(run.weights["input.weight"][0], run.weights["input.weight"][1])
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_populations_agree_across_frameworks(optimizer, record):
+    """Identical weights and queries: torch's population and JAX's agree (float64, 1e-10 normalized)."""
+    _, _, first = _models(2, "float64", 1)
+    _, _, second = _models(2, "float64", 2)
+    weights = {n: np.stack([first[n], second[n]]) for n in PARAMETER_NAMES}
+    rng = np.random.default_rng(3)
+    q = [concatenate([EU_ID.sample(rng, 250), NOISE_BLOCKS.sample(rng, 250)]) for _ in range(2)]
+    inputs, log_odds = np.stack([x.inputs for x in q]), np.stack([x.log_odds for x in q])
+    lr = 0.05 if optimizer == "sgd" else 0.01
+    runs = {f: _train_population(f, _objective(f, inputs, log_odds, lr, "float64", optimizer, weights, seeds=[7, 8]))
+            for f in FRAMEWORKS}
+    error = assert_all([(n, runs["jax"].weights[n], runs["torch"].weights[n]) for n in PARAMETER_NAMES], "train_steps",
+                       "float64")
+    record(f"population 500 steps ({optimizer}): params", "amortized H2 x2", "float64", error)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_a_diverging_participant_stops_alone(framework):
+    """Participant 1's query 5 has an infinite target (loss inf): it stops after 5 updates with its weights
+    of then; the others train all K steps exactly as without it."""
+    model = FRAMEWORKS[framework][0]
+    seeds, steps = [0, 1, 2], 40
+    queries = model.sample_training_queries([EU_ID], seeds, steps, "float64")
+    log_odds = queries.log_odds.copy()
+    log_odds[1, 5] = np.inf
+    objective = _objective(framework, queries.inputs, log_odds, 0.05, "float64", seeds=seeds, hidden=2)
+    run = _train_population(framework, objective)
+    np.testing.assert_array_equal(run.stopped, [False, True, False])
+    np.testing.assert_array_equal(run.steps, [steps, 5, steps])
+    first_five, _ = _train_one(framework, objective, 1, steps=5)
+    for s, expected in ((0, _train_one(framework, objective, 0)[0]), (1, first_five), (2, _train_one(framework, objective, 2)[0])):
+        assert_all([(f"{n} of participant {s}", run.weights[n][s], expected[n]) for n in PARAMETER_NAMES], "train_steps",
+                   "float64")

@@ -2,7 +2,8 @@
 and training steps, torch vs JAX, fed identical numpy noise (tasks and reparameterisation epsilon).
 
 Layered like the rest of the suite: transform (bit-identical) -> forward in the three weight modes ->
-KL -> loss and gradients -> end-to-end Adam steps on identical batches and identical weight noise.
+KL -> loss and gradients -> end-to-end Adam steps of the one trainer (``Trainer.run_on`` on
+``BoundedObjective``) on identical batches carrying identical weight noise.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import torch
 from flax import nnx
 
 import jax_impl.bounded_gru as jax_model
-import jax_impl.bounded_training as jax_training
 import jax_impl.paired_comparison_samplers as jax_samplers
+import jax_impl.trainer as jax_trainer
 import jax_impl.weights as jax_weights
 import torch_impl.bounded_gru as torch_model
-import torch_impl.bounded_training as torch_training
 import torch_impl.paired_comparison_samplers as torch_samplers
+import torch_impl.trainer as torch_trainer
 import torch_impl.weights as torch_weights
-from cogmeta.contract import kl_weight
+from cogmeta.contract import Checkpoint
 from cogmeta.experiments.heuristics import BoundedRecipe
 from cogmeta.tasks import draw_noise
 from cogmeta.tasks.paired_comparison import (
@@ -31,10 +32,8 @@ from cogmeta.tasks.paired_comparison import (
     PairedComparisonTask,
     model_inputs,
 )
-from jax_impl.optim import init_adam as jax_init_adam
 from parity_tests._cases import jax_dtype, torch_dtype, x64
 from parity_tests._compare import assert_all, assert_bitwise, assert_parity
-from torch_impl.optim import init_adam as torch_init_adam
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 
@@ -151,20 +150,27 @@ def test_loss_and_gradients(dtype, seed, record):
 
 
 def _train_both(dtype: str, seed: int, steps: int, beta: float, warmup: int, lr: float = 1e-3):
-    reference, twin = _models(dtype, seed)
+    """Both twins' ``Trainer.run_on`` from the same weights on the same batches and weight noise (the KL
+    weight of step k, beta * min((k + 1) / warmup, 1), computed by each objective)."""
+    reference, _ = _models(dtype, seed)
     cues, targets, eps = _data(dtype, seed, steps)
-    weights = np.array([kl_weight(k, beta, warmup) for k in range(steps)])
-    train = BoundedRecipe(learning_rate=lr, clip_norm=1.0).train_config(dtype)
-    run_t = torch_training.make_train_on_batches(reference, train)
-    history = np.stack(run_t(torch_init_adam(reference.named_parameters()), cues, targets, eps, weights)[:3], axis=1)
+    task = PairedComparisonTask(condition="none", num_cues=CUES, num_trials=6)
+    train = BoundedRecipe(learning_rate=lr, clip_norm=1.0, pretrain_steps=steps).train_config(dtype)
+    weights = torch_weights.model_to_canonical(reference)
+    zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+    start = Checkpoint(0, weights, zeros, zeros, "torch")
+    trainer = torch_trainer.Trainer(torch_model.BoundedObjective(task, HIDDEN, train, beta, warmup), start, seed=seed)
+    batches = [torch_model.BoundedBatch(torch.from_numpy(cues[k]), torch.from_numpy(targets[k]),
+                                        {name: torch.from_numpy(value[k]) for name, value in eps.items()})
+               for k in range(steps)]
+    history = trainer.run_on(batches)
+    assert trainer.step == steps and set(history.aux) == {"nll", "kl"}
     with x64(dtype):
-        graphdef, params = nnx.split(twin, nnx.Param)
-        run = jax_training.make_train_on_batches(graphdef, train)
-        params, _, outputs = run(params, jax_init_adam(params), jnp.asarray(cues), jnp.asarray(targets),
-                                 {k: jnp.asarray(v) for k, v in eps.items()}, jnp.asarray(weights, jax_dtype(dtype)))
-        got = jax_weights.state_to_canonical(params)
-    expected = torch_weights.model_to_canonical(reference)
-    return history.astype(dtype), np.asarray(outputs.loss), got, expected
+        twin_trainer = jax_trainer.Trainer(jax_model.BoundedObjective(task, HIDDEN, train, beta, warmup), start, seed=seed)
+        stacked = jax_model.BoundedBatch(jnp.asarray(cues), jnp.asarray(targets), {k: jnp.asarray(v) for k, v in eps.items()})
+        outputs = twin_trainer.run_on(stacked)
+        got = twin_trainer.weights()
+    return np.asarray(history.loss).astype(dtype), np.asarray(outputs.loss), got, trainer.weights()
 
 
 def test_train_steps(dtype, seed, record):
@@ -176,7 +182,7 @@ def test_train_steps(dtype, seed, record):
     """
     steps = 60
     history, losses, got, expected = _train_both(dtype, seed, steps, 1e-3, warmup=steps // 2)
-    record("train 60 steps: loss", "svdo-gru", dtype, assert_parity("loss curve", losses, history[:, 0], "loss_curve", dtype))
+    record("train 60 steps: loss", "svdo-gru", dtype, assert_parity("loss curve", losses, history, "loss_curve", dtype))
     record("train 60 steps: params", "svdo-gru", dtype,
            assert_all([(n, got[n], expected[n]) for n in expected], "train_steps", dtype))
 
@@ -185,7 +191,7 @@ def test_train_steps(dtype, seed, record):
 def test_train_1000_steps_float64(record):
     """1000 float64 steps at beta = 0 (sampled weights, log sigma trained through the NLL alone)."""
     history, losses, got, expected = _train_both("float64", 11, 1000, 0.0, warmup=0)
-    record("train 1000 steps: loss", "svdo-gru", "float64", assert_parity("loss curve", losses, history[:, 0], "loss_curve", "float64"))
+    record("train 1000 steps: loss", "svdo-gru", "float64", assert_parity("loss curve", losses, history, "loss_curve", "float64"))
     record("train 1000 steps: params", "svdo-gru", "float64",
            assert_all([(n, got[n], expected[n]) for n in expected], "train_steps", "float64"))
 

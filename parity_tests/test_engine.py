@@ -1,8 +1,8 @@
 """The sweep engines in float64: a member trained inside a vmapped program equals its single run.
 
-JAX: ``jax_impl.engine`` (vmap over members, several compiled chunks) against ``jax_impl.backend.Trainer``,
+JAX: ``jax_impl.engine`` (vmap over members, several compiled chunks) against ``jax_impl.trainer.Trainer``,
 bitwise. PyTorch: ``torch_impl.engine``'s ``torch.func`` path (stacked parameters, its own clipping and
-Adam) against ``torch_impl.backend.Trainer`` (``nn.GRU`` + ``torch.optim.Adam``) to 1e-12. The
+Adam) against ``torch_impl.trainer.Trainer`` (``nn.GRU`` + ``torch.optim.Adam``) to 1e-12. The
 cross-framework link is layer 7 of this suite (``test_train_steps.py``: the two trainers agree on
 identical batches); here the JAX member's float64 weights also give torch the same predictive.
 """
@@ -27,7 +27,7 @@ SEEDS, RATES = [2, 7], [1e-2, 2e-2]
 
 
 def test_jax_engine_member_equals_trainer_float64():
-    from jax_impl.backend import Trainer
+    from jax_impl.backend import make_tutorial_trainer as Trainer
     from jax_impl.engine import Engine
     from torch_impl.backend import predict as torch_predict
 
@@ -50,7 +50,7 @@ def test_jax_engine_member_equals_trainer_float64():
 
 
 def test_torch_func_engine_member_equals_trainer_float64():
-    from torch_impl.backend import Trainer
+    from torch_impl.backend import make_tutorial_trainer as Trainer
     from torch_impl.engine import train_members
 
     runs = train_members(CONFIG, SEEDS, RATES, strategy="vmap", progress=False)

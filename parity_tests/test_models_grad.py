@@ -1,7 +1,7 @@
 """Layer 4: gradients of the mean training loss wrt every parameter.
 
 torch: ``sequence_nll(...).backward()``, ``.grad`` by ``named_parameters`` name; JAX: ``jax.value_and_grad``
-of ``jax_impl.training.make_loss`` (the loss that training differentiates), mapped to canonical names with
+of the tutorial objective's loss (``jax_impl.backend.MetaLearnerObjective.loss``) (the loss that training differentiates), mapped to canonical names with
 ``state_to_canonical``. Every canonical parameter must have a gradient on both sides.
 """
 

@@ -1,8 +1,8 @@
 """Meta seq2seq (Lake 2019): PyTorch vs JAX from the same weights on the same episodes.
 
 Layers: forward (teacher-forced logits, both attention maps, loss), gradients of the loss (eval mode,
-and training mode with the same injected dropout masks), one Adam step with clipping, and greedy
-decoding token for token. Edge cases: an empty support set (the retrieval is an empty sum: 0) and
+and training mode with the same injected dropout masks), one step of the one trainer on
+``Seq2SeqObjective`` (clipping and Adam), and greedy decoding token for token. Edge cases: an empty support set (the retrieval is an empty sum: 0) and
 one-token sequences (just EOS: the bidirectional encoder runs one step). Variants cover the memory
 model and the ``--no-memory`` ablation, 1 and 2 encoder layers (layer 2 reads [forward; reverse]), both
 dtypes. Weights come from a seeded torch model (torch init), copied into the JAX twin by name.
@@ -20,11 +20,12 @@ import torch
 from flax import nnx
 
 import jax_impl.seq2seq as jseq
-import jax_impl.seq2seq_training as jtrain
+import jax_impl.trainer as jtrainer
 import jax_impl.weights as jweights
 import torch_impl.seq2seq as tseq
-import torch_impl.seq2seq_training as ttrain
+import torch_impl.trainer as ttrainer
 import torch_impl.weights as tweights
+from cogmeta.contract import Checkpoint
 from cogmeta.experiments.meta_seq2seq_config import (
     Seq2SeqModelConfig,
     Seq2SeqRunConfig,
@@ -175,20 +176,24 @@ def test_forward_and_gradients(variant, dtype, seed, record):
 
 @SLOW
 def test_one_adam_step_with_clipping(dtype, seed, record):
-    """make_train_step's step in each framework with the same masks, episode 0; clip 0.01 acts; lr 1e-2."""
+    """The one trainer's step (``trainer.make_train_step``) on each framework's ``Seq2SeqObjective``, with the
+    same masks (in the batch), episode 0; clip 0.01 acts; lr 1e-2."""
     config = make_config("me-2layer", dtype)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, clip_norm=0.01))
     with jax.enable_x64(dtype == "float64"):
         tm, jm = twins(config, seed)
         arrays = episode_arrays(config, seed)
         masks = numpy_masks(config, arrays, seed)
-        state = init_adam(tm.named_parameters())
-        t_loss, t_norm = ttrain.make_train_step(tm, config)(state, tseq.to_tensors(arrays), 0,
-                                                            {k: torch.as_tensor(v) for k, v in masks.items()})
+        t_objective, j_objective = tseq.Seq2SeqObjective(config), jseq.Seq2SeqObjective(config)
+        t_batch = {**tseq.to_tensors(arrays), "masks": {k: torch.as_tensor(v) for k, v in masks.items()}}
+        t_out = ttrainer.make_train_step(t_objective, tm)(init_adam(tm.named_parameters()), t_batch, 0,
+                                                          t_objective.member(seed))
+        t_loss, t_norm = t_out.loss, t_out.grad_norm
         _, params = nnx.split(jm, nnx.Param)
-        step = jtrain.make_train_step(jm, config)
-        params, _, j_loss, j_norm = jax.jit(step)(params, jax_init_adam(params), jseq.to_arrays(arrays), 0,
-                                                  jax.random.key(0), {k: jnp.asarray(v) for k, v in masks.items()})
+        j_batch = {**jseq.to_arrays(arrays), "masks": {k: jnp.asarray(v) for k, v in masks.items()}}
+        params, _, j_out = jax.jit(jtrainer.make_train_step(j_objective))(params, jax_init_adam(params), j_batch, 0,
+                                                                          j_objective.member(seed))
+        j_loss, j_norm = j_out.loss, j_out.grad_norm
         assert t_norm > config.train.clip_norm, "the clip should act in this case"
         assert_all([("loss", np.asarray(j_loss), np.asarray(t_loss, dtype=dtype)),
                     ("grad norm", np.asarray(j_norm), np.asarray(t_norm, dtype=dtype))], "forward", dtype)
@@ -274,19 +279,26 @@ def test_padding_does_not_change_results(seed):
 
 @SLOW
 def test_trainers_follow_the_same_loss_curve(seed):
-    """The two Seq2SeqTrainer classes (torch: a step per episode on trimmed arrays; JAX: one scan over
-    padded episodes) from the same weights, dropout 0, float64: the same losses episode by episode."""
+    """The one trainer on ``Seq2SeqObjective`` (torch: a step per episode on trimmed arrays; JAX: one scan
+    over padded episodes) from the same weights, dropout 0, float64: the same losses episode by episode,
+    through two step decays of the learning rate."""
     task = MutualExclusivityTask()
     config = Seq2SeqRunConfig(task, Seq2SeqModelConfig(HIDDEN, 2, 0.0, True),
                               Seq2SeqTrainConfig(dtype="float64", learning_rate=1e-2, decay_every=3, clip_norm=0.5,
                                                  episodes_per_call=6))
     rng = np.random.default_rng(seed)
-    episodes = [task.encode(task.sample(rng)) for _ in range(6)]
+    episodes = [task.encode(task.sample(rng)) for _ in range(7)]
     with jax.enable_x64(True):
-        torch_trainer = ttrain.Seq2SeqTrainer(config, seed=seed)
-        jax_trainer = jtrain.Seq2SeqTrainer(config, weights=torch_trainer.weights())
-        losses_t = torch_trainer.train(episodes)
-        losses_j = jax_trainer.train(episodes)
+        torch_trainer = ttrainer.Trainer(tseq.Seq2SeqObjective(config), seed=seed)
+        weights = torch_trainer.weights()
+        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+        jax_trainer = jtrainer.Trainer(jseq.Seq2SeqObjective(config), Checkpoint(0, weights, zeros, zeros, "torch"))
+        t_metrics = torch_trainer.run_on(tseq.episode_batches(episodes))
+        j_metrics = jax_trainer.run_on(jseq.episode_batches(episodes))
+        assert torch_trainer.step == jax_trainer.step == len(episodes)
+        np.testing.assert_allclose(t_metrics.learning_rate, 1e-2 * 0.1 ** (np.arange(7) // 3), rtol=1e-15)
+        np.testing.assert_allclose(j_metrics.learning_rate, t_metrics.learning_rate, rtol=1e-15)
+        losses_t, losses_j = t_metrics.loss, j_metrics.loss
         assert_all([("loss curve", losses_j, losses_t)], "loss_curve", "float64")
         final_t, final_j = torch_trainer.weights(), jax_trainer.weights()
         assert_all([(f"param {n}", final_j[n], final_t[n]) for n in final_t], "train_steps", "float64")

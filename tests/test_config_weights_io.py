@@ -20,6 +20,7 @@ from cogmeta.io import (
     atomic_write_json,
     atomic_write_text,
     atomic_write_with,
+    tensors_digest,
 )
 from cogmeta.metrics_log import MetricsLog, metric_series, read_metrics
 from cogmeta.runs import RunDir
@@ -192,9 +193,13 @@ def _random_weights(config, dtype=np.float32, seed=0):
     return {name: rng.normal(size=shape).astype(dtype) for name, shape in parameter_shapes(config).items()}
 
 
+def _with_dtype(config, dtype):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, dtype=np.dtype(dtype).name))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weights_round_trip_is_bit_exact(tmp_path, dtype):
-    config = _config("lstm", 2)
+    config = _with_dtype(_config("lstm", 2), dtype)
     weights = _random_weights(config, dtype)
     path = tmp_path / "weights.safetensors"
     save_weights(path, dict(reversed(list(weights.items()))), config, framework="torch")
@@ -207,7 +212,7 @@ def test_weights_round_trip_is_bit_exact(tmp_path, dtype):
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as handle:
-        assert handle.metadata() == {"format": WEIGHTS_FORMAT, "framework": "torch"}
+        assert handle.metadata() == {"format": WEIGHTS_FORMAT, "framework": "torch", "sha256": tensors_digest(weights)}
 
 
 def _write_raw(path, tensors):
@@ -387,7 +392,7 @@ def _checkpoint(config, step=17, dtype=np.float32):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_checkpoint_round_trip(tmp_path, dtype):
-    config = _config("lstm", 2)
+    config = _with_dtype(_config("lstm", 2), dtype)
     checkpoint = _checkpoint(config, dtype=dtype)
     path = tmp_path / "checkpoint.safetensors"
     save_checkpoint(path, checkpoint, config)
@@ -514,7 +519,11 @@ def test_cosine_schedule_endpoints_and_midpoint(final):
     assert all(a >= b for a, b in zip(rates, rates[1:]))
 
 
-def test_constant_schedule_and_unknown_schedule():
+def test_constant_step_and_unknown_schedule():
     assert all(learning_rate(k, 0.1, 10, "constant", 0.02) == 0.1 for k in (0, 5, 10, 100))
-    with pytest.raises(ValueError, match="unknown schedule 'step'"):
-        learning_rate(0, 0.1, 10, "step", 0.0)
+    # Lake (2019): lr0 * 0.1 ** floor(k / 5000), k counted from 0
+    steps = [learning_rate(k, 1e-3, 10_000, "step", 0.0, decay_every=5_000, decay_factor=0.1)
+             for k in (0, 4_999, 5_000, 9_999, 10_000)]
+    assert steps == [1e-3, 1e-3, 1e-3 * 0.1, 1e-3 * 0.1, 1e-3 * 0.1**2]
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        learning_rate(0, 0.1, 10, "linear", 0.0)

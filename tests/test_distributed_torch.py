@@ -49,7 +49,7 @@ def no_launch_env(monkeypatch):
 
 
 def test_ddp_two_processes_equal_single_process(tmp_path, no_launch_env):
-    from torch_impl.backend import Trainer
+    from torch_impl.backend import make_tutorial_trainer as Trainer
 
     out = tmp_path / "ddp"
     code, output, _ = torchrun(["-m", "cogmeta", "train", *ARGS, "--out", str(out)], nproc=2, timeout=300)

@@ -1,6 +1,6 @@
 """The sweep engines: every member equals the single run it stands for.
 
-Reference: the library's step-by-step trainers (``jax_impl.backend.Trainer``, ``torch_impl.backend.Trainer``)
+Reference: the library's step-by-step trainers (``jax_impl.trainer.Trainer``, ``torch_impl.trainer.Trainer``)
 run with the member's seed and learning rate. JAX members must match bit for bit whatever the seed
 strategy (vmap / lax.map / loop: the same operations per member); the torch ``vmap`` engine re-implements
 clipping and Adam on stacked tensors, so it is compared in float64. A member whose loss turns non-finite
@@ -35,7 +35,7 @@ def member(config: RunConfig, seed: int, rate: float) -> RunConfig:
 
 
 def single_jax_run(config: RunConfig):
-    from jax_impl.backend import Trainer
+    from jax_impl.backend import make_tutorial_trainer as Trainer
 
     trainer = Trainer(config)
     losses = []
@@ -48,7 +48,7 @@ def single_jax_run(config: RunConfig):
 
 
 def single_torch_run(config: RunConfig):
-    from torch_impl.backend import Trainer
+    from torch_impl.backend import make_tutorial_trainer as Trainer
 
     trainer = Trainer(config)
     metrics = trainer.run(config.train.steps)

@@ -1,5 +1,6 @@
-"""The heuristics experiment: metrics against hand-computed references, the JAX grid (vmap over
-conditions x betas) against single runs, a tiny end-to-end run per backend, and bad input."""
+"""The heuristics experiment: metrics against hand-computed references, the bounded objective's members
+and streams, the JAX grid (the engine's vmap over conditions x betas) against single runs, resume, a
+tiny end-to-end run per backend, and bad input."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from cogmeta.experiments.heuristics import (
     bernoulli_kl,
     cell_metrics,
     check_bars,
+    reset_log_sigma,
 )
-from cogmeta.tasks.paired_comparison import ComparisonBatch
+from cogmeta.tasks.paired_comparison import ComparisonBatch, PairedComparisonTask
 
 TINY = BoundedRecipe(hidden_size=4, batch_size=8, pretrain_steps=6, finetune_steps=4, betas=(0.01,))
 
@@ -49,35 +51,92 @@ def test_bars_read_the_right_cells():
     assert bars == {"ranking": True, "direction": False, "ranking acc": True}
 
 
+def test_reset_log_sigma_touches_only_log_sigma():
+    weights = {"ih.weight": np.ones((2, 3), np.float32), "ih.log_sigma": np.zeros((2, 3), np.float32),
+               "initial_state": np.ones(2, np.float32)}
+    reset = reset_log_sigma(weights)
+    assert reset["ih.log_sigma"].dtype == np.float32 and np.all(reset["ih.log_sigma"] == -5.0)
+    assert reset["ih.weight"] is weights["ih.weight"] and reset["initial_state"] is weights["initial_state"]
+    assert np.all(weights["ih.log_sigma"] == 0.0)  # a new dict: the stage-1 weights stay as they were
+
+
+def test_recipe_needs_a_pretraining_step():
+    with pytest.raises(ValueError, match=r"BoundedRecipe.pretrain_steps must lie in \[1, inf\], got 0"):
+        BoundedRecipe(pretrain_steps=0)
+    assert BoundedRecipe(betas=(0.03, 0.0, 0.01)).finetune_betas == (0.03, 0.01)
+    assert TINY.train_config(steps=4).steps == 4 and TINY.train_config().steps == TINY.pretrain_steps
+
+
+def test_torch_members_streams_and_resume():
+    """Step k's data depend on (seed, condition, stream, k) only: members differ, the same step repeats,
+    and a run resumed from its checkpoint ends bit-identical to an uninterrupted one."""
+    torch = pytest.importorskip("torch")
+    from torch_impl.bounded_gru import BoundedObjective
+    from torch_impl.trainer import Trainer
+
+    train = TINY.train_config(steps=6)
+    objective = BoundedObjective(PairedComparisonTask(num_trials=4), TINY.hidden_size, train, beta=0.01, warmup=3)
+    member = objective.member(0)
+    assert member == {"seed": 0, "learning_rate": TINY.learning_rate, "condition": 2, "beta": 0.01, "stream": 0}
+
+    def cues(member, step):
+        return objective.sample(step, member).cues
+
+    assert torch.equal(cues(member, 2), cues(member, 2)) and not torch.equal(cues(member, 2), cues(member, 3))
+    for other in (objective.member(1), objective.member(0, condition=0), objective.member(0, stream=1)):
+        assert not torch.equal(cues(member, 2), cues(other, 2))
+    whole = Trainer(objective, seed=0)
+    metrics = whole.run(6)
+    assert np.all(metrics.aux["kl"] > 0) and np.allclose(metrics.loss, metrics.aux["nll"] + 0.01 * np.minimum(
+        (np.arange(6) + 1) / 3, 1) * metrics.aux["kl"], rtol=1e-5)
+    first = Trainer(objective, seed=0)
+    first.run(4)
+    resumed = Trainer(objective, first.checkpoint(), seed=0)
+    resumed.run(2)
+    for name, value in whole.weights().items():
+        np.testing.assert_array_equal(resumed.weights()[name], value, err_msg=name)
+    with pytest.raises(ValueError, match=r"BoundedObjective.member.condition must lie in \[0, 2\], got 3"):
+        objective.member(0, condition=3)
+    with pytest.raises(ValueError, match="BoundedObjective.beta must be >= 0"):
+        BoundedObjective(PairedComparisonTask(), 4, train, beta=-0.1)
+
+
 @pytest.mark.slow
 def test_jax_grid_equals_single_runs():
-    """vmap over (condition, beta) runs gives each run's own result (the grid mixes nothing up).
+    """The engine's vmap over (condition, beta) members gives each member its single run's result (the
+    grid mixes nothing up), and the members follow the study's key streams.
 
     Slow: two XLA compilations of the training scan (~110 s on a loaded 2-core machine)."""
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
-    from flax import nnx
 
-    from cogmeta.tasks.paired_comparison import PairedComparisonTask
-    from jax_impl.bounded_gru import BoundedMetaLearner
-    from jax_impl.bounded_training import make_grid_run, make_run
+    from jax_impl.bounded_gru import BoundedObjective
+    from jax_impl.engine import Engine
     from jax_impl.optim import init_adam
+    from jax_impl.trainer import make_member_chunk
+    from jax_impl.weights import state_to_canonical
 
-    task = PairedComparisonTask(num_trials=5)
-    train = TINY.train_config()
-    graphdef, params = nnx.split(BoundedMetaLearner(4, 4, rngs=nnx.Rngs(0)), nnx.Param)
-    conditions, betas = jnp.array([0, 1, 2]), jnp.array([0.0, 0.01, 0.1])
-    keys = jnp.stack([jax.random.key(i) for i in range(3)])
-    stacked = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
-    opt = jax.vmap(init_adam)(stacked)
-    grid_params, _, grid_out = make_grid_run(graphdef, task, train, 5, 3)(stacked, opt, keys, conditions, betas, 0)
-    single = jax.jit(make_run(graphdef, task, train, 5, 3))
-    for g in range(3):
-        p, _, out = single(params, init_adam(params), keys[g], conditions[g], betas[g], 0)
-        np.testing.assert_allclose(np.asarray(grid_out.loss[g]), np.asarray(out.loss), rtol=1e-5)
-        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[g], grid_params)), jax.tree.leaves(p)):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(np.asarray(grid_out.loss[0]), np.asarray(grid_out.loss[2]))
+    objective = BoundedObjective(PairedComparisonTask(num_trials=5), TINY.hidden_size, TINY.train_config(steps=5), warmup=3)
+
+    def key_data(member):
+        return np.asarray(jax.random.key_data(member["key"]))
+
+    stage1 = jax.random.fold_in(jax.random.key(1), 2)  # fold_in(key(seed), condition); fine-tuning folds in 1 + i
+    assert np.array_equal(key_data(objective.member(1, condition=2)), np.asarray(jax.random.key_data(stage1)))
+    assert np.array_equal(key_data(objective.member(1, condition=2, stream=3)),
+                          np.asarray(jax.random.key_data(jax.random.fold_in(stage1, 3))))
+    grid = [(0, 0.0, 0), (1, 0.01, 1), (2, 0.1, 2)]  # (condition, beta, seed)
+    members = [objective.member(seed, condition=c, beta=b, stream=1) for c, b, seed in grid]
+    runs = Engine(objective, "vmap").train([seed for _, _, seed in grid], members=members, progress=False)
+    single = jax.jit(make_member_chunk(objective, 5))  # the single-run program (``Trainer.run``)
+    for (_, _, seed), member, run in zip(grid, members, runs):
+        params = objective.init(seed)
+        params, _, out = single(params, init_adam(params), jnp.asarray(0), jnp.asarray(5), member)
+        np.testing.assert_allclose(run.metrics.loss, np.asarray(out.loss), rtol=1e-5)
+        np.testing.assert_allclose(run.metrics.aux["kl"], np.asarray(out.aux["kl"]), rtol=1e-5)
+        for name, value in state_to_canonical(params).items():
+            np.testing.assert_allclose(run.weights[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(runs[0].metrics.loss, runs[2].metrics.loss)
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)])
@@ -86,8 +145,11 @@ def test_tiny_experiment_end_to_end(backend, tmp_path):
     pytest.importorskip(backend)
     from cogmeta.experiments.heuristics import run_experiment
 
+    lines = []
     rows = run_experiment(("ranking", "direction"), backend, TINY, seeds=(0,), out=tmp_path, eval_tasks=20,
-                          figures=True, echo=lambda *_: None)
+                          figures=True, echo=lines.append, progress=False)
+    assert any(f"[{backend}] pretrain: 2 run(s) x 6 steps" in line for line in lines)
+    assert any(f"[{backend}] fine-tune: 2 run(s) x 4 steps" in line for line in lines)
     cells = {(r["condition"], r["beta"]) for r in rows if r["backend"] == backend}
     assert cells == {("ranking", 0.0), ("ranking", 0.01), ("direction", 0.0), ("direction", 0.01)}
     assert (tmp_path / "heuristics.csv").exists() and (tmp_path / "heuristics-gini.png").exists()

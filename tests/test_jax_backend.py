@@ -43,9 +43,10 @@ from jax_impl import (
     samplers,  # noqa: E402
 )
 from jax_impl import heads as jax_heads  # noqa: E402
-from jax_impl import training as jax_training  # noqa: E402
+from jax_impl.backend import MetaLearnerObjective  # noqa: E402
 from jax_impl.optim import init_adam  # noqa: E402
-from jax_impl.training import make_loss, make_train_step  # noqa: E402
+from jax_impl.trainer import make_train_step  # noqa: E402
+from jax_impl.weights import state_to_canonical  # noqa: E402
 
 BACKEND = "jax"
 KS_ALPHA = 1e-3
@@ -292,7 +293,9 @@ def test_loss_gradient_matches_finite_differences(cell, task):
     eps = 1e-6
     with jax.enable_x64(True):
         graphdef, params = _split_float64_model(config, seed=18)
-        loss = make_loss(graphdef)  # the function the training step differentiates
+        objective = MetaLearnerObjective(config)
+        member = objective.member(0)
+        loss = lambda p, observations: objective.loss(p, observations, 0, member)[0]  # noqa: E731  (what training differentiates)
         flat, unravel = ravel_pytree(params)
         assert flat.dtype == jnp.float64
 
@@ -320,21 +323,23 @@ def test_train_step_is_clipped_adam_on_the_schedule():
     with jax.enable_x64(True):
         graphdef, params = _split_float64_model(config, seed=20)
         opt_state = init_adam(params)
-        step_fn = jax.jit(make_train_step(graphdef, config))
-        grad_fn = jax.jit(jax.value_and_grad(make_loss(graphdef)))
-        reference = AdamReference(backend.state_to_canonical(params), clip_norm, train.adam_beta1, train.adam_beta2, train.adam_eps)
+        objective = MetaLearnerObjective(config)
+        member = objective.member(config.train.seed)
+        step_fn = jax.jit(lambda p, o, x, k: make_train_step(objective)(p, o, x, k, member))
+        grad_fn = jax.jit(jax.value_and_grad(lambda p, x: objective.loss(p, x, 0, member)[0]))
+        reference = AdamReference(state_to_canonical(params), clip_norm, train.adam_beta1, train.adam_beta2, train.adam_eps)
         norms = []
         for k in range(6):
             observations = jnp.asarray(COIN.sample(rng, 8).observations)
             loss, grads = grad_fn(params, observations)
             lr = learning_rate(k, train.learning_rate, train.steps, train.schedule, train.final_lr_fraction)
-            expected_norm = reference.step(backend.state_to_canonical(grads), lr)
+            expected_norm = reference.step(state_to_canonical(grads), lr)
             params, opt_state, outputs = step_fn(params, opt_state, observations, jnp.asarray(k))
             assert float(outputs.loss) == pytest.approx(float(loss), rel=1e-14)
             assert float(outputs.grad_norm) == pytest.approx(expected_norm, rel=1e-12)
             assert float(outputs.learning_rate) == pytest.approx(lr, rel=1e-14)
             norms.append(expected_norm)
-            weights = backend.state_to_canonical(params)
+            weights = state_to_canonical(params)
             for name, value in reference.params.items():
                 np.testing.assert_allclose(weights[name], value, rtol=1e-10, atol=1e-13, err_msg=f"step {k}")
     assert max(norms) > clip_norm > min(norms)
@@ -364,7 +369,7 @@ def reference_run(tmp_path_factory):
     A JAX call always scans steps_per_call = 200 steps and masks those past ``count``, so the short
     calls also check that masked steps change nothing.
     """
-    trainer = backend.Trainer(SMALL)
+    trainer = backend.make_tutorial_trainer(SMALL)
     snapshots, metrics = {0: trainer.checkpoint()}, []
     for count in (3, 197, 100, 100, 3, 197):
         metrics.append(trainer.run(count))
@@ -421,7 +426,7 @@ def test_resume_from_checkpoint_is_exact(reference_run):
     checkpoint = load_checkpoint(reference_run["checkpoint400"], SMALL)
     assert checkpoint.framework == BACKEND
     _assert_same_state(checkpoint, reference_run["snapshots"][400])
-    trainer = backend.Trainer(SMALL, checkpoint)
+    trainer = backend.make_tutorial_trainer(SMALL, checkpoint)
     assert trainer.step == 400
     metrics = trainer.run(200)
     assert trainer.step == 600
@@ -431,7 +436,7 @@ def test_resume_from_checkpoint_is_exact(reference_run):
 
 def test_run_refuses_more_steps_than_one_call_holds():
     """(JAX only: a call scans steps_per_call steps; the torch Trainer runs any count.)"""
-    trainer = backend.Trainer(SMALL)
+    trainer = backend.make_tutorial_trainer(SMALL)
     with pytest.raises(ValueError, match="steps_per_call"):
         trainer.run(SMALL.jax.steps_per_call + 1)
     assert trainer.step == 0
@@ -442,7 +447,7 @@ def test_non_finite_loss_keeps_the_last_good_state_and_resumes(reference_run, tm
     # where the key is that of step POISONED_STEP. The poisoned program computes the steps before it
     # bit-identically to the reference program on XLA:CPU (the select does not change the arithmetic),
     # so the comparisons below are exact.
-    original = jax_training.sample_batch
+    original = backend.sample_batch
     poisoned_key = jax.random.key_data(samplers.step_key(SMALL.train.seed, POISONED_STEP))
 
     def poisoned(task, key, batch_size, dtype):
@@ -450,7 +455,7 @@ def test_non_finite_loss_keeps_the_last_good_state_and_resumes(reference_run, tm
         hit = jnp.all(jax.random.key_data(key) == poisoned_key)
         return TaskBatch(jnp.where(hit, jnp.nan, batch.observations), batch.latent)
 
-    monkeypatch.setattr(jax_training, "sample_batch", poisoned)
+    monkeypatch.setattr(backend, "sample_batch", poisoned)
     run = RunDir.at(tmp_path / "run")
     with pytest.raises(NonFiniteLossError, match=rf"at step {POISONED_STEP};.*last good state \(step {POISONED_STEP}\)"):
         train(SMALL, run.root, BACKEND, progress=False, figures=False)

@@ -17,6 +17,7 @@ from cogmeta.cli import main
 from cogmeta.experiments.meta_seq2seq import (
     Accuracy,
     evaluate_run,
+    load_run_checkpoint,
     load_weights,
     save_weights,
     train_run,
@@ -151,20 +152,21 @@ def test_no_memory_ablation_trains_with_jax(tmp_path, capsys):
     assert code == 0, err
 
 
-def _teacher_forced_logits(trainer, backend: str, batches: list[dict]) -> list[np.ndarray]:
-    """Eval-mode (no dropout) teacher-forced logits of a trainer's model, one array per batch."""
+def _teacher_forced_logits(model, backend: str, batches: list[dict]) -> list[np.ndarray]:
+    """Eval-mode (no dropout) teacher-forced logits of a ``load_model`` model, one array per batch."""
     if backend == "torch":
         from torch_impl.seq2seq import to_tensors
 
-        trainer.model.eval()
-        return [trainer.model(to_tensors(b))["logits"].detach().numpy() for b in batches]
+        model.eval()
+        return [model(to_tensors(b))["logits"].detach().numpy() for b in batches]
     import jax
     from flax import nnx
 
     from jax_impl.seq2seq import to_arrays
 
-    forward = jax.jit(lambda params, batch: nnx.merge(trainer.graphdef, params)(batch)["logits"])
-    return [np.asarray(forward(trainer.params, to_arrays(b))) for b in batches]
+    graphdef, params = nnx.split(model, nnx.Param)
+    forward = jax.jit(lambda params, batch: nnx.merge(graphdef, params)(batch)["logits"])
+    return [np.asarray(forward(params, to_arrays(b))) for b in batches]
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -174,7 +176,7 @@ def test_no_memory_model_ignores_the_support_set(backend):
     test queries the same greedy answers under another support; the memory model's logits do change with
     the support (so the swap is a real one; checked in torch, where it costs no compilation)."""
     pytest.importorskip(backend)
-    from cogmeta.experiments.meta_seq2seq import decode_episode, load_trainer_module
+    from cogmeta.experiments.meta_seq2seq import Decoder, decode_episode
     from cogmeta.tasks.scan_episodes import Episode
 
     task = ScanEpisodeTask("add_jump", num_query=6)
@@ -190,17 +192,17 @@ def test_no_memory_model_ignores_the_support_set(backend):
         config = dataclasses.replace(tiny("add-jump-cpu", memory=memory), task=task)
         weights = {name: np.random.default_rng(1).normal(0.0, 0.5, shape).astype(np.float32)
                    for name, shape in parameter_shapes(config).items()}  # given weights: no jitted init in JAX
-        trainer = load_trainer_module(backend).Seq2SeqTrainer(config, weights)
+        decoder = Decoder(config, weights, backend)  # given weights: load_model draws none
         # JAX compiles once per support shape: the empty support is checked in torch only
         count = 3 if backend == "torch" and not memory else 2
-        logits = _teacher_forced_logits(trainer, backend, with_support[:count])
+        logits = _teacher_forced_logits(decoder.model, backend, with_support[:count])
         if memory:
             assert not np.array_equal(logits[0], logits[1])
             continue
         assert all(np.array_equal(logits[0], other) for other in logits[1:])
-        true_meanings, _ = decode_episode(trainer, task, Episode(test.support, queries, flags))
+        true_meanings, _ = decode_episode(decoder, task, Episode(test.support, queries, flags))
         other = tuple(((w,), (swapped[w],)) for w in scan.PRIMITIVES)
-        assert decode_episode(trainer, task, Episode(other, queries, flags))[0] == true_meanings
+        assert decode_episode(decoder, task, Episode(other, queries, flags))[0] == true_meanings
 
 
 def test_add_jump_cpu_smoke_run(tmp_path):
@@ -232,10 +234,51 @@ def test_presets_and_schedule():
     assert PRESETS["add-jump-paper"].model.hidden_size == 200 and PRESETS["add-jump-paper"].train.episodes == 10_000
     train = PRESETS["me-paper"].train
     assert [train.learning_rate_at(k) for k in (0, 4_999, 5_000, 9_999)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    # the one trainer's recipe: one episode per Adam step, Lake's step decay, the run's clip, seed and dtype
+    recipe = dataclasses.replace(PRESETS["me-cpu"], train=dataclasses.replace(
+        PRESETS["me-cpu"].train, seed=3, dtype="float64", clip_norm=5.0, log_every=10, checkpoint_every=30))
+    config = recipe.train_config()
+    assert (config.steps, config.batch_size, config.schedule, config.optimizer) == (5_000, 1, "step", "adam")
+    assert (config.decay_every, config.decay_factor, config.clip_norm) == (4_000, 0.1, 5.0)
+    assert (config.seed, config.dtype, config.log_every, config.checkpoint_every) == (3, "float64", 10, 30)
+    assert (config.adam_beta1, config.adam_beta2, config.adam_eps) == (0.9, 0.999, 1e-8)
+    with pytest.raises(ValueError, match="seed"):
+        dataclasses.replace(train, seed=2**31)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("me-gpu")
     with pytest.raises(ValueError, match="ScanEpisodeTask.num_query"):
         ScanEpisodeTask(num_query=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_objective_has_no_sampler(backend):
+    """Episodes come from the host stream: ``Trainer.run`` (which would sample) says to use ``run_on``."""
+    pytest.importorskip(backend)
+    from cogmeta.backends import load_module
+
+    module = load_module(backend, "seq2seq")
+    trainer = module.make_trainer(tiny("me-cpu"))
+    with pytest.raises(NotImplementedError, match=r"run_on\(episode_batches"):
+        trainer.run(1)
+    assert trainer.step == 0
+
+
+def test_non_finite_step_stops_the_run(tmp_path, monkeypatch):
+    """A non-finite loss stops training with an error naming the episode; the last checkpoint stays."""
+    pytest.importorskip("torch")
+    import torch_impl.seq2seq as tseq
+
+    original = tseq.Seq2SeqObjective.loss
+
+    def poisoned(self, model, batch, step, member):
+        loss, aux = original(self, model, batch, step, member)
+        return (loss * float("nan") if step == 4 else loss), aux
+
+    monkeypatch.setattr(tseq.Seq2SeqObjective, "loss", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="non-finite loss or gradient at episode 4"):
+        train_run(tiny("me-cpu"), run, "torch", progress=False)
+    assert load_run_checkpoint(run / "checkpoint.safetensors", tiny("me-cpu")).step == 3
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 On a CUDA device the same ``_step`` is captured in a CUDA graph; everything except the capture itself
 (static buffers, the precomputed schedule, clipping, Adam in torch's order, the non-finite guard,
-resuming) is checked here against :func:`torch_impl.training.make_train_step`, the eager step.
+resuming) is checked here against :func:`torch_impl.trainer.make_train_step`, the eager step.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cogmeta import GaussianMeanTask, ModelConfig, RunConfig, TorchOptions, TrainConfig  # noqa: E402
-from torch_impl.backend import Trainer, build_model  # noqa: E402
+from torch_impl.backend import MetaLearnerObjective, build_model, native_batch  # noqa: E402
+from torch_impl.backend import make_tutorial_trainer as Trainer  # noqa: E402
 from torch_impl.numerics import resolve_device, resolve_dtype  # noqa: E402
 from torch_impl.optim import init_adam  # noqa: E402
 from torch_impl.static_step import StaticStep  # noqa: E402
-from torch_impl.training import make_train_step, native_batch  # noqa: E402
+from torch_impl.trainer import make_train_step  # noqa: E402
 
 STEPS = 40
 
@@ -34,9 +35,10 @@ def _eager(config, batches):
     model = build_model(config)
     state = init_adam(model.named_parameters())
     metrics = []
-    train_step = make_train_step(model, config)
+    objective = MetaLearnerObjective(config)
+    train_step, member = make_train_step(objective, model), objective.member(config.train.seed)
     for step, observations in enumerate(batches):
-        loss, norm, rate = train_step(state, observations, step)
+        loss, norm, rate, _ = train_step(state, observations, step, member)
         metrics.append((loss, norm, rate))
         if not (math.isfinite(loss) and math.isfinite(norm)):
             break
@@ -103,13 +105,13 @@ def test_verify_first_step_passes_and_catches_a_wrong_step():
     config = _config()
     batches = _batches(config, 2)
     static = StaticStep(build_model(config), config, capture=False)
-    assert static.verify_first_step(batches[0]) < 1e-12
+    assert static.verify_first_step(batches[0], MetaLearnerObjective(config)) < 1e-12
     with pytest.raises(ValueError, match="first update"):
-        static.verify_first_step(batches[1])
+        static.verify_first_step(batches[1], MetaLearnerObjective(config))
     broken = StaticStep(build_model(config), config, capture=False)
     broken.count.fill_(4.0)  # a stale buffer (here Adam's step count) must not train silently
     with pytest.raises(RuntimeError, match="disagrees with the eager step"):
-        broken.verify_first_step(batches[0])
+        broken.verify_first_step(batches[0], MetaLearnerObjective(config))
 
 
 def test_device_options_are_validated():

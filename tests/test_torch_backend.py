@@ -36,10 +36,10 @@ from torch_impl import (
     samplers,  # noqa: E402
 )
 from torch_impl import heads as torch_heads  # noqa: E402
-from torch_impl import training as torch_training  # noqa: E402
+from torch_impl.backend import MetaLearnerObjective, native_batch  # noqa: E402
 from torch_impl.model import sequence_nll  # noqa: E402
 from torch_impl.optim import init_adam  # noqa: E402
-from torch_impl.training import make_train_step, native_batch  # noqa: E402
+from torch_impl.trainer import make_train_step  # noqa: E402
 
 BACKEND = "torch"
 KS_ALPHA = 1e-3
@@ -276,7 +276,9 @@ def test_train_step_is_clipped_adam_on_the_schedule():
     rng = np.random.default_rng(21)
     names = [name for name, _ in model.named_parameters()]
     norms = []
-    train_step = make_train_step(model, config)
+    objective = MetaLearnerObjective(config)
+    step_fn, member = make_train_step(objective, model), objective.member(config.train.seed)
+    train_step = lambda state, observations, k: step_fn(state, observations, k, member)[:3]  # noqa: E731
     for k in range(6):
         observations = torch.as_tensor(COIN.sample(rng, 8).observations)
         loss = sequence_nll(model, samplers.model_inputs(observations), observations)
@@ -314,7 +316,7 @@ POISONED_STEP = 403
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """600 uninterrupted steps of SMALL, run in calls of 3, 197, 100, 100, 3, 197 steps, with snapshots."""
-    trainer = backend.Trainer(SMALL)
+    trainer = backend.make_tutorial_trainer(SMALL)
     snapshots, metrics = {0: trainer.checkpoint()}, []
     for count in (3, 197, 100, 100, 3, 197):
         metrics.append(trainer.run(count))
@@ -369,7 +371,7 @@ def test_resume_from_checkpoint_is_exact(reference_run):
     checkpoint = load_checkpoint(reference_run["checkpoint400"], SMALL)
     assert checkpoint.framework == BACKEND
     _assert_same_state(checkpoint, reference_run["snapshots"][400])
-    trainer = backend.Trainer(SMALL, checkpoint)
+    trainer = backend.make_tutorial_trainer(SMALL, checkpoint)
     assert trainer.step == 400
     metrics = trainer.run(200)
     assert trainer.step == 600
@@ -378,13 +380,13 @@ def test_resume_from_checkpoint_is_exact(reference_run):
 
 
 def test_non_finite_loss_keeps_the_last_good_state_and_resumes(reference_run, tmp_path, monkeypatch):
-    original = torch_training.native_batch  # the batch of the eager loop (make_run_steps)
+    original = MetaLearnerObjective.sample  # the batch of the one trainer's loop (make_run_steps)
 
-    def poisoned(config, step, dtype):
-        observations = original(config, step, dtype)
+    def poisoned(self, step, member):
+        observations = original(self, step, member)
         return torch.full_like(observations, float("nan")) if step == POISONED_STEP else observations
 
-    monkeypatch.setattr(torch_training, "native_batch", poisoned)
+    monkeypatch.setattr(MetaLearnerObjective, "sample", poisoned)
     run = RunDir.at(tmp_path / "run")
     with pytest.raises(NonFiniteLossError, match=rf"at step {POISONED_STEP};.*last good state \(step {POISONED_STEP}\)"):
         train(SMALL, run.root, BACKEND, progress=False, figures=False)
@@ -448,7 +450,7 @@ def test_log_windows_cover_every_step_including_a_final_partial_window(tmp_path)
         model=ModelConfig(hidden_size=8),
         train=TrainConfig(steps=25, batch_size=8, log_every=10, eval_every=100, eval_tasks=50, checkpoint_every=100),
     )
-    losses = backend.Trainer(config).run(25).loss
+    losses = backend.make_tutorial_trainer(config).run(25).loss
     result = train(config, tmp_path / "run", BACKEND, progress=False, figures=False)
     steps, values = metric_series(read_metrics(result.run_dir / "metrics.csv"), "loss")
     assert steps == [10, 20, 25]
@@ -482,15 +484,18 @@ def test_short_training_approaches_bayes_coin(tmp_path):
 
 
 def test_member_chunk_with_another_seed_is_that_seeds_run():
-    """``make_member_chunk(seed=s)`` trains on the stream of seed s, exactly like ``make_run_steps`` of a run seeded s."""
+    """``make_member_chunk(member of seed s)`` trains on the stream of seed s, exactly like ``make_run_steps`` of a run seeded s."""
     from torch_impl.backend import build_model
     from torch_impl.optim import init_adam
-    from torch_impl.training import make_member_chunk, make_run_steps
+    from torch_impl.trainer import make_member_chunk, make_run_steps
 
     other = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL.train, seed=SMALL.train.seed + 7))
     models = [build_model(SMALL), build_model(SMALL)]
-    member = make_member_chunk(models[0], SMALL, 5)(init_adam(models[0].named_parameters()), 0, 5, other.train.seed, None)
-    reference = make_run_steps(models[1], other, 5)(init_adam(models[1].named_parameters()), 0, 5)
+    objective, other_objective = MetaLearnerObjective(SMALL), MetaLearnerObjective(other)
+    member = make_member_chunk(objective, models[0], 5)(init_adam(models[0].named_parameters()), 0, 5,
+                                                        objective.member(other.train.seed))
+    reference = make_run_steps(other_objective, models[1], 5, other_objective.member(other.train.seed))(
+        init_adam(models[1].named_parameters()), 0, 5)
     np.testing.assert_array_equal(member.loss, reference.loss)
     for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters()):
         assert torch.equal(a, b), name

@@ -48,16 +48,14 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
     "paired_comparison_samplers.py": {
         "correctly_rounded_sqrt": "torch's float32 sqrt is not correctly rounded on every CPU; JAX's is",
         "draw_task_noise": "JAX draws the noise functionally from a key"},
-    "seq2seq_training.py": {"make_run_episodes": "JAX scans the pure step over K padded episodes in one compiled "
-                                                 "call; PyTorch calls its step once per trimmed episode "
-                                                 "(Seq2SeqTrainer.train)"},
-    "training.py": {"clip_and_adam_in_place": "PyTorch updates the nn.Module's parameters and the Adam state in place "
-                                              "(shared by the eager, DDP and bounded steps); JAX's steps return new "
-                                              "pytrees from jax_impl.optim.adam_step",
-                    "write_adam_state": "PyTorch copies a functional update into the module's tensors (also the "
-                                        "CUDA-graph step, static_step.py); JAX has no in-place state"},
-    "bounded_training.py": {"make_grid_run": "JAX vmaps whole training runs over conditions x betas x seeds in one "
-                                             "compiled program; PyTorch trains them one after another (train_grid)"},
+    "trainer.py": {"clip_and_update_in_place": "PyTorch updates the nn.Module's parameters and the optimizer state in "
+                                                "place (shared by the eager and DDP steps); JAX's step returns new pytrees",
+                   "write_adam_state": "PyTorch copies a functional update into the module's tensors (also the "
+                                       "CUDA-graph step, static_step.py); JAX has no in-place state",
+                   "stack_outputs": "PyTorch reads each step's values back and stacks them on the host; JAX's "
+                                    "lax.scan stacks them"},
+    "backend.py": {"CudaGraphTrainer": "PyTorch only: the one trainer with its step captured in a CUDA graph "
+                                       "(static_step.py); JAX compiles whole chunks of steps already"},
     "seq2seq.py": {"to_tensors": "numpy episode -> torch tensors", "to_arrays": "numpy episode -> jax arrays",
                    "Embedding": "an embedding holding torch's layout (flax's nnx.Embed differs)",
                    "dropout_masks": "JAX draws dropout masks functionally from a key"},
@@ -72,6 +70,13 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
                               "map_batch": "JAX: members vmapped together per lax.map iteration (torch has no map)",
                               "compile": "PyTorch: opt-in torch.compile of the loop members (JAX always compiles)"},
     ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine"},
+    ("trainer.py", "make_train_step"): {"model": "PyTorch: the nn.Module the step updates in place (JAX's step takes "
+                                                     "the params as an argument)"},
+    ("trainer.py", "make_train_on_batches"): {"model": "as make_train_step"},
+    ("trainer.py", "make_member_chunk"): {"model": "as make_train_step"},
+    ("trainer.py", "make_run_steps"): {"model": "as make_train_step"},
+    ("trainer.py", "Trainer"): {"device": "PyTorch places the model and its batches on a device by name; JAX uses its "
+                                          "default device"},
     ("seq2seq.py", "build_model"): {"seed": "JAX's init needs an explicit seed (nnx.Rngs); PyTorch's reads the "
                                             "global RNG that its trainer seeds"},
 }

@@ -1,4 +1,4 @@
-"""The PyTorch backend behind ``cogmeta train/evaluate --backend torch`` (see ``cogmeta.backends``)."""
+"""The tutorial workload in PyTorch: its model, its objective for the one trainer (``torch_impl.trainer``), prediction."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint, StepMetrics
 from cogmeta.weights import validate_weights
 from torch_impl.heads import predictive_params
-from torch_impl.model import MetaLearner
+from torch_impl.model import MetaLearner, sequence_nll
 from torch_impl.numerics import configure, resolve_device, resolve_dtype
-from torch_impl.optim import AdamState, init_adam
-from torch_impl.samplers import model_inputs
-from torch_impl.training import make_run_steps, native_batch
+from torch_impl.samplers import model_inputs, sample_batch, step_generator
+from torch_impl.trainer import FRAMEWORK, Trainer, default_member  # noqa: F401  (FRAMEWORK: the Backend contract)
 from torch_impl.weights import load_canonical, model_to_canonical
-
-FRAMEWORK = "torch"
 
 
 def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
@@ -33,81 +30,85 @@ def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.nda
     return model_to_canonical(build_model(config, seed))
 
 
-class Trainer:
-    """Stateful PyTorch training: ``nn.Module`` + the functional Adam of ``torch_impl.optim`` (its state in
-    :attr:`opt_state`, an ``AdamState``), one Python step per update."""
+def native_batch(config: RunConfig, step: int, dtype: torch.dtype) -> torch.Tensor:
+    """Observations ``[T, B, 1]`` of training step ``step``, sampled with torch's RNG (``step_generator(seed, step)``)."""
+    return sample_batch(config.task, step_generator(config.train.seed, step), config.train.batch_size, dtype).observations
 
-    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None):
-        configure(config.torch.threads)
-        self.config = config
+
+class MetaLearnerObjective:
+    """The tutorial workload (``torch_impl.trainer.Objective``): the mean NLL of :class:`MetaLearner` on the
+    task's batches, batch k of run ``seed`` drawn from ``step_generator(seed, k)`` on the CPU, then moved to
+    ``config.torch.device``."""
+
+    def __init__(self, config: RunConfig):
+        self.config, self.train = config, config.train
         self.dtype = resolve_dtype(config.train.dtype)
         self.device = resolve_device(config.torch.device)
-        self.model = build_model(config).to(self.device)
-        self.opt_state = init_adam(self.model.named_parameters())
-        self.step = 0
-        self.chunk_size = config.train.log_every
-        self.static = None  # torch_impl.static_step.StaticStep, built at the first run with cuda_graphs
-        self._run = make_run_steps(self.model, config, self.chunk_size)
-        if checkpoint is not None:
-            self._restore(checkpoint)
 
-    def run(self, count: int) -> StepMetrics:
-        """Up to ``count`` updates; stops before applying one whose loss or gradient is non-finite."""
-        if self.config.torch.cuda_graphs:
-            return self._run_static(count)
-        outputs = self._run(self.opt_state, self.step, count)
-        finite = np.isfinite(outputs.loss) & np.isfinite(outputs.grad_norm)
-        self.step += len(finite) if finite.all() else len(finite) - 1
-        return StepMetrics(outputs.loss, outputs.grad_norm, outputs.learning_rate)
+    def init(self, seed: int) -> MetaLearner:
+        return build_model(self.config, seed)
 
-    def _run_static(self, count: int) -> StepMetrics:
-        """``count`` updates of the captured CUDA-graph step; the first update of a fresh run is checked
-        against the eager step (``StaticStep.verify_first_step``)."""
+    def member(self, seed: int, learning_rate: float | None = None) -> dict:
+        return default_member(self.train, seed, learning_rate)
+
+    def sample(self, step: int, member: dict) -> torch.Tensor:
+        """Observations ``[T, B, 1]`` of training step ``step`` of ``member``."""
+        generator = step_generator(member["seed"], step)
+        return sample_batch(self.config.task, generator, self.train.batch_size, self.dtype).observations.to(self.device)
+
+    def loss(self, model: MetaLearner, observations: torch.Tensor, step: int, member: dict):
+        return sequence_nll(model, model_inputs(observations), observations), {}
+
+    def predictive(self, model: MetaLearner, observations: np.ndarray) -> dict[str, np.ndarray]:
+        """Predictive parameters ``[T, B]`` of ``model`` on numpy observations ``[T, B, 1]``."""
+        with torch.no_grad():
+            inputs = torch.as_tensor(np.asarray(observations), dtype=self.dtype).to(self.device)
+            raw = model(model_inputs(inputs)).cpu()
+        return predictive_params(self.config.task.family, raw)
+
+
+class CudaGraphTrainer(Trainer):
+    """The one trainer (``torch_impl.trainer.Trainer``) on :class:`MetaLearnerObjective` whose updates run as ``torch_impl.static_step.StaticStep``
+    (``TorchOptions(cuda_graphs=True)``); the first update of a fresh run is checked against the eager step
+    (``StaticStep.verify_first_step``)."""
+
+    def __init__(self, objective, checkpoint=None, **kwargs):
+        super().__init__(objective, checkpoint, **kwargs)
+        self.config = objective.config
+        self.static = None  # built at the first run (it captures the graph)
+
+    def run(self, count: int):
         from torch_impl.static_step import StaticStep
 
         if self.static is None:
-            exp_avg, exp_avg_sq = self._moments()
+            exp_avg, exp_avg_sq = super()._moments()
             self.static = StaticStep(self.model, self.config, self.step, exp_avg, exp_avg_sq)
         count = min(count, self.config.train.steps - self.static.next_step)
-        batches = [native_batch(self.config, self.step + i, self.dtype) for i in range(count)]
+        batches = [native_batch(self.config, self.step + i, self.objective.dtype) for i in range(count)]
         losses, norms, rates = [], [], []
         if batches and self.static.next_step == 0:
-            self.static.verify_first_step(batches.pop(0))
+            self.static.verify_first_step(batches.pop(0), self.objective)
             losses, norms, rates = ([float(x)] for x in self.static.history[0].cpu().numpy())  # update 0 is row 0
         if batches and not self.static.stopped:
             more = self.static.run(batches)
             losses, norms, rates = losses + list(more[0]), norms + list(more[1]), rates + list(more[2])
-        applied = len(losses) - int(self.static.stopped)
-        self.step += applied
+        self.step += len(losses) - int(self.static.stopped)
         return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))
 
-    def _moments(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Adam's moments per parameter name, from the static step if it owns them."""
-        if self.static is not None:
-            return self.static.moments()
-        as_numpy = lambda d: {n: t.detach().cpu().numpy().copy() for n, t in d.items()}  # noqa: E731
-        return as_numpy(self.opt_state.exp_avg), as_numpy(self.opt_state.exp_avg_sq)
+    def _moments(self):
+        """Adam's moments per parameter name, from the static step once it owns them."""
+        return super()._moments() if self.static is None else self.static.moments()
 
-    def weights(self) -> dict[str, np.ndarray]:
-        return model_to_canonical(self.model)
 
-    def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
-        """Predictive parameters ``[T, B]`` of the current model on numpy observations ``[T, B, 1]``."""
-        with torch.no_grad():
-            inputs = torch.as_tensor(np.asarray(observations), dtype=self.dtype).to(self.device)
-            raw = self.model(model_inputs(inputs)).cpu()
-        return predictive_params(self.config.task.family, raw)
-
-    def checkpoint(self) -> Checkpoint:
-        exp_avg, exp_avg_sq = self._moments()
-        return Checkpoint(self.step, self.weights(), exp_avg, exp_avg_sq, FRAMEWORK)
-
-    def _restore(self, checkpoint: Checkpoint) -> None:
-        load_canonical(self.model, checkpoint.params)
-        self.step = checkpoint.step
-        if checkpoint.step == 0:
-            return
-        self.opt_state = _restored_adam(self.model, checkpoint)
+def make_tutorial_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on :class:`MetaLearnerObjective` (``config.train.log_every`` steps per call), at
+    ``config.torch.threads`` threads; with ``config.torch.cuda_graphs`` its CUDA-graph form
+    (:class:`CudaGraphTrainer`)."""
+    configure(config.torch.threads)
+    objective = MetaLearnerObjective(config)
+    if config.torch.cuda_graphs:
+        return CudaGraphTrainer(objective, checkpoint, steps_per_call=config.train.log_every, device=objective.device)
+    return Trainer(objective, checkpoint, steps_per_call=config.train.log_every, device=objective.device)
 
 
 def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray) -> dict[str, np.ndarray]:
@@ -120,16 +121,3 @@ def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: 
     with torch.no_grad():
         raw = model(model_inputs(torch.as_tensor(np.asarray(observations), dtype=dtype)))
     return predictive_params(config.task.family, raw)
-
-
-def _restored_adam(model: MetaLearner, checkpoint: Checkpoint) -> AdamState:
-    """Adam's state of a checkpoint (count = its step, moments by canonical name) on the model's device."""
-    params = dict(model.named_parameters())
-    device = next(iter(params.values())).device
-
-    def moments(saved):
-        return {n: torch.as_tensor(np.asarray(saved[n])).to(p.dtype).to(p.device).clone().contiguous()
-                for n, p in params.items()}
-
-    count = torch.tensor(float(checkpoint.step), dtype=torch.float64, device=device)
-    return AdamState(count, moments(checkpoint.exp_avg), moments(checkpoint.exp_avg_sq))

@@ -10,17 +10,30 @@ For inputs u_t = [dx_t, y_t, 1 - y_t] ``[T, B, K+2]`` and hidden states h_0 (lea
     p(y_t = 1) = Phi(z_t)
     loss = -mean_{t,b} [y log Phi(z) + (1 - y) log Phi(-z)] + kl_weight * sum_layers KL
 The reparameterisation noise (one ``(out, in)`` draw per layer per forward pass) can be injected as
-``{"ih": eps, "hh": eps, "mu": eps, "logscale": eps}``.
+``{"ih": eps, "hh": eps, "mu": eps, "logscale": eps}``; else it is drawn from ``generator``.
+
+Training is the one trainer's (``torch_impl.trainer``, ``torch_impl.engine``) on :class:`BoundedObjective`:
+loss = NLL + kl_weight_k * KL with kl_weight_k = beta * min((k + 1) / warmup, 1) (``cogmeta.contract.kl_weight``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
+from cogmeta._validation import require_int, require_real
+from cogmeta.config import TrainConfig
+from cogmeta.contract import kl_weight
+from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
+from torch_impl.numerics import resolve_dtype
+from torch_impl.paired_comparison_samplers import model_inputs, sample_batch
 from torch_impl.svdo import LinearSVDO
+from torch_impl.trainer import default_member
+from torch_impl.weights import load_canonical
 
 LAYERS = ("ih", "hh", "mu", "logscale")
 MODEL_NOISE_STD = 0.1
@@ -106,3 +119,109 @@ def bounded_loss(
     nll = choice_nll(outputs.z, targets)
     kl = model.kl()
     return nll + kl_weight * kl, nll, kl
+
+
+# ---------------------------------------------------------------------------------------- training
+#: The engine strategy of the heuristics grid: ``loop``, the members one after another (the loss draws
+#: its weight noise from the batch's ``torch.Generator``, which ``torch.func.vmap`` cannot batch).
+STRATEGY = "loop"
+
+
+class BoundedBatch(NamedTuple):
+    """One training step's data: ``cues`` ``[T, B, K]``, ``targets`` ``[T, B]`` and ``noise``, the weight
+    noise: the step's ``torch.Generator`` (the forward pass draws from it after the batch) or injected
+    ``{layer: eps (out, in)}`` (``Trainer.run_on`` takes an iterable of such batches)."""
+
+    cues: torch.Tensor
+    targets: torch.Tensor
+    noise: torch.Generator | Mapping[str, torch.Tensor]
+
+
+class BoundedObjective:
+    """The bounded meta-learner as an objective of the one trainer (``torch_impl.trainer.Objective``).
+
+    Step k of a member trains on loss = NLL + w_k * KL with w_k = beta * min((k + 1) / warmup, 1)
+    (``warmup = 0``: w_k = beta). Its batch, then its weight noise, come from one generator per step,
+    seeded with ``SeedSequence([seed, condition, stream, k])``, so the data of a step depend on
+    (member, k) only and a resumed run sees the batches of an uninterrupted one.
+
+    Args:
+        task: the paired-comparison task (its ``condition`` is the members' default).
+        hidden_size: H, the GRU's units.
+        train: steps, batch size, Adam, clipping and dtype (``BoundedRecipe.train_config``).
+        beta: the members' default KL weight (>= 0).
+        warmup: steps over which the KL weight ramps up to beta (>= 0).
+    """
+
+    def __init__(self, task: PairedComparisonTask, hidden_size: int, train: TrainConfig, beta: float = 0.0,
+                 warmup: int = 0):
+        self.task, self.train = task, train
+        self.hidden_size = require_int("BoundedObjective", "hidden_size", hidden_size, 1)
+        self.beta = _check_beta(beta)
+        self.warmup = require_int("BoundedObjective", "warmup", warmup, 0)
+        self.dtype = resolve_dtype(train.dtype)
+        self._tasks = [replace(task, condition=condition) for condition in CONDITIONS]  # by condition index
+
+    def init(self, seed: int) -> BoundedMetaLearner:
+        """A fresh model (torch's global RNG seeded with ``seed``, restored afterwards)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return BoundedMetaLearner(self.task.num_cues, self.hidden_size, self.dtype)
+
+    def member(self, seed: int, learning_rate: float | None = None, condition: int | None = None,
+               beta: float | None = None, stream: int = 0) -> dict:
+        """Run ``seed``'s member: ``condition`` (an index into ``CONDITIONS``; default the task's), ``beta``
+        (default the objective's) and ``stream`` (0: pretraining, 1 + i: fine-tuning at the i-th beta of a
+        grid), which with the seed and the condition seed the step generators."""
+        condition = self.task.condition_index if condition is None else require_int(
+            "BoundedObjective.member", "condition", condition, 0, len(CONDITIONS) - 1)
+        stream = require_int("BoundedObjective.member", "stream", stream, 0)
+        beta = self.beta if beta is None else _check_beta(beta)
+        return default_member(self.train, seed, learning_rate, condition=condition, beta=beta, stream=stream)
+
+    def sample(self, step: int, member: dict) -> BoundedBatch:
+        """Batch and weight-noise generator of training step ``step`` (the batch is drawn first)."""
+        seeds = np.random.SeedSequence([member["seed"], member["condition"], member["stream"], int(step)])
+        state = seeds.generate_state(2, dtype=np.uint32)
+        generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        batch = sample_batch(self._tasks[member["condition"]], generator, self.train.batch_size, self.dtype)
+        return BoundedBatch(batch.cues, batch.targets, generator)
+
+    def loss(self, model: BoundedMetaLearner, batch: BoundedBatch, step: int, member: dict):
+        """``(NLL + w_k * KL, {"nll": NLL, "kl": KL})`` with sampled weights."""
+        weight = kl_weight(step, member["beta"], self.warmup)
+        noise = batch.noise
+        injected, generator = (None, noise) if isinstance(noise, torch.Generator) else (noise, None)
+        inputs = model_inputs(batch.cues, batch.targets)
+        loss, nll, kl = bounded_loss(model, inputs, batch.cues, batch.targets, weight, injected, generator)
+        return loss, {"nll": nll, "kl": kl}
+
+
+def engine_start(objective: BoundedObjective, weights: list[Mapping[str, np.ndarray]]) -> dict:
+    """The ``torch_impl.engine.Engine.train`` keyword that starts member s from canonical ``weights[s]``:
+    ``{"models": [nn.Module]}`` (fine-tuning)."""
+    models = []
+    for tensors in weights:
+        model = objective.init(0)
+        load_canonical(model, tensors)
+        models.append(model)
+    return {"models": models}
+
+
+def predict(weights, cues, targets, hidden_size: int, mode: str = "pruned", key: int = 0):
+    """Model outputs on numpy ``cues [T, B, K]``, ``targets [T, B]``: (mean ``[T, B, K]``, p(y=1) ``[T, B]``)."""
+    dtype = torch.from_numpy(np.asarray(next(iter(weights.values())))).dtype
+    model = BoundedMetaLearner(cues.shape[-1], hidden_size, dtype)
+    load_canonical(model, weights)
+    cues_t, targets_t = torch.as_tensor(cues, dtype=dtype), torch.as_tensor(targets, dtype=dtype)
+    with torch.no_grad():
+        out = model(model_inputs(cues_t, targets_t), cues_t, mode, generator=torch.Generator().manual_seed(key))
+        return out.mean.numpy(), torch.special.ndtr(out.z).numpy()
+
+
+def _check_beta(beta) -> float:
+    value = require_real("BoundedObjective", "beta", beta)
+    if value < 0:
+        raise ValueError(f"BoundedObjective.beta must be >= 0 (the KL weight of the description-length bound), "
+                         f"got {value!r}")
+    return value

@@ -40,11 +40,12 @@ from cogmeta.distributed import (
 )
 from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
-from torch_impl.backend import Trainer
+from torch_impl.backend import MetaLearnerObjective, native_batch
 from torch_impl.heads import nll
+from torch_impl.numerics import configure
 from torch_impl.optim import AdamState, learning_rate
 from torch_impl.samplers import model_inputs
-from torch_impl.training import clip_and_adam_in_place, native_batch
+from torch_impl.trainer import Trainer, clip_and_update_in_place
 
 #: Seconds the end-of-run teardown may take before the process is ended (see ``DataParallelTrainer.close``).
 TEARDOWN_TIMEOUT_S = 60.0
@@ -133,7 +134,7 @@ def require_same_config(config: RunConfig) -> None:
 
 
 class DataParallelTrainer(Trainer):
-    """:class:`torch_impl.backend.Trainer` as one DDP rank: same steps, same global batches.
+    """:class:`torch_impl.trainer.Trainer` (tutorial objective) as one DDP rank: same steps, same global batches.
 
     Every ``torchrun`` process builds it with the same config; it joins the job
     (:func:`initialize_from_env`) and checks the configs (:func:`require_same_config`). Only rank 0
@@ -160,7 +161,9 @@ class DataParallelTrainer(Trainer):
                              "not capture CUDA graphs; leave --torch-device at cpu and --cuda-graphs off")
         self.env = env
         self.first, self.last = shard_bounds(config.train.batch_size, env.rank, env.world_size, "processes")
-        super().__init__(config, checkpoint)
+        configure(config.torch.threads)
+        super().__init__(MetaLearnerObjective(config), checkpoint, steps_per_call=config.train.log_every)
+        self.config, self.dtype = config, self.objective.dtype
         initialize_from_env(timeout_s=timeout_s)
         require_same_config(config)
         self.device = torch.device(f"cuda:{env.local_rank}" if dist.get_backend() == "nccl" else "cpu")
@@ -217,7 +220,7 @@ class DataParallelTrainer(Trainer):
         return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))
 
     def _train_step(self, observations: torch.Tensor) -> tuple[float, float, float]:
-        """``torch_impl.training.make_train_step``'s step on this rank's tasks ``[T, B/W, 1]`` with DDP's gradient averaging.
+        """``torch_impl.trainer.make_train_step``'s step on this rank's tasks ``[T, B/W, 1]`` with DDP's gradient averaging.
 
         The loss is all-reduced *before* the finiteness test so that every rank takes the same branch
         (a rank that skipped ``backward`` alone would leave the others waiting in DDP's all-reduce).
@@ -233,7 +236,8 @@ class DataParallelTrainer(Trainer):
         if not math.isfinite(value):
             return value, math.nan, lr
         local.backward()
-        norm = clip_and_adam_in_place(dict(self.model.named_parameters()), self.opt_state, lr, train)
+        norm = clip_and_update_in_place(dict(self.model.named_parameters()), {n: p.grad for n, p in self.model.named_parameters()},
+                                        self.opt_state, lr, train)
         return value, norm, lr
 
     def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:

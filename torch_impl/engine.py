@@ -23,7 +23,6 @@ This engine trains on the CPU. One run on CUDA, with its step captured in a CUDA
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable, Sequence
 
@@ -34,9 +33,8 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from cogmeta.config import RunConfig
 from cogmeta.contract import MemberRun, StepMetrics
 from cogmeta.progress import progress_bar
-from torch_impl.backend import build_model
-from torch_impl.heads import nll
-from torch_impl.numerics import configure, resolve_dtype
+from torch_impl.backend import MetaLearnerObjective
+from torch_impl.numerics import configure
 from torch_impl.optim import (
     AdamState,
     adam_step,
@@ -44,8 +42,7 @@ from torch_impl.optim import (
     init_adam,
     learning_rate,
 )
-from torch_impl.samplers import model_inputs
-from torch_impl.training import make_train_step, native_batch
+from torch_impl.trainer import Objective, make_train_step, stack_members, stack_outputs
 from torch_impl.weights import model_to_canonical
 
 STRATEGIES = ("auto", "loop", "vmap")
@@ -61,110 +58,116 @@ def choose_strategy(strategy: str, members: int = 2) -> str:
 
 
 class Engine:
-    """Trains S members of one architecture on the CPU, ``loop`` (one after the other) or ``vmap`` (together).
+    """Trains S members of one objective on the CPU, ``loop`` (one after the other) or ``vmap`` (together).
 
     Args:
-        config: the shared run config (its ``train.seed`` and ``train.learning_rate`` are replaced by
-            each member's).
-        strategy: ``auto``, ``loop`` or ``vmap`` (see the module docstring).
+        objective: what every member trains (``torch_impl.trainer.Objective``); a ``RunConfig`` means the
+            tutorial's (``MetaLearnerObjective``, at ``config.torch.threads`` threads).
+        strategy: ``auto``, ``loop`` or ``vmap`` (see the module docstring). ``vmap`` needs an objective
+            whose loss only *calls* the model (``functional_call`` swaps the stacked parameters in).
         compile: wrap each ``loop`` member's model in ``torch.compile`` (opt-in; see the module docstring).
     """
 
-    def __init__(self, config: RunConfig, strategy: str = "auto", compile: bool = False):
-        if config.torch.cuda_graphs or config.torch.device != "cpu":
-            raise ValueError("the PyTorch sweep engine trains on the CPU; for one run on CUDA use `cogmeta train "
-                             "--backend torch --torch-device cuda [--cuda-graphs]`")
-        self.config = config
+    def __init__(self, objective: Objective | RunConfig, strategy: str = "auto", compile: bool = False):
+        if isinstance(objective, RunConfig):
+            if objective.torch.cuda_graphs or objective.torch.device != "cpu":
+                raise ValueError("the PyTorch sweep engine trains on the CPU; for one run on CUDA use `cogmeta train "
+                                 "--backend torch --torch-device cuda [--cuda-graphs]`")
+            configure(objective.torch.threads)
+            objective = MetaLearnerObjective(objective)
+        self.objective = objective
+        self.train_config = objective.train
         self.requested = strategy
         self.strategy = choose_strategy(strategy)
         self.compile = compile
 
     def train(self, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,
-              progress: bool = True) -> list[MemberRun]:
+              progress: bool = True, members: Sequence[dict] | None = None, models: Sequence | None = None,
+              label: str = "sweep") -> list[MemberRun]:
         """Train every member for ``train.steps`` steps.
 
-        A member whose loss or gradient becomes non-finite stops there (its update is not applied and
-        it stays frozen), as a single run would; the others go on.
+        Member s is ``objective.member(seeds[s], learning_rates[s])`` unless ``members`` gives the member
+        dicts; ``models`` (one ``nn.Module`` per member) replaces the fresh initial models (fine-tuning).
+        A member whose loss or gradient becomes non-finite stops there (its update is not applied and it
+        stays frozen), as a single run would; the others go on.
         """
-        config = self.config
+        train = self.train_config
         seeds = [int(seed) for seed in seeds]
-        rates = [config.train.learning_rate] * len(seeds) if learning_rates is None else [float(r) for r in learning_rates]
-        if not seeds or len(rates) != len(seeds):
-            raise ValueError(f"need one learning rate per seed and at least one member; got {len(seeds)} seeds, "
-                             f"{len(rates)} learning rates")
-        configure(config.torch.threads)
+        rates = [train.learning_rate] * len(seeds) if learning_rates is None else [float(r) for r in learning_rates]
+        if not seeds or len(rates) != len(seeds) or (members is not None and len(members) != len(seeds)):
+            raise ValueError(f"need one learning rate per seed (and one member dict per seed, if given) and at least "
+                             f"one member; got {len(seeds)} seeds, {len(rates)} learning rates"
+                             + ("" if members is None else f", {len(members)} members"))
+        members = [self.objective.member(s, r) for s, r in zip(seeds, rates)] if members is None else list(members)
+        models = [self.objective.init(seed) for seed in seeds] if models is None else list(models)
         self.strategy = choose_strategy(self.requested, len(seeds))
         if self.compile and self.strategy != "loop":
             raise ValueError("compile=True is available with the 'loop' strategy only")
-        bar = progress_bar(progress, config.train.steps * (len(seeds) if self.strategy == "loop" else 1),
-                           f"sweep (torch, {len(seeds)} members, {self.strategy})")
+        bar = progress_bar(progress, train.steps * (len(seeds) if self.strategy == "loop" else 1),
+                           f"{label} (torch, {len(seeds)} members, {self.strategy})")
         try:
             if self.strategy == "loop":
-                return [self._train_one(seed, rate, bar) for seed, rate in zip(seeds, rates)]
-            return self._train_vmapped(seeds, rates, bar)
+                return [self._train_one(model, member, bar) for model, member in zip(models, members)]
+            return self._train_vmapped(models, members, bar)
         finally:
             if bar is not None:
                 bar.close()
 
-    def _train_one(self, seed: int, rate: float, bar) -> MemberRun:
-        """One member with the library's step: ``nn.GRU``/``nn.LSTM``, ``torch_impl.optim``'s Adam."""
-        config = self.config
-        member = _member_config(config, seed, rate)
-        dtype = resolve_dtype(config.train.dtype)
-        model = build_model(member)
+    def _train_one(self, model, member: dict, bar) -> MemberRun:
+        """One member with the one trainer's step (``torch_impl.trainer.make_train_step``)."""
         runner = torch.compile(model) if self.compile else model
-        state = init_adam(runner.named_parameters())  # names as train_step sees them (compiled: "_orig_mod." + name)
-        losses, norms, lrs = [], [], []
-        stopped = False
-        train_step = make_train_step(runner, member)
-        for step in range(member.train.steps):
-            loss, norm, lr = train_step(state, native_batch(member, step, dtype), step)
-            losses.append(loss), norms.append(norm), lrs.append(lr)
+        state = init_adam(runner.named_parameters())  # names as the step sees them (compiled: "_orig_mod." + name)
+        train_step = make_train_step(self.objective, runner)
+        outputs = []
+        for step in range(self.train_config.steps):
+            outputs.append(train_step(state, self.objective.sample(step, member), step, member))
             if bar is not None:
                 bar.update(1)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                stopped = True
+            if not (math.isfinite(outputs[-1].loss) and math.isfinite(outputs[-1].grad_norm)):
                 break
-        steps = len(losses) - int(stopped)
-        metrics = StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(lrs))
-        return MemberRun(seed, rate, model_to_canonical(model), metrics, steps, stopped)
+        stacked = stack_outputs(outputs)
+        stopped = not (np.isfinite(stacked.loss[-1]) and np.isfinite(stacked.grad_norm[-1]))
+        metrics = StepMetrics(stacked.loss, stacked.grad_norm, stacked.learning_rate, stacked.aux)
+        return MemberRun(member["seed"], member["learning_rate"], model_to_canonical(model), metrics,
+                         len(outputs) - int(stopped), stopped)
 
-    def _train_vmapped(self, seeds: list[int], rates: list[float], bar) -> list[MemberRun]:
+    def _train_vmapped(self, models: list, members: list[dict], bar) -> list[MemberRun]:
         """All members at once: ``vmap(grad)`` over stacked parameters, then ``torch_impl.optim``'s
         ``clip_by_global_norm`` and ``adam_step`` ``vmap``-ed over the members (member s at step k: its own
         gradient norm, learning rate lr_s(k), Adam count and non-finite guard)."""
-        config = self.config
-        train, dtype = config.train, resolve_dtype(config.train.dtype)
-        models = [build_model(_member_config(config, seed, rate)) for seed, rate in zip(seeds, rates)]
+        objective, train = self.objective, self.train_config
+        if train.optimizer != "adam" or train.clip_norm is None:
+            raise ValueError("the 'vmap' strategy implements clipped Adam; use strategy='loop' for this objective")
         params, buffers = stack_module_state(models)
         params = {name: tensor.detach() for name, tensor in params.items()}
         base = models[0]
-        family = config.task.family
 
-        def loss(p, b, observations):
-            raw = functional_call(base, (p, b), (model_inputs(observations),))
-            return nll(family, raw, observations).mean()
+        def loss(p, b, batch, step, member):
+            return objective.loss(_Stateless(base, p, b), batch, step, member)
 
-        grads_and_losses = vmap(grad_and_value(loss), in_dims=(0, 0, 0))
+        grads_and_losses = vmap(grad_and_value(loss, has_aux=True), in_dims=(0, 0, 0, None, 0))
         clip = vmap(lambda grads: clip_by_global_norm(grads, train.clip_norm))
         adam = vmap(lambda p, g, state, lr, ok: adam_step(p, g, state, lr, train, apply=ok))
-        members = len(seeds)
+        count = len(members)
         zeros = init_adam(params)
-        state = AdamState(torch.zeros(members, dtype=torch.float64), zeros.exp_avg, zeros.exp_avg_sq)  # count per member
-        peaks = torch.tensor(rates, dtype=torch.float64)
-        alive = torch.ones(members, dtype=torch.bool)
-        history = {"loss": [], "grad_norm": [], "learning_rate": []}
-        done = np.zeros(members, int)
-        member_configs = [_member_config(config, seed, rate) for seed, rate in zip(seeds, rates)]
+        state = AdamState(torch.zeros(count, dtype=torch.float64), zeros.exp_avg, zeros.exp_avg_sq)  # count per member
+        peaks = torch.tensor([m["learning_rate"] for m in members], dtype=torch.float64)
+        stacked_members = stack_members(members)
+        alive = torch.ones(count, dtype=torch.bool)
+        history: dict[str, list] = {"loss": [], "grad_norm": [], "learning_rate": []}
+        aux_history: dict[str, list] = {}
+        done = np.zeros(count, int)
         for step in range(train.steps):
-            observations = torch.stack([native_batch(m, step, dtype) for m in member_configs])
-            grads, losses = grads_and_losses(params, buffers, observations)
+            batch = torch.stack([objective.sample(step, m) for m in members])
+            grads, (losses, aux) = grads_and_losses(params, buffers, batch, step, stacked_members)
             grads, norms = clip(grads)
             finite = torch.isfinite(losses) & torch.isfinite(norms) & alive
-            lrs = learning_rate(step, train, peak=peaks).expand(members)
+            lrs = learning_rate(step, train, peak=peaks).expand(count)
             history["loss"].append(losses.detach().double().numpy().copy())
             history["grad_norm"].append(norms.detach().double().numpy().copy())
             history["learning_rate"].append(lrs.numpy().copy())
+            for name, value in aux.items():
+                aux_history.setdefault(name, []).append(value.detach().double().numpy().copy())
             params, state = adam(params, grads, state, lrs, finite)
             done += (finite & alive).numpy()
             alive = finite
@@ -173,21 +176,34 @@ class Engine:
             if not alive.any():
                 break
         stacked = {key: np.stack(values, axis=1) for key, values in history.items()}  # [S, steps]
+        stacked_aux = {key: np.stack(values, axis=1) for key, values in aux_history.items()}
         runs = []
-        for s, (seed, rate) in enumerate(zip(seeds, rates)):
+        for s, member in enumerate(members):
             attempted = min(done[s] + (0 if alive[s] else 1), stacked["loss"].shape[1])
-            metrics = StepMetrics(*(stacked[key][s, :attempted] for key in ("loss", "grad_norm", "learning_rate")))
+            metrics = StepMetrics(*(stacked[key][s, :attempted] for key in ("loss", "grad_norm", "learning_rate")),
+                                  {key: values[s, :attempted] for key, values in stacked_aux.items()})
             weights = {name: params[name][s].detach().cpu().numpy().copy() for name in params}
             weights.update({name: buffers[name][s].detach().cpu().numpy().copy() for name in buffers})
-            runs.append(MemberRun(seed, rate, weights, metrics, int(done[s]), not bool(alive[s])))
+            runs.append(MemberRun(member["seed"], member["learning_rate"], weights, metrics, int(done[s]),
+                                  not bool(alive[s])))
         return runs
 
 
-def _member_config(config: RunConfig, seed: int, rate: float) -> RunConfig:
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed, learning_rate=rate))
+class _Stateless:
+    """``base`` called with other parameters and buffers (``torch.func.functional_call``); other attributes
+    are ``base``'s (e.g. the tutorial model's ``family``)."""
+
+    def __init__(self, base, params, buffers):
+        self._base, self._tensors = base, (params, buffers)
+
+    def __call__(self, *args):
+        return functional_call(self._base, self._tensors, args)
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
 
 
-def make_train(config: RunConfig, strategy: str = "auto", compile: bool = False) -> Callable:
+def make_train(config: RunConfig | Objective, strategy: str = "auto", compile: bool = False) -> Callable:
     """``train(seeds, learning_rates=None, progress=True) -> [MemberRun]``, one engine for all calls."""
     return Engine(config, strategy, compile).train
 

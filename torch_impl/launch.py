@@ -10,7 +10,8 @@ from __future__ import annotations
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import launch_env, require_device_count
-from torch_impl.backend import Trainer
+from torch_impl.backend import make_tutorial_trainer
+from torch_impl.trainer import Trainer
 
 
 def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None) -> Trainer:
@@ -24,7 +25,7 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
                 f"`torchrun --standalone --nproc-per-node={devices} -m cogmeta train --backend torch ...` "
                 f"(--devices is then optional)"
             )
-        return Trainer(config, checkpoint)
+        return make_tutorial_trainer(config, checkpoint)
     from torch_impl.distributed import DataParallelTrainer
 
     return DataParallelTrainer(config, checkpoint, devices=devices)  # checks devices against the process count

@@ -1,6 +1,7 @@
 """One functional clip + Adam + schedule, torch semantics (the reference that ``jax_impl.optim`` matches).
 
-schedule: lr_k = lr0 * (f + (1 - f) * 0.5 * (1 + cos(pi * min(k, K) / K)))   (``cogmeta.schedules``)
+schedule: lr_k = lr0 * (f + (1 - f) * 0.5 * (1 + cos(pi * min(k, K) / K)))   (``cogmeta.schedules``;
+          or constant, or lr0 * d ** floor(k / E))
 clip:     g <- g * min(1, c / (||g||_2 + 1e-6))                      (``torch.nn.utils.clip_grad_norm_``)
 Adam:     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  c <- c + 1
           p <- p - lr_k * (m / (1 - b1^c)) / (sqrt(v / (1 - b2^c)) + eps)
@@ -47,6 +48,9 @@ def learning_rate(step, train: TrainConfig, total_steps: int | None = None, peak
     peak = torch.as_tensor(peak, dtype=torch.float64, device=device)
     if train.schedule == "constant":
         return peak
+    if train.schedule == "step":
+        decays = torch.div(torch.as_tensor(step, device=device), train.decay_every, rounding_mode="floor")
+        return peak * torch.pow(torch.as_tensor(train.decay_factor, dtype=torch.float64, device=device), decays)
     step = torch.as_tensor(step, device=device).to(torch.float64)
     progress = torch.clamp(step, max=total) / total
     fraction = train.final_lr_fraction

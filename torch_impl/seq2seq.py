@@ -17,19 +17,34 @@ Dropout (p) multiplies the embedded inputs by a mask of 0 and 1/(1-p); ``masks``
 (keys "query", "support_in", "support_out", "decoder", each shaped like its embedded input) so that
 both frameworks can be fed the same noise. Inter-layer LSTM dropout is not used (see
 docs/framework-differences.md). Attention masks: torch ``masked_fill`` takes True = *hide*.
+
+Training (:class:`Seq2SeqObjective`, an objective of the one trainer, ``torch_impl.trainer``): one episode
+per step, the teacher-forced masked cross-entropy (:func:`sequence_loss`), global-norm clipping and Adam at
+lr * decay_factor ** floor(k / decay_every) (Lake 2019). Episodes are drawn on the host
+(``cogmeta.tasks.scan_episodes.EpisodeStream``) and given to ``Trainer.run_on`` (:func:`episode_batches`:
+one trimmed episode per step). The dropout noise of episode k is a function of (seed, k) only: torch's
+global generator is re-seeded from both before the step, so a run resumed at episode k from a
+checkpoint draws the noise of the uninterrupted run.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from cogmeta.contract import Checkpoint
+from cogmeta.tasks.scan_episodes import EpisodeArrays
 from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID
+from torch_impl.numerics import configure, resolve_dtype
 from torch_impl.recurrent import LSTM
+from torch_impl.trainer import Trainer, default_member
+from torch_impl.weights import load_canonical
 
 MASK_KEYS = ("query", "support_in", "support_out", "decoder")
 
@@ -166,7 +181,7 @@ def sequence_loss(logits: torch.Tensor, target_out: torch.Tensor) -> torch.Tenso
 
 
 def build_model(config, dtype: torch.dtype | None = None) -> MetaSeq2Seq:
-    """The model of a ``Seq2SeqRunConfig``."""
+    """The model of a ``Seq2SeqRunConfig`` (its weights drawn from torch's global generator)."""
     m, task = config.model, config.task
     return MetaSeq2Seq(len(task.commands), len(task.actions), m.hidden_size, m.num_layers, m.dropout, m.memory,
                        dtype=dtype)
@@ -178,4 +193,77 @@ def to_tensors(arrays: dict, device: str | torch.device = "cpu") -> dict:
             for name, value in arrays.items()}
 
 
-__all__ = ["BiLSTM", "EOS_ID", "MASK_KEYS", "MetaSeq2Seq", "attend", "build_model", "sequence_loss", "to_tensors"]
+def _episode_seed(seed: int, episode: int) -> int:
+    """The seed of torch's generator for the dropout noise of ``episode`` (a 63-bit hash of both)."""
+    return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class Seq2SeqObjective:
+    """Meta seq2seq training (``torch_impl.trainer.Objective``): one episode per step, teacher forcing.
+
+    loss(episode k) = masked mean CE of ``model(batch)["logits"]`` against ``target_out`` (:func:`sequence_loss`),
+    in training mode, with the dropout noise of torch's generator seeded from (seed, k); a batch that
+    holds ``"masks"`` (:data:`MASK_KEYS` -> tensors) uses those instead (parity tests feed both
+    frameworks the same noise).
+
+    Args:
+        config: a ``Seq2SeqRunConfig``; ``train`` is its ``train_config()`` (steps = episodes, the step
+            schedule, clipping, Adam).
+    """
+
+    def __init__(self, config):
+        self.config, self.train = config, config.train_config()
+        self.dtype = resolve_dtype(self.train.dtype)
+
+    def init(self, seed: int) -> MetaSeq2Seq:
+        """A fresh model, its weights drawn after ``torch.manual_seed(seed)``."""
+        torch.manual_seed(seed)
+        return build_model(self.config, dtype=self.dtype)
+
+    def member(self, seed: int, learning_rate: float | None = None) -> dict:
+        return default_member(self.train, seed, learning_rate)
+
+    def sample(self, step: int, member: dict):
+        raise NotImplementedError(
+            "meta seq2seq draws its episodes on the host (cogmeta.tasks.scan_episodes.EpisodeStream), not in "
+            "the trainer: train with Trainer(objective).run_on(episode_batches(episodes)), not Trainer.run")
+
+    def loss(self, model: MetaSeq2Seq, batch: dict, step: int, member: dict) -> tuple[torch.Tensor, dict]:
+        """``(masked mean CE, {})`` of episode ``step`` (a :func:`to_tensors` dict, optionally with ``"masks"``)."""
+        torch.manual_seed(_episode_seed(member["seed"], step))
+        model.train()
+        return sequence_loss(model(batch, batch.get("masks"))["logits"], batch["target_out"]), {}
+
+
+def make_trainer(config, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on :class:`Seq2SeqObjective` of ``config`` (at ``config.train.threads`` threads),
+    resumed from ``checkpoint`` (either framework's) if given."""
+    configure(config.train.threads)
+    return Trainer(Seq2SeqObjective(config), checkpoint)
+
+
+def episode_batches(episodes: Sequence[EpisodeArrays]) -> list[dict]:
+    """Encoded episodes -> ``Trainer.run_on``'s batches: one :func:`to_tensors` dict per episode, trimmed to
+    its longest sequence (packed sequences give the numbers of the padded ones, with less work)."""
+    return [to_tensors(episode.trimmed().as_dict()) for episode in episodes]
+
+
+def load_model(config, weights: Mapping[str, np.ndarray]) -> MetaSeq2Seq:
+    """The model of ``config`` holding the canonical ``weights``, in eval mode (no dropout)."""
+    configure(config.train.threads)
+    with torch.random.fork_rng(devices=[]):  # the initial draw is overwritten: leave the global generator alone
+        model = build_model(config, dtype=resolve_dtype(config.train.dtype))
+    load_canonical(model, weights)
+    return model.eval()
+
+
+def decode(model: MetaSeq2Seq, arrays: dict, steps: int) -> dict:
+    """Greedy decoding of numpy episode ``arrays`` in eval mode: ``tokens [steps, Q]``, ``decoder_attention
+    [steps, Q, Tq]`` and ``memory_attention [Tq, Q, S]`` (None without memory), as numpy."""
+    model.eval()
+    out = model.greedy(to_tensors(arrays), steps)
+    return {name: (None if value is None else value.detach().cpu().numpy()) for name, value in out.items()}
+
+
+__all__ = ["BiLSTM", "EOS_ID", "MASK_KEYS", "MetaSeq2Seq", "Seq2SeqObjective", "attend", "build_model", "decode",
+           "episode_batches", "load_model", "make_trainer", "sequence_loss", "to_tensors"]

@@ -1,6 +1,6 @@
 """The PyTorch training step on fixed tensors, without host synchronisation; optionally a CUDA graph.
 
-The eager step (:func:`torch_impl.training.make_train_step`) reads the loss and the gradient norm back to
+The eager step (:func:`torch_impl.trainer.make_train_step`) reads the loss and the gradient norm back to
 Python at every update and branches on them, and launches its ~100 small kernels one by one from
 Python. On a GPU, for the small recurrent models of cogmeta, both cost more than the maths. This module
 runs the same update on *static* tensors (the same storage at every step), with no Python branch:
@@ -13,7 +13,7 @@ runs the same update on *static* tensors (the same storage at every step), with 
               everything keeps its old value where not ok), written back into the same storage
     alive <- ok;  history[k mod R] = (loss, n, lr_k);  k <- k + 1
 
-These are the functions of the eager step (``torch_impl.training.make_train_step``), so both compute the
+These are the functions of the eager step (``torch_impl.trainer.make_train_step``), so both compute the
 same update bit for bit on the CPU; here every scalar (the count, the learning rate, the guard) stays
 a device tensor.
 
@@ -48,7 +48,7 @@ from torch_impl.optim import (
     learning_rate,
 )
 from torch_impl.samplers import model_inputs
-from torch_impl.training import write_adam_state
+from torch_impl.trainer import write_adam_state
 
 #: Warm-up iterations before capture (torch's CUDA-graph notes use a few on a side stream).
 WARMUP_STEPS = 3
@@ -172,20 +172,22 @@ class StaticStep:
         as_numpy = lambda d: {n: t.detach().cpu().numpy().copy() for n, t in d.items()}  # noqa: E731
         return as_numpy(self.exp_avg), as_numpy(self.exp_avg_sq)
 
-    def verify_first_step(self, observations: torch.Tensor, rtol: float = 1e-4) -> float:
+    def verify_first_step(self, observations: torch.Tensor, objective, rtol: float = 1e-4) -> float:
         """Run one update here and one eager update on a copy; raise if the parameters disagree.
 
-        Returns the largest relative parameter difference. Call it for the first update of a run (it
-        *is* that update).
+        ``objective``: the run's ``torch_impl.backend.MetaLearnerObjective``, whose eager step
+        (``torch_impl.trainer.make_train_step``) is the reference. Returns the largest relative parameter
+        difference. Call it for the first update of a run (it *is* that update).
         """
-        from torch_impl.training import make_train_step
+        from torch_impl.trainer import make_train_step
 
         if self.next_step:
             raise ValueError("verify_first_step must be the first update of a fresh run")
         if any(bool(m.abs().max() > 0) for m in self.exp_avg.values()):
             raise ValueError("verify_first_step needs zero Adam moments (a fresh run)")
         twin = copy.deepcopy(self.model)
-        make_train_step(twin, self.config)(init_adam(twin.named_parameters()), observations.to(self.device), 0)
+        make_train_step(objective, twin)(init_adam(twin.named_parameters()), observations.to(self.device), 0,
+                                         objective.member(self.config.train.seed))
         self.run([observations])
         worst = 0.0
         for name, param in twin.named_parameters():

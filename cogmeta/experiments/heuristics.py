@@ -1,11 +1,13 @@
 """Heuristics from bounded meta-learned inference (Binz, Gershman, Schulz & Endres 2022): the recipe,
 the evaluation (Gini, accuracy, KL to heuristics) and the experiment driver for both backends.
 
-Framework-free: the backends are imported only inside :func:`run_experiment`.
+Framework-free: the backends are imported only inside :func:`train_grid` and :func:`run_experiment`.
 
 Recipe (short CPU version of the paper's, references/tasks.md s. 2.6): stage 1 trains the model at
 beta = 0 ("MI", meta-learned inference); stage 2 copies it, resets every log sigma to -5 and
-fine-tunes with loss = NLL + kl_weight_k * KL, kl_weight_k = beta * min((k + 1) / warmup, 1).
+fine-tunes with loss = NLL + kl_weight_k * KL, kl_weight_k = beta * min((k + 1) / warmup, 1). Both
+stages are members of the backend's ``BoundedObjective`` (``*_impl/bounded_gru.py``) trained together
+by the one engine (``*_impl/engine.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class BoundedRecipe:
         batch_size: tasks per step (paper: 32).
         learning_rate: Adam step size (paper: 3e-4 with 1e6 steps; 1e-3 for the short recipe).
         clip_norm: global gradient-norm clip (paper: 40).
-        pretrain_steps: stage-1 steps at beta = 0.
+        pretrain_steps: stage-1 steps at beta = 0 (>= 1).
         finetune_steps: stage-2 steps per beta.
         warmup_fraction: share of the fine-tuning steps over which the KL weight ramps up (paper: 0.5).
         betas: the beta grid of stage 2 (each >= 0).
@@ -54,8 +56,8 @@ class BoundedRecipe:
         owner = type(self).__name__
         for name in ("hidden_size", "batch_size"):
             object.__setattr__(self, name, require_int(owner, name, getattr(self, name), 1))
-        for name in ("pretrain_steps", "finetune_steps"):
-            object.__setattr__(self, name, require_int(owner, name, getattr(self, name), 0))
+        object.__setattr__(self, "pretrain_steps", require_int(owner, "pretrain_steps", self.pretrain_steps, 1))
+        object.__setattr__(self, "finetune_steps", require_int(owner, "finetune_steps", self.finetune_steps, 0))
         for name in ("learning_rate", "clip_norm"):
             object.__setattr__(self, name, require_positive(owner, name, getattr(self, name)))
         fraction = require_real(owner, "warmup_fraction", self.warmup_fraction)
@@ -69,12 +71,30 @@ class BoundedRecipe:
     def warmup_steps(self) -> int:
         return int(round(self.warmup_fraction * self.finetune_steps))
 
-    def train_config(self, dtype: str = "float32", seed: int = 0):
-        """The optimiser part as a :class:`cogmeta.config.TrainConfig` (constant learning rate)."""
+    @property
+    def finetune_betas(self) -> tuple[float, ...]:
+        """The betas of stage 2 (those > 0; beta = 0 is the stage-1 model itself)."""
+        return tuple(beta for beta in self.betas if beta > 0)
+
+    def train_config(self, dtype: str = "float32", seed: int = 0, steps: int | None = None):
+        """The optimiser part as a :class:`cogmeta.config.TrainConfig`: Adam at a constant learning rate,
+        clipping, ``steps`` updates (default ``pretrain_steps``)."""
         from cogmeta.config import TrainConfig
 
-        return TrainConfig(steps=max(self.pretrain_steps, 1), batch_size=self.batch_size, learning_rate=self.learning_rate,
-                           schedule="constant", clip_norm=self.clip_norm, dtype=dtype, seed=seed)
+        return TrainConfig(steps=self.pretrain_steps if steps is None else steps, batch_size=self.batch_size,
+                           learning_rate=self.learning_rate, schedule="constant", clip_norm=self.clip_norm, dtype=dtype,
+                           seed=seed)
+
+
+def reset_log_sigma(weights):
+    """Canonical ``weights`` with every ``<layer>.log_sigma`` set to -5 (a new dict; the paper's fine-tuning
+    starts from the beta = 0 model this way)."""
+    import numpy as np
+
+    from cogmeta.sparse_variational import LOG_SIGMA_INIT
+
+    return {name: np.full_like(value, LOG_SIGMA_INIT) if name.endswith(".log_sigma") else value
+            for name, value in weights.items()}
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -159,6 +179,62 @@ def heuristic_probabilities(batch, noise_std: float) -> dict[str, object]:
     return {name: BASELINES[name](batch.cues, batch.targets, noise_std).prob for name in HEURISTICS}
 
 
+# ---------------------------------------------------------------------------------------- training
+def train_grid(task, recipe: BoundedRecipe, conditions, seeds, backend: str, dtype: str = "float32",
+               progress: bool = False, echo=print) -> dict:
+    """Both stages of the recipe for every (condition, seed), beta grid included, in ``backend``.
+
+    Stage 1 trains the members (condition, seed) at beta = 0 from fresh weights (``init(seed)``);
+    stage 2 the members (beta, condition, seed), beta in :attr:`BoundedRecipe.finetune_betas`, from
+    their stage-1 weights with log sigma reset to -5, the KL weight ramping up over
+    ``recipe.warmup_steps``. Each stage is one ``Engine(objective, STRATEGY).train`` call of the
+    backend (JAX: one compiled program vmapped over its members; torch: the members one after another).
+    Member streams: condition index c, ``stream`` 0 in stage 1 and 1 + i at the i-th fine-tuning beta
+    (``BoundedObjective.member``).
+
+    Returns ``{(condition, beta, seed): canonical weights}``; beta = 0 holds the stage-1 ("MI") model.
+    Raises FloatingPointError when a member's loss or gradient became non-finite.
+    """
+    import time
+
+    from cogmeta.backends import load_module
+    from cogmeta.tasks.paired_comparison import CONDITIONS
+
+    bounded, engine = load_module(backend, "bounded_gru"), load_module(backend, "engine")
+    cells = [(condition, int(seed)) for condition in conditions for seed in seeds]
+    started = time.time()
+
+    def stage(label, objective, grid, start=None):
+        """``grid``: (condition, beta, seed, stream) per member -> its MemberRun."""
+        members = [objective.member(seed, condition=CONDITIONS.index(condition), beta=beta, stream=stream)
+                   for condition, beta, seed, stream in grid]
+        runs = engine.Engine(objective, bounded.STRATEGY).train(
+            [seed for _, _, seed, _ in grid], members=members, progress=progress, label=f"heuristics {label}",
+            **({} if start is None else bounded.engine_start(objective, start)))
+        for (condition, beta, seed, _), run in zip(grid, runs):
+            if run.stopped:
+                raise FloatingPointError(f"{label} {condition} beta {beta:g} seed {seed}: non-finite loss or gradient "
+                                         f"at step {run.steps + 1}; lower the learning rate or beta")
+        nll = sum(float(run.metrics.aux["nll"][-1]) for run in runs) / len(runs)
+        kl = sum(float(run.metrics.aux["kl"][-1]) for run in runs) / len(runs)
+        echo(f"  [{backend}] {label}: {len(runs)} run(s) x {objective.train.steps} steps, last nll {nll:.4f}, "
+             f"kl {kl:.1f} (mean over runs; {time.time() - started:.0f} s)")
+        return runs
+
+    pretrain = bounded.BoundedObjective(task, recipe.hidden_size, recipe.train_config(dtype))
+    runs = stage("pretrain", pretrain, [(condition, 0.0, seed, 0) for condition, seed in cells])
+    results = {(condition, 0.0, seed): run.weights for (condition, seed), run in zip(cells, runs)}
+    if recipe.finetune_betas and recipe.finetune_steps > 0:
+        finetune = bounded.BoundedObjective(task, recipe.hidden_size,
+                                            recipe.train_config(dtype, steps=recipe.finetune_steps),
+                                            warmup=recipe.warmup_steps)
+        grid = [(condition, beta, seed, 1 + i) for i, beta in enumerate(recipe.finetune_betas) for condition, seed in cells]
+        start = [reset_log_sigma(results[(condition, 0.0, seed)]) for condition, _, seed, _ in grid]
+        tuned = stage("fine-tune", finetune, grid, start)
+        results.update({(condition, beta, seed): run.weights for (condition, beta, seed, _), run in zip(grid, tuned)})
+    return results
+
+
 # ---------------------------------------------------------------------------------------- driver
 def run_experiment(
     conditions,
@@ -170,12 +246,14 @@ def run_experiment(
     figures: bool = True,
     task=None,
     echo=print,
+    progress: bool = True,
 ) -> list[dict]:
-    """Train the grid in ``backend`` ("torch"/"jax"), evaluate every cell and write table and figure.
+    """Train the grid in ``backend`` ("torch"/"jax"; :func:`train_grid`), evaluate every cell and write
+    table and figure.
 
     Writes into ``out`` (default ``runs/heuristics-<backend>``): ``heuristics.csv`` (one row per
     condition x beta x seed), ``summary.md`` (seed means next to the paper's numbers, with the bars) and
-    ``heuristics-gini.png``. Returns the rows.
+    ``heuristics-gini.png``. ``progress``: the engine's progress bars (stderr). Returns the rows.
     """
     import time
     from pathlib import Path
@@ -188,18 +266,13 @@ def run_experiment(
             raise ValueError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)} or 'all'")
     task = PairedComparisonTask() if task is None else task
     out = Path(out) if out is not None else Path("runs") / f"heuristics-{backend}"
-    training = load_module(backend, "bounded_training")
+    bounded = load_module(backend, "bounded_gru")
     load_module(backend, "numerics").configure(threads=1 if backend == "torch" else 0)  # torch: 1 thread, TF32 off; JAX: its own threads, 32-bit
 
     started = time.time()
-
-    def progress(label, done, total, nll, kl):
-        echo(f"  [{backend}] {label}: step {done}/{total}  nll {float(nll.mean()):.4f}  kl {float(kl.mean()):.1f}  "
-             f"({time.time() - started:.0f} s)")
-
-    echo(f"heuristics: training {len(conditions)} condition(s) x {1 + len([b for b in recipe.betas if b > 0])} beta(s) "
+    echo(f"heuristics: training {len(conditions)} condition(s) x {1 + len(recipe.finetune_betas)} beta(s) "
          f"x {len(seeds)} seed(s) with {backend}")
-    weights = training.train_grid(task, recipe, list(conditions), list(seeds), progress=progress)
+    weights = train_grid(task, recipe, list(conditions), list(seeds), backend, progress=progress, echo=echo)
     train_seconds = time.time() - started
     rows = []
     for condition in conditions:
@@ -208,7 +281,7 @@ def run_experiment(
         for (cond, beta, seed), tensors in sorted(weights.items()):
             if cond != condition:
                 continue
-            mean, prob = training.predict(tensors, batch.cues, batch.targets, recipe.hidden_size, "pruned")
+            mean, prob = bounded.predict(tensors, batch.cues, batch.targets, recipe.hidden_size, "pruned")
             kept = kept_fraction(tensors)
             row = {"backend": backend, "condition": cond, "beta": beta, "seed": seed, "kept_weights": kept,
                    **cell_metrics(mean, prob, batch, references)}

@@ -23,8 +23,11 @@ table reports the median over participants (a diverging participant cannot domin
 (hidden 1): N=1 0.96, 2-4 0.84, 5-10 0.64, 11-20 0.58, 21-48 0.14, overall 0.59; by study PSM65 0.03,
 GT92 0.24, PM65 0.42, BH80 0.90; hidden 8 overall 0.77.
 
-Backends are imported only when an experiment runs (``torch_impl.amortized_training`` or
-``jax_impl.amortized_training``, same function names).
+Training is the one trainer's: ``AmortizedObjective`` of ``torch_impl.amortized`` or ``jax_impl.amortized``
+(member = participant, step k = its query k) and that module's ``train_population``. The backend is
+imported only when an experiment runs (:func:`load_backend`, the study's one dispatch). A participant whose
+loss or gradient becomes non-finite stops (``PopulationRun.stopped``); it counts as diverged and its
+predictions are left out (NaN), as are non-finite predictions of any other.
 """
 
 from __future__ import annotations
@@ -281,12 +284,24 @@ def _sem(values: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------- running
-def load_training(backend: str):
-    """The backend's ``amortized_training`` module (imports the framework; torch pinned to 1 thread)."""
+def load_backend(backend: str):
+    """The backend's ``amortized`` module (imports the framework; torch pinned to 1 thread)."""
     from cogmeta.backends import load_module
 
     load_module(backend, "numerics").configure(threads=1 if backend == "torch" else 0)  # torch: 1 thread, TF32 off; JAX: its own threads, 32-bit
-    return load_module(backend, "amortized_training")
+    return load_module(backend, "amortized")
+
+
+def train_and_predict(amortized, train: UrnQueries, test_inputs: np.ndarray, seeds: Sequence[int], *, hidden: int,
+                      learning_rate: float, optimizer: str) -> np.ndarray:
+    """Train participant ``seeds[s]`` on ``train.inputs[s]`` (one query per step) with backend module
+    ``amortized`` (:func:`load_backend`); return its model log-odds ``[S, Q]`` on ``test_inputs`` (``[Q, 6]``
+    shared or ``[S, Q, 6]``), NaN for a participant that stopped on a non-finite loss or gradient."""
+    objective = amortized.AmortizedObjective(train.inputs, train.log_odds, hidden=hidden, learning_rate=learning_rate,
+                                             optimizer=optimizer, seeds=seeds)
+    run = amortized.train_population(objective)
+    model = amortized.predict_log_odds(run.weights, test_inputs)
+    return np.where(run.stopped[:, None], np.nan, model)
 
 
 def eu_test_queries(config: EUConfig) -> UrnQueries:
@@ -298,14 +313,14 @@ def eu_test_queries(config: EUConfig) -> UrnQueries:
 
 def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
     """Train an ID and a UD population and regress their test log-odds on prior and likelihood log-odds."""
-    training = load_training(backend)
+    amortized = load_backend(backend)
     test = eu_test_queries(config)
     seeds = list(range(config.seed, config.seed + config.participants))
     start, coefficients = time.perf_counter(), {}
     for cond, spec in eu_distributions(config.draws).items():
-        weights = training.train_population([spec], seeds, hidden=config.hidden, learning_rate=config.learning_rate,
-                                            steps=config.steps, optimizer=config.optimizer)
-        model = training.predict_log_odds(weights, test.inputs)
+        train = amortized.sample_training_queries([spec], seeds, config.steps)
+        model = train_and_predict(amortized, train, test.inputs, seeds, hidden=config.hidden,
+                                  learning_rate=config.learning_rate, optimizer=config.optimizer)
         coefficients[cond] = regress_eu(prior_log_odds(test), likelihood_log_odds(test), model)
     return EUResult(backend, config, coefficients, time.perf_counter() - start)
 
@@ -323,15 +338,14 @@ def sample_size_queries(config: SampleSizeConfig) -> tuple[UrnQueries, UrnQuerie
 
 def run_sample_size(backend: str, config: SampleSizeConfig = SampleSizeConfig()) -> SampleSizeResult:
     """Train one population per hidden size on its participants' study blocks; alpha_L per N bin and study."""
-    training = load_training(backend)
+    amortized = load_backend(backend)
     train, test = sample_size_queries(config)
     seeds = list(range(config.seed, config.seed + config.participants))
     llr = (2 * test.heads - test.draws) * logit(test.likelihood)
     start, alphas, diverged = time.perf_counter(), {}, {}
     for hidden in config.hidden:
-        weights, _ = training.train_population_on(training.init_population(hidden, seeds), train.inputs, train.log_odds,
-                                                  config.learning_rate, optimizer=config.optimizer)
-        model = training.predict_log_odds(weights, test.inputs)
+        model = train_and_predict(amortized, train, test.inputs, seeds, hidden=hidden,
+                                  learning_rate=config.learning_rate, optimizer=config.optimizer)
         finite = np.all(np.isfinite(model), axis=1)
         diverged[hidden] = int(np.sum(~finite))
         alphas[hidden] = participant_alphas(llr, np.where(finite[:, None], model, np.nan), test.draws)

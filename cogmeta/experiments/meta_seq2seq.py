@@ -10,8 +10,9 @@
                                       split into retrieval (support items) and generalization (novel
                                       queries); ME: held-out episodes, SCAN: the split's full test set
 
-Framework-free: the backend module (``torch_impl.seq2seq_training`` / ``jax_impl.seq2seq_training``) is
-imported only when used.
+Training is the one trainer's (``<backend>_impl.trainer.Trainer`` on ``Seq2SeqObjective``): this module
+draws the episodes on the host and hands them over with ``Trainer.run_on``. Framework-free: the backend
+module (``torch_impl.seq2seq`` / ``jax_impl.seq2seq``, :func:`backend_module`) is imported only when used.
 """
 
 from __future__ import annotations
@@ -42,10 +43,24 @@ HELD_OUT_SEED = 2019
 EVAL_CHUNK = 1024
 
 
-def load_trainer_module(backend: str):
+def backend_module(backend: str):
+    """``torch_impl.seq2seq`` or ``jax_impl.seq2seq``: ``make_trainer``, ``episode_batches``, ``load_model``,
+    ``decode`` (the one place this study picks a framework)."""
     from cogmeta.backends import load_module
 
-    return load_module(backend, "seq2seq_training")
+    return load_module(backend, "seq2seq")
+
+
+class Decoder:
+    """Greedy decoding with the weights of a run in one backend: ``decoder(arrays, steps) -> numpy dict``
+    (``tokens [steps, Q]``, ``decoder_attention [steps, Q, Tq]``, ``memory_attention [Tq, Q, S]`` or None)."""
+
+    def __init__(self, config: Seq2SeqRunConfig, weights: dict, backend: str):
+        self.module = backend_module(backend)
+        self.model = self.module.load_model(config, weights)
+
+    def __call__(self, arrays: dict, steps: int) -> dict:
+        return self.module.decode(self.model, arrays, steps)
 
 
 # ----------------------------------------------------------------------------------------- weights
@@ -111,8 +126,8 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
     elif run.root.exists() and any(run.root.iterdir()):
         raise FileExistsError(f"run folder {run.root} exists and is not empty; choose another --out "
                               f"(or continue it with --resume)")
-    module = load_trainer_module(backend)
-    trainer = module.Seq2SeqTrainer(config, checkpoint=checkpoint)
+    module = backend_module(backend)
+    trainer = module.make_trainer(config, checkpoint)
     start = checkpoint.step if checkpoint is not None else 0
     run.root.mkdir(parents=True, exist_ok=True)
     config.save(run.config)
@@ -128,7 +143,7 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
     if bar is not None and start:
         bar.update(start)
     try:
-        final_loss = _train_episodes(trainer, stream, config, chunk, log, bar, run, start)
+        final_loss = _train_episodes(trainer, module.episode_batches, stream, config, chunk, log, bar, run, start)
     finally:
         close(bar)
     seconds = time.perf_counter() - began
@@ -137,14 +152,16 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
     return TrainResult(run.root, steps=train.episodes, final_loss=final_loss, seconds=seconds)  # one episode a step
 
 
-def _train_episodes(trainer, stream, config: Seq2SeqRunConfig, chunk: int, log: MetricsLog, bar, run: RunDir,
-                    start: int) -> float:
-    """Feed the stream to the trainer from episode ``start``, up to ``chunk`` episodes at a time.
+def _train_episodes(trainer, episode_batches, stream, config: Seq2SeqRunConfig, chunk: int, log: MetricsLog, bar,
+                    run: RunDir, start: int) -> float:
+    """Feed the stream to the trainer from episode ``start``, up to ``chunk`` episodes per ``Trainer.run_on``
+    call (``episode_batches`` turns them into the backend's batches).
 
     Calls stop at every multiple of ``log_every`` (a row: the window mean loss) and of the checkpoint
     interval (RUN/checkpoint.safetensors, also written at the end), so that a run resumed from a
-    checkpoint makes the same calls, and logs the same rows, as the uninterrupted run. Returns the last
-    episode's loss.
+    checkpoint makes the same calls, and logs the same rows, as the uninterrupted run. A non-finite loss
+    or gradient norm stops the run with a RuntimeError (the trainer has not applied that update), leaving
+    the last checkpoint written. Returns the last episode's loss.
     """
     train, done, window = config.train, start, []
     every, interval = train.log_every, train.checkpoint_interval
@@ -152,7 +169,14 @@ def _train_episodes(trainer, stream, config: Seq2SeqRunConfig, chunk: int, log: 
         next_log, next_checkpoint = (done // every + 1) * every, (done // interval + 1) * interval
         count = min(chunk, train.episodes - done, next_log - done, next_checkpoint - done)
         episodes = [config.task.encode(stream.next()) for _ in range(count)]
-        losses = trainer.train(episodes)
+        metrics = trainer.run_on(episode_batches(episodes))
+        losses = np.asarray(metrics.loss, dtype=np.float64)
+        norms = np.asarray(metrics.grad_norm, dtype=np.float64)
+        if len(losses) < count or not (np.all(np.isfinite(losses)) and np.all(np.isfinite(norms))):
+            raise RuntimeError(
+                f"non-finite loss or gradient at episode {trainer.step} (loss {losses[-1]}, gradient norm "
+                f"{norms[-1]}); that update was not applied, {run.checkpoint} holds the last checkpoint written; "
+                f"try a lower --learning-rate or --clip-norm, or --dtype float64")
         window.extend(losses.tolist())
         done += count
         if done % every == 0 or done == train.episodes:
@@ -230,7 +254,7 @@ class Accuracy:
         return "\n".join(lines)
 
 
-def decode_episode(trainer, task, episode: Episode) -> tuple[list[tuple[str, ...]], dict]:
+def decode_episode(decoder: Decoder, task, episode: Episode) -> tuple[list[tuple[str, ...]], dict]:
     """Greedy outputs (as action words) for every query of ``episode``, decoded in chunks."""
     arrays = task.encode(episode).as_dict()
     predictions, first = [], None
@@ -241,16 +265,16 @@ def decode_episode(trainer, task, episode: Episode) -> tuple[list[tuple[str, ...
             part[name] = arrays[name][:, lo : lo + EVAL_CHUNK]
         for name in ("query_in_len", "in_support"):
             part[name] = arrays[name][lo : lo + EVAL_CHUNK]
-        out = trainer.decode(part, task.output_length)
+        out = decoder(part, task.output_length)
         first = first or out
         predictions += [task.actions.decode(out["tokens"][:, q]) for q in range(out["tokens"].shape[1])]
     return predictions, first
 
 
-def score(task, episodes: list[Episode], trainer) -> Accuracy:
+def score(task, episodes: list[Episode], decoder: Decoder) -> Accuracy:
     accuracy = Accuracy()
     for episode in episodes:
-        predictions, _ = decode_episode(trainer, task, episode)
+        predictions, _ = decode_episode(decoder, task, episode)
         correct = np.array([p == tuple(a) for p, (_, a) in zip(predictions, episode.query)])
         accuracy.add(correct, np.asarray(episode.query_in_support, dtype=bool))
     return accuracy
@@ -272,22 +296,21 @@ def evaluate_run(run_path: str | Path, backend: str | None = None, *, num_episod
     config = Seq2SeqRunConfig.load(run.config)
     weights = load_weights(run.weights, config)
     backend = backend or trained_with(run.weights) or "torch"
-    trainer = load_trainer_module(backend).Seq2SeqTrainer(config, weights)
-    accuracy = score(config.task, evaluation_episodes(config, num_episodes), trainer)
+    accuracy = score(config.task, evaluation_episodes(config, num_episodes), Decoder(config, weights, backend))
     atomic_write_text(run.root / f"evaluation-{backend}.txt", accuracy.table() + "\n")
     return accuracy, backend
 
 
 
 # ------------------------------------------------------------------------------------------ figure
-def write_attention_figure(path: str | Path, task, episode: Episode, trainer, query: int | None = None) -> Path:
+def write_attention_figure(path: str | Path, task, episode: Episode, decoder: Decoder, query: int | None = None) -> Path:
     """Memory attention (query step x support item) and decoder attention (output step x query step).
 
     ``query`` defaults to the longest novel query whose greedy output is correct.
     """
     from cogmeta.figures import _pyplot, save_figure
 
-    predictions, _ = decode_episode(trainer, task, episode)
+    predictions, _ = decode_episode(decoder, task, episode)
     arrays = task.encode(episode).as_dict()
     if query is None:
         novel = [i for i, s in enumerate(episode.query_in_support) if not s]
@@ -298,7 +321,7 @@ def write_attention_figure(path: str | Path, task, episode: Episode, trainer, qu
         part[name] = arrays[name][:, query : query + 1]
     for name in ("query_in_len", "in_support"):
         part[name] = arrays[name][query : query + 1]
-    out = trainer.decode(part, task.output_length)
+    out = decoder(part, task.output_length)
     words = list(episode.query[query][0]) + ["<eos>"]
     outputs = list(predictions[query]) + ["<eos>"]
     plt = _pyplot()

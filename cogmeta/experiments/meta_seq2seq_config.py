@@ -31,6 +31,8 @@ from cogmeta._validation import (
     require_int,
     require_positive,
 )
+from cogmeta.config import TrainConfig
+from cogmeta.schedules import learning_rate
 from cogmeta.tasks.scan_episodes import (
     MutualExclusivityTask,
     ScanEpisodeTask,
@@ -61,7 +63,9 @@ class Seq2SeqModelConfig:
 class Seq2SeqTrainConfig:
     """One episode per Adam step; lr x ``decay_factor`` every ``decay_every`` episodes; global-norm clip.
 
-    ``checkpoint_every``: episodes between writes of RUN/checkpoint.safetensors (0: every ``log_every``);
+    The update rule is the one trainer's (``Seq2SeqRunConfig.train_config`` gives its ``TrainConfig``);
+    ``threads`` (torch), ``episodes_per_call`` (JAX: episodes per compiled scan) and the logging fields
+    are how the run is driven. ``checkpoint_every``: episodes between writes of RUN/checkpoint.safetensors (0: every ``log_every``);
     a multiple of ``log_every``, so that a resumed run logs exactly the rows of an uninterrupted one.
     """
 
@@ -87,7 +91,7 @@ class Seq2SeqTrainConfig:
         require_int(owner, "decay_every", self.decay_every, 1)
         require_in_range(owner, "decay_factor", self.decay_factor, 0.0, 1.0, closed="high")
         require_positive(owner, "clip_norm", self.clip_norm)
-        require_int(owner, "seed", self.seed, 0)
+        require_int(owner, "seed", self.seed, 0, 2**31 - 1)  # TrainConfig's range (JAX holds it as int32)
         require_int(owner, "log_every", self.log_every, 1)
         require_choice(owner, "dtype", self.dtype, DTYPES)
         require_int(owner, "threads", self.threads, 0)
@@ -103,8 +107,9 @@ class Seq2SeqTrainConfig:
         return self.checkpoint_every or self.log_every
 
     def learning_rate_at(self, episode: int) -> float:
-        """lr * decay_factor ** floor(episode / decay_every) (episode counted from 0)."""
-        return self.learning_rate * self.decay_factor ** (episode // self.decay_every)
+        """lr * decay_factor ** floor(episode / decay_every) (episode counted from 0; ``cogmeta.schedules``)."""
+        return learning_rate(episode, self.learning_rate, self.episodes, "step", 0.0, self.decay_every,
+                             self.decay_factor)
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,17 @@ class Seq2SeqRunConfig:
             "train": dataclasses.asdict(self.train),
             "vocabulary": {"command": list(self.task.commands.tokens), "action": list(self.task.actions.tokens)},
         }
+
+    def train_config(self) -> TrainConfig:
+        """The one trainer's recipe of this run: ``steps`` = episodes (one episode, ``batch_size`` 1, per
+        Adam step), the ``"step"`` schedule (``decay_every``, ``decay_factor``), ``clip_norm``, the Adam
+        constants, ``seed`` and ``dtype``; the logging and checkpoint intervals in episodes."""
+        t = self.train
+        return TrainConfig(steps=t.episodes, batch_size=1, learning_rate=t.learning_rate, schedule="step",
+                           decay_every=t.decay_every, decay_factor=t.decay_factor, optimizer="adam",
+                           clip_norm=t.clip_norm, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2,
+                           adam_eps=t.adam_eps, seed=t.seed, dtype=t.dtype, log_every=t.log_every,
+                           checkpoint_every=t.checkpoint_interval)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Seq2SeqRunConfig":

@@ -30,7 +30,8 @@ from cogmeta.cli import main as cli_main  # noqa: E402
 from cogmeta.config import RunConfig  # noqa: E402
 from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.weights import load_weights  # noqa: E402
-from jax_impl.backend import Trainer, build_model  # noqa: E402
+from jax_impl.backend import MetaLearnerObjective, build_model  # noqa: E402
+from jax_impl.backend import make_tutorial_trainer as Trainer  # noqa: E402
 from jax_impl.distributed import (  # noqa: E402
     DataParallelTrainer,
     data_parallel_loss_and_grad,
@@ -40,7 +41,7 @@ from jax_impl.distributed import (  # noqa: E402
     vmap_over_seeds,
 )
 from jax_impl.optim import init_adam  # noqa: E402
-from jax_impl.training import make_train_on_batches  # noqa: E402
+from jax_impl.trainer import make_train_on_batches  # noqa: E402
 from jax_impl.weights import state_to_canonical  # noqa: E402
 from tests._distributed_workers.settings import (  # noqa: E402
     BATCH,
@@ -86,9 +87,10 @@ def cross_framework(config: RunConfig, results: dict) -> None:
     """8-device data-parallel JAX vs single-process torch on the same numpy batches and weights."""
     import torch
 
+    from torch_impl.backend import MetaLearnerObjective as TorchObjective
     from torch_impl.backend import build_model as torch_build
     from torch_impl.optim import init_adam as torch_init_adam
-    from torch_impl.training import make_train_on_batches as torch_train_on_batches
+    from torch_impl.trainer import make_train_on_batches as torch_train_on_batches
     from torch_impl.weights import model_to_canonical
 
     torch.set_num_threads(1)
@@ -96,7 +98,10 @@ def cross_framework(config: RunConfig, results: dict) -> None:
     batches = np.stack([config.task.sample(rng, BATCH, np.float64).observations for _ in range(STEPS)])
     torch_model = torch_build(config)
     weights = model_to_canonical(torch_model)
-    torch_train_on_batches(torch_model, config)(torch_init_adam(torch_model.named_parameters()), batches, 0)
+    torch_objective = TorchObjective(config)
+    torch_train_on_batches(torch_objective, torch_model)(torch_init_adam(torch_model.named_parameters()),
+                                                        [torch.from_numpy(b) for b in batches], 0,
+                                                        torch_objective.member(config.train.seed))
 
     model = build_model(config)
     from jax_impl.weights import load_canonical as jax_load
@@ -107,8 +112,9 @@ def cross_framework(config: RunConfig, results: dict) -> None:
     replicated = jax.NamedSharding(mesh, jax.P())
     params = place(params, replicated)
     opt_state = place(init_adam(params), replicated)
-    run = make_train_on_batches(graphdef, config, data_parallel_loss_and_grad(graphdef, mesh))
-    params, _, _ = run(params, opt_state, place(batches, replicated), 0)
+    objective = MetaLearnerObjective(config)
+    run = make_train_on_batches(objective, data_parallel_loss_and_grad(objective, mesh))
+    params, _, _ = run(params, opt_state, place(batches, replicated), 0, objective.member(config.train.seed))
     results["cross_framework_8_devices_vs_torch"] = normalized_error(state_to_canonical(params), model_to_canonical(torch_model))
 
 
@@ -120,7 +126,13 @@ def seed_axis(config: RunConfig, results: dict) -> None:
     inits = [nnx.split(build_model(config, seed=s))[1] for s in range(seeds)]
     batches = np.stack([np.stack([config.task.sample(rng, BATCH, np.float64).observations for _ in range(steps)])
                         for _ in range(seeds)])
-    single = make_train_on_batches(graphdef, config)
+    objective = MetaLearnerObjective(config)
+    member = objective.member(config.train.seed)
+    on_batches = make_train_on_batches(objective)
+
+    def single(params, opt_state, batches, start):
+        return on_batches(params, opt_state, batches, start, member)
+
     alone = [state_to_canonical(single(p, init_adam(p), batches[s], 0)[0]) for s, p in enumerate(inits)]
     stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *inits)
     opt_states = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *[init_adam(p) for p in inits])
@@ -140,7 +152,7 @@ def engine_seed_axis(config: RunConfig, results: dict) -> None:
     devices vs the engine's own unsharded ``vmap`` program: 8 members (seeds, learning rates), one chunk."""
     try:
         from jax_impl.engine import Engine
-        from jax_impl.training import make_member_chunk
+        from jax_impl.trainer import make_member_chunk, stack_members
     except ImportError:
         results["engine_seed_axis"] = None
         return
@@ -152,10 +164,11 @@ def engine_seed_axis(config: RunConfig, results: dict) -> None:
     rates = jnp.linspace(3e-3, 1e-2, members)
     counts = jnp.full((members,), steps, jnp.int32)
     params, opt_state = engine.init([int(s) for s in seeds])
-    expected, _, _ = engine.call(params, opt_state, 0, counts, seeds, rates)
-    member = make_member_chunk(engine.graphdef, config, steps)
-    sharded = vmap_over_seeds(lambda p, o, c, s, lr: member(p, o, 0, c, s, lr), seed_mesh(8))
-    trained, _, _ = sharded(*(jax.tree.map(np.asarray, x) for x in (params, opt_state, counts, seeds, rates)))
+    members_ = stack_members([engine.objective.member(int(s), float(r)) for s, r in zip(seeds, rates)])
+    expected, _, _ = engine.call(params, opt_state, 0, counts, members_)
+    member = make_member_chunk(engine.objective, steps)
+    sharded = vmap_over_seeds(lambda p, o, c, m: member(p, o, 0, c, m), seed_mesh(8))
+    trained, _, _ = sharded(*(jax.tree.map(np.asarray, x) for x in (params, opt_state, counts, members_)))
     leaf = jax.tree.leaves(trained)[0]
     got, want = state_to_canonical(jax.tree.map(np.asarray, trained)), state_to_canonical(jax.tree.map(np.asarray, expected))
     results["engine_seed_axis"] = {"devices": len(leaf.sharding.device_set), "error": max(

@@ -1,0 +1,257 @@
+"""The one trainer (JAX): every workload's objective, clipped and updated by Adam or SGD, many steps per call.
+
+An *objective* (:class:`Objective`) says what a workload trains: its model's parameters, the batch of a
+step, the loss and its extra metrics. Everything else is this module's and the same for every model
+family of the library (the tutorial meta-learner, the bounded GRU, the amortized posterior, meta
+seq2seq), written once:
+
+    (loss, aux), g = value_and_grad(objective.loss)(params, batch_k, k, member)
+    g <- g * min(1, c / (||g|| + 1e-6))                (unless train.clip_norm is None)
+    lr_k = schedule(k, peak = member["learning_rate"])  (cosine, constant or step; ``jax_impl.optim``)
+    params, opt <- Adam or SGD at lr_k, applied only if loss and ||g|| are finite
+
+A *member* is one training run of the objective: a dict of scalars, at least ``seed`` and
+``learning_rate``, plus whatever the objective varies per run (the bounded GRU's condition and beta).
+Builders return pure functions of ``(params, opt_state, ...)``; :func:`make_member_chunk` is the body that
+``jax_impl.engine`` ``vmap``s or ``lax.map``s over members, :class:`Trainer` holds one run (the twin,
+``torch_impl.trainer``, has the same names over an ``nn.Module`` updated in place).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cogmeta.config import TrainConfig
+from cogmeta.contract import Checkpoint, StepMetrics
+from jax_impl.optim import AdamState, adam_step, clip_by_global_norm, init_adam, learning_rate
+from jax_impl.weights import canonical_to_state, state_to_canonical
+
+FRAMEWORK = "jax"
+
+
+class StepOutputs(NamedTuple):
+    """Per-step values: scalars for one step, ``[K]`` arrays for K steps (``lax.scan`` stacks them).
+
+    ``aux``: the objective's extra values by name (``{}`` for most; ``nll`` and ``kl`` for the bounded GRU).
+    """
+
+    loss: jax.Array
+    grad_norm: jax.Array
+    learning_rate: jax.Array
+    aux: dict
+
+
+class Objective(Protocol):
+    """What one workload trains. Every method is pure; ``sample`` and ``loss`` are traced under ``jit``.
+
+    Attributes:
+        train: the update rule, schedule and run length (``cogmeta.config.TrainConfig``).
+    """
+
+    train: TrainConfig
+
+    def init(self, seed: int) -> Any:
+        """The parameters (an ``nnx.State``) of a fresh model of run ``seed``."""
+
+    def member(self, seed: int, learning_rate: float | None = None) -> dict:
+        """Run ``seed``'s member dict (``learning_rate`` defaults to ``train.learning_rate``)."""
+
+    def sample(self, step: jax.Array, member: dict) -> Any:
+        """The batch (a pytree) of training step ``step`` of ``member``, drawn from the run's own stream."""
+
+    def loss(self, params, batch, step: jax.Array, member: dict) -> tuple[jax.Array, dict]:
+        """``(scalar loss, aux)`` of ``params`` on ``batch``; ``aux`` maps names to scalars."""
+
+
+def make_train_step(objective: Objective, loss_and_grad: Callable | None = None) -> Callable:
+    """``step(params, opt_state, batch, step, member) -> (params, opt_state, StepOutputs)``.
+
+    A non-finite loss or gradient norm leaves params and optimizer state unchanged (the torch trainer
+    stops before such an update too). ``loss_and_grad(params, batch, step, member) -> ((loss, aux),
+    grads)`` defaults to ``jax.value_and_grad(objective.loss, has_aux=True)``; ``jax_impl.distributed``
+    passes a data-parallel one (per-device gradients averaged over a mesh).
+    """
+    train = objective.train
+    loss_and_grad = jax.value_and_grad(objective.loss, has_aux=True) if loss_and_grad is None else loss_and_grad
+
+    def step_fn(params, opt_state, batch, step, member):
+        (loss, aux), grads = loss_and_grad(params, batch, step, member)
+        if train.clip_norm is None:
+            norm = optax.tree.norm(grads)
+        else:
+            grads, norm = clip_by_global_norm(grads, train.clip_norm)
+        lr = learning_rate(step, train, peak=member["learning_rate"])
+        finite = jnp.isfinite(loss) & jnp.isfinite(norm)
+        params, opt_state = _update(params, grads, opt_state, lr, train, finite)
+        return params, opt_state, StepOutputs(loss, norm, lr, aux)
+
+    return step_fn
+
+
+def make_train_on_batches(objective: Objective, loss_and_grad: Callable | None = None) -> Callable:
+    """Jitted ``run(params, opt_state, batches [K, ...], start, member) -> (params, opt_state, StepOutputs [K])``.
+
+    One step per given batch (a pytree with a leading K axis), steps ``start .. start + K - 1``; a
+    non-finite step applies no update (:func:`make_train_step`) and the caller stops there.
+    """
+    step_fn = make_train_step(objective, loss_and_grad)
+
+    @jax.jit
+    def run(params, opt_state, batches, start, member):
+        def body(carry, inputs):
+            index, batch = inputs
+            params, opt_state, outputs = step_fn(*carry, batch, start + index, member)
+            return (params, opt_state), outputs
+
+        count = jax.tree.leaves(batches)[0].shape[0]
+        (params, opt_state), outputs = jax.lax.scan(body, (params, opt_state), (jnp.arange(count), batches))
+        return params, opt_state, outputs
+
+    return run
+
+
+def make_member_chunk(objective: Objective, chunk: int, loss_and_grad: Callable | None = None) -> Callable:
+    """Un-jitted ``run(params, opt_state, start, count, member) -> (params, opt_state, StepOutputs [chunk])``.
+
+    One call runs ``chunk`` scan iterations; iteration i trains on ``objective.sample(start + i, member)``
+    if i < count and no earlier loss in the call was non-finite. Masking instead of a shorter scan keeps
+    one compiled program for every call (outputs past the stop are computed but not applied; the caller
+    slices them off). ``member`` is traced, so ``jax_impl.engine`` maps this over many members.
+    """
+    step_fn = make_train_step(objective, loss_and_grad)
+
+    def run(params, opt_state, start, count, member):
+        def body(carry, index):
+            params, opt_state, alive = carry
+            step = start + index
+            new_params, new_opt_state, outputs = step_fn(params, opt_state, objective.sample(step, member), step, member)
+            active = alive & (index < count)
+            params = _select(active, new_params, params)
+            opt_state = _select(active, new_opt_state, opt_state)
+            alive = alive & ((index >= count) | (jnp.isfinite(outputs.loss) & jnp.isfinite(outputs.grad_norm)))
+            return (params, opt_state, alive), outputs
+
+        carry = (params, opt_state, jnp.asarray(True))
+        (params, opt_state, _), outputs = jax.lax.scan(body, carry, jnp.arange(chunk))
+        return params, opt_state, outputs
+
+    return run
+
+
+def make_run_steps(objective: Objective, chunk: int, member: dict, loss_and_grad: Callable | None = None) -> Callable:
+    """Jitted ``run(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])``: one member's
+    :func:`make_member_chunk` (see there)."""
+    chunk_fn = make_member_chunk(objective, chunk, loss_and_grad)
+    return jax.jit(lambda params, opt_state, start, count: chunk_fn(params, opt_state, start, count, member))
+
+
+class Trainer:
+    """One training run of ``objective``: its parameters, optimizer state and step count.
+
+    Args:
+        objective: what to train (see :class:`Objective`).
+        checkpoint: resume from a :class:`~cogmeta.contract.Checkpoint` (either framework's): weights,
+            optimizer moments and the step count (which also sets the schedule and the batch stream).
+        seed: the run's seed (default ``objective.train.seed``).
+        steps_per_call: optimizer steps per compiled ``lax.scan`` call of :meth:`run`.
+    """
+
+    def __init__(self, objective: Objective, checkpoint: Checkpoint | None = None, *, seed: int | None = None,
+                 steps_per_call: int = 500):
+        self.objective = objective
+        self.seed = objective.train.seed if seed is None else int(seed)
+        self.member = objective.member(self.seed)
+        self.params = objective.init(self.seed)
+        self.opt_state = init_adam(self.params)
+        self.step = 0
+        self.chunk_size = steps_per_call
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self._run = make_run_steps(objective, self.chunk_size, self.member)
+        self._run_on = make_train_on_batches(objective)
+
+    def run(self, count: int) -> StepMetrics:
+        """Up to ``count`` updates on the objective's own batches, in one compiled call; stops before applying
+        one whose loss or gradient is non-finite."""
+        if not 0 <= count <= self.chunk_size:
+            raise ValueError(f"count must lie in [0, {self.chunk_size}] (the trainer's steps_per_call, one compiled call), got {count}")
+        params, opt_state, outputs = self._run(self.params, self.opt_state, jnp.asarray(self.step), jnp.asarray(count))
+        return self._advance(params, opt_state, outputs, count)
+
+    def run_on(self, batches) -> StepMetrics:
+        """One update per given batch (a pytree with a leading axis, e.g. stacked episodes), in one compiled
+        call; stops before applying one whose loss or gradient is non-finite."""
+        count = int(jax.tree.leaves(batches)[0].shape[0])
+        params, opt_state, outputs = self._run_on(self.params, self.opt_state, batches, jnp.asarray(self.step),
+                                                  self.member)
+        return self._advance(params, opt_state, outputs, count)
+
+    def _advance(self, params, opt_state, outputs: StepOutputs, count: int) -> StepMetrics:
+        loss, norm = np.asarray(outputs.loss)[:count], np.asarray(outputs.grad_norm)[:count]
+        finite = np.isfinite(loss) & np.isfinite(norm)
+        attempted = count if finite.all() else int(np.argmin(finite)) + 1
+        self.params, self.opt_state = params, opt_state
+        self.step += attempted if finite.all() else attempted - 1
+        aux = {name: np.asarray(value)[:attempted] for name, value in outputs.aux.items()}
+        return StepMetrics(loss[:attempted], norm[:attempted], np.asarray(outputs.learning_rate)[:attempted], aux)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return state_to_canonical(self.params)
+
+    def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
+        """The objective's predictive on numpy ``observations`` (objectives that define ``predictive``)."""
+        return self.objective.predictive(self.params, observations)
+
+    def checkpoint(self) -> Checkpoint:
+        adam = self.opt_state
+        return Checkpoint(self.step, self.weights(), state_to_canonical(adam.exp_avg), state_to_canonical(adam.exp_avg_sq),
+                          FRAMEWORK)
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        self.params = canonical_to_state(self.params, checkpoint.params)
+        adam = self.opt_state
+        self.opt_state = adam._replace(
+            count=jnp.asarray(checkpoint.step, adam.count.dtype),
+            exp_avg=canonical_to_state(adam.exp_avg, checkpoint.exp_avg),
+            exp_avg_sq=canonical_to_state(adam.exp_avg_sq, checkpoint.exp_avg_sq),
+        )
+        self.step = int(checkpoint.step)
+
+
+def default_member(train: TrainConfig, seed: int, learning_rate: float | None = None, **extra) -> dict:
+    """``{"seed": int32, "learning_rate": float, **extra}``: a member dict (``learning_rate`` defaults to
+    ``train.learning_rate``), in the run's dtype."""
+    rate = train.learning_rate if learning_rate is None else learning_rate
+    return {"seed": jnp.asarray(seed, jnp.int32), "learning_rate": jnp.asarray(rate, _dtype(train)), **extra}
+
+
+def _dtype(train: TrainConfig):
+    return jnp.float64 if train.dtype == "float64" else jnp.float32
+
+
+def _update(params, grads, state: AdamState, lr, train: TrainConfig, apply):
+    """Adam (``jax_impl.optim.adam_step``) or SGD (p - lr g, the count still advancing), where ``apply``."""
+    if train.optimizer == "adam":
+        return adam_step(params, grads, state, lr, train, apply=apply)
+    lr = jnp.asarray(lr)
+    new_params = jax.tree.map(lambda p, g: p - lr.astype(p.dtype) * g, params, grads)
+    new_state = state._replace(count=optax.safe_increment(state.count))
+    return _select(apply, new_params, params), _select(apply, new_state, state)
+
+
+def _select(condition: jax.Array, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
+
+
+def stack_members(members: list[Mapping]) -> dict:
+    """Member dicts -> one dict of ``[S]`` arrays (the leading axis that the engine maps over)."""
+    return {name: jnp.stack([jnp.asarray(m[name]) for m in members]) for name in members[0]}
+
+
+__all__ = ["FRAMEWORK", "Objective", "StepOutputs", "Trainer", "default_member", "make_member_chunk", "make_run_steps",
+           "make_train_on_batches", "make_train_step", "stack_members"]

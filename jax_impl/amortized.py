@@ -57,7 +57,7 @@ from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from jax_impl.engine import Engine
 from jax_impl.linear import Linear
 from jax_impl.numerics import resolve_dtype
-from jax_impl.trainer import default_member
+from jax_impl.trainer import default_member, stack_on_host
 from jax_impl.urn_samplers import sample_queries, seed_key
 from jax_impl.weights import canonical_to_state
 
@@ -229,9 +229,7 @@ def train_population(objective: AmortizedObjective) -> PopulationRun:
     stops there, as a run of its own would.
     """
     with jax.enable_x64(objective.train.dtype == "float64"):
-        # stacked on the host: jnp.stack of S pytrees compiles a concatenation of S operands (~1 s at S = 400)
-        initial = [objective.init(seed) for seed in objective.seeds]
-        params = jax.tree.map(lambda *leaves: jnp.asarray(np.stack([np.asarray(leaf) for leaf in leaves])), *initial)
+        params = stack_on_host([objective.init(seed) for seed in objective.seeds])
         members = [objective.member(seed) for seed in objective.seeds]
         runs = _engine(objective.hidden, objective.train).train(objective.seeds, members=members, params=params,
                                                                 progress=False, label="participants")

@@ -32,7 +32,7 @@ from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 from jax_impl.numerics import resolve_dtype
 from jax_impl.paired_comparison_samplers import model_inputs, sample_batch
 from jax_impl.svdo import LinearSVDO
-from jax_impl.trainer import default_member
+from jax_impl.trainer import default_member, stack_on_host
 from jax_impl.weights import canonical_to_state, load_canonical
 
 LAYERS = ("ih", "hh", "mu", "logscale")
@@ -212,7 +212,7 @@ def engine_start(objective: BoundedObjective, weights: list[Mapping[str, np.ndar
     ``{"params": stacked nnx.State [S, ...]}`` (fine-tuning)."""
     template = objective.init(0)
     states = [canonical_to_state(template, tensors) for tensors in weights]
-    return {"params": jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)}
+    return {"params": stack_on_host(states)}
 
 
 def predict(weights, cues, targets, hidden_size: int, mode: str = "pruned", key: int = 0):

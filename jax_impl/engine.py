@@ -45,7 +45,7 @@ from cogmeta.contract import MemberRun, StepMetrics
 from cogmeta.progress import progress_bar
 from jax_impl.backend import MetaLearnerObjective
 from jax_impl.optim import init_adam
-from jax_impl.trainer import Objective, StepOutputs, make_member_chunk, stack_members
+from jax_impl.trainer import Objective, StepOutputs, make_member_chunk, stack_members, stack_on_host
 from jax_impl.weights import state_to_canonical
 
 STRATEGIES = ("auto", "vmap", "map", "loop")
@@ -122,7 +122,7 @@ class Engine:
     # ------------------------------------------------------------------ host side
     def init(self, seeds: Sequence[int]) -> tuple:
         """Stacked ``(params [S, ...], opt_state [S, ...])``: member s initialised as a run with seed s."""
-        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[self.objective.init(int(seed)) for seed in seeds])
+        params = stack_on_host([self.objective.init(int(seed)) for seed in seeds])
         return params, jax.vmap(init_adam)(params)
 
     def call(self, params, opt_state, start: int, counts, members, strategy: str | None = None):
@@ -135,7 +135,7 @@ class Engine:
         for s in range(len(counts)):
             take = lambda tree: jax.tree.map(lambda x: x[s], tree)  # noqa: E731
             results.append(program(take(params), take(opt_state), jnp.asarray(start), counts[s], take(members)))
-        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *results)
+        return stack_on_host(results)
 
     def calibrate(self, params, opt_state, counts, members) -> str:
         """Time one chunk (after a compiling call) with each strategy; keep and return the fastest."""
@@ -203,10 +203,11 @@ class Engine:
             bar.close()
         self.final_params = params
         runs = []
+        stacked_weights = state_to_canonical(params)  # one transfer; member s is row s of every array
         for s, seed in enumerate(seeds):
             joined = jax.tree.map(lambda *parts: np.concatenate(parts), *history[s])
             metrics = StepMetrics(joined.loss, joined.grad_norm, joined.learning_rate, joined.aux)
-            weights = state_to_canonical(jax.tree.map(lambda x: x[s], params))
+            weights = {name: value[s].copy() for name, value in stacked_weights.items()}
             runs.append(MemberRun(seed, rates[s], weights, metrics, int(done[s]), not alive[s]))
         return runs
 

@@ -19,7 +19,7 @@ Builders return pure functions of ``(params, opt_state, ...)``; :func:`make_memb
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Protocol
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -248,10 +248,27 @@ def _select(condition: jax.Array, new, old):
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
 
 
+def stack_on_host(trees: Sequence):
+    """S pytrees of equal structure -> one pytree of ``[S, ...]`` arrays, stacked by numpy on the host.
+
+    ``jnp.stack`` of S leaves compiles a concatenation of S operands for every new S (measured: ~1 s at
+    S = 400 per leaf shape); numpy stacks without compiling. PRNG key arrays have no numpy form and are
+    stacked by ``jnp.stack``, and so are Python scalars (whose dtype JAX, not numpy, must choose).
+    """
+
+    def stack(*leaves):
+        arrays = all(isinstance(leaf, (np.ndarray, jax.Array)) for leaf in leaves)
+        if not arrays or jax.dtypes.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
+            return jnp.stack([jnp.asarray(leaf) for leaf in leaves])
+        return jnp.asarray(np.stack([np.asarray(leaf) for leaf in leaves]))
+
+    return jax.tree.map(stack, *trees)
+
+
 def stack_members(members: list[Mapping]) -> dict:
     """Member dicts -> one dict of ``[S]`` arrays (the leading axis that the engine maps over)."""
-    return {name: jnp.stack([jnp.asarray(m[name]) for m in members]) for name in members[0]}
+    return stack_on_host([dict(m) for m in members])
 
 
 __all__ = ["FRAMEWORK", "Objective", "StepOutputs", "Trainer", "default_member", "make_member_chunk", "make_run_steps",
-           "make_train_on_batches", "make_train_step", "stack_members"]
+           "make_train_on_batches", "make_train_step", "stack_members", "stack_on_host"]

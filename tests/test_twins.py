@@ -53,7 +53,9 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                    "write_adam_state": "PyTorch copies a functional update into the module's tensors (also the "
                                        "CUDA-graph step, static_step.py); JAX has no in-place state",
                    "stack_outputs": "PyTorch reads each step's values back and stacks them on the host; JAX's "
-                                    "lax.scan stacks them"},
+                                    "lax.scan stacks them",
+                   "stack_on_host": "JAX: numpy stacks S pytrees without compiling the concatenation that jnp.stack "
+                                    "compiles for every new S; torch.stack compiles nothing"},
     "backend.py": {"CudaGraphTrainer": "PyTorch only: the one trainer with its step captured in a CUDA graph "
                                        "(static_step.py); JAX compiles whole chunks of steps already"},
     "seq2seq.py": {"to_tensors": "numpy episode -> torch tensors", "to_arrays": "numpy episode -> jax arrays",

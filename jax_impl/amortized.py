@@ -26,8 +26,8 @@ participant trains (member = participant: its seed, initial weights and stream o
 query k, loss KL(q || p), plain SGD p - lr g or Adam, no clipping). :func:`train_population` trains S
 participants with ``jax_impl.engine`` in one compiled program (``vmap`` over participants of the
 member's ``lax.scan`` over steps). The PyTorch twin (``torch_impl/amortized.py``) trains them as one
-trainer run of a population model with stacked ``[S, ...]`` parameters; docs/framework-differences.md
-(16) gives the measurements behind each choice.
+trainer run of a population model with stacked ``[S, ...]`` parameters; docs/framework-differences.md#populations
+gives the measurements behind each choice.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Paired-comparison samplers in JAX: the spec's transforms (``cogmeta.tasks.paired_comparison``,
 ``cogmeta.lkj``) repeated operation for operation, so identical noise gives identical batches (op by
-op; under ``jax.jit`` XLA may fuse multiply-adds, see docs/framework-differences.md).
+op; under ``jax.jit`` XLA may fuse multiply-adds, see docs/framework-differences.md#fused-multiply-add).
 
 The condition can be a traced integer index into ``CONDITIONS`` so that one compiled program vmaps
 over conditions (``jax_impl.bounded_gru.BoundedObjective`` under ``jax_impl.engine``'s vmap).

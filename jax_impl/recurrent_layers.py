@@ -15,7 +15,7 @@ products) of the GRU are also formed before its reverse loop, as elementwise ope
 steps at once: XLA:CPU runs elementwise work several times faster over one large array than step by step
 inside a loop (docs/performance.md). The maths is exactly autodiff's (checked against ``jax.vjp`` of the
 plain scan and by finite differences in ``tests/test_recurrent_layers.py``); only the order of float additions
-changes (docs/framework-differences.md §31).
+changes (docs/framework-differences.md#recurrent-reverse-pass).
 
 Shapes: ``projected [T, B, G*H]`` is the hoisted input projection ``x W_ih^T + b_ih``; ``w_hh [G*H, H]``
 and ``b_hh [G*H]`` are torch's tensors; gates in torch's order (GRU r, z, n; LSTM i, f, g, o).

@@ -3,7 +3,7 @@
 The transforms repeat ``cogmeta.tasks.*.transform`` operation for operation. Run op by op they give
 bit-identical batches for identical noise; under ``jax.jit`` XLA's CPU backend contracts ``a * b + c``
 into a fused multiply-add, which skips one rounding per multiply-add of the Gaussian transform (at most 1 ulp of the largest term; see
-docs/framework-differences.md and ``parity_tests/test_samplers.py``).
+docs/framework-differences.md#fused-multiply-add and ``parity_tests/test_samplers.py``).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def _noise(task, dtype, seed, batch=64):
 
 # ------------------------------------------------------------------------------ layer 0: samplers
 def test_torch_transform(task, dtype, seed):
-    """Weights bit-identical; cues within one rounding of torch's inexact sqrt (framework-differences s. 17);
+    """Weights bit-identical; cues within one rounding of torch's inexact sqrt (framework-differences.md#sqrt-rounding);
     targets identical except on near-ties of the two criteria."""
     noise = _noise(task, dtype, seed)
     reference = task.transform(noise)
@@ -178,7 +178,7 @@ def test_train_steps(dtype, seed, record):
 
     With beta > 0 the horizon is short on purpose: the KL's gradient grows like 1/|W_mu| for weights
     pushed towards 0, which amplifies rounding differences exponentially once weights get pruned
-    (docs/framework-differences.md s. 18); at beta = 0 :func:`test_train_1000_steps_float64` runs 1000.
+    (docs/framework-differences.md#kl-amplifies-rounding); at beta = 0 :func:`test_train_1000_steps_float64` runs 1000.
     """
     steps = 60
     history, losses, got, expected = _train_both(dtype, seed, steps, 1e-3, warmup=steps // 2)

@@ -28,8 +28,8 @@ participants as ONE trainer run of a population model whose parameters carry the
 ``[S, ...]`` (batched matmuls, one backward pass per step): the loss is the sum of the participants'
 losses and no loss depends on another participant's weights, so each gets exactly its own gradient and
 SGD and Adam, elementwise, update each as its own run would. The JAX twin (``jax_impl/amortized.py``)
-trains them with ``jax_impl.engine`` (``vmap`` of the member's ``lax.scan``); docs/framework-differences.md
-(16) gives the measurements behind each choice.
+trains them with ``jax_impl.engine`` (``vmap`` of the member's ``lax.scan``); docs/framework-differences.md#populations
+gives the measurements behind each choice.
 """
 
 from __future__ import annotations

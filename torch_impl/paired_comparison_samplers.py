@@ -17,7 +17,7 @@ def correctly_rounded_sqrt(x: torch.Tensor) -> torch.Tensor:
     """sqrt(x), as close to correctly rounded as torch allows: torch's vectorised CPU ``sqrt`` is off by one
     ulp for ~20% of float32 and ~1.4% of float64 inputs (numpy and XLA round correctly), so float32 runs
     in float64 and rounds once, which is then almost always exact; float64 keeps torch's result
-    (docs/framework-differences.md s. 17)."""
+    (docs/framework-differences.md#sqrt-rounding)."""
     if x.dtype == torch.float32:
         return torch.sqrt(x.to(torch.float64)).to(x.dtype)
     return torch.sqrt(x)

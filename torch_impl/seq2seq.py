@@ -16,7 +16,7 @@ One episode at a time, time-major (T = padded length, Q queries, S support items
 Dropout (p) multiplies the embedded inputs by a mask of 0 and 1/(1-p); ``masks`` injects the masks
 (keys "query", "support_in", "support_out", "decoder", each shaped like its embedded input) so that
 both frameworks can be fed the same noise. Inter-layer LSTM dropout is not used (see
-docs/framework-differences.md). Attention masks: torch ``masked_fill`` takes True = *hide*.
+docs/framework-differences.md#injected-noise). Attention masks: torch ``masked_fill`` takes True = *hide*.
 
 Training (:class:`Seq2SeqObjective`, an objective of the one trainer, ``torch_impl.trainer``): one episode
 per step, the teacher-forced masked cross-entropy (:func:`sequence_loss`), global-norm clipping and Adam at

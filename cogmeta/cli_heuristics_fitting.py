@@ -1,0 +1,108 @@
+"""``cogmeta experiment heuristics-fit``: fit the paired-comparison models to participants, or run the
+model-recovery study on simulated ones (registered in ``cli.py``).
+
+    cogmeta experiment heuristics-fit --data FILE.csv --backend torch|jax [--condition ranking --betas 0 0.01 0.03
+        --models ... --weights DIR --no-lapse --exact-samples 65536 --negate-cues --out DIR --no-figures]
+    cogmeta experiment heuristics-fit --simulate --backend torch|jax [--participants 20 --tasks 30 --trials 10
+        --lapse-rate 0.1 --generators take_the_best equal_weighting bmli --models ... --seed 0 ...]
+
+Data format, models, BIC convention: ``cogmeta.fitting`` and ``cogmeta.experiments.heuristics_fitting``;
+docs/tasks/heuristics-fitting.md. Invalid values raise ValueError, reported by ``cogmeta.cli.main`` as one
+``cogmeta: error: ...`` line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cogmeta.backends import BACKENDS
+from cogmeta.cli_experiment import StudyHelpFormatter
+
+_CONDITIONS = ("ranking", "direction", "none")
+
+
+def add_parser(studies) -> argparse.ArgumentParser:
+    """Register ``heuristics-fit`` on the ``experiment`` parser's study subcommands."""
+    from cogmeta.experiments.heuristics import BoundedRecipe
+    from cogmeta.experiments.heuristics_fitting import DEFAULT_BETAS, EXACT_SAMPLES, MODELS
+    from cogmeta.experiments.heuristics_recovery import DEFAULT_CANDIDATES, DEFAULT_GENERATORS
+
+    parser = studies.add_parser(
+        "heuristics-fit", help="fit take-the-best, equal weighting and the meta-learned model to participants",
+        description="Fit the models of Binz et al. 2022 (heuristics, exact Bayes, the bounded meta-learned model "
+                    "over a beta grid) to each participant of a CSV (--data), with BIC, posterior model "
+                    "probabilities and group-level frequencies; or, with --simulate, run the model-recovery study.",
+        formatter_class=StudyHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, metavar="FILE.csv",
+                        help="participant CSV: participant, task, trial (or step), x0.. (or a0.., b0..), choice, target")
+    source.add_argument("--simulate", action="store_true", help="model recovery on simulated participants instead")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="torch",
+                        help="framework that runs (and if needed trains) the meta-learned model")
+    parser.add_argument("--condition", choices=_CONDITIONS, default="ranking",
+                        help="what the participants knew about the cues: the meta-learned model's training "
+                             "environment and the exact reference's prior")
+    parser.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS),
+                        help="beta grid of the meta-learned model (each >= 0)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=None, metavar="MODEL",
+                        help=f"candidate models (of: {', '.join(MODELS)}; default: all with --data, "
+                             f"{' '.join(DEFAULT_CANDIDATES)} with --simulate)")
+    parser.add_argument("--weights", type=Path, default=None, metavar="DIR",
+                        help="folder of the meta-learned model's weights, bmli-<condition>-beta<beta>.safetensors; "
+                             "missing ones are trained there (default: runs/heuristics-bmli-weights)")
+    defaults = BoundedRecipe()
+    parser.add_argument("--pretrain-steps", type=int, default=defaults.pretrain_steps,
+                        help="training recipe for missing weights: steps at beta = 0")
+    parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps,
+                        help="training recipe for missing weights: steps per beta > 0")
+    parser.add_argument("--no-lapse", action="store_true", help="do not fit a lapse rate (k - 1 for every model)")
+    parser.add_argument("--exact-samples", type=int, default=None,
+                        help=f"prior samples of the exact Bayes reference (default {EXACT_SAMPLES} with --data, "
+                             f"16384 with --simulate)")
+    parser.add_argument("--negate-cues", action="store_true",
+                        help="multiply the cue differences by -1 (Binz et al.'s Experiment 2 data flipped the targets)")
+    group = parser.add_argument_group("--simulate")
+    group.add_argument("--participants", type=int, default=20, help="simulated participants per generator")
+    group.add_argument("--tasks", type=int, default=30, help="tasks per simulated participant")
+    group.add_argument("--trials", type=int, default=10, help="trials per task")
+    group.add_argument("--lapse-rate", type=float, default=0.1, help="lapse rate of the simulated participants")
+    group.add_argument("--generators", nargs="+", choices=MODELS, default=list(DEFAULT_GENERATORS), metavar="MODEL",
+                       help="models that generate the simulated choices (bmli: one generator per beta)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the simulated tasks and choices")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output folder (default: runs/heuristics-fit-<backend> or runs/heuristics-recovery-<backend>)")
+    parser.add_argument("--no-figures", action="store_true", help="do not write the figures")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler: fit the participants of ``--data``, or run the recovery study with ``--simulate``."""
+    from cogmeta._validation import require_int
+    from cogmeta.experiments.heuristics import BoundedRecipe
+    from cogmeta.experiments.heuristics_fitting import MODELS, run_fit
+    from cogmeta.experiments.heuristics_recovery import DEFAULT_CANDIDATES, run_recovery
+
+    recipe = BoundedRecipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps)
+    common = dict(condition=args.condition, betas=args.betas, weights_folder=args.weights, out=args.out,
+                  recipe=recipe, figures=not args.no_figures)
+    if args.simulate:
+        seed = require_int("heuristics-fit", "seed", args.seed, 0)
+        run_recovery(args.backend, generators=args.generators, candidates=args.models or DEFAULT_CANDIDATES,
+                     participants_per_generator=args.participants, num_tasks=args.tasks, num_trials=args.trials,
+                     lapse=_rate(args.lapse_rate), fit_lapse=not args.no_lapse,
+                     exact_samples=2**14 if args.exact_samples is None else args.exact_samples, seed=seed, **common)
+    else:
+        from cogmeta.experiments.heuristics_fitting import EXACT_SAMPLES
+
+        run_fit(args.data, args.backend, models=args.models or MODELS, lapse=not args.no_lapse,
+                exact_samples=EXACT_SAMPLES if args.exact_samples is None else args.exact_samples,
+                negate_cues=args.negate_cues, **common)
+    return 0
+
+
+def _rate(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError(f"--lapse-rate must lie in [0, 1] (the share of random choices), got {value!r}")
+    return value

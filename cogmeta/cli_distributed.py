@@ -14,7 +14,9 @@ import sys
 
 
 def add_devices_argument(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--devices", type=int, default=None, metavar="N",
+    from cogmeta.cli_options import integer
+
+    group.add_argument("--devices", type=integer(1, 65_536), default=None, metavar="N",
                        help="data-parallel training: split every batch over N devices (JAX: a device mesh; "
                             "torch: start with `torchrun --nproc-per-node=N -m cogmeta train ...`). "
                             "Default: one device (or torchrun's process count)")

@@ -17,6 +17,10 @@ import datetime as _dt
 from pathlib import Path
 
 from cogmeta.backends import BACKENDS
+from cogmeta.cli_options import check_out_file, check_out_folder, integer, naming_options, real
+
+#: Most evaluation episodes of ME (each is drawn, held and decoded in Python: 10^6 take hours, not forever).
+MAX_EVAL_EPISODES = 1_000_000
 
 
 def add_parser(commands) -> None:
@@ -37,13 +41,14 @@ def add_parser(commands) -> None:
                        help="continue RUN from its checkpoint; only --episodes may differ from its config")
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--no-memory", action="store_true", help="ablation: plain seq2seq without the support memory")
-    train.add_argument("--eval-episodes", type=int, default=200, help="ME held-out episodes scored at the end (0: skip)")
-    for name, kind in (("episodes", int), ("learning_rate", float), ("decay_every", int), ("clip_norm", float),
-                       ("seed", int), ("log_every", int), ("threads", int), ("episodes_per_call", int),
-                       ("checkpoint_every", int)):
+    train.add_argument("--eval-episodes", type=integer(0, MAX_EVAL_EPISODES), default=200,
+                       help="ME held-out episodes scored at the end (0: skip)")
+    for name, kind in (("episodes", integer()), ("learning_rate", real()), ("decay_every", integer()),
+                       ("clip_norm", real()), ("seed", integer()), ("log_every", integer()), ("threads", integer()),
+                       ("episodes_per_call", integer()), ("checkpoint_every", integer())):
         train.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="override the preset")
     train.add_argument("--dtype", choices=("float32", "float64"), default=None, help="override the preset")
-    for name, kind in (("hidden_size", int), ("num_layers", int), ("dropout", float)):
+    for name, kind in (("hidden_size", integer()), ("num_layers", integer()), ("dropout", real())):
         train.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help="override the preset")
     train.set_defaults(handler=_train)
 
@@ -51,7 +56,8 @@ def add_parser(commands) -> None:
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("run", type=Path, metavar="RUN")
     evaluate.add_argument("--backend", choices=sorted(BACKENDS), default=None, help="default: the training framework")
-    evaluate.add_argument("--episodes", type=int, default=200, help="ME held-out episodes (SCAN: the full test set)")
+    evaluate.add_argument("--episodes", type=integer(1, MAX_EVAL_EPISODES), default=200,
+                          help="ME held-out episodes (SCAN: the full test set)")
     evaluate.set_defaults(handler=_evaluate)
 
     translate = sub.add_parser("translate", help="greedy output for commands, given a support set")
@@ -80,8 +86,9 @@ def _config(args, base=None):
     model = {n: getattr(args, n) for n in ("hidden_size", "num_layers", "dropout") if getattr(args, n) is not None}
     if args.no_memory:
         model["memory"] = False
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model),
-                               train=dataclasses.replace(config.train, **train))
+    with naming_options(args):  # the configs check the values; say which option set a bad one
+        return dataclasses.replace(config, model=dataclasses.replace(config.model, **model),
+                                   train=dataclasses.replace(config.train, **train))
 
 
 def _train(args) -> int:
@@ -105,6 +112,7 @@ def _train(args) -> int:
         backend = args.backend or "torch"
         name = args.preset or "me-cpu"
         out = args.out or Path("runs") / f"seq2seq-{name}-{backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+        check_out_folder(out)
     result = train_run(config, out, backend, progress=not args.no_progress, resume=args.resume is not None)
     print(f"trained {result.steps} episodes in {result.seconds:.1f} s with {backend}; "
           f"final episode loss {result.final_loss:.4f}")
@@ -185,6 +193,8 @@ def _figure(args) -> int:
         write_attention_figure,
     )
 
+    if args.out is not None:
+        check_out_file(args.out)
     run, config, decoder, backend = _load(args)
     episode = evaluation_episodes(config, 1)[0]
     path = args.out or run.figures / f"attention-{backend}.png"

@@ -16,7 +16,7 @@ import datetime as _dt
 from pathlib import Path
 
 from cogmeta.backends import BACKENDS
-from cogmeta.cli_options import add_task_parameters, config_from_args
+from cogmeta.cli_options import add_task_parameters, check_out_folder, config_from_args, integer, real
 from cogmeta.config import (
     CELLS,
     DTYPES,
@@ -30,6 +30,8 @@ from cogmeta.tasks import TASKS
 
 #: Seed strategies of both engines (each backend rejects the ones it does not have).
 STRATEGIES = ("auto", "vmap", "map", "loop")
+#: Most seeds per grid point (a sweep writes a run folder per member), and the largest seed (TrainConfig.seed).
+MAX_SEEDS, MAX_SEED = 100_000, 2**31 - 1
 
 
 def add_sweep_parser(commands) -> None:
@@ -38,7 +40,8 @@ def add_sweep_parser(commands) -> None:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sweep.add_argument("--task", choices=sorted(TASKS), default="gaussian", help="environment to meta-train on")
     sweep.add_argument("--backend", choices=sorted(BACKENDS), default="jax", help="framework that trains")
-    sweep.add_argument("--seeds", type=int, default=4, help="seeds per grid point (seed, seed + 1, ...)")
+    sweep.add_argument("--seeds", type=integer(1, MAX_SEEDS), default=4,
+                       help=f"seeds per grid point (seed, seed + 1, ...; at most {MAX_SEEDS})")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="a setting to vary, e.g. lr=1e-3,3e-3 or hidden=32,64 (repeatable)")
     sweep.add_argument("--strategy", choices=STRATEGIES, default="auto",
@@ -48,19 +51,21 @@ def add_sweep_parser(commands) -> None:
 
     group = sweep.add_argument_group("model")
     group.add_argument("--cell", choices=CELLS, default=ModelConfig.cell)
-    group.add_argument("--hidden-size", type=int, default=ModelConfig.hidden_size)
-    group.add_argument("--num-layers", type=int, default=ModelConfig.num_layers)
+    group.add_argument("--hidden-size", type=integer(), default=ModelConfig.hidden_size)
+    group.add_argument("--num-layers", type=integer(), default=ModelConfig.num_layers)
     group = sweep.add_argument_group("training (shared by every member)")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         if field.name in ("schedule", "dtype", "until_kl", "until_kl_every"):  # a sweep trains all its steps
             continue
-        kind = type(getattr(defaults, field.name))
+        default = getattr(defaults, field.name)
+        kind = integer() if isinstance(default, int) else real() if isinstance(default, float) else type(default)
         group.add_argument("--" + field.name.replace("_", "-"), type=kind, default=getattr(defaults, field.name))
     group.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
     group.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
-    group.add_argument("--threads", type=int, default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
-    group.add_argument("--steps-per-call", type=int, default=JaxOptions.steps_per_call, help="JAX optimizer steps per compiled call")
+    group.add_argument("--threads", type=integer(), default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
+    group.add_argument("--steps-per-call", type=integer(), default=None,
+                       help=f"JAX optimizer steps per compiled call, at most --steps (default: {JaxOptions.steps_per_call})")
     add_task_parameters(sweep)
     sweep.set_defaults(handler=_sweep)
 
@@ -68,13 +73,36 @@ def add_sweep_parser(commands) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from cogmeta.sweep import parse_grid, run_sweep
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     config = config_from_args(args)
+    if args.steps_per_call is not None and args.steps_per_call > config.train.steps:
+        raise ValueError(f"argument --steps-per-call {args.steps_per_call}: more than the {config.train.steps} steps of "
+                         f"each member (--steps); give at most {config.train.steps}")
+    if args.seed + args.seeds - 1 > MAX_SEED:
+        raise ValueError(f"argument --seeds {args.seeds}: seeds {args.seed}..{args.seed + args.seeds - 1} go beyond the "
+                         f"largest seed {MAX_SEED}; lower --seed or --seeds")
     grid = parse_grid(args.grid, config)
     out = args.out or Path("runs") / f"sweep-{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    check_out_folder(out)
+    _require_sweep_fits(config, grid, args.seeds, args.strategy)
     seeds = range(args.seed, args.seed + args.seeds)
     rows = run_sweep(config, out, args.backend, seeds, grid, strategy=args.strategy, progress=not args.no_progress)
     print((out / "summary.md").read_text(), end="")
     print(f"{len(rows)} members; run folders and summary.csv in {out}")
     return 0
+
+
+def _require_sweep_fits(config, grid, seeds: int, strategy: str) -> None:
+    """Refuse a sweep whose members cannot be held in memory: all of them at once (the sum over grid points of
+    ``cogmeta.memory.training_bytes``, times the seeds) unless ``strategy`` is "loop" (one member at a time)."""
+    from cogmeta.memory import require_fits, training_bytes
+    from cogmeta.sweep import expand
+
+    points = expand(config, [config.train.seed], grid)
+    estimates = [training_bytes(member.config) for member in points]
+    largest = max(estimates, key=lambda estimate: estimate[0])
+    if strategy == "loop":
+        require_fits(largest[0], f"the largest member needs at least {largest[1]}", "lower --hidden-size or --batch-size")
+        return
+    require_fits(seeds * sum(nbytes for nbytes, _ in estimates),
+                 f"{seeds} seeds x {len(points)} grid point(s) trained together; the largest member needs at least "
+                 f"{largest[1]}", "lower --seeds, the grid, --hidden-size or --batch-size (or use --strategy loop)")

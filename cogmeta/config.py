@@ -25,6 +25,8 @@ CELLS = ("gru", "lstm")
 DTYPES = ("float32", "float64")
 SCHEDULES = ("cosine", "constant", "step")
 OPTIMIZERS = ("adam", "sgd")
+#: Largest count of steps or tasks in a config: JAX holds step counters and seeds as int32.
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         owner = "TrainConfig"
-        require_int(owner, "steps", self.steps, 1)
-        require_int(owner, "batch_size", self.batch_size, 1)
+        require_int(owner, "steps", self.steps, 1, MAX_COUNT)
+        require_int(owner, "batch_size", self.batch_size, 1, MAX_COUNT)
         require_positive(owner, "learning_rate", self.learning_rate)
         require_choice(owner, "schedule", self.schedule, SCHEDULES)
         require_in_range(owner, "final_lr_fraction", self.final_lr_fraction, 0.0, 1.0)
-        require_int(owner, "decay_every", self.decay_every, 1)
+        require_int(owner, "decay_every", self.decay_every, 1, MAX_COUNT)
         require_in_range(owner, "decay_factor", self.decay_factor, 0.0, 1.0, closed="high")
         require_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
         if self.clip_norm is not None:
@@ -119,10 +121,10 @@ class TrainConfig:
         require_positive(owner, "adam_eps", self.adam_eps)
         require_int(owner, "seed", self.seed, 0, 2**31 - 1)
         require_choice(owner, "dtype", self.dtype, DTYPES)
-        require_int(owner, "log_every", self.log_every, 1)
-        require_int(owner, "checkpoint_every", self.checkpoint_every, 1)
-        require_int(owner, "eval_every", self.eval_every, 1)
-        require_int(owner, "eval_tasks", self.eval_tasks, 2)
+        require_int(owner, "log_every", self.log_every, 1, MAX_COUNT)
+        require_int(owner, "checkpoint_every", self.checkpoint_every, 1, MAX_COUNT)
+        require_int(owner, "eval_every", self.eval_every, 1, MAX_COUNT)
+        require_int(owner, "eval_tasks", self.eval_tasks, 2, MAX_COUNT)
         if self.until_kl is not None:
             require_positive(owner, "until_kl", self.until_kl)
         require_int(owner, "until_kl_every", self.until_kl_every, 1)
@@ -170,7 +172,7 @@ class JaxOptions:
     steps_per_call: int = 500
 
     def __post_init__(self) -> None:
-        require_int("JaxOptions", "steps_per_call", self.steps_per_call, 1)
+        require_int("JaxOptions", "steps_per_call", self.steps_per_call, 1, MAX_COUNT)
 
 
 @dataclass(frozen=True)
@@ -194,23 +196,34 @@ class RunConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        """Inverse of :meth:`to_dict`; unknown sections or keys are errors."""
+    def from_dict(cls, data: dict[str, Any], *, strict: bool = False) -> "RunConfig":
+        """Inverse of :meth:`to_dict`; unknown sections or keys are errors.
+
+        ``strict`` (how :meth:`load` reads ``config.json``): every section and every key is required too, so a
+        file that lost a line is refused rather than silently completed with defaults. Otherwise a missing
+        section or key takes its default (configs written in code).
+        """
         if not isinstance(data, dict):
             raise ValueError(f"a run config must be a JSON object (dict), got {type(data).__name__}")
-        sections = {"task", "model", "train", "torch", "jax"}
-        for name in sections & set(data):
+        sections = ("task", "model", "train", "torch", "jax")
+        for name in set(sections) & set(data):
             if not isinstance(data[name], dict):
                 raise ValueError(f"config section {name!r} must be an object (dict), got {data[name]!r}")
-        unknown = sorted(set(data) - sections)
+        unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ValueError(f"unknown config section(s) {', '.join(unknown)}; expected {', '.join(sorted(sections))}")
+        missing = [name for name in sections if name not in data]
+        if strict and missing:
+            raise ValueError(f"config section(s) {', '.join(missing)} missing; a run config has all of "
+                             f"{', '.join(sections)}")
         kwargs: dict[str, Any] = {}
         if "task" in data:
+            if strict:
+                _require_task_keys(data["task"])
             kwargs["task"] = task_from_dict(data["task"])
         for name, section_cls in (("model", ModelConfig), ("train", TrainConfig), ("torch", TorchOptions), ("jax", JaxOptions)):
             if name in data:
-                kwargs[name] = _build(section_cls, name, data[name])
+                kwargs[name] = _build(section_cls, name, data[name], strict)
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:
@@ -221,11 +234,19 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        """Read a ``config.json`` written by :meth:`save`."""
+        """Read a ``config.json`` written by :meth:`save`, strictly (every section and key, nothing else);
+        every error names the file."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no run config at {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+            raise ValueError(f"run config {path} is not valid JSON ({error}); restore it or train again") from None
+        try:
+            return cls.from_dict(data, strict=True)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"run config {path}: {error}") from None
 
     @property
     def output_size(self) -> int:
@@ -239,9 +260,27 @@ class RunConfig:
 INPUT_SIZE = 2
 
 
-def _build(section_cls: type, name: str, values: dict[str, Any]):
-    names = {f.name for f in dataclasses.fields(section_cls)}
-    unknown = sorted(set(values) - names)
+def _build(section_cls: type, name: str, values: dict[str, Any], strict: bool = False):
+    names = [f.name for f in dataclasses.fields(section_cls)]
+    unknown = sorted(set(values) - set(names))
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)} in config section {name!r}; valid keys: {', '.join(sorted(names))}")
+    missing = [key for key in names if key not in values]
+    if strict and missing:
+        defaults = section_cls()
+        raise ValueError(f"key(s) {', '.join(missing)} missing in config section {name!r} (a file written by an older "
+                         f"cogmeta, or edited); add them, e.g. the defaults: "
+                         + ", ".join(f"{json.dumps(key)}: {json.dumps(getattr(defaults, key))}" for key in missing))
     return section_cls(**values)
+
+
+def _require_task_keys(values: dict[str, Any]) -> None:
+    """Strict task section: a known ``name`` and every field of that task (unknown ones are make_task's error)."""
+    from cogmeta.tasks import TASKS, task_fields
+
+    name = values.get("name")
+    if name not in TASKS:
+        raise ValueError(f"config section 'task' needs a 'name' out of {', '.join(sorted(TASKS))}, got {name!r}")
+    missing = [key for key in task_fields(name) if key not in values]
+    if missing:
+        raise ValueError(f"key(s) {', '.join(missing)} missing in config section 'task' (task {name!r}); add them")

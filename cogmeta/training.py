@@ -202,14 +202,45 @@ def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:
 
 
 def _resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
+    """``config`` after checking that it may continue ``run``: equal to the stored config in every field but
+    ``train.steps``; a changed total must exceed the step of the run's checkpoint.
+
+    Errors list each differing field with both values. A checkpoint beyond the stored total is left to
+    ``load_checkpoint`` (a damaged file, not a bad request).
+    """
+
+    def checkpoint_step(path: Path) -> int | None:
+        """The step in a checkpoint's metadata (header only), or None if the file is missing or unreadable:
+        ``load_checkpoint`` then reports what is wrong with it."""
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as handle:
+                return int((handle.metadata() or {})["step"])
+        except Exception:  # noqa: BLE001 - any unreadable checkpoint is load_checkpoint's error to report
+            return None
+
     if not run.config.is_file():
         raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
     stored = RunConfig.load(run.config)
     requested = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=stored.train.steps))
     if requested != stored:
-        raise ValueError(
-            f"cannot resume {run.root} with a different config; only train.steps may change. Stored config: {run.config}"
-        )
+
+        def flatten(data, prefix=""):
+            if not isinstance(data, dict):
+                return {prefix[:-1]: data}
+            return {key: value for name, item in data.items() for key, value in flatten(item, f"{prefix}{name}.").items()}
+
+        have, want = flatten(stored.to_dict()), flatten(requested.to_dict())
+        differences = [f"{key}: {have.get(key, '(absent)')!r} in the run, {want.get(key, '(absent)')!r} requested"
+                       for key in sorted(set(have) | set(want)) if have.get(key) != want.get(key)]
+        raise ValueError(f"cannot resume {run.root} with a different config; only train.steps may change: "
+                         f"{'; '.join(differences)} (stored config: {run.config})")
+    done = checkpoint_step(run.checkpoint)
+    if config.train.steps != stored.train.steps and done is not None and done <= stored.train.steps \
+            and config.train.steps <= done:
+        raise ValueError(f"cannot resume {run.root} with train.steps={config.train.steps}: its checkpoint "
+                         f"{run.checkpoint} has already trained {done} steps; give a larger total (--steps N, N > {done})")
     return config
 
 

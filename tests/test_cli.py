@@ -15,7 +15,10 @@ TINY = ["--hidden-size", "8", "--batch-size", "8", "--steps", "40", "--log-every
 
 
 def run_cli(args, capsys):
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as stop:  # argparse's usage errors (exit code 2)
+        code = stop.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -69,7 +72,7 @@ def test_resume_continues_to_more_steps(tmp_path, capsys):
     "extra,message",
     [
         (["--prior-std", "-1"], "prior_std"),
-        (["--noise-std", "nan"], "noise_std"),
+        (["--noise-std", "nan"], "argument --noise-std: must be a finite number"),
         (["--sequence-length", "0"], "sequence_length"),
         (["--alpha", "2"], "--alpha is not a parameter of the 'gaussian' task"),
         (["--hidden-size", "0"], "hidden_size"),

@@ -34,7 +34,7 @@ from cogmeta.progress import close, progress_bar
 from cogmeta.runs import RunDir
 from cogmeta.tasks.scan_episodes import Episode, EpisodeStream, MutualExclusivityTask
 from cogmeta.vocabulary import VocabularyError
-from cogmeta.weights import check_tensors, read_safetensors, trained_with
+from cogmeta.weights import WeightsError, check_tensors, read_safetensors, trained_with
 
 FORMAT = "cogmeta-seq2seq-weights-1"
 #: evaluation episodes of ME are drawn from this seed, never used for training streams
@@ -65,7 +65,8 @@ class Decoder:
 
 # ----------------------------------------------------------------------------------------- weights
 def save_weights(path: Path, tensors: dict, config: Seq2SeqRunConfig, framework: str) -> None:
-    validate_weights(tensors, config)
+    """Validate (names, shapes, finite values, ``config.train.dtype``) and write atomically with the SHA-256."""
+    validate_weights(tensors, config, dtype=config.train.dtype)
     metadata = {"format": FORMAT, "framework": framework,
                 "command_vocabulary": json.dumps(list(config.task.commands.tokens)),
                 "action_vocabulary": json.dumps(list(config.task.actions.tokens))}
@@ -79,28 +80,37 @@ def describe_model(config: Seq2SeqRunConfig) -> str:
             f"task {config.task.name!r})")
 
 
-def validate_weights(tensors: dict, config: Seq2SeqRunConfig) -> None:
-    check_tensors(tensors, parameter_shapes(config), describe_model(config))
+def validate_weights(tensors: dict, config: Seq2SeqRunConfig, dtype: str | None = None) -> None:
+    """``cogmeta.weights.check_tensors`` for the model of ``config``: names, shapes, finite values, ``dtype`` if given."""
+    check_tensors(tensors, parameter_shapes(config), describe_model(config), dtype)
 
 
 def save_run_checkpoint(path: Path, checkpoint: Checkpoint, config: Seq2SeqRunConfig) -> None:
-    """``cogmeta.checkpoint.save_checkpoint`` for the meta-seq2seq model of ``config`` (atomic)."""
-    save_checkpoint(path, checkpoint, shapes=parameter_shapes(config), model=describe_model(config))
+    """``cogmeta.checkpoint.save_checkpoint`` for the meta-seq2seq model of ``config`` (atomic; dtype
+    ``config.train.dtype``, step at most ``config.train.episodes``)."""
+    save_checkpoint(path, checkpoint, shapes=parameter_shapes(config), model=describe_model(config),
+                    dtype=config.train.dtype, max_step=config.train.episodes)
 
 
 def load_run_checkpoint(path: Path, config: Seq2SeqRunConfig) -> Checkpoint:
-    """A checkpoint (either framework's) checked against the meta-seq2seq model of ``config``."""
-    return load_checkpoint(path, shapes=parameter_shapes(config), model=describe_model(config))
+    """A checkpoint (either framework's) checked against the meta-seq2seq model of ``config``: its SHA-256,
+    names, shapes, finite values, dtype ``config.train.dtype`` and a step of at most ``config.train.episodes``."""
+    return load_checkpoint(path, shapes=parameter_shapes(config), model=describe_model(config),
+                           dtype=config.train.dtype, max_step=config.train.episodes)
 
 
 def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
-    """Read weights, check both vocabularies against the task spec, then names and shapes."""
+    """Read weights (checking their SHA-256: ``cogmeta.weights.read_safetensors``), check both vocabularies
+    against the task spec, then names, shapes, finite values and the dtype ``config.train.dtype``."""
     tensors, metadata = read_safetensors(path)
     for key, vocab in (("command_vocabulary", config.task.commands), ("action_vocabulary", config.task.actions)):
         if key not in metadata:
             raise VocabularyError(f"{path} stores no {key}; it was not written by `cogmeta seq2seq train`")
         vocab.check_matches(json.loads(metadata[key]), str(path))
-    validate_weights(tensors, config)
+    try:
+        validate_weights(tensors, config, dtype=config.train.dtype)
+    except WeightsError as error:
+        raise WeightsError(f"{path}: {error}") from None
     return tensors
 
 

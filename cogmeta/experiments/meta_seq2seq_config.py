@@ -31,9 +31,10 @@ from cogmeta._validation import (
     require_int,
     require_positive,
 )
-from cogmeta.config import TrainConfig
+from cogmeta.config import MAX_COUNT, TrainConfig
 from cogmeta.schedules import learning_rate
 from cogmeta.tasks.scan_episodes import (
+    EPISODE_TASKS,
     MutualExclusivityTask,
     ScanEpisodeTask,
     episode_task_from_dict,
@@ -86,17 +87,17 @@ class Seq2SeqTrainConfig:
 
     def __post_init__(self) -> None:
         owner = "Seq2SeqTrainConfig"
-        require_int(owner, "episodes", self.episodes, 1)
+        require_int(owner, "episodes", self.episodes, 1, MAX_COUNT)
         require_positive(owner, "learning_rate", self.learning_rate)
-        require_int(owner, "decay_every", self.decay_every, 1)
+        require_int(owner, "decay_every", self.decay_every, 1, MAX_COUNT)
         require_in_range(owner, "decay_factor", self.decay_factor, 0.0, 1.0, closed="high")
         require_positive(owner, "clip_norm", self.clip_norm)
         require_int(owner, "seed", self.seed, 0, 2**31 - 1)  # TrainConfig's range (JAX holds it as int32)
-        require_int(owner, "log_every", self.log_every, 1)
+        require_int(owner, "log_every", self.log_every, 1, MAX_COUNT)
         require_choice(owner, "dtype", self.dtype, DTYPES)
-        require_int(owner, "threads", self.threads, 0)
-        require_int(owner, "episodes_per_call", self.episodes_per_call, 1)
-        require_int(owner, "checkpoint_every", self.checkpoint_every, 0)
+        require_int(owner, "threads", self.threads, 0, 1024)
+        require_int(owner, "episodes_per_call", self.episodes_per_call, 1, MAX_COUNT)
+        require_int(owner, "checkpoint_every", self.checkpoint_every, 0, MAX_COUNT)
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"{owner}.checkpoint_every must be 0 or a multiple of log_every ({self.log_every}), "
                              f"got {self.checkpoint_every}")
@@ -140,13 +141,25 @@ class Seq2SeqRunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Seq2SeqRunConfig":
-        if data.get("kind") != "meta_seq2seq":
+        """Inverse of :meth:`to_dict`, strictly: every section and key required, none unknown (errors name them)."""
+        if not isinstance(data, dict) or data.get("kind") != "meta_seq2seq":
             raise ValueError("not a meta-seq2seq run config (missing \"kind\": \"meta_seq2seq\")")
-        task = episode_task_from_dict(data["task"])
-        vocab = data.get("vocabulary", {})
-        task.commands.check_matches(vocab.get("command", ()), "the run's config.json")
-        task.actions.check_matches(vocab.get("action", ()), "the run's config.json")
-        return cls(task, Seq2SeqModelConfig(**data["model"]), Seq2SeqTrainConfig(**data["train"]))
+        _require_keys("the config", data, ("kind", "task", "model", "train", "vocabulary"))
+        task_data = data["task"]
+        if not isinstance(task_data, dict) or task_data.get("name") not in EPISODE_TASKS:
+            raise ValueError(f"config section 'task' needs a 'name' out of {', '.join(EPISODE_TASKS)}, got "
+                             f"{task_data.get('name') if isinstance(task_data, dict) else task_data!r}")
+        task_cls = EPISODE_TASKS[task_data["name"]]
+        _require_keys("config section 'task'", task_data, ("name", *(f.name for f in dataclasses.fields(task_cls))))
+        task = episode_task_from_dict(task_data)
+        _require_keys("config section 'vocabulary'", data["vocabulary"], ("command", "action"))
+        task.commands.check_matches(data["vocabulary"]["command"], "the run's config.json")
+        task.actions.check_matches(data["vocabulary"]["action"], "the run's config.json")
+        sections = {}
+        for name, section_cls in (("model", Seq2SeqModelConfig), ("train", Seq2SeqTrainConfig)):
+            _require_keys(f"config section {name!r}", data[name], tuple(f.name for f in dataclasses.fields(section_cls)))
+            sections[name] = section_cls(**data[name])
+        return cls(task, sections["model"], sections["train"])
 
     def save(self, path: str | Path) -> None:
         from cogmeta.io import atomic_write_json
@@ -155,7 +168,30 @@ class Seq2SeqRunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "Seq2SeqRunConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a run's ``config.json`` strictly; every error names the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no run config at {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+            raise ValueError(f"run config {path} is not valid JSON ({error}); restore it or train again") from None
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError, KeyError) as error:
+            raise ValueError(f"run config {path}: {error}") from None
+
+
+def _require_keys(where: str, values: object, keys: tuple[str, ...]) -> None:
+    """A ValueError naming ``where`` unless ``values`` is a dict with exactly ``keys``."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be an object (dict), got {values!r}")
+    missing = [key for key in keys if key not in values]
+    unknown = sorted(set(values) - set(keys))
+    if missing or unknown:
+        found = "; ".join(part for part in (missing and f"missing key(s) {', '.join(missing)}",
+                                            unknown and f"unknown key(s) {', '.join(unknown)}") if part)
+        raise ValueError(f"{where}: {found}; expected the keys {', '.join(keys)}")
 
 
 def parameter_shapes(config: Seq2SeqRunConfig) -> dict[str, tuple[int, ...]]:

@@ -225,9 +225,15 @@ def test_add_jump_cpu_smoke_run_jax(tmp_path):
     assert accuracy.generalization_total == 7_706
 
 
-def test_existing_run_folder_is_not_overwritten(me_run):
-    with pytest.raises(FileExistsError, match="exists and is not empty"):
+def test_existing_run_folder_is_not_overwritten(me_run, tmp_path):
+    with pytest.raises(FileExistsError, match="already holds a run"):
         train_run(tiny("me-cpu"), me_run, "torch", progress=False)
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is not empty .*thesis.tex"):
+        train_run(tiny("me-cpu"), foreign, "torch", progress=False)
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
 
 
 def test_presets_and_schedule():

@@ -140,3 +140,33 @@ def test_cogmeta_evaluate_reads_a_seq2seq_run(tmp_path, capsys, backend):
     assert code == 0, err
     assert f"evaluated with {backend}" in out and "generalization" in out and "retrieval" in out
     assert (run / f"evaluation-{backend}.txt").is_file()
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path, backend):
+    """A folder with config.json and metrics.csv but no checkpoint (a run killed that early by a cogmeta
+    that wrote config.json first) resumes from episode 0 and ends as the uninterrupted run; a new run
+    writes its step-0 checkpoint before config.json, so it never leaves such a folder."""
+    config = tiny()
+    reference = train_run(config, tmp_path / "reference", backend, progress=False).run_dir
+    orphan = tmp_path / "orphan"
+    orphan.mkdir()
+    config.save(orphan / "config.json")
+    (orphan / "metrics.csv").write_text("step,metric,value\n3,loss,1.0\n")
+    train_run(config, orphan, backend, progress=False, resume=True)
+    for name, value in weights(reference, config).items():
+        np.testing.assert_array_equal(weights(orphan, config)[name], value, err_msg=name)
+    assert rows(orphan) == rows(reference)
+
+
+def test_the_step_zero_checkpoint_is_written_before_the_config(tmp_path, monkeypatch):
+    import cogmeta.experiments.meta_seq2seq as module
+
+    order = []
+    save_checkpoint, save_config = module.save_run_checkpoint, Seq2SeqRunConfig.save
+    monkeypatch.setattr(module, "save_run_checkpoint", lambda path, *a: (order.append("checkpoint"),
+                                                                          save_checkpoint(path, *a))[1])
+    monkeypatch.setattr(Seq2SeqRunConfig, "save", lambda self, path: (order.append("config"), save_config(self, path))[1])
+    train_run(tiny(), tmp_path / "run", "torch", progress=False)
+    assert order[:2] == ["checkpoint", "config"]
+    assert load_run_checkpoint(tmp_path / "run" / "checkpoint.safetensors", tiny()).step == EPISODES

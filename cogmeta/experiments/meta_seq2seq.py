@@ -31,7 +31,7 @@ from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig, parameter_
 from cogmeta.io import atomic_save_safetensors, atomic_write_text
 from cogmeta.metrics_log import MetricsLog
 from cogmeta.progress import close, progress_bar
-from cogmeta.runs import RunDir
+from cogmeta.runs import HOLDER_NAME, LOCK_NAME, RunDir
 from cogmeta.tasks.scan_episodes import Episode, EpisodeStream, MutualExclusivityTask
 from cogmeta.vocabulary import VocabularyError
 from cogmeta.weights import WeightsError, check_tensors, read_safetensors, trained_with
@@ -117,7 +117,10 @@ def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------- training
 def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progress: bool = True,
               resume: bool = False) -> TrainResult:
-    """Meta-train ``config`` with ``backend``; writes the run folder ``out`` (which must not exist or be empty).
+    """Meta-train ``config`` with ``backend``; writes the run folder ``out`` (which must not hold a run).
+
+    The folder is locked while it is written (``RunDir.writing``), and the step-0 checkpoint is written
+    before ``config.json``, so a run killed at any moment can be resumed (docs/run-folder.md).
 
     ``resume``: continue the run in ``out`` from its ``checkpoint.safetensors`` (written by either backend);
     ``config`` must equal the stored one except ``train.episodes``, which must exceed the episodes done.
@@ -129,37 +132,62 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
     checkpoint = None
     if resume:
         config = resumable_config(run, config)
-        checkpoint = load_run_checkpoint(run.checkpoint, config)
-        if checkpoint.step >= config.train.episodes:
-            raise ValueError(f"cannot resume {run.root}: its checkpoint has {checkpoint.step} episodes done, as many as "
-                             f"train.episodes={config.train.episodes}; give more episodes (--episodes N)")
-    elif run.root.exists() and any(run.root.iterdir()):
-        raise FileExistsError(f"run folder {run.root} exists and is not empty; choose another --out "
-                              f"(or continue it with --resume)")
+        if run.checkpoint.is_file():
+            checkpoint = load_run_checkpoint(run.checkpoint, config)
+            if checkpoint.step >= config.train.episodes:
+                raise ValueError(f"cannot resume {run.root}: its checkpoint has {checkpoint.step} episodes done, as many "
+                                 f"as train.episodes={config.train.episodes}; give more episodes (--episodes N)")
+        elif run.weights.is_file():  # a finished run whose checkpoint is gone: do not retrain it from scratch
+            raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist (the run's final weights do)")
+        # else: the run stopped before its first checkpoint was written; it starts again from episode 0
+    else:
+        _require_new_run_folder(run)
     module = backend_module(backend)
     trainer = module.make_trainer(config, checkpoint)
     start = checkpoint.step if checkpoint is not None else 0
-    run.root.mkdir(parents=True, exist_ok=True)
-    config.save(run.config)
-    log = MetricsLog(run.metrics)
-    if start:
-        log.truncate_after(start)  # rows after the checkpoint belong to episodes trained again now
-    stream = EpisodeStream(config.task, config.train.seed)
-    stream.skip(start)
-    train = config.train
-    chunk = train.episodes_per_call if backend == "jax" else min(train.log_every, 50)
-    began = time.perf_counter()
-    bar = progress_bar(progress, train.episodes, f"meta-seq2seq {config.task.name} ({backend})", unit="episode")
-    if bar is not None and start:
-        bar.update(start)
-    try:
-        final_loss = _train_episodes(trainer, module.episode_batches, stream, config, chunk, log, bar, run, start)
-    finally:
-        close(bar)
-    seconds = time.perf_counter() - began
-    log.append([(train.episodes, "seconds", seconds)])
-    save_weights(run.weights, trainer.weights(), config, backend)
+    with run.writing():
+        if not resume:
+            _require_new_run_folder(run)  # another process may have started a run here since the check above
+        if checkpoint is None:  # before config.json: a folder with a config can always be resumed
+            save_run_checkpoint(run.checkpoint, trainer.checkpoint(), config)
+        config.save(run.config)
+        log = MetricsLog(run.metrics)
+        if start:
+            log.truncate_after(start)  # rows after the checkpoint belong to episodes trained again now
+        else:
+            log.reset()  # a fresh start, or a resume of a run killed before its first checkpoint
+        stream = EpisodeStream(config.task, config.train.seed)
+        stream.skip(start)
+        train = config.train
+        chunk = train.episodes_per_call if backend == "jax" else min(train.log_every, 50)
+        began = time.perf_counter()
+        bar = progress_bar(progress, train.episodes, f"meta-seq2seq {config.task.name} ({backend})", unit="episode")
+        if bar is not None and start:
+            bar.update(start)
+        try:
+            final_loss = _train_episodes(trainer, module.episode_batches, stream, config, chunk, log, bar, run, start)
+        finally:
+            close(bar)
+        seconds = time.perf_counter() - began
+        log.append([(train.episodes, "seconds", seconds)])
+        save_weights(run.weights, trainer.weights(), config, backend)
     return TrainResult(run.root, steps=train.episodes, final_loss=final_loss, seconds=seconds)  # one episode a step
+
+
+#: What a run folder holds before its config.json is written (a run killed then may be started again in it).
+_PRE_CONFIG_FILES = {LOCK_NAME, HOLDER_NAME, "checkpoint.safetensors", "metrics.csv"}
+
+
+def _require_new_run_folder(run: RunDir) -> None:
+    """Refuse a folder that holds a run (its config.json) or anything that a run folder would not hold."""
+    if run.config.exists():
+        raise FileExistsError(f"{run.root} already holds a run; continue it with --resume or choose another --out")
+    if run.root.exists():
+        foreign = sorted(p.name for p in run.root.iterdir()
+                         if p.name not in _PRE_CONFIG_FILES and not p.name.endswith(".tmp"))
+        if foreign:
+            raise FileExistsError(f"run folder {run.root} is not empty (it holds {', '.join(foreign[:3])}"
+                                  f"{', ...' if len(foreign) > 3 else ''}); choose another --out")
 
 
 def _train_episodes(trainer, episode_batches, stream, config: Seq2SeqRunConfig, chunk: int, log: MetricsLog, bar,
@@ -193,6 +221,7 @@ def _train_episodes(trainer, episode_batches, stream, config: Seq2SeqRunConfig, 
             log.append([(done, "loss", float(np.mean(window)))])
             window = []
         if done % interval == 0 or done == train.episodes:
+            log.sync()  # the rows that this checkpoint vouches for reach the disk first
             save_run_checkpoint(run.checkpoint, trainer.checkpoint(), config)
         if bar is not None:
             bar.update(count)
@@ -217,11 +246,9 @@ def config_differences(stored: Seq2SeqRunConfig, requested: Seq2SeqRunConfig) ->
 
 
 def resumable_config(run: RunDir, config: Seq2SeqRunConfig) -> Seq2SeqRunConfig:
-    """``config``, after checking that RUN can be resumed with it (a checkpoint exists; only episodes differ)."""
+    """``config``, after checking that RUN can be resumed with it (its config exists; only episodes differ)."""
     if not run.config.is_file():
         raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
-    if not run.checkpoint.is_file():
-        raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist")
     stored = Seq2SeqRunConfig.load(run.config)
     requested = dataclasses.replace(config, train=dataclasses.replace(config.train, episodes=stored.train.episodes))
     differences = config_differences(stored, requested)

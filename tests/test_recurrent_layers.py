@@ -20,6 +20,8 @@ T, B, H = 6, 3, 5
 
 
 def _reference_gru(projected, h0, w_hh, b_hh):
+    H = h0.shape[-1]  # noqa: N806
+
     def step(h, gi):
         gh = h @ w_hh.T + b_hh
         r = 1 / (1 + jnp.exp(-(gi[:, :H] + gh[:, :H])))
@@ -32,6 +34,8 @@ def _reference_gru(projected, h0, w_hh, b_hh):
 
 
 def _reference_lstm(projected, h0, c0, w_hh, b_hh):
+    H = h0.shape[-1]  # noqa: N806
+
     def step(carry, gi):
         h, c = carry
         a = gi + h @ w_hh.T + b_hh
@@ -44,7 +48,8 @@ def _reference_lstm(projected, h0, c0, w_hh, b_hh):
     return outputs, c
 
 
-def _inputs(cell: str, seed: int = 0, dtype=jnp.float64):
+def _inputs(cell: str, seed: int = 0, dtype=jnp.float64, batch: int | None = None, hidden: int | None = None):
+    B, H = batch or globals()["B"], hidden or globals()["H"]  # noqa: N806
     gates = 3 if cell == "gru" else 4
     keys = jax.random.split(jax.random.PRNGKey(seed), 7)
     normal = lambda k, shape, scale=1.0: scale * jax.random.normal(k, shape, dtype)  # noqa: E731
@@ -71,10 +76,17 @@ def _loss(cell: str, layer, cotangents):
 LAYERS = {"gru": (gru_layer, _reference_gru), "lstm": (lstm_layer, _reference_lstm)}
 
 
+#: (batch, hidden): the default, and B = 4, H = 5, the float64 shape at which XLA:CPU (jax 0.10.2)
+#: miscompiled the GRU's reverse pass when it took one [B, 3H] x [3H, H] product per step (found by
+#: ``cogmeta verify``; the layer now takes one product per gate block), with its neighbours.
+SHAPES = [(None, None), (4, 5), (4, 6), (6, 5), (3, 5), (1, 1)]
+
+
+@pytest.mark.parametrize("batch, hidden", SHAPES)
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_outputs_and_gradients_match_autodiff(cell):
+def test_outputs_and_gradients_match_autodiff(cell, batch, hidden):
     with jax.enable_x64(True):
-        arguments, cotangents = _inputs(cell)
+        arguments, cotangents = _inputs(cell, batch=batch, hidden=hidden)
         layer, reference = LAYERS[cell]
         argnums = tuple(range(len(arguments)))
         value_and_grad = lambda f: jax.jit(jax.value_and_grad(_loss(cell, f, cotangents), argnums))  # noqa: E731

@@ -11,6 +11,7 @@
             --pretrain-steps 8000 --finetune-steps 3000 --hidden-size 64 --batch-size 64 --lr 1e-3 --seed 0
             --eval-tasks 1000 --out DIR --no-figures]
     cogmeta seq2seq train|evaluate|translate|figure ...
+    cogmeta verify --run RUN | --config FILE | --task gaussian [...] [--steps 20] [--layers]   PyTorch vs JAX
 
 Frameworks are imported only when a backend is used, so ``cogmeta --help`` works without either.
 """
@@ -186,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cogmeta.cli_seq2seq import add_parser as add_seq2seq_parser
 
     add_seq2seq_parser(commands)
+    from cogmeta.cli_verify import add_parser as add_verify_parser
+
+    add_verify_parser(commands)
     return parser
 
 

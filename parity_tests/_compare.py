@@ -8,7 +8,8 @@ plus identical shapes and dtypes and identical NaN / +-inf positions (those entr
 out, as in Hugging Face's PT/Flax equivalence tests). The *normalized error* that the report and the
 failure messages quote is ``max|a - b| / max(max|b|, FLOOR)``.
 
-This module needs numpy only, so it imports without either framework.
+This module needs numpy only, so it imports without either framework. The tolerance table (``TOLERANCES``)
+and ``normalized_error`` are ``cogmeta.tolerances``'s, re-exported here.
 """
 
 from __future__ import annotations
@@ -18,56 +19,15 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-FLOOR = 1e-3
-
-#: kind -> dtype -> (rtol, atol_scale). Margins are ~10-100x over the residuals measured in parity.md.
-TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
-    # outputs of a layer or model, losses, log-likelihoods, learning rates
-    "forward": {"float32": (1e-5, 1e-5), "float64": (1e-11, 1e-12)},
-    # gradients (and quantities linear in them: Adam moments after a step, gradient norms)
-    "grad": {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-11)},
-    # parameters after one optimizer step on identical gradients
-    "optim_step": {"float32": (2e-6, 1e-7), "float64": (1e-13, 1e-14)},
-    # parameters (and moments) after K <= 1000 optimizer steps on identical gradients
-    "optim_steps": {"float32": (1e-5, 1e-6), "float64": (1e-11, 1e-12)},
-    # parameters after one end-to-end train step; float32 adds an absolute 2e-3 * lr (see ``lr=``)
-    "train_step": {"float32": (1e-6, 0.0), "float64": (1e-11, 1e-12)},
-    # parameters after N <= 1000 end-to-end steps: normalized error only
-    "train_steps": {"float32": (0.0, 1e-3), "float64": (0.0, 1e-10)},
-    # the loss curve of N end-to-end steps: relative
-    "loss_curve": {"float32": (1e-5, 0.0), "float64": (1e-11, 0.0)},
-}
-
-#: float32 one-step end-to-end parameter budget per unit of learning rate (parity.md §4/§5): Adam
-#: divides each gradient by its magnitude, so gradient entries near zero turn rounding into O(lr) moves.
-TRAIN_STEP_LR_ATOL = 2e-3
-
-
-def to_numpy(value) -> np.ndarray:
-    """torch tensor / jax array / numpy / scalar -> numpy array (no copy where possible)."""
-    if hasattr(value, "detach"):  # torch
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def normalized_error(a, b) -> float:
-    """``max|a - b| / max(max|b|, FLOOR)`` over finite entries (0.0 for empty arrays)."""
-    a, b = to_numpy(a), to_numpy(b)
-    finite = np.isfinite(a) & np.isfinite(b)
-    if not finite.any():
-        return 0.0
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))[finite]
-    scale = max(float(np.max(np.abs(b[finite]))), FLOOR)
-    return float(np.max(diff) / scale)
-
-
-def tolerance(kind: str, dtype: str) -> tuple[float, float]:
-    """``(rtol, atol_scale)`` of check ``kind`` for ``dtype`` ("float32"/"float64")."""
-    if kind not in TOLERANCES:
-        raise ValueError(f"unknown comparison kind {kind!r}; choose one of {', '.join(TOLERANCES)}")
-    if dtype not in TOLERANCES[kind]:
-        raise ValueError(f"unknown dtype {dtype!r}; choose float32 or float64")
-    return TOLERANCES[kind][dtype]
+# The table and the error measure live in the installed package, so that `cogmeta verify` applies the same numbers.
+from cogmeta.tolerances import (  # noqa: F401  (re-exported: the suite's tests and report.py import them here)
+    FLOOR,
+    TOLERANCES,
+    TRAIN_STEP_LR_ATOL,
+    normalized_error,
+    to_numpy,
+    tolerance,
+)
 
 
 def assert_parity(name: str, a, b, kind: str, dtype: str, *, lr: float | None = None) -> float:

@@ -1,0 +1,124 @@
+"""``cogmeta verify``: check a run folder or a config in the other framework (``cogmeta.verify``).
+
+    cogmeta verify --run RUN [--steps 20] [--device all|cpu|gpu] [--layers] [--out DIR]
+    cogmeta verify --task gaussian [--cell gru --hidden-size 16 ... task parameters] [--steps 20] [--layers]
+    cogmeta verify --config config.json [--steps 20] [--layers]
+
+Prints the report and writes ``report.txt``, ``checks.csv``, ``curves.csv``, ``summary.json`` and
+``curves.png`` into ``--out`` (default ``RUN/verify`` for a run, ``runs/verify-<task>-<time>`` otherwise).
+Exit code 0: both frameworks agree; 1: they do not; 2: bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+from pathlib import Path
+
+from cogmeta.cli_options import add_task_parameters, check_out_folder, config_from_args, integer, real
+from cogmeta.config import CELLS, DTYPES, OPTIMIZERS, SCHEDULES, ModelConfig, TorchOptions, TrainConfig
+from cogmeta.tasks import TASKS
+
+#: train-option dests (``cogmeta.cli_options.config_from_args`` reads them) that a config may set here.
+_TRAIN_OPTIONS = (("batch_size", integer()), ("learning_rate", real()), ("final_lr_fraction", real()),
+                  ("clip_norm", real()), ("adam_beta1", real()), ("adam_beta2", real()), ("adam_eps", real()),
+                  ("decay_every", integer()), ("decay_factor", real()), ("seed", integer()), ("threads", integer()))
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """Register ``cogmeta verify`` on the ``cogmeta`` sub-command set ``commands``."""
+    from cogmeta.verify import DEFAULT_EVAL_TASKS, DEFAULT_HELDOUT_TASKS, DEFAULT_STEPS, DEVICE_CHOICES, MAX_STEPS
+
+    parser = commands.add_parser(
+        "verify", help="train a run's config in PyTorch and JAX from identical inputs and compare them",
+        description="Train a config for N steps in both PyTorch and JAX from the same initial weights and the same "
+                    "numpy batches, in float64 and in the config's dtype, on every device present, and compare "
+                    "parameters, loss, gradient norm and held-out outputs under the parity suite's tolerances. "
+                    "Give a run folder (--run), a config file (--config) or config options (--task ...). "
+                    "Exit code 0: the frameworks agree; 1: they disagree; 2: bad input.")
+    parser.add_argument("--run", type=Path, default=None, metavar="RUN",
+                        help="run folder written by `cogmeta train`: verify its config, and that its weights give the "
+                             "same predictions and evaluation figures in both frameworks")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="a run config (JSON, e.g. a run folder's config.json); missing keys take their defaults")
+    parser.add_argument("--steps", type=integer(1, MAX_STEPS), default=DEFAULT_STEPS, metavar="N",
+                        help=f"training steps per framework, in [1, {MAX_STEPS}]; the schedule is compressed to N steps "
+                             f"(default: {DEFAULT_STEPS})")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="all",
+                        help="device kinds to check: every one both frameworks have (all), or only cpu or gpu "
+                             "(an absent one is an error) (default: all)")
+    parser.add_argument("--layers", action="store_true",
+                        help="run the whole parity ladder (cell -> model forward -> loss -> gradients -> optimizer "
+                             "update -> one step -> N steps) and show the first layer that disagrees")
+    parser.add_argument("--heldout-tasks", type=integer(1, 1_000_000), default=DEFAULT_HELDOUT_TASKS, metavar="M",
+                        help=f"held-out tasks of the forward comparison (default: {DEFAULT_HELDOUT_TASKS})")
+    parser.add_argument("--eval-tasks", type=integer(2, 1_000_000), default=None, metavar="M",
+                        help=f"with --run: held-out tasks of the evaluation figures (default: {DEFAULT_EVAL_TASKS})")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="folder for the report, CSVs and figure (default: RUN/verify with --run, else "
+                             "runs/verify-<task>-<time>)")
+    parser.add_argument("--no-figure", action="store_true", help="do not write curves.png")
+
+    group = parser.add_argument_group("config options (instead of --run or --config; defaults: cogmeta train's)")
+    group.add_argument("--task", choices=sorted(TASKS), default=None, help="environment (default: gaussian)")
+    group.add_argument("--cell", choices=CELLS, default=None, help=f"default: {ModelConfig.cell}")
+    group.add_argument("--hidden-size", type=integer(), default=None, help=f"default: {ModelConfig.hidden_size}")
+    group.add_argument("--num-layers", type=integer(), default=None, help=f"default: {ModelConfig.num_layers}")
+    defaults = TrainConfig()
+    for name, kind in _TRAIN_OPTIONS:
+        default = getattr(defaults, name) if name != "threads" else f"{TorchOptions.threads} (torch intra-op threads)"
+        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"default: {default}")
+    group.add_argument("--schedule", choices=SCHEDULES, default=None, help=f"default: {defaults.schedule}")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"default: {defaults.optimizer}")
+    group.add_argument("--dtype", choices=DTYPES, default=None,
+                       help=f"the config's dtype, checked besides float64 (default: {defaults.dtype})")
+    add_task_parameters(parser)
+    parser.set_defaults(handler=run_verify)
+    return parser
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """The handler: build the config, verify, print, write; 0 if the frameworks agree, else 1."""
+    from cogmeta.verify import DEFAULT_EVAL_TASKS, load_config_file, load_run, verify, write_outputs
+
+    given = _config_options_given(args)
+    if args.run is not None and args.config is not None:
+        raise ValueError("--run and --config exclude each other: a run folder brings its own config; give one of them")
+    source = "--run" if args.run is not None else "--config" if args.config is not None else None
+    if source is not None and given:
+        raise ValueError(f"{', '.join(given)} cannot be combined with {source}: the config comes from "
+                         f"{'the run folder' if source == '--run' else 'the file'}; leave these options out (or "
+                         f"give config options alone)")
+    if args.run is None and args.eval_tasks is not None:
+        raise ValueError("--eval-tasks needs --run (it sets the held-out tasks of the run's evaluation figures)")
+    run_weights = None
+    if args.run is not None:
+        config, run_weights = load_run(args.run)
+    elif args.config is not None:
+        config = load_config_file(args.config)
+    else:
+        config = config_from_args(args)
+    out = args.out
+    if out is None:
+        out = (args.run / "verify" if args.run is not None
+               else Path("runs") / f"verify-{config.task.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
+    check_out_folder(out)
+    report = verify(config, args.steps, args.device, layers=args.layers, heldout_tasks=args.heldout_tasks,
+                    run_weights=run_weights, eval_tasks=args.eval_tasks or DEFAULT_EVAL_TASKS,
+                    run=None if args.run is None else str(args.run))
+    print(report.format())
+    written = write_outputs(report, out, figure=not args.no_figure)
+    print(f"written: {', '.join(str(path) for path in written)}")
+    return 0 if report.passed else 1
+
+
+def _config_options_given(args: argparse.Namespace) -> list[str]:
+    """The config options (model, training, task) given on the command line, as flags."""
+    from cogmeta.cli_options import _task_parameter_names
+
+    names = ["task", "cell", "hidden_size", "num_layers", "schedule", "optimizer", "dtype"]
+    names += [name for name, _ in _TRAIN_OPTIONS] + sorted(_task_parameter_names())
+    return ["--" + name.replace("_", "-") for name in names if getattr(args, name, None) is not None]
+
+
+__all__ = ["add_parser", "run_verify"]

@@ -1,7 +1,7 @@
 """``cogmeta experiment learning-to-infer EXPERIMENT``: the study's parser and handler (registered in ``cli.py``).
 
     cogmeta experiment learning-to-infer eu|sample-size --backend torch|jax [--participants 400 --hidden 1
-        --seed 0 --optimizer sgd|adam --lr 0.05 --draws generative|paper --out DIR --no-figures]
+        --seed 0 --repeats 1 --optimizer sgd|adam --lr 0.05 --draws generative|paper --out DIR --no-figures]
 
 Learning to infer (Dasgupta, Schulz, Tenenbaum & Gershman 2020): base-rate neglect and conservatism of
 amortized inference. Invalid values raise ValueError from
@@ -34,6 +34,9 @@ def add_parser(studies) -> argparse.ArgumentParser:
                         help="simulated participants (seeds); default eu 400, sample-size 260 (20 per study)")
     parser.add_argument("--hidden", type=int, nargs="+", default=None,
                         help="RBF units (eu: one value, default 1; sample-size: one or more, default 1 8)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeat the whole experiment K times with disjoint participant seeds (repeat r starts at "
+                             "seed + r * participants) and report each table entry as mean ± sem over the repeats")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                         help="sgd (the paper's) or adam (torch's defaults)")
     parser.add_argument("--lr", type=float, default=None,
@@ -51,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
 
     run_experiment(args.experiment, args.backend, args.out, participants=args.participants, hidden=args.hidden,
                    seed=args.seed, figures=not args.no_figures, optimizer=args.optimizer, learning_rate=args.lr,
-                   draws=args.draws)
+                   draws=args.draws, repeats=args.repeats)
     return 0

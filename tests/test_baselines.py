@@ -92,7 +92,7 @@ def test_strategies_follow_their_definitions():
 
 def test_accuracy_ordering_matches_the_paper():
     """The paper's qualitative baseline ranking (references/tasks.md s. 2.5): EW beats SC under "direction",
-    SC beats EW under "ranking", and the ideal observer is best in "none"."""
+    SC beats EW under "ranking", and the probit N(0, I) learner (the paper's "ideal observer") is best in "none"."""
 
     def accuracy(name, condition):
         batch = PairedComparisonTask(condition=condition).sample(np.random.default_rng(3), 2000)
@@ -101,5 +101,13 @@ def test_accuracy_ordering_matches_the_paper():
 
     assert accuracy("equal_weighting", "direction") > accuracy("single_cue", "direction") + 0.05
     assert accuracy("single_cue", "ranking") > accuracy("equal_weighting", "ranking") + 0.05
-    io = accuracy("ideal_observer", "none")
+    io = accuracy("probit_learner", "none")
     assert all(io > accuracy(name, "none") for name in ("equal_weighting", "single_cue", "best_cue"))
+
+
+def test_ideal_observer_is_a_deprecated_alias_of_the_probit_learner():
+    """The paper's name stays importable; the registry holds only the descriptive one."""
+    from cogmeta.baselines import ideal_observer, probit_learner
+
+    assert ideal_observer is probit_learner and BASELINES["probit_learner"] is probit_learner
+    assert "ideal_observer" not in BASELINES

@@ -226,7 +226,7 @@ def test_registered_beside_the_baselines():
     assert isinstance(outputs, BaselineOutputs) and outputs.prob.shape == (4, 3) and outputs.mean.shape == (4, 3, 4)
     np.testing.assert_allclose(outputs.prob, exact_predictive(task, batch.cues, batch.targets, num_samples=2**15), rtol=1e-12)
     np.testing.assert_allclose(outputs.mean[0], 0.0, atol=0.02)  # prior mean of a sign-symmetric prior
-    for name in ("ideal_observer", "equal_weighting", "single_cue", "best_cue"):
+    for name in ("probit_learner", "equal_weighting", "single_cue", "best_cue"):
         assert name in BASELINES
 
 

@@ -1,7 +1,8 @@
 """Baselines of the paired-comparison task (Binz et al. 2022, ``baselines.py``), each an online probit
 learner (:class:`cogmeta.baselines.probit.ProbitFilter`) on different features of dx_t:
 
-    "ideal observer" (IO):      all K cues, prior w ~ N(0, I)                   the paper's "rational model"
+    probit N(0, I) learner:     all K cues, prior w ~ N(0, I)                   the paper's "ideal observer" /
+                                                                                "rational model"
     equal weighting (EW):       one weight on sum_k dx_k                       tallying
     single cue (SC):            one weight on dx_1                              take-the-best when the ranking is known
     best cue (BC):              K single-cue learners; trial 1 averages them, later trials use the cue with
@@ -10,8 +11,9 @@ learner (:class:`cogmeta.baselines.probit.ProbitFilter`) on different features o
 Each returns p(y_t = 1 | trials < t) ``[T, B]`` and, for Gini and comparisons, the implied weight means
 over the K cues before each trial ``[T, B, K]`` (EW: the same weight on every cue; SC: zero except cue 1).
 
-The "ideal observer" keeps the paper's name but is a probit learner with an isotropic Gaussian prior
-N(0, I), not the task's ideal observer: the task draws w from a condition-specific prior (sorted by
+The paper calls the first one the "ideal observer"; cogmeta names it for what it is,
+:func:`probit_learner` (``BASELINES["probit_learner"]``; ``ideal_observer`` is a deprecated alias of the
+function): a probit learner with an isotropic Gaussian prior N(0, I), not the task's ideal observer: the task draws w from a condition-specific prior (sorted by
 magnitude in "ranking", non-negative in "direction"), which this learner ignores, and its posterior is
 projected onto a Gaussian after every trial. The task's exact Bayes predictive, under each condition's
 own prior, is :mod:`cogmeta.baselines.exact_bayes`, registered below as ``exact_bayes_<condition>``
@@ -37,12 +39,16 @@ class BaselineOutputs(NamedTuple):
     mean: np.ndarray
 
 
-def ideal_observer(cues: np.ndarray, targets: np.ndarray, noise_std: float = 0.1) -> BaselineOutputs:
-    """Bayesian probit regression on all cues with an isotropic Gaussian prior N(0, I) (assumed-density
+def probit_learner(cues: np.ndarray, targets: np.ndarray, noise_std: float = 0.1) -> BaselineOutputs:
+    """The probit N(0, I) learner (the paper's "ideal observer"): Bayesian probit regression on all cues with an isotropic Gaussian prior N(0, I) (assumed-density
     filtering): a probit learner with an isotropic Gaussian prior, not the task's ideal observer (it ignores
     the condition's prior over the weights; see :mod:`cogmeta.baselines.exact_bayes` for the exact one)."""
     prob, mean = ProbitFilter(noise_std).run(cues, targets)
     return BaselineOutputs(prob, mean)
+
+
+#: Deprecated alias of :func:`probit_learner` (the paper's name for it; it is not the task's ideal observer).
+ideal_observer = probit_learner
 
 
 def equal_weighting(cues: np.ndarray, targets: np.ndarray, noise_std: float = 0.1) -> BaselineOutputs:
@@ -97,7 +103,7 @@ def exact_bayes(
 
 
 BASELINES: dict[str, Callable[..., BaselineOutputs]] = {
-    "ideal_observer": ideal_observer,
+    "probit_learner": probit_learner,
     "equal_weighting": equal_weighting,
     "single_cue": single_cue,
     "best_cue": best_cue,

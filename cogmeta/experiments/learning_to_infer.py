@@ -42,6 +42,7 @@ import numpy as np
 
 from cogmeta._validation import require_int, require_positive
 from cogmeta.experiments.amortized_spec import check_optimizer
+from cogmeta.experiments.seeds import Spread, spread
 from cogmeta.tasks.urn import (
     EU_ID,
     EU_UD,
@@ -270,6 +271,115 @@ class SampleSizeResult:
         return "\n".join(rows) + "\n"
 
 
+@dataclass
+class EURepeats:
+    """EU results of K repeats (disjoint participant seeds, :func:`repeat_configs`): each entry of the table
+    as mean ± sem over the repeats' population means (:mod:`cogmeta.experiments.seeds`)."""
+
+    results: list[EUResult]
+    seconds: float
+
+    @property
+    def backend(self) -> str:
+        return self.results[0].backend
+
+    @property
+    def config(self) -> EUConfig:
+        return self.results[0].config
+
+    def spreads(self) -> dict[str, dict[str, Spread]]:
+        """``{condition: {statistic: Spread over repeats}}`` of b_prior, b_lik, b_0."""
+        summaries = [r.summary() for r in self.results]
+        return {cond: {stat: spread(s[cond][stat] for s in summaries) for stat in ("b_prior", "b_lik", "b_0")}
+                for cond in summaries[0]}
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """:meth:`EUResult.summary`'s shape: repeat means, and sem over repeats as ``sem_prior``/``sem_lik``."""
+        return {cond: {"b_prior": v["b_prior"].mean, "b_lik": v["b_lik"].mean, "b_0": v["b_0"].mean,
+                       "sem_prior": v["b_prior"].sem, "sem_lik": v["b_lik"].sem} for cond, v in self.spreads().items()}
+
+    def table(self) -> str:
+        c = self.config
+        lines = [f"EU experiment, {self.backend}, hidden {c.hidden}, {len(self.results)} repeats x {c.participants} "
+                 f"participants (first seeds {', '.join(str(r.config.seed) for r in self.results)}), {c.optimizer} "
+                 f"lr {c.learning_rate:g}, {c.draws} draws ({self.seconds:.1f} s); mean ± sem over repeats",
+                 f"{'trained on':<11}{'b_prior':>18}{'paper':>9}{'b_lik':>18}{'paper':>9}   (Bayes: 1, 1)"]
+        for cond, v in self.spreads().items():
+            lines.append(f"{cond:<11}{v['b_prior'].format(3):>18}{PAPER_EU[cond]['b_prior']:>9.3f}"
+                         f"{v['b_lik'].format(3):>18}{PAPER_EU[cond]['b_lik']:>9.3f}")
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        rows = ["backend,condition,statistic,mean,sem,min,max,n,paper"]
+        for cond, stats in self.spreads().items():
+            for stat, v in stats.items():
+                rows.append(f"{self.backend},{cond},{stat},{v.mean:.6g},{v.sem:.6g},{v.low:.6g},{v.high:.6g},{v.n},"
+                            f"{PAPER_EU[cond].get(stat, '')}")
+        return "\n".join(rows) + "\n"
+
+
+@dataclass
+class SampleSizeRepeats:
+    """Sample-size results of K repeats (disjoint participant seeds): each table entry (a median over a
+    repeat's participants) as mean ± sem over the repeats."""
+
+    results: list[SampleSizeResult]
+    seconds: float
+
+    @property
+    def backend(self) -> str:
+        return self.results[0].backend
+
+    @property
+    def config(self) -> SampleSizeConfig:
+        return self.results[0].config
+
+    def spreads(self) -> dict[int, dict[str, Spread]]:
+        """``{hidden: {N bin or "all": Spread over repeats}}``."""
+        summaries = [r.summary() for r in self.results]
+        return {h: {label: spread(s[h][label] for s in summaries) for label in BIN_LABELS} for h in summaries[0]}
+
+    def study_spreads(self) -> dict[int, dict[str, Spread]]:
+        """``{hidden: {study: Spread over repeats}}``."""
+        summaries = [r.study_summary() for r in self.results]
+        return {h: {k: spread(s[h].get(k, np.nan) for s in summaries) for k in summaries[0][h]} for h in summaries[0]}
+
+    def summary(self) -> dict[int, dict[str, float]]:
+        """:meth:`SampleSizeResult.summary`'s shape: the repeat means."""
+        return {h: {label: v.mean for label, v in cells.items()} for h, cells in self.spreads().items()}
+
+    @property
+    def diverged(self) -> dict[int, int]:
+        """Diverged participants per hidden size, summed over repeats."""
+        return {h: sum(r.diverged.get(h, 0) for r in self.results) for h in self.config.hidden}
+
+    def table(self) -> str:
+        c = self.config
+        lines = [f"sample-size experiment, {self.backend}, {len(self.results)} repeats x {c.participants} participants "
+                 f"(first seeds {', '.join(str(r.config.seed) for r in self.results)}), {c.optimizer} "
+                 f"lr {c.learning_rate:g}, {c.draws} draws ({self.seconds:.1f} s); alpha_L = median over a repeat's "
+                 "participants, mean ± sem over repeats (paper in brackets; Bayes: 1)",
+                 f"{'hidden':<8}" + "".join(f"{'N=' + label if label != 'all' else 'all':>20}" for label in BIN_LABELS)]
+        for h, cells in self.spreads().items():
+            entries = [cells[label].format(2) + _paper(PAPER_ALPHA.get(h, {}).get(label)) for label in BIN_LABELS]
+            lines.append(f"{h:<8}" + "".join(f"{e:>20}" for e in entries)
+                         + (f"   ({self.diverged[h]} diverged in all)" if self.diverged.get(h) else ""))
+        lines.append("by study (overall alpha_L of the study's participants, mean ± sem over repeats):")
+        for h, cells in self.study_spreads().items():
+            lines.append(f"{h:<8}" + ", ".join(f"{k} {v.format(2)}" + _paper(PAPER_STUDY_ALPHA.get(h, {}).get(k)).rstrip()
+                                               for k, v in cells.items()))
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        rows = ["backend,hidden,group,mean,sem,min,max,n,paper"]
+        for groups, paper, prefix in ((self.spreads(), PAPER_ALPHA, "N="), (self.study_spreads(), PAPER_STUDY_ALPHA, "")):
+            for h, cells in groups.items():
+                for label, v in cells.items():
+                    rows.append(f"{self.backend},{h},{prefix}{label},{v.mean:.6g},{v.sem:.6g},{v.low:.6g},{v.high:.6g},"
+                                f"{v.n},{paper.get(h, {}).get(label, '')}")
+        return "\n".join(rows) + "\n"
+
+
 def _paper(value: float | None) -> str:
     return f" [{value:.2f}]" if value is not None else " " * 7
 
@@ -311,6 +421,18 @@ def eu_test_queries(config: EUConfig) -> UrnQueries:
     return concatenate([specs["UD"].sample(rng, config.test_per_type), specs["ID"].sample(rng, config.test_per_type)])
 
 
+def repeat_configs(config, repeats: int) -> list:
+    """``repeats`` copies of ``config`` with disjoint participant seeds: repeat r starts at
+    ``config.seed + r * config.participants`` (so repeat 0 is ``config`` itself, and participant seeds and
+    query streams never overlap between repeats)."""
+    repeats = require_int("learning-to-infer", "repeats", repeats, 1)
+    last = config.seed + repeats * config.participants - 1
+    if last > 2**31 - 1:
+        raise ValueError(f"learning-to-infer.repeats = {repeats} needs participant seeds up to {last} > 2^31 - 1; "
+                         "lower --repeats, --participants or --seed")
+    return [dataclasses.replace(config, seed=config.seed + r * config.participants) for r in range(repeats)]
+
+
 def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
     """Train an ID and a UD population and regress their test log-odds on prior and likelihood log-odds."""
     amortized = load_backend(backend)
@@ -323,6 +445,17 @@ def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
                                   learning_rate=config.learning_rate, optimizer=config.optimizer)
         coefficients[cond] = regress_eu(prior_log_odds(test), likelihood_log_odds(test), model)
     return EUResult(backend, config, coefficients, time.perf_counter() - start)
+
+
+def run_eu_repeats(backend: str, config: EUConfig = EUConfig(), repeats: int = 1) -> "EURepeats":
+    """:func:`run_eu` for each of :func:`repeat_configs` (disjoint participant seeds), one after another.
+
+    Each repeat is exactly the run ``--seed config.seed + r * participants`` would give: a population's
+    hidden-1 participants can train chaotically, so training all repeats as one larger population (a
+    different vectorised program) would move them by rounding."""
+    start = time.perf_counter()
+    results = [run_eu(backend, c) for c in repeat_configs(config, repeats)]
+    return EURepeats(results, time.perf_counter() - start)
 
 
 def sample_size_queries(config: SampleSizeConfig) -> tuple[UrnQueries, UrnQueries]:
@@ -353,6 +486,16 @@ def run_sample_size(backend: str, config: SampleSizeConfig = SampleSizeConfig())
     return SampleSizeResult(backend, config, alphas, studies, time.perf_counter() - start, diverged)
 
 
+def run_sample_size_repeats(backend: str, config: SampleSizeConfig = SampleSizeConfig(),
+                            repeats: int = 1) -> "SampleSizeRepeats":
+    """:func:`run_sample_size` for each of :func:`repeat_configs` (disjoint participant seeds), one after
+    another, so that repeat r equals the run at ``--seed config.seed + r * participants`` (see
+    :func:`run_eu_repeats`)."""
+    start = time.perf_counter()
+    results = [run_sample_size(backend, c) for c in repeat_configs(config, repeats)]
+    return SampleSizeRepeats(results, time.perf_counter() - start)
+
+
 # --------------------------------------------------------------------------------- figures
 def _pyplot():
     from cogmeta.figures import _pyplot as pyplot
@@ -360,8 +503,9 @@ def _pyplot():
     return pyplot()
 
 
-def plot_eu(result: EUResult, ax=None):
-    """Bar chart of b_prior and b_lik per training condition, model vs paper; returns the Figure."""
+def plot_eu(result: EUResult | EURepeats, ax=None):
+    """Bar chart of b_prior and b_lik per training condition, model vs paper (error bars: the sem over
+    participants, or over repeats for :class:`EURepeats`); returns the Figure."""
     plt = _pyplot()
     fig = ax.figure if ax is not None else plt.figure(figsize=(5, 3.5))
     ax = ax if ax is not None else fig.add_subplot()
@@ -383,14 +527,22 @@ def plot_eu(result: EUResult, ax=None):
     return fig
 
 
-def plot_sample_size(result: SampleSizeResult, ax=None):
-    """alpha_L per N bin, one line per hidden size, with the paper's hidden-1 values; returns the Figure."""
+def plot_sample_size(result: SampleSizeResult | SampleSizeRepeats, ax=None):
+    """alpha_L per N bin, one line per hidden size (repeats: their mean, error bars the sem over repeats),
+    with the paper's hidden-1 values; returns the Figure."""
     plt = _pyplot()
     fig = ax.figure if ax is not None else plt.figure(figsize=(5, 3.5))
     ax = ax if ax is not None else fig.add_subplot()
     labels = BIN_LABELS[:-1]
+    spreads = result.spreads() if isinstance(result, SampleSizeRepeats) else None
     for hidden, summary in result.summary().items():
-        ax.plot(labels, [summary[label] for label in labels], marker="o", label=f"hidden {hidden} ({result.backend})")
+        values = [summary[label] for label in labels]
+        name = f"hidden {hidden} ({result.backend}" + (f", mean ± sem of {len(result.results)} repeats)" if spreads else ")")
+        if spreads:  # error bars: the standard error over repeats
+            ax.errorbar(labels, values, yerr=[spreads[hidden][label].sem for label in labels], marker="o", capsize=3,
+                        label=name)
+        else:
+            ax.plot(labels, values, marker="o", label=name)
     ax.plot(labels, [PAPER_ALPHA[1][label] for label in labels], marker="x", color="k", linestyle="--",
             label="paper, hidden 1")
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, label="Bayes")
@@ -404,14 +556,19 @@ def plot_sample_size(result: SampleSizeResult, ax=None):
 
 def run_experiment(name: str, backend: str, out: Path | None = None, *, participants: int | None = None,
                    hidden: Sequence[int] | None = None, seed: int = 0, figures: bool = True, optimizer: str = "sgd",
-                   learning_rate: float | None = None, draws: str = "generative"):
-    """Run experiment ``name`` ("eu" or "sample-size") with ``backend``; print the table; write CSV and figure to ``out``."""
+                   learning_rate: float | None = None, draws: str = "generative", repeats: int = 1):
+    """Run experiment ``name`` ("eu" or "sample-size") with ``backend``; print the table; write CSV and figure to ``out``.
+
+    ``repeats`` K > 1: K populations with disjoint participant seeds (:func:`repeat_configs`), one after
+    another; the table and ``<stem>.csv`` give each entry as mean ± sem over the repeats (plus min, max,
+    n), and ``<stem>-repeats.csv`` each repeat's own table. Returns the result (K > 1: the repeats')."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown learning-to-infer experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     from cogmeta.backends import BACKENDS
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
+    repeats = require_int("learning-to-infer", "repeats", repeats, 1)
     options = {key: value for key, value in (("participants", participants), ("learning_rate", learning_rate))
                if value is not None}
     if name == "eu":
@@ -419,11 +576,13 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
             raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
         config = EUConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
                           **({"hidden": hidden[0]} if hidden else {}))
-        result, plot = run_eu(backend, config), plot_eu
+        result, plot = run_eu_repeats(backend, config, repeats), plot_eu
     else:
         config = SampleSizeConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
                                   **({"hidden": tuple(hidden)} if hidden else {}))
-        result, plot = run_sample_size(backend, config), plot_sample_size
+        result, plot = run_sample_size_repeats(backend, config, repeats), plot_sample_size
+    if repeats == 1:
+        result = result.results[0]
     print(result.table())
     if out is not None:
         from cogmeta.io import atomic_write_json, atomic_write_text
@@ -432,7 +591,9 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
         out.mkdir(parents=True, exist_ok=True)
         stem = f"learning-to-infer-{name}-{backend}"
         atomic_write_text(out / f"{stem}.csv", result.to_csv())
-        atomic_write_json(out / f"{stem}-config.json", {"experiment": name, "backend": backend,
+        if repeats > 1:
+            atomic_write_text(out / f"{stem}-repeats.csv", repeats_csv(result))
+        atomic_write_json(out / f"{stem}-config.json", {"experiment": name, "backend": backend, "repeats": repeats,
                                                         "seconds": result.seconds, **dataclasses.asdict(config)})
         if figures:
             from cogmeta.figures import save_figure
@@ -440,3 +601,14 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
             save_figure(plot(result), out / f"{stem}.png")
         print(f"wrote {out / stem}.csv" + (f" and {stem}.png" if figures else ""))
     return result
+
+
+def repeats_csv(repeated: EURepeats | SampleSizeRepeats) -> str:
+    """Every repeat's own CSV table (its ``to_csv``), with a leading ``repeat,first_seed`` pair of columns."""
+    lines = []
+    for r, result in enumerate(repeated.results):
+        header, *rows = result.to_csv().splitlines()
+        if r == 0:
+            lines.append(f"repeat,first_seed,{header}")
+        lines += [f"{r},{result.config.seed},{row}" for row in rows]
+    return "\n".join(lines) + "\n"

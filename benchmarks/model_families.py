@@ -1,0 +1,186 @@
+"""Benchmark the model families of the studies: JAX against PyTorch, interleaved, in one run.
+
+    python benchmarks/model_families.py                      # -> benchmarks/results/model-families-cpu.{md,csv}
+    python benchmarks/model_families.py --repeats 3 --out /tmp/bench
+
+Every workload is an objective of the one trainer of its framework, so each point times exactly what
+the study command runs, after a warm-up call (allocation, and JAX's compilation, excluded):
+
+- ``heuristics``: the bounded GRU of Binz et al. (2022) at the CPU recipe (H = 64, batch 64, Adam), the
+  stage-1 grid of 3 conditions x 3 seeds = 9 members. JAX: ``Engine(BoundedObjective, "vmap")``, the nine
+  runs in one compiled program; PyTorch: ``Engine(..., "loop")``, the runs one after another (its
+  ``STRATEGY``).
+- ``learning-to-infer``: ``train_population`` of 400 participants (hidden 1, SGD, one query per step),
+  the EU experiment's population. JAX: the engine's ``vmap`` of the trainer's scan; PyTorch: one trainer
+  run of the stacked population model (docs/framework-differences.md, populations).
+- ``seq2seq``: the ``me-cpu`` preset (H = 64, one layer), one run, ``Trainer.run_on`` over host-drawn
+  episodes, as ``cogmeta seq2seq train`` feeds them.
+
+The measure is *member-updates per second* (members x optimizer updates / s), and beside it the CPU
+seconds (all threads, ``time.process_time``) per update, which other jobs on a shared machine disturb
+far less than wall time (XLA may use both cores for one program, so the CPU ratio can understate JAX's
+wall-clock advantage on an idle machine). PyTorch runs at 1 thread
+(faster than 2 at these sizes on the 2-core CPU; measured by ``benchmarks/suite.py``). Medians over the
+repeats; the ratio is JAX / PyTorch from the same run. Timings are never asserted by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class HeuristicsPoint:
+    """Stage 1 of the heuristics grid: conditions x seeds members for ``steps`` steps per timed call."""
+
+    name = "heuristics"
+
+    def __init__(self, backend: str, steps: int, seeds: int = 3):
+        from cogmeta.backends import load_module
+        from cogmeta.experiments.heuristics import BoundedRecipe
+        from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
+
+        bounded, engine = load_module(backend, "bounded_gru"), load_module(backend, "engine")
+        recipe = BoundedRecipe(pretrain_steps=steps)
+        objective = bounded.BoundedObjective(PairedComparisonTask(), recipe.hidden_size, recipe.train_config("float32"))
+        self.grid = [(c, s) for c in range(len(CONDITIONS)) for s in range(seeds)]
+        self.members = [objective.member(s, condition=c) for c, s in self.grid]
+        self.engine = engine.Engine(objective, bounded.STRATEGY)
+        self.updates = len(self.grid) * steps
+        self.label = f"{len(self.grid)} members x {steps} steps (H {recipe.hidden_size}, batch {recipe.batch_size})"
+
+    def run(self) -> None:
+        self.engine.train([s for _, s in self.grid], members=self.members, progress=False)
+
+
+class PopulationPoint:
+    """``train_population`` of ``participants`` learning-to-infer participants, ``steps`` queries each."""
+
+    name = "learning-to-infer"
+
+    def __init__(self, backend: str, steps: int, participants: int = 400):
+        from cogmeta.backends import load_module
+        from cogmeta.tasks.urn import EU_ID
+
+        self.module = load_module(backend, "amortized")
+        seeds = list(range(participants))
+        queries = self.module.sample_training_queries([EU_ID], seeds, steps, "float32")
+        self.objective = self.module.AmortizedObjective(queries.inputs, queries.log_odds, hidden=1, learning_rate=0.05,
+                                                        seeds=seeds)
+        self.updates = participants * steps
+        self.label = f"{participants} participants x {steps} steps (hidden 1, SGD)"
+
+    def run(self) -> None:
+        self.module.train_population(self.objective)
+
+
+class Seq2SeqPoint:
+    """One ``me-cpu`` run: ``steps`` episodes per timed call through ``Trainer.run_on``."""
+
+    name = "seq2seq"
+
+    def __init__(self, backend: str, steps: int):
+        from cogmeta.backends import load_module
+        from cogmeta.experiments.meta_seq2seq_config import preset
+        from cogmeta.tasks.scan_episodes import EpisodeStream
+
+        config = preset("me-cpu")
+        self.module = load_module(backend, "seq2seq")
+        self.trainer = self.module.make_trainer(config)
+        stream = EpisodeStream(config.task, 0)
+        self.batches = self.module.episode_batches([config.task.encode(stream.next()) for _ in range(steps)])
+        self.updates = steps
+        self.label = (f"1 run x {steps} episodes (me-cpu: H {config.model.hidden_size}, "
+                      f"{config.model.num_layers} layer)")
+
+    def run(self) -> None:
+        self.trainer.run_on(self.batches)
+
+
+POINTS = {"heuristics": (HeuristicsPoint, 200), "learning-to-infer": (PopulationPoint, 2000),
+          "seq2seq": (Seq2SeqPoint, 50)}
+
+
+def measure(name: str, repeats: int) -> dict:
+    """Interleaved timed calls of both backends at one point: medians, ratio, load average."""
+    import torch
+
+    torch.set_num_threads(1)
+    cls, steps = POINTS[name]
+    load_before = os.getloadavg()[0]
+    points = {}
+    for backend in ("jax", "torch"):
+        began = time.perf_counter()
+        points[backend] = cls(backend, steps)
+        points[backend].run()  # warm-up: JAX compiles here
+        points[backend].first_call_s = time.perf_counter() - began
+    times: dict[str, list[float]] = {b: [] for b in points}
+    cpu: dict[str, list[float]] = {b: [] for b in points}
+    for _ in range(repeats):
+        for backend, point in points.items():
+            began, began_cpu = time.perf_counter(), time.process_time()
+            point.run()
+            times[backend].append(time.perf_counter() - began)
+            cpu[backend].append(time.process_time() - began_cpu)
+    rates = {b: points[b].updates / statistics.median(t) for b, t in times.items()}
+    # CPU seconds (all threads) per update: robust to other jobs on a shared machine, where wall time is not
+    cpu_per_update = {b: statistics.median(t) / points[b].updates for b, t in cpu.items()}
+    return {"family": name, "work": points["jax"].label, "jax_updates_per_s": rates["jax"],
+            "torch_updates_per_s": rates["torch"], "jax_over_torch": rates["jax"] / rates["torch"],
+            "jax_first_call_s": points["jax"].first_call_s, "torch_first_call_s": points["torch"].first_call_s,
+            "jax_median_s": statistics.median(times["jax"]), "torch_median_s": statistics.median(times["torch"]),
+            "jax_cpu_ms_per_update": 1e3 * cpu_per_update["jax"], "torch_cpu_ms_per_update": 1e3 * cpu_per_update["torch"],
+            "cpu_time_ratio": cpu_per_update["torch"] / cpu_per_update["jax"], "repeats": repeats, "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
+def write(out: Path, rows: list[dict]) -> None:
+    """``model-families-cpu.csv`` and ``.md`` (written, then renamed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "model-families-cpu.csv"
+    with open(path.with_suffix(".csv.tmp"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(path.with_suffix(".csv.tmp"), path)
+    lines = [f"# Model families, JAX vs PyTorch (CPU, {os.cpu_count()} cores, PyTorch 1 thread; "
+             f"{time.strftime('%Y-%m-%d')}; benchmarks/model_families.py)", "",
+             "| family | work per timed call | JAX updates/s | PyTorch updates/s | JAX / PyTorch (wall) "
+             "| CPU ms per update JAX / PyTorch | ratio (CPU) | first call JAX / PyTorch s | load |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['work']} | {r['jax_updates_per_s']:,.0f} | {r['torch_updates_per_s']:,.0f} | "
+                     f"**{r['jax_over_torch']:.2f}** | {r['jax_cpu_ms_per_update']:.3g} / {r['torch_cpu_ms_per_update']:.3g} | "
+                     f"{r['cpu_time_ratio']:.2f} | {r['jax_first_call_s']:.1f} / {r['torch_first_call_s']:.1f} | "
+                     f"{r['load_before']:.1f}-{r['load_after']:.1f} |")
+    (out / "model-families-cpu.md.tmp").write_text("\n".join(lines) + "\n")
+    os.replace(out / "model-families-cpu.md.tmp", out / "model-families-cpu.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", nargs="+", choices=list(POINTS), default=list(POINTS))
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed calls per backend (>= 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    rows = []
+    for name in args.families:
+        row = measure(name, args.repeats)
+        print(f"{name:18s} {row['work']:55s} jax {row['jax_updates_per_s']:10.0f}/s  torch {row['torch_updates_per_s']:10.0f}/s"
+              f"  ratio {row['jax_over_torch']:6.2f}  load {row['load_before']:.1f}", flush=True)
+        rows.append(row)
+    write(args.out, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

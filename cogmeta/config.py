@@ -175,6 +175,25 @@ class JaxOptions:
         require_int("JaxOptions", "steps_per_call", self.steps_per_call, 1, MAX_COUNT)
 
 
+def read_config_json(path: str | Path, parse):
+    """``parse(data)`` of the JSON object in a run's ``config.json``; every error names the file.
+
+    Raises FileNotFoundError when there is no file, ValueError when it is not JSON or ``parse`` refuses it
+    (``ValueError``, ``TypeError`` or ``KeyError``: a missing, unknown or invalid key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no run config at {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"run config {path} is not valid JSON ({error}); restore it or train again") from None
+    try:
+        return parse(data)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"run config {path}: {error}") from None
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run."""
@@ -236,17 +255,7 @@ class RunConfig:
     def load(cls, path: str | Path) -> "RunConfig":
         """Read a ``config.json`` written by :meth:`save`, strictly (every section and key, nothing else);
         every error names the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no run config at {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
-            raise ValueError(f"run config {path} is not valid JSON ({error}); restore it or train again") from None
-        try:
-            return cls.from_dict(data, strict=True)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"run config {path}: {error}") from None
+        return read_config_json(path, lambda data: cls.from_dict(data, strict=True))
 
     @property
     def output_size(self) -> int:

@@ -20,7 +20,6 @@ Each LSTM layer k >= 1 of a bidirectional encoder reads the concatenated [forwar
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from cogmeta._validation import (
     require_int,
     require_positive,
 )
-from cogmeta.config import MAX_COUNT, TrainConfig
+from cogmeta.config import MAX_COUNT, TrainConfig, read_config_json
 from cogmeta.schedules import learning_rate
 from cogmeta.tasks.scan_episodes import (
     EPISODE_TASKS,
@@ -169,17 +168,7 @@ class Seq2SeqRunConfig:
     @classmethod
     def load(cls, path: str | Path) -> "Seq2SeqRunConfig":
         """Read a run's ``config.json`` strictly; every error names the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no run config at {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
-            raise ValueError(f"run config {path} is not valid JSON ({error}); restore it or train again") from None
-        try:
-            return cls.from_dict(data)
-        except (ValueError, TypeError, KeyError) as error:
-            raise ValueError(f"run config {path}: {error}") from None
+        return read_config_json(path, cls.from_dict)
 
 
 def _require_keys(where: str, values: object, keys: tuple[str, ...]) -> None:

@@ -4,9 +4,11 @@
         --pretrain-steps 8000 --finetune-steps 3000 --hidden-size 64 --batch-size 64 --lr 1e-3 --seed 0
         --eval-tasks 1000 --exact-samples 65536 --out DIR --no-figures]
 
-Heuristics from bounded meta-learned inference (Binz et al. 2022). Invalid values raise ValueError from
-:class:`~cogmeta.experiments.heuristics.BoundedRecipe` (or from the checks here for the options it does
-not hold), which ``cogmeta.cli.main`` reports as one ``cogmeta: error: ...`` line with exit code 2.
+Heuristics from bounded meta-learned inference (Binz et al. 2022). Numbers are parsed strictly, with upper
+bounds (and, for the sizes, a memory estimate) while parsing; values below their ranges raise ValueError from
+:class:`~cogmeta.experiments.heuristics.BoundedRecipe` (or from the checks here for the options it does not
+hold), with the option named, and ``--out`` and the memory of the grid are checked before any training:
+``cogmeta.cli.main`` reports each as one ``cogmeta: error: ...`` line with exit code 2.
 """
 
 from __future__ import annotations
@@ -14,11 +16,39 @@ from __future__ import annotations
 import argparse
 
 from cogmeta._validation import require_int
-from cogmeta.cli_experiment import add_shared_options, add_study_parser
+from cogmeta.cli_experiment import MAX_SEED, add_shared_options, add_study_parser, check_out
+from cogmeta.cli_options import fitting_count, integer, naming_options, real
+from cogmeta.config import MAX_COUNT
 from cogmeta.experiments.heuristics import EXACT_SAMPLES, BoundedRecipe
 
 CHOICES = ("ranking", "direction", "none", "all")
 _CONDITIONS = ("ranking", "direction", "none")
+#: Most training seeds (a seed is a member of every stage: 3 conditions x betas of them per seed).
+MAX_SEEDS = 10_000
+#: Largest GRU (``ModelConfig.hidden_size``'s bound).
+MAX_HIDDEN = 65_536
+#: Most prior samples of the exact reference (its time grows with them: 2^16 take minutes per condition,
+#: 2^24 about a day; its memory is bounded by blocks).
+MAX_EXACT_SAMPLES = 2**24
+#: Trials and cues of the study's task (``PairedComparisonTask()``), for the memory estimates.
+_TRIALS, _CUES = 10, 4
+#: The recipe's fields whose option is named otherwise.
+_FLAGS = {"learning_rate": "--lr"}
+
+
+def _training_estimate(hidden_size: int = 1, batch_size: int = 1):
+    from cogmeta.memory import bounded_gru_bytes
+
+    return bounded_gru_bytes(hidden_size, batch_size, _TRIALS, _CUES)
+
+
+def _evaluation_estimate(eval_tasks: int, hidden_size: int = 1):
+    """Held-out tasks: 16 float64 arrays of [T, N] (cues, predictions, baselines, references), + the hidden states."""
+    from cogmeta.memory import evaluation_bytes, gib
+
+    nbytes, arithmetic = evaluation_bytes(eval_tasks, _TRIALS)
+    states = eval_tasks * _TRIALS * hidden_size * 4
+    return nbytes + states, f"{arithmetic}, + hidden states of hidden_size={hidden_size} = {gib(states)}"
 
 
 def add_parser(studies) -> argparse.ArgumentParser:
@@ -34,35 +64,63 @@ def add_parser(studies) -> argparse.ArgumentParser:
                                         "(default: runs/heuristics-<backend>)",
                        seed_help="first training seed (seeds SEED .. SEED + SEEDS - 1)",
                        figures_help="do not write the Gini figure")
-    parser.add_argument("--betas", type=float, nargs="+", default=list(defaults.betas),
+    parser.add_argument("--betas", type=real(), nargs="+", default=list(defaults.betas),
                         help="KL weights of stage 2 (each >= 0)")
-    parser.add_argument("--seeds", type=int, default=1,
+    parser.add_argument("--seeds", type=integer(None, MAX_SEEDS), default=1,
                         help="training seeds per condition and beta; tables show mean ± sem over them and the bars "
                              "are decided on the mean (JAX trains all seeds in one compiled program per stage)")
-    parser.add_argument("--pretrain-steps", type=int, default=defaults.pretrain_steps, help="stage-1 steps at beta = 0")
-    parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps, help="stage-2 steps per beta")
-    parser.add_argument("--hidden-size", type=int, default=defaults.hidden_size, help="GRU units H")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="tasks per step")
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate, help="Adam learning rate")
-    parser.add_argument("--eval-tasks", type=int, default=1000, help="held-out tasks per condition")
-    parser.add_argument("--exact-samples", type=int, default=EXACT_SAMPLES,
+    parser.add_argument("--pretrain-steps", type=integer(None, MAX_COUNT), default=defaults.pretrain_steps,
+                        help="stage-1 steps at beta = 0")
+    parser.add_argument("--finetune-steps", type=integer(None, MAX_COUNT), default=defaults.finetune_steps,
+                        help="stage-2 steps per beta")
+    parser.add_argument("--hidden-size", type=fitting_count("--hidden-size", MAX_HIDDEN, _training_estimate),
+                        default=defaults.hidden_size, help="GRU units H")
+    parser.add_argument("--batch-size", default=defaults.batch_size, help="tasks per step",
+                        type=fitting_count("--batch-size", MAX_COUNT, lambda b: _training_estimate(batch_size=b)))
+    parser.add_argument("--lr", type=real(), default=defaults.learning_rate, help="Adam learning rate")
+    parser.add_argument("--eval-tasks", type=fitting_count("--eval-tasks", MAX_COUNT, _evaluation_estimate),
+                        default=1000, help="held-out tasks per condition")
+    parser.add_argument("--exact-samples", type=integer(None, MAX_EXACT_SAMPLES), default=EXACT_SAMPLES,
                         help="prior samples M of the exact Bayes reference (cached on disk; 0: leave it out)")
     parser.set_defaults(handler=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler: validate (ValueError), train the grid, evaluate, write the table and figure."""
+    """Handler: validate (ValueError naming the option), check --out and memory, train the grid, evaluate,
+    write the table and figure."""
     from cogmeta.experiments.heuristics import run_experiment
 
-    recipe = BoundedRecipe(hidden_size=args.hidden_size, batch_size=args.batch_size, learning_rate=args.lr,
-                           pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
-                           betas=tuple(args.betas))
-    seeds = require_int("heuristics", "seeds", args.seeds, 1)
-    first = require_int("heuristics", "seed", args.seed, 0, 2**31 - seeds)
-    eval_tasks = require_int("heuristics", "eval_tasks", args.eval_tasks, 1)
-    exact_samples = require_int("heuristics", "exact_samples", args.exact_samples, 0)
+    with naming_options(args, _FLAGS):
+        recipe = BoundedRecipe(hidden_size=args.hidden_size, batch_size=args.batch_size, learning_rate=args.lr,
+                               pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
+                               betas=tuple(args.betas))
+        seeds = require_int("heuristics", "seeds", args.seeds, 1)
+        first = require_int("heuristics", "seed", args.seed, 0)
+        eval_tasks = require_int("heuristics", "eval_tasks", args.eval_tasks, 1)
+        exact_samples = require_int("heuristics", "exact_samples", args.exact_samples, 0)
+    if first + seeds - 1 > MAX_SEED:
+        raise ValueError(f"argument --seeds {seeds}: seeds {first}..{first + seeds - 1} go beyond the largest seed "
+                         f"{MAX_SEED}; lower --seed or --seeds")
     conditions = _CONDITIONS if args.experiment == "all" else (args.experiment,)
-    run_experiment(conditions, args.backend, recipe, range(first, first + seeds), args.out, eval_tasks=eval_tasks,
+    out = check_out(args.out, f"runs/heuristics-{args.backend}")
+    _require_fits(recipe, args.backend, len(conditions), seeds, eval_tasks)
+    run_experiment(conditions, args.backend, recipe, range(first, first + seeds), out, eval_tasks=eval_tasks,
                    figures=not args.no_figures, exact_samples=exact_samples)
     return 0
+
+
+def _require_fits(recipe: BoundedRecipe, backend: str, conditions: int, seeds: int, eval_tasks: int) -> None:
+    """Refuse a grid whose training stage (JAX: every member of a stage in one program; torch: one member at a
+    time) or evaluation cannot fit in the memory available now, with the arithmetic."""
+    from cogmeta.memory import bounded_gru_bytes, require_fits
+
+    members = 1
+    if backend == "jax":
+        members = conditions * seeds * max(1, len(recipe.finetune_betas))
+    nbytes, arithmetic = bounded_gru_bytes(recipe.hidden_size, recipe.batch_size, _TRIALS, _CUES, members)
+    require_fits(nbytes, f"training needs at least {arithmetic}",
+                 "lower --hidden-size or --batch-size" + (" (or --seeds, --betas: JAX trains a stage's members "
+                                                          "together)" if backend == "jax" else ""))
+    nbytes, arithmetic = _evaluation_estimate(eval_tasks, recipe.hidden_size)
+    require_fits(nbytes, f"--eval-tasks {eval_tasks}: {arithmetic}", "lower --eval-tasks")

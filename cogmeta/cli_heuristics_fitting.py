@@ -7,8 +7,10 @@ model-recovery study on simulated ones (registered in ``cli.py``).
         --lapse-rate 0.1 --generators take_the_best equal_weighting bmli --models ... --seed 0 ...]
 
 Data format, models, BIC convention: ``cogmeta.fitting`` and ``cogmeta.experiments.heuristics_fitting``;
-docs/tasks/heuristics-fitting.md. Invalid values raise ValueError, reported by ``cogmeta.cli.main`` as one
-``cogmeta: error: ...`` line with exit code 2.
+docs/tasks/heuristics-fitting.md. Numbers are parsed strictly, with upper bounds (and for the counts a memory
+estimate) while parsing; ``--data`` that is not a readable file, values below their ranges, an ``--out`` or
+``--weights`` that cannot be a folder and a study too large for the memory raise ValueError before any
+training, reported by ``cogmeta.cli.main`` as one ``cogmeta: error: ...`` line with exit code 2.
 """
 
 from __future__ import annotations
@@ -17,9 +19,22 @@ import argparse
 from pathlib import Path
 
 from cogmeta.backends import BACKENDS
-from cogmeta.cli_experiment import StudyHelpFormatter
+from cogmeta.cli_experiment import MAX_SEED, StudyHelpFormatter, check_out
+from cogmeta.cli_heuristics import MAX_EXACT_SAMPLES
+from cogmeta.cli_options import check_in_file, fitting_count, integer, naming_options, real
+from cogmeta.config import MAX_COUNT
 
 _CONDITIONS = ("ranking", "direction", "none")
+#: Most trials per task (``PairedComparisonTask.num_trials``'s bound).
+MAX_TRIALS = 100_000
+
+
+def _trials_estimate(tasks: int, trials: int = 1):
+    """Simulated tasks of ``trials`` trials: 16 float64 arrays of [T, N] (cues, choices, every model's
+    probabilities, the exact reference's sums) at least (``cogmeta.memory.evaluation_bytes``)."""
+    from cogmeta.memory import evaluation_bytes
+
+    return evaluation_bytes(tasks, trials)
 
 
 def add_parser(studies) -> argparse.ArgumentParser:
@@ -43,7 +58,7 @@ def add_parser(studies) -> argparse.ArgumentParser:
     parser.add_argument("--condition", choices=_CONDITIONS, default="ranking",
                         help="what the participants knew about the cues: the meta-learned model's training "
                              "environment and the exact reference's prior")
-    parser.add_argument("--betas", type=float, nargs="+", default=list(DEFAULT_BETAS),
+    parser.add_argument("--betas", type=real(), nargs="+", default=list(DEFAULT_BETAS),
                         help="beta grid of the meta-learned model (each >= 0)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None, metavar="MODEL",
                         help=f"candidate models (of: {', '.join(MODELS)}; default: all with --data, "
@@ -52,24 +67,24 @@ def add_parser(studies) -> argparse.ArgumentParser:
                         help="folder of the meta-learned model's weights, bmli-<condition>-beta<beta>.safetensors; "
                              "missing ones are trained there (default: runs/heuristics-bmli-weights)")
     defaults = BoundedRecipe()
-    parser.add_argument("--pretrain-steps", type=int, default=defaults.pretrain_steps,
+    parser.add_argument("--pretrain-steps", type=integer(None, MAX_COUNT), default=defaults.pretrain_steps,
                         help="training recipe for missing weights: steps at beta = 0")
-    parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps,
+    parser.add_argument("--finetune-steps", type=integer(None, MAX_COUNT), default=defaults.finetune_steps,
                         help="training recipe for missing weights: steps per beta > 0")
     parser.add_argument("--no-lapse", action="store_true", help="do not fit a lapse rate (k - 1 for every model)")
-    parser.add_argument("--exact-samples", type=int, default=None,
+    parser.add_argument("--exact-samples", type=integer(None, MAX_EXACT_SAMPLES), default=None,
                         help=f"prior samples of the exact Bayes reference (default {EXACT_SAMPLES} with --data, "
                              f"16384 with --simulate)")
     parser.add_argument("--negate-cues", action="store_true",
                         help="multiply the cue differences by -1 (Binz et al.'s Experiment 2 data flipped the targets)")
     group = parser.add_argument_group("--simulate")
-    group.add_argument("--participants", type=int, default=20, help="simulated participants per generator")
-    group.add_argument("--tasks", type=int, default=30, help="tasks per simulated participant")
-    group.add_argument("--trials", type=int, default=10, help="trials per task")
-    group.add_argument("--lapse-rate", type=float, default=0.1, help="lapse rate of the simulated participants")
+    group.add_argument("--participants", type=fitting_count("--participants", MAX_COUNT, _trials_estimate), default=20, help="simulated participants per generator")
+    group.add_argument("--tasks", type=fitting_count("--tasks", MAX_COUNT, _trials_estimate), default=30, help="tasks per simulated participant")
+    group.add_argument("--trials", default=10, type=fitting_count("--trials", MAX_TRIALS, lambda t: _trials_estimate(1, t)), help="trials per task")
+    group.add_argument("--lapse-rate", type=real(), default=0.1, help="lapse rate of the simulated participants")
     group.add_argument("--generators", nargs="+", choices=MODELS, default=list(DEFAULT_GENERATORS), metavar="MODEL",
                        help="models that generate the simulated choices (bmli: one generator per beta)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the simulated tasks and choices")
+    group.add_argument("--seed", type=integer(None, MAX_SEED), default=0, help="seed of the simulated tasks and choices")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output folder (default: runs/heuristics-fit-<backend> or runs/heuristics-recovery-<backend>)")
     parser.add_argument("--no-figures", action="store_true", help="do not write the figures")
@@ -78,25 +93,46 @@ def add_parser(studies) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler: fit the participants of ``--data``, or run the recovery study with ``--simulate``."""
+    """Handler: fit the participants of ``--data``, or run the recovery study with ``--simulate``; the values,
+    ``--out``, ``--weights`` and the memory are checked first (ValueError naming the option)."""
     from cogmeta._validation import require_int
-    from cogmeta.experiments.heuristics import BoundedRecipe
+    from cogmeta.experiments.heuristics import BoundedRecipe, check_beta
     from cogmeta.experiments.heuristics_fitting import MODELS, run_fit
-    from cogmeta.experiments.heuristics_recovery import DEFAULT_CANDIDATES, run_recovery
+    from cogmeta.experiments.heuristics_recovery import DEFAULT_CANDIDATES, expand_generators, run_recovery
 
-    recipe = BoundedRecipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps)
-    common = dict(condition=args.condition, betas=args.betas, weights_folder=args.weights, out=args.out,
+    with naming_options(args):
+        recipe = BoundedRecipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps)
+        if args.exact_samples is not None:
+            require_int("heuristics-fit", "exact_samples", args.exact_samples, 1)
+        if args.simulate:
+            seed = require_int("heuristics-fit", "seed", args.seed, 0)
+            for name in ("participants", "tasks", "trials"):
+                require_int("heuristics-fit", name, getattr(args, name), 1)
+        betas = [check_beta(beta, "heuristics-fit.betas") for beta in args.betas]
+    if args.data is not None:
+        check_in_file(args.data, "--data")
+    lapse = _rate(args.lapse_rate) if args.simulate else None
+    out = check_out(args.out, f"runs/heuristics-{'recovery' if args.simulate else 'fit'}-{args.backend}")
+    models = args.models or (DEFAULT_CANDIDATES if args.simulate else MODELS)
+    if "bmli" in models or (args.simulate and "bmli" in args.generators):  # weights are read, or trained there
+        check_out(args.weights, "runs/heuristics-bmli-weights", "--weights")
+    common = dict(condition=args.condition, betas=args.betas, weights_folder=args.weights, out=out,
                   recipe=recipe, figures=not args.no_figures)
     if args.simulate:
-        seed = require_int("heuristics-fit", "seed", args.seed, 0)
-        run_recovery(args.backend, generators=args.generators, candidates=args.models or DEFAULT_CANDIDATES,
+        from cogmeta.memory import require_fits
+
+        generators = len(expand_generators(args.generators, sorted(set(betas))))
+        nbytes, arithmetic = _trials_estimate(generators * args.participants * args.tasks, args.trials)
+        require_fits(nbytes, f"{generators} generator(s) x --participants {args.participants} x --tasks {args.tasks} "
+                             f"= {arithmetic}", "lower --participants, --tasks or --trials")
+        run_recovery(args.backend, generators=args.generators, candidates=models,
                      participants_per_generator=args.participants, num_tasks=args.tasks, num_trials=args.trials,
-                     lapse=_rate(args.lapse_rate), fit_lapse=not args.no_lapse,
+                     lapse=lapse, fit_lapse=not args.no_lapse,
                      exact_samples=2**14 if args.exact_samples is None else args.exact_samples, seed=seed, **common)
     else:
         from cogmeta.experiments.heuristics_fitting import EXACT_SAMPLES
 
-        run_fit(args.data, args.backend, models=args.models or MODELS, lapse=not args.no_lapse,
+        run_fit(args.data, args.backend, models=models, lapse=not args.no_lapse,
                 exact_samples=EXACT_SAMPLES if args.exact_samples is None else args.exact_samples,
                 negate_cues=args.negate_cues, **common)
     return 0

@@ -4,20 +4,28 @@
         --seed 0 --repeats 1 --optimizer sgd|adam --lr 0.05 --draws generative|paper --out DIR --no-figures]
 
 Learning to infer (Dasgupta, Schulz, Tenenbaum & Gershman 2020): base-rate neglect and conservatism of
-amortized inference. Invalid values raise ValueError from
-:class:`~cogmeta.experiments.learning_to_infer.EUConfig` / ``SampleSizeConfig``, which
-``cogmeta.cli.main`` reports as one ``cogmeta: error: ...`` line with exit code 2.
+amortized inference. Numbers are parsed strictly, with upper bounds, while parsing; values below their ranges
+raise ValueError from :class:`~cogmeta.experiments.learning_to_infer.EUConfig` / ``SampleSizeConfig`` with the
+option named, and ``--out``, the seed range of the repeats and the memory of a population are checked before
+any training: ``cogmeta.cli.main`` reports each as one ``cogmeta: error: ...`` line with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from cogmeta.cli_experiment import add_shared_options, add_study_parser
+from cogmeta.cli_experiment import MAX_SEED, add_shared_options, add_study_parser, check_out
+from cogmeta.cli_options import integer, naming_options, real
 
 #: The study's experiments (``cogmeta.experiments.learning_to_infer.EXPERIMENTS``; not imported here so
 #: that building the parser loads no experiment code).
 CHOICES = ("eu", "sample-size")
+#: Most participants and RBF units (the configs' bounds: ``learning_to_infer._validate``, ``check_hidden``).
+MAX_PARTICIPANTS, MAX_HIDDEN = 10_000_000, 100_000
+#: Most repeats (populations trained one after another; each takes seconds to minutes).
+MAX_REPEATS = 10_000
+#: The configs' fields whose option is named otherwise.
+_FLAGS = {"learning_rate": "--lr"}
 
 
 def add_parser(studies) -> argparse.ArgumentParser:
@@ -30,16 +38,16 @@ def add_parser(studies) -> argparse.ArgumentParser:
         experiments=CHOICES, experiment_help="which experiment")
     add_shared_options(parser, out_help="folder for the CSV table, the config and the figure (default: print only)",
                        seed_help="first participant seed", figures_help="do not write the figure")
-    parser.add_argument("--participants", type=int, default=None,
+    parser.add_argument("--participants", type=integer(None, MAX_PARTICIPANTS), default=None,
                         help="simulated participants (seeds); default eu 400, sample-size 260 (20 per study)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=None,
+    parser.add_argument("--hidden", type=integer(None, MAX_HIDDEN), nargs="+", default=None,
                         help="RBF units (eu: one value, default 1; sample-size: one or more, default 1 8)")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=integer(None, MAX_REPEATS), default=1,
                         help="repeat the whole experiment K times with disjoint participant seeds (repeat r starts at "
                              "seed + r * participants) and report each table entry as mean ± sem over the repeats")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                         help="sgd (the paper's) or adam (torch's defaults)")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=real(), default=None,
                         help="learning rate (default: the paper's, eu .05, sample-size .01)")
     parser.add_argument("--draws", choices=("generative", "paper"), default="generative",
                         help="draw the balls as the generative process states, or as the paper's code does "
@@ -49,10 +57,30 @@ def add_parser(studies) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler: build the experiment's config (ValueError on bad values), train, print, write."""
-    from cogmeta.experiments.learning_to_infer import run_experiment
+    """Handler: build the experiment's config (ValueError naming the option), check --out, the seeds and the
+    memory, train, print, write."""
+    from cogmeta._validation import require_int
+    from cogmeta.experiments import learning_to_infer
+    from cogmeta.memory import population_bytes, require_fits
 
-    run_experiment(args.experiment, args.backend, args.out, participants=args.participants, hidden=args.hidden,
-                   seed=args.seed, figures=not args.no_figures, optimizer=args.optimizer, learning_rate=args.lr,
-                   draws=args.draws, repeats=args.repeats)
+    with naming_options(args, _FLAGS):
+        repeats = require_int("learning-to-infer", "repeats", args.repeats, 1)
+        config = learning_to_infer.experiment_config(args.experiment, participants=args.participants,
+                                                     hidden=args.hidden, seed=args.seed, optimizer=args.optimizer,
+                                                     learning_rate=args.lr, draws=args.draws)
+    last = config.seed + repeats * config.participants - 1
+    if last > MAX_SEED:
+        raise ValueError(f"argument --repeats {repeats}: {repeats} repeat(s) x {config.participants} participants from "
+                         f"--seed {config.seed} need participant seeds up to {last}, beyond the largest seed {MAX_SEED}; "
+                         f"lower --repeats, --participants or --seed")
+    out = check_out(args.out)
+    nbytes, arithmetic = population_bytes(config.participants, config.steps, max(_hidden_sizes(config)))
+    require_fits(nbytes, f"a population needs at least {arithmetic}", "lower --participants (or --hidden)")
+    learning_to_infer.run_experiment(args.experiment, args.backend, out, participants=args.participants,
+                                     hidden=args.hidden, seed=args.seed, figures=not args.no_figures,
+                                     optimizer=args.optimizer, learning_rate=args.lr, draws=args.draws, repeats=repeats)
     return 0
+
+
+def _hidden_sizes(config) -> tuple[int, ...]:
+    return config.hidden if isinstance(config.hidden, tuple) else (config.hidden,)

@@ -1,4 +1,4 @@
-"""Command-line options shared by ``cogmeta train``, ``cogmeta sweep`` and ``cogmeta seq2seq``.
+"""Command-line options shared by ``cogmeta train``, ``sweep``, ``seq2seq`` and the studies (``cogmeta experiment``).
 
 - Task parameters are generated from the registered task dataclasses (``cogmeta.contract.TASKS``): a new
   task's fields become ``--flags`` with no change here; a flag that the chosen task lacks is an error
@@ -7,6 +7,8 @@
   infinities (and, where given, values outside a range) while parsing, in one line naming the option.
   The ranges of config fields are the config's own (``cogmeta.config``); :func:`naming_options` adds the
   option to their messages.
+- :func:`fitting_count` adds an upper bound and a memory estimate (``cogmeta.memory``) to a count, and
+  :func:`check_in_file` refuses an input file that is missing, a folder or unreadable before anything runs.
 - :class:`OneLineParser` prints a usage error as one line (exit code 2), and :func:`check_out_folder`
   refuses an output folder that cannot be created before anything runs.
 - :func:`resumed_config` is the rule of ``cogmeta train --resume``: every option given explicitly must
@@ -59,6 +61,8 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
             if not math.isfinite(number) or number != int(number):
                 raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
             value = int(number)
+        if low is None and high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at most {high}, got {text!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be a whole number in {_words(low, high)}, got {text!r}")
         return value
@@ -108,28 +112,69 @@ def task_count(option: str, *, zero: bool = False) -> Callable[[str], int]:
     return parse
 
 
+def fitting_count(option: str, high: int, estimate: Callable[[int], tuple[int, str]] | None = None,
+                  low: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at most ``high`` (and at least ``low`` if given) whose
+    ``estimate(value)`` -> (bytes, arithmetic) fits in the memory available now (``cogmeta.memory``).
+
+    The estimate takes the other options at their least, so that only a count too large on its own fails
+    while parsing; the command checks again with every option's value before any work.
+    """
+    base = integer(low, high)
+
+    def parse(text: str) -> int:
+        from cogmeta.memory import require_fits
+
+        value = base(text)
+        if estimate is not None and value > 0:
+            nbytes, arithmetic = estimate(value)
+            try:
+                require_fits(nbytes, f"{arithmetic} (at least)", f"lower {option}")
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def check_in_file(path: Path, option: str) -> Path:
+    """Refuse ``path`` as an input file unless it exists, is a file (not a folder) and can be read (ValueError
+    naming ``option``; checked before any training)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder, not a file")
+    if not path.is_file():
+        raise ValueError(f"{option} {path} does not exist" if not path.exists() else f"{option} {path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{option} {path} cannot be read")
+    return path
+
+
 def given_or_default(help: str, default: object) -> str:
     """Help text of an option whose default is None ("not given") and means ``default``."""
     return f"{help} (default: {default})" if help else f"default: {default}"
 
 
 @contextlib.contextmanager
-def naming_options(args: argparse.Namespace) -> Iterator[None]:
+def naming_options(args: argparse.Namespace, flags: dict[str, str] | None = None) -> Iterator[None]:
     """Re-raise a config's ``Owner.field must ...`` error with the option that set the field appended.
 
-    The config validates its own fields (one place); this only says which flag of the command line that was.
+    The config validates its own fields (one place); this only says which flag of the command line that was:
+    ``--field-name``, or ``flags[field]`` where the option is named otherwise (``{"learning_rate": "--lr"}``).
     """
     try:
         yield
     except ValueError as error:
-        match = re.match(r"\w+\.(\w+) ", str(error))
+        match = re.match(r"[\w-]+\.(\w+) ", str(error))
         if match is None:
             raise
         field = match.group(1)
-        value = getattr(args, field, None)
+        option = (flags or {}).get(field, "--" + field.replace("_", "-"))
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
         if value is None or isinstance(value, bool):
             raise
-        raise ValueError(f"{error} (option --{field.replace('_', '-')})") from None
+        raise ValueError(f"{error} (option {option})") from None
 
 
 # ---------------------------------------------------------------------------------------- output folders

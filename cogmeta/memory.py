@@ -85,3 +85,35 @@ def training_bytes(config) -> tuple[int, str]:
                   f"host) = {gib(states)}, + activations of batch_size={train.batch_size} x T={length} steps "
                   f"x 2 = {gib(activations)}, + held-out pass of eval_tasks={train.eval_tasks} = {gib(held_out)}")
     return states + activations + held_out, arithmetic
+
+
+# ------------------------------------------------------------------------------------ the studies' estimates
+def bounded_gru_bytes(hidden_size: int, batch_size: int, trials: int, cues: int, members: int = 1) -> tuple[int, str]:
+    """(bytes, arithmetic) of training ``members`` bounded GRUs together (``cogmeta experiment heuristics``; JAX
+    trains a stage's members in one program, torch one at a time: ``members`` 1).
+
+    Per member, float32: the parameters P = 2 W + 7 H + 2 K (a mean and a log sigma per weight of the W in
+    ``ih`` [3H, K+2], ``hh`` [3H, H], ``mu`` and ``logscale`` [K, H]; biases; the initial state) x 6 copies,
+    the weight noise W of a forward pass, and the activations 2 B T H (3 gates + 2) of the backward pass.
+    """
+    hidden, inputs = hidden_size, cues + 2
+    weights = 3 * hidden * (inputs + hidden) + 2 * cues * hidden
+    parameters = 2 * weights + 7 * hidden + 2 * cues
+    activations = 2 * batch_size * trials * hidden * 5 * 4
+    per_member = 6 * parameters * 4 + weights * 4 + activations
+    nbytes = members * per_member
+    arithmetic = (f"bounded GRU with hidden_size={hidden}: {parameters} parameters x 4 bytes x 6 copies + weight noise "
+                  f"+ activations of batch_size={batch_size} x T={trials} trials x 2 = {gib(per_member)}")
+    if members > 1:
+        arithmetic = f"{members} members trained together x ({arithmetic}) = {gib(nbytes)}"
+    return nbytes, arithmetic
+
+
+def population_bytes(participants: int, steps: int, hidden: int = 1) -> tuple[int, str]:
+    """(bytes, arithmetic) of a learning-to-infer population: each participant's training queries (``steps`` of
+    11 float32 values: 6 inputs and 5 targets) and its RBF network (``hidden`` units x 11 parameters x 4 copies)."""
+    queries = participants * steps * 11 * 4
+    network = participants * hidden * 11 * 4 * 4
+    arithmetic = (f"{participants} participants x ({steps} training queries x 11 float32 values + {hidden} RBF units x "
+                  f"11 parameters x 4 copies) = {gib(queries + network)}")
+    return queries + network, arithmetic

@@ -1,6 +1,7 @@
 """Bad input at the command line (issue 14, items 1, 3 and 4): one line, exit code 2, nothing written.
 
-- a matrix of sub-command x numeric option x {negative, zero, nan, inf, huge, text, empty}: every bad value
+- a matrix of sub-command (the studies of ``cogmeta experiment`` included) x numeric option x {negative,
+  zero, nan, inf, huge, text, empty}: every bad value
   fails before any work (at parse time or while the config is built), in one line on stderr naming the
   option, with exit code 2, no traceback and no output folder;
 - ``--out`` that cannot be a folder, memory estimates with their arithmetic, the exception boundary of
@@ -57,7 +58,24 @@ MATRIX = [
     *[("seq2seq train", option, "float", ALL) for option in ("--learning-rate", "--clip-norm")],
     ("seq2seq train", "--dropout", "float", NOT_ZERO),
     ("seq2seq evaluate", "--episodes", "int", ALL),
+    # the studies (`cogmeta experiment STUDY`): every case fails before a backend loads (see `no_training`)
+    *[("heuristics", option, "int", ALL) for option in (
+        "--seeds", "--pretrain-steps", "--batch-size", "--hidden-size", "--eval-tasks")],
+    *[("heuristics", option, "int", NOT_ZERO) for option in ("--seed", "--finetune-steps", "--exact-samples")],
+    ("heuristics", "--lr", "float", ALL),
+    ("heuristics", "--betas", "float", NOT_ZERO),
+    *[("heuristics", option, "choice", CHOICE) for option in ("--backend",)],
+    *[("learning-to-infer", option, "int", ALL) for option in ("--participants", "--hidden", "--repeats")],
+    ("learning-to-infer", "--seed", "int", NOT_ZERO),
+    ("learning-to-infer", "--lr", "float", ALL),
+    *[("learning-to-infer", option, "choice", CHOICE) for option in ("--backend", "--optimizer", "--draws")],
+    *[("heuristics-fit", option, "int", ALL) for option in (
+        "--participants", "--tasks", "--trials", "--exact-samples", "--pretrain-steps")],
+    *[("heuristics-fit", option, "int", NOT_ZERO) for option in ("--seed", "--finetune-steps")],
+    *[("heuristics-fit", option, "float", NOT_ZERO) for option in ("--lapse-rate", "--betas")],
+    *[("heuristics-fit", option, "choice", CHOICE) for option in ("--backend", "--condition", "--generators")],
 ]
+STUDIES = ("heuristics", "learning-to-infer", "heuristics-fit")
 CASES = [pytest.param(command, option, kind, category, id=f"{command}{option}={category}")
          for command, option, kind, categories in MATRIX for category in categories]
 
@@ -87,11 +105,34 @@ def _prefix(command: str, tmp_path: Path) -> list[str]:
         "evaluate": ["evaluate", out, "--no-figures"],
         "seq2seq train": ["seq2seq", "train", "--out", out, "--no-progress"],
         "seq2seq evaluate": ["seq2seq", "evaluate", out],
+        "heuristics": ["experiment", "heuristics", "ranking", "--backend", "torch", "--out", out, "--no-figures"],
+        "learning-to-infer": ["experiment", "learning-to-infer", "eu", "--backend", "torch", "--out", out,
+                              "--no-figures"],
+        "heuristics-fit": ["experiment", "heuristics-fit", "--simulate", "--backend", "torch", "--out", out,
+                           "--no-figures"],
     }[command]
 
 
+@pytest.fixture
+def no_training(monkeypatch):
+    """The studies' entry points fail loudly: a bad value that got past the checks would train (minutes)."""
+    import cogmeta.experiments.heuristics
+    import cogmeta.experiments.heuristics_fitting
+    import cogmeta.experiments.heuristics_recovery
+    import cogmeta.experiments.learning_to_infer
+
+    def train(*args, **kwargs):
+        raise AssertionError("bad input reached the study's training")
+
+    for module, name in ((cogmeta.experiments.heuristics, "run_experiment"),
+                         (cogmeta.experiments.learning_to_infer, "run_experiment"),
+                         (cogmeta.experiments.heuristics_fitting, "run_fit"),
+                         (cogmeta.experiments.heuristics_recovery, "run_recovery")):
+        monkeypatch.setattr(module, name, train)
+
+
 @pytest.mark.parametrize("command, option, kind, category", CASES)
-def test_bad_input_matrix(tmp_path, capsys, command, option, kind, category):
+def test_bad_input_matrix(tmp_path, capsys, no_training, command, option, kind, category):
     value = (HUGE_INT if kind == "int" else HUGE_FLOAT) if category == "huge" else BAD[category]
     code, out, err = run_cli([*_prefix(command, tmp_path), option, value], capsys)
     assert_one_line_error(code, out, err, option)
@@ -99,14 +140,29 @@ def test_bad_input_matrix(tmp_path, capsys, command, option, kind, category):
 
 
 def test_the_matrix_covers_every_category():
-    assert len(CASES) > 250
+    assert len(CASES) > 350
     assert {category for *_, categories in MATRIX for category in categories} == set(ALL)
+    assert {command for command, *_ in MATRIX} >= set(STUDIES)
+
+
+@pytest.mark.parametrize("command", STUDIES)
+@pytest.mark.parametrize("value", ["1e12", "999999999999"])
+def test_absurd_counts_fail_at_once_in_the_studies(tmp_path, capsys, no_training, command, value):
+    """No hang and no MemoryError traceback: 10^12 seeds, steps, participants or tasks are refused while parsing."""
+    options = {"heuristics": ("--seeds", "--pretrain-steps", "--finetune-steps", "--eval-tasks", "--batch-size",
+                              "--hidden-size", "--exact-samples"),
+               "learning-to-infer": ("--participants", "--repeats", "--hidden"),
+               "heuristics-fit": ("--participants", "--tasks", "--trials", "--exact-samples", "--pretrain-steps")}
+    for option in options[command]:
+        code, out, err = run_cli([*_prefix(command, tmp_path), option, value], capsys)
+        assert_one_line_error(code, out, err, f"argument {option}: ")
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------------------------------- --out
-@pytest.mark.parametrize("command", ["train", "sweep", "seq2seq train"])
+@pytest.mark.parametrize("command", ["train", "sweep", "seq2seq train", *STUDIES])
 @pytest.mark.parametrize("where", ["under /dev/null", "a file", "under a file"])
-def test_an_out_folder_that_cannot_be_made_is_refused_before_training(tmp_path, capsys, command, where):
+def test_an_out_folder_that_cannot_be_made_is_refused_before_training(tmp_path, capsys, no_training, command, where):
     regular = tmp_path / "file"
     regular.write_text("x")
     out = {"under /dev/null": Path("/dev/null/x"), "a file": regular, "under a file": regular / "sub"}[where]
@@ -115,6 +171,38 @@ def test_an_out_folder_that_cannot_be_made_is_refused_before_training(tmp_path, 
     assert_one_line_error(code, out_text, err, f"--out {out}")
     assert "is a file, not a folder" in err
     assert regular.read_text() == "x" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("what", ["missing", "a folder"])
+def test_heuristics_fit_data_must_be_a_readable_file(tmp_path, capsys, no_training, what):
+    data = tmp_path / "participants.csv"
+    if what == "a folder":
+        data.mkdir()
+    code, out, err = run_cli(["experiment", "heuristics-fit", "--data", data, "--out", tmp_path / "out"], capsys)
+    assert_one_line_error(code, out, err, f"--data {data} " + ("does not exist" if what == "missing" else "is a folder"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_heuristics_fit_weights_must_be_a_folder(tmp_path, capsys, no_training):
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    code, out, err = run_cli([*_prefix("heuristics-fit", tmp_path), "--generators", "bmli", "--weights", regular], capsys)
+    assert_one_line_error(code, out, err, f"--weights {regular} is a file, not a folder")
+
+
+def test_the_default_study_folder_is_checked_too(tmp_path, capsys, monkeypatch, no_training):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("not a folder")
+    code, out, err = run_cli(["experiment", "heuristics", "none"], capsys)
+    assert_one_line_error(code, out, err, "the default folder runs/heuristics-torch of --out cannot be created")
+
+
+def test_study_usage_errors_are_one_line(capsys):
+    for args in (["experiment", "heuristics"], ["experiment", "heuristics", "ranking", "--participants", "3"],
+                 ["experiment", "learning-to-infer", "urns"], ["experiment", "heuristics-fit"],
+                 ["experiment", "heuristics-fit", "--simulate", "--data", "x.csv"]):
+        code, out, err = run_cli(args, capsys)
+        assert_one_line_error(code, out, err, f"cogmeta experiment {args[1]}: error: ")
 
 
 def test_seq2seq_figure_out_must_be_a_file_path(tmp_path, capsys):
@@ -139,6 +227,25 @@ def test_too_many_held_out_tasks_are_refused_with_the_arithmetic(tmp_path, capsy
     code, out, err = run_cli(["evaluate", tmp_path, "--num-tasks", "10000"], capsys)
     assert_one_line_error(code, out, err, "--num-tasks")
     assert "10000 tasks x T=1 steps x 16 float64 arrays x 8 bytes" in err  # 1.28e6 bytes > 1e6
+
+
+def test_the_studies_refuse_what_cannot_fit_with_the_arithmetic(tmp_path, capsys, monkeypatch, no_training):
+    monkeypatch.setattr(cogmeta.memory, "available_bytes", lambda: 2**30)
+    # parse time: one count too large on its own
+    code, out, err = run_cli([*_prefix("heuristics", tmp_path), "--eval-tasks", "10000000"], capsys)
+    assert_one_line_error(code, out, err, "argument --eval-tasks: 10000000 tasks x T=10 steps x 16 float64 arrays")
+    # before training: all the options together (JAX trains a stage's members in one program)
+    args = [*_prefix("heuristics", tmp_path), "--backend", "jax", "--seeds", "1000", "--hidden-size", "128"]
+    code, out, err = run_cli(args, capsys)
+    assert_one_line_error(code, out, err, "2000 members trained together x (bounded GRU with hidden_size=128")
+    assert "lower --hidden-size or --batch-size (or --seeds, --betas" in err
+    code, out, err = run_cli([*_prefix("learning-to-infer", tmp_path), "--participants", "10000"], capsys)
+    assert_one_line_error(code, out, err, "10000 participants x (5000 training queries x 11 float32 values")
+    assert "lower --participants" in err
+    code, out, err = run_cli([*_prefix("heuristics-fit", tmp_path), "--participants", "10000", "--tasks", "1000",
+                              "--generators", "take_the_best"], capsys)
+    assert_one_line_error(code, out, err, "1 generator(s) x --participants 10000 x --tasks 1000 = 10000000 tasks")
+    assert not (tmp_path / "out").exists()
 
 
 def test_nothing_is_refused_where_memory_cannot_be_read(monkeypatch):

@@ -554,6 +554,23 @@ def plot_sample_size(result: SampleSizeResult | SampleSizeRepeats, ax=None):
     return fig
 
 
+def experiment_config(name: str, *, participants: int | None = None, hidden: Sequence[int] | None = None,
+                      seed: int = 0, optimizer: str = "sgd", learning_rate: float | None = None,
+                      draws: str = "generative") -> EUConfig | SampleSizeConfig:
+    """The config of experiment ``name`` ("eu" or "sample-size"); None takes the experiment's default (ValueError
+    on bad values)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown learning-to-infer experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    options = {key: value for key, value in (("participants", participants), ("learning_rate", learning_rate))
+               if value is not None}
+    if name == "eu":
+        if hidden is not None and len(hidden) != 1:
+            raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
+        return EUConfig(seed=seed, optimizer=optimizer, draws=draws, **options, **({"hidden": hidden[0]} if hidden else {}))
+    return SampleSizeConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
+                            **({"hidden": tuple(hidden)} if hidden else {}))
+
+
 def run_experiment(name: str, backend: str, out: Path | None = None, *, participants: int | None = None,
                    hidden: Sequence[int] | None = None, seed: int = 0, figures: bool = True, optimizer: str = "sgd",
                    learning_rate: float | None = None, draws: str = "generative", repeats: int = 1):
@@ -569,17 +586,11 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
     repeats = require_int("learning-to-infer", "repeats", repeats, 1)
-    options = {key: value for key, value in (("participants", participants), ("learning_rate", learning_rate))
-               if value is not None}
+    config = experiment_config(name, participants=participants, hidden=hidden, seed=seed, optimizer=optimizer,
+                               learning_rate=learning_rate, draws=draws)
     if name == "eu":
-        if hidden is not None and len(hidden) != 1:
-            raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
-        config = EUConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
-                          **({"hidden": hidden[0]} if hidden else {}))
         result, plot = run_eu_repeats(backend, config, repeats), plot_eu
     else:
-        config = SampleSizeConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
-                                  **({"hidden": tuple(hidden)} if hidden else {}))
         result, plot = run_sample_size_repeats(backend, config, repeats), plot_sample_size
     if repeats == 1:
         result = result.results[0]

@@ -24,6 +24,7 @@ from cogmeta.tolerances import (  # noqa: F401  (re-exported: the suite's tests 
     FLOOR,
     TOLERANCES,
     TRAIN_STEP_LR_ATOL,
+    compare,
     normalized_error,
     to_numpy,
     tolerance,
@@ -44,40 +45,12 @@ def assert_parity(name: str, a, b, kind: str, dtype: str, *, lr: float | None = 
         The normalized error.
     """
     a, b = to_numpy(a), to_numpy(b)
-    rtol, atol_scale = tolerance(kind, dtype)
-    if a.shape != b.shape:
-        raise AssertionError(f"{name}: shape {a.shape} != reference shape {b.shape}")
-    if a.dtype != b.dtype:
+    if a.shape == b.shape and a.dtype != b.dtype:  # the suite compares like with like; verify does not
         raise AssertionError(f"{name}: dtype {a.dtype} != reference dtype {b.dtype}")
-    for label, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
-        where_a, where_b = test(a), test(b)
-        if not np.array_equal(where_a, where_b):
-            index = np.unravel_index(int(np.argmax(where_a != where_b)), a.shape) if a.ndim else ()
-            raise AssertionError(f"{name}: {label} positions differ (first at index {index})")
-    if a.size == 0:
-        return 0.0
-    finite = np.isfinite(b)
-    a64, b64 = np.where(finite, a, 0).astype(np.float64), np.where(finite, b, 0).astype(np.float64)
-    diff = np.abs(a64 - b64)
-    scale = max(float(np.max(np.abs(b64))), FLOOR)
-    atol = atol_scale * scale
-    if kind == "train_step" and dtype == "float32":
-        if lr is None:
-            raise ValueError("kind='train_step' in float32 needs the learning rate (lr=...)")
-        atol += TRAIN_STEP_LR_ATOL * lr
-    allowed = atol + rtol * np.abs(b64)
-    error = float(np.max(diff) / scale)
-    if np.any(diff > allowed):
-        flat = int(np.argmax(diff - allowed))
-        index = np.unravel_index(flat, diff.shape) if diff.ndim else ()
-        raise AssertionError(
-            f"{name} ({kind}, {dtype}): max abs error {np.max(diff):.3e}, normalized error {error:.3e}; "
-            f"worst entry at index {tuple(int(i) for i in index)}: got {a64[index]!r}, reference {b64[index]!r}, "
-            f"allowed {allowed[index]:.3e} (rtol {rtol:g}, atol_scale {atol_scale:g} x scale {scale:.3e}"
-            + (f" + {TRAIN_STEP_LR_ATOL:g} x lr {lr:g}" if kind == "train_step" and dtype == "float32" else "")
-            + ")"
-        )
-    return error
+    result = compare(a, b, kind, dtype, lr=lr)
+    if not result.passed:
+        raise AssertionError(f"{name} ({kind}, {dtype}): normalized error {result.error:.3e}; {result.detail}")
+    return result.error
 
 
 def assert_all(

@@ -3,9 +3,11 @@
     cogmeta verify --run RUN [--steps 20] [--device all|cpu|gpu] [--layers] [--out DIR]
     cogmeta verify --task gaussian [--cell gru --hidden-size 16 ... task parameters] [--steps 20] [--layers]
     cogmeta verify --config config.json [--steps 20] [--layers]
+    cogmeta verify --family bounded-gru [--condition ranking --beta 0 --warmup 0 --hidden-size 8 ...] [--steps 20]
+    cogmeta verify --family amortized [--queries ID --hidden-size 1 --optimizer sgd ...] [--steps 20]
 
 Prints the report and writes ``report.txt``, ``checks.csv``, ``curves.csv``, ``summary.json`` and
-``curves.png`` into ``--out`` (default ``RUN/verify`` for a run, ``runs/verify-<task>-<time>`` otherwise).
+``curves.png`` into ``--out`` (default ``RUN/verify`` for a run, ``runs/verify-<task or family>-<time>`` otherwise).
 Exit code 0: both frameworks agree; 1: they do not; 2: bad input.
 """
 
@@ -18,6 +20,17 @@ from pathlib import Path
 from cogmeta.cli_options import add_task_parameters, check_out_folder, config_from_args, integer, real
 from cogmeta.config import CELLS, DTYPES, OPTIMIZERS, SCHEDULES, ModelConfig, TorchOptions, TrainConfig
 from cogmeta.tasks import TASKS
+from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
+from cogmeta.verify_families import FAMILIES, QUERY_SETS
+
+#: Options of the families besides the tutorial (dest -> families that take it); the tutorial takes none of them.
+_FAMILY_OPTIONS = {"condition": ("bounded-gru",), "num_cues": ("bounded-gru",), "num_trials": ("bounded-gru",),
+                   "warmup": ("bounded-gru",), "queries": ("amortized",)}
+#: Options of the tutorial config that a family also takes: its model's, then its training's (``TrainConfig``
+#: fields). ``--beta`` is the coin task's Beta prior parameter and the bounded GRU's KL weight.
+_SHARED_MODEL = {"bounded-gru": ("hidden_size", "beta"), "amortized": ("hidden_size",)}
+_SHARED_TRAIN = {"bounded-gru": ("batch_size", "learning_rate", "clip_norm", "seed", "dtype"),
+                 "amortized": ("learning_rate", "optimizer", "seed", "dtype")}
 
 #: train-option dests (``cogmeta.cli_options.config_from_args`` reads them) that a config may set here.
 _TRAIN_OPTIONS = (("batch_size", integer()), ("learning_rate", real()), ("final_lr_fraction", real()),
@@ -34,7 +47,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
         description="Train a config for N steps in both PyTorch and JAX from the same initial weights and the same "
                     "numpy batches, in float64 and in the config's dtype, on every device present, and compare "
                     "parameters, loss, gradient norm and held-out outputs under the parity suite's tolerances. "
-                    "Give a run folder (--run), a config file (--config) or config options (--task ...). "
+                    "Give a run folder (--run), a config file (--config) or config options (--task ...); "
+                    "--family bounded-gru or amortized checks the heuristics study's bounded GRU or the "
+                    "learning-to-infer amortized posterior instead of a tutorial meta-learner. "
                     "Exit code 0: the frameworks agree; 1: they disagree; 2: bad input.")
     parser.add_argument("--run", type=Path, default=None, metavar="RUN",
                         help="run folder written by `cogmeta train`: verify its config, and that its weights give the "
@@ -59,6 +74,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                              "runs/verify-<task>-<time>)")
     parser.add_argument("--no-figure", action="store_true", help="do not write curves.png")
 
+    parser.add_argument("--family", choices=FAMILIES, default=None,
+                        help="model family: the tutorial meta-learners (default), the bounded GRU of the heuristics "
+                             "study, or the amortized posterior of learning-to-infer (config options only)")
     group = parser.add_argument_group("config options (instead of --run or --config; defaults: cogmeta train's)")
     group.add_argument("--task", choices=sorted(TASKS), default=None, help="environment (default: gaussian)")
     group.add_argument("--cell", choices=CELLS, default=None, help=f"default: {ModelConfig.cell}")
@@ -73,6 +91,23 @@ def add_parser(commands) -> argparse.ArgumentParser:
     group.add_argument("--dtype", choices=DTYPES, default=None,
                        help=f"the config's dtype, checked besides float64 (default: {defaults.dtype})")
     add_task_parameters(parser)
+    task = PairedComparisonTask()
+    bounded = parser.add_argument_group(
+        "--family bounded-gru (defaults: the heuristics study's recipe: hidden 64, batch 64, Adam lr 1e-3, clip 40, "
+        "float32)")
+    bounded.add_argument("--condition", choices=CONDITIONS, default=None, help=f"default: {task.condition}")
+    bounded.add_argument("--num-cues", type=integer(2, 64), default=None, help=f"K (default: {task.num_cues})")
+    bounded.add_argument("--num-trials", type=integer(1, 100_000), default=None, help=f"T (default: {task.num_trials})")
+    beta = parser._option_string_actions["--beta"]  # the coin task's, shared (one option, two meanings)
+    beta.help += ("; --family bounded-gru: the KL weight >= 0 (default: 0; beta > 0 allows at most 200 steps: the "
+                  "KL amplifies rounding once weights get pruned, docs/framework-differences.md#kl-amplifies-rounding)")
+    bounded.add_argument("--warmup", type=integer(0), default=None,
+                         help="steps over which the KL weight ramps up to beta (default: 0)")
+    amortized = parser.add_argument_group(
+        "--family amortized (defaults: one participant, hidden 1, SGD lr 0.05, float32, one query per step)")
+    amortized.add_argument("--queries", choices=QUERY_SETS, default=None,
+                           help="urn query distribution: the EU study's ID or UD set, the noise blocks or the "
+                                "sample-size ladder (default: ID)")
     parser.set_defaults(handler=run_verify)
     return parser
 
@@ -81,6 +116,13 @@ def run_verify(args: argparse.Namespace) -> int:
     """The handler: build the config, verify, print, write; 0 if the frameworks agree, else 1."""
     from cogmeta.verify import DEFAULT_EVAL_TASKS, load_config_file, load_run, verify, write_outputs
 
+    family = args.family or "tutorial"
+    if family != "tutorial":
+        return _run_family(args, family)
+    for name, owners in _FAMILY_OPTIONS.items():
+        if getattr(args, name, None) is not None:
+            raise ValueError(f"{_flag(name)} is an option of --family {' / '.join(owners)}, not of the tutorial "
+                             f"meta-learners; add --family {owners[0]}")
     given = _config_options_given(args)
     if args.run is not None and args.config is not None:
         raise ValueError("--run and --config exclude each other: a run folder brings its own config; give one of them")
@@ -110,6 +152,46 @@ def run_verify(args: argparse.Namespace) -> int:
     written = write_outputs(report, out, figure=not args.no_figure)
     print(f"written: {', '.join(str(path) for path in written)}")
     return 0 if report.passed else 1
+
+
+def _run_family(args: argparse.Namespace, family: str) -> int:
+    """``--family bounded-gru`` / ``amortized``: build the family config from the options, verify, print, write."""
+    from cogmeta.verify import verify, write_outputs
+    from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify, amortized_train_config, bounded_train_config
+
+    if args.run is not None or args.config is not None:
+        raise ValueError(f"--family {family} checks a config given by options; --run and --config take tutorial runs "
+                         f"only (run folders of the heuristics and learning-to-infer studies are not checked yet)")
+    if args.eval_tasks is not None:
+        raise ValueError("--eval-tasks needs --run (it sets the held-out tasks of the run's evaluation figures)")
+    allowed = {*_SHARED_MODEL[family], *_SHARED_TRAIN[family]} | {n for n, owners in _FAMILY_OPTIONS.items()
+                                                                   if family in owners}
+    foreign = [flag for flag in _config_options_given(args) + [_flag(n) for n in _FAMILY_OPTIONS
+                                                               if getattr(args, n, None) is not None]
+               if flag[2:].replace("-", "_") not in allowed]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)}: not an option of --family {family}; its options are "
+                         f"{', '.join(_flag(n) for n in sorted(allowed))}")
+    train = {name: getattr(args, name) for name in _SHARED_TRAIN[family] if getattr(args, name) is not None}
+    if family == "bounded-gru":
+        task = {name: getattr(args, name) for name in ("condition", "num_cues", "num_trials")
+                if getattr(args, name) is not None}
+        extra = {name: getattr(args, name) for name in ("hidden_size", "beta", "warmup") if getattr(args, name) is not None}
+        config = BoundedGRUVerify(PairedComparisonTask(**task), train=bounded_train_config(**train), **extra)
+    else:
+        extra = {"hidden": args.hidden_size} if args.hidden_size is not None else {}
+        config = AmortizedVerify(queries=args.queries or "ID", train=amortized_train_config(**train), **extra)
+    out = args.out or Path("runs") / f"verify-{config.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    check_out_folder(out)
+    report = verify(config, args.steps, args.device, layers=args.layers, heldout_tasks=args.heldout_tasks)
+    print(report.format())
+    written = write_outputs(report, out, figure=not args.no_figure)
+    print(f"written: {', '.join(str(path) for path in written)}")
+    return 0 if report.passed else 1
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _config_options_given(args: argparse.Namespace) -> list[str]:

@@ -20,7 +20,10 @@ and the evaluation figures (``cogmeta.evaluation.evaluate``) in both frameworks.
 tensor is max|jax - torch| / max(max|torch|, 1e-3); per step t of the trajectory the report keeps it for the
 parameters (max over tensors), the loss and the gradient norm.
 
-Covered model families: the tutorial meta-learners (GRU and LSTM, any depth and width, every registered task).
+Covered model families: the tutorial meta-learners (GRU and LSTM, any depth and width, every registered task), the
+bounded GRU of the heuristics study and the amortized posterior of learning-to-infer (``cogmeta.verify_families``:
+their configs draw their own identical inputs, e.g. the bounded GRU's injected weight noise). The twins' ladder
+values are nested ``{rung: {quantity: {tensor: array}}}``, so each family names its own quantities per rung.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 
 from cogmeta.config import RunConfig
 from cogmeta.tolerances import FLOOR, compare, normalized_error, tolerance
+from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify
 
 #: The rungs of the ladder, lowest first; a failing check is reported at the first rung where it occurs.
 LADDER = ("cell", "model forward", "loss", "gradients", "optimizer update", "one step", "N steps", "held-out forward",
@@ -52,7 +56,11 @@ DEFAULT_EVAL_TASKS = 2000
 VERIFY_STREAM = 0x5E1F
 DEVICE_CHOICES = ("all", "cpu", "gpu")
 #: Model families verify covers; anything else is refused with this list.
-COVERED = "the tutorial meta-learners (GRU and LSTM, any depth and width, on every registered task)"
+COVERED = ("the tutorial meta-learners (GRU and LSTM, any depth and width, on every registered task), the bounded GRU "
+           "of the heuristics study (--family bounded-gru) and the amortized posterior of learning-to-infer "
+           "(--family amortized)")
+#: A config verify can check: a tutorial run config or a family config of ``cogmeta.verify_families``.
+VerifyConfig = RunConfig | BoundedGRUVerify | AmortizedVerify
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class Report:
     one of ``params``, ``loss``, ``grad_norm``.
     """
 
-    config: RunConfig
+    config: VerifyConfig
     steps: int
     devices: list[str]
     dtypes: list[str]
@@ -124,21 +132,30 @@ class Report:
     def format(self) -> str:
         """The printed report: config, versions, devices, one row per check, the ladder and the verdict."""
         config = self.config
-        model = config.model
-        task = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config.task).items())
         train = config.train
-        clip = "no clipping" if train.clip_norm is None else f"clip {train.clip_norm:g}"
+        if isinstance(config, RunConfig):
+            model = config.model
+            task = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config.task).items())
+            clip = "no clipping" if train.clip_norm is None else f"clip {train.clip_norm:g}"
+            described = [
+                f"task {config.task.name} ({task})",
+                f"model: {model.cell.upper()}, hidden_size {model.hidden_size}, {model.num_layers} layer(s); training: "
+                f"{train.optimizer} lr {train.learning_rate:g}, {train.schedule} schedule over {self.steps} steps, "
+                f"{clip}, batch {train.batch_size}, seed {train.seed}"]
+            data = (f"{self.steps} batches of {train.batch_size} tasks and {self.heldout_tasks} held-out tasks from the "
+                    f"numpy reference sampler")
+        else:
+            described = config.header(self.steps)
+            data = (f"{self.steps} batches of {train.batch_size} and {self.heldout_tasks} held-out "
+                    f"{'queries' if config.family == 'amortized' else 'tasks'} from the numpy reference sampler")
         lines = [
-            f"cogmeta verify{' ' + self.run if self.run else ''}: task {config.task.name} ({task})",
-            f"model: {model.cell.upper()}, hidden_size {model.hidden_size}, {model.num_layers} layer(s); training: "
-            f"{train.optimizer} lr {train.learning_rate:g}, {train.schedule} schedule over {self.steps} steps, {clip}, "
-            f"batch {train.batch_size}, seed {train.seed}",
+            f"cogmeta verify{' ' + self.run if self.run else ''}: {described[0]}",
+            *described[1:],
             "versions: " + ", ".join(f"{name} {version}" for name, version in self.versions.items()),
             "devices: " + "; ".join(f"{kind}: torch {names['torch']}, jax {names['jax']}"
                                     for kind, names in self.device_names.items())
             + "".join(f"; {kind}: not checked ({why})" for kind, why in self.skipped_devices.items()),
-            f"identical inputs: canonical weights drawn once in numpy (seed {train.seed}), {self.steps} batches of "
-            f"{train.batch_size} tasks and {self.heldout_tasks} held-out tasks from the numpy reference sampler",
+            f"identical inputs: canonical weights drawn once in numpy (seed {train.seed}), {data}",
             "normalized error = max|jax - torch| / max(max|torch|, 1e-3); tolerances: cogmeta.tolerances "
             "(the parity suite's)",
             "",
@@ -190,34 +207,43 @@ class Report:
         """The JSON summary written next to the CSVs."""
         first = self.first_failure()
         return {"passed": self.passed, "first_failing_layer": None if first is None else _layer_label(first.layer, self.steps),
-                "steps": self.steps, "devices": self.devices, "skipped_devices": self.skipped_devices,
+                "family": _family(self.config), "steps": self.steps, "devices": self.devices, "skipped_devices": self.skipped_devices,
                 "dtypes": self.dtypes, "versions": self.versions, "device_names": self.device_names, "run": self.run,
                 "config": self.config.to_dict(), "max_normalized_error": {
                     dtype: self.max_error(dtype=dtype) for dtype in self.dtypes}}
 
 
 # ------------------------------------------------------------------------------------------ identical inputs
-def initial_weights(config: RunConfig) -> dict[str, np.ndarray]:
+def initial_weights(config: VerifyConfig) -> dict[str, np.ndarray]:
     """Canonical float64 weights drawn once in numpy: every tensor U(-1/sqrt(H), 1/sqrt(H)) (torch's default
     init of ``nn.GRU``/``nn.LSTM`` and, as fan_in = H, of the head ``nn.Linear(H, O)``), shapes from
-    ``cogmeta.weights.parameter_shapes``."""
+    ``cogmeta.weights.parameter_shapes``; a family config draws its own (``cogmeta.verify_families``)."""
     from cogmeta.weights import parameter_shapes
+
+    if not isinstance(config, RunConfig):
+        return config.initial_weights()
 
     rng = np.random.default_rng((config.train.seed, VERIFY_STREAM, 0))
     bound = 1.0 / math.sqrt(config.model.hidden_size)
     return {name: rng.uniform(-bound, bound, shape) for name, shape in parameter_shapes(config).items()}
 
 
-def training_batches(config: RunConfig, steps: int) -> list[np.ndarray]:
-    """``steps`` float64 observation batches ``[T, B, 1]`` from the task's numpy reference sampler."""
+def training_batches(config: VerifyConfig, steps: int) -> list:
+    """``steps`` float64 observation batches ``[T, B, 1]`` from the task's numpy reference sampler (a family
+    config: its own batches, dicts of arrays)."""
+    if not isinstance(config, RunConfig):
+        return config.training_batches(steps)
     rng = np.random.default_rng((config.train.seed, VERIFY_STREAM, 1))
     return [config.task.sample(rng, config.train.batch_size, np.float64).observations for _ in range(steps)]
 
 
-def synthetic_gradients(config: RunConfig, steps: int) -> list[dict[str, np.ndarray]]:
+def synthetic_gradients(config: VerifyConfig, steps: int) -> list[dict[str, np.ndarray]]:
     """``steps`` float64 gradients by canonical name, g ~ N(0, 1) rescaled to global norm 2c on even and c/2 on
     odd steps when clipping at c (so both branches of the clip run), else to norm 1."""
     from cogmeta.weights import parameter_shapes
+
+    if not isinstance(config, RunConfig):
+        return config.synthetic_gradients(steps)
 
     rng = np.random.default_rng((config.train.seed, VERIFY_STREAM, 2))
     shapes = parameter_shapes(config)
@@ -232,19 +258,20 @@ def synthetic_gradients(config: RunConfig, steps: int) -> list[dict[str, np.ndar
 
 
 # ------------------------------------------------------------------------------------------ the check
-def verify(config: RunConfig, steps: int = DEFAULT_STEPS, device: str = "all", *, layers: bool = False,
+def verify(config: VerifyConfig, steps: int = DEFAULT_STEPS, device: str = "all", *, layers: bool = False,
            heldout_tasks: int = DEFAULT_HELDOUT_TASKS, run_weights: Mapping[str, np.ndarray] | None = None,
            eval_tasks: int = DEFAULT_EVAL_TASKS, run: str | None = None) -> Report:
     """Train ``config`` for ``steps`` steps in both frameworks from identical inputs and compare every rung.
 
     Args:
-        config: a tutorial run config (its ``train.steps`` is replaced by ``steps``).
-        steps: N, in [1, MAX_STEPS].
+        config: a tutorial run config, or a family config (``cogmeta.verify_families``: the bounded GRU, the
+            amortized posterior); its ``train.steps`` is replaced by ``steps``.
+        steps: N, in [1, MAX_STEPS] (the bounded GRU with beta > 0: [1, MAX_KL_STEPS]).
         device: "all" (every device kind both frameworks have), "cpu" or "gpu".
         layers: also run the rungs below training (cell, model forward, loss, gradients, optimizer update).
         heldout_tasks: M, the held-out tasks of the forward comparison.
         run_weights: a run's own weights (in ``config.train.dtype``): also compare their predictions and the
-            evaluation figures on ``eval_tasks`` held-out tasks.
+            evaluation figures on ``eval_tasks`` held-out tasks (tutorial runs only).
         run: the run folder, for the report.
 
     Raises:
@@ -258,6 +285,14 @@ def verify(config: RunConfig, steps: int = DEFAULT_STEPS, device: str = "all", *
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps (N) must be a whole number in [1, {MAX_STEPS}] (the parity suite's tolerances hold "
                          f"for at most {MAX_STEPS} steps), got {steps!r}; pass e.g. --steps {DEFAULT_STEPS}")
+    limit = None if isinstance(config, RunConfig) else config.max_steps()
+    if limit is not None and steps > limit:
+        raise ValueError(f"steps (N) must be at most {limit} for the bounded GRU with beta > 0 (got {steps}): its KL "
+                         f"amplifies rounding once weights get pruned, so trajectories agree to the parity suite's "
+                         f"tolerances only that long (docs/framework-differences.md#kl-amplifies-rounding); lower "
+                         f"--steps or check beta 0")
+    if run_weights is not None and not isinstance(config, RunConfig):
+        raise ValueError(f"run weights can be checked for tutorial runs only, not for a {config.family!r} config")
     if isinstance(heldout_tasks, bool) or not isinstance(heldout_tasks, int) or heldout_tasks < 1:
         raise ValueError(f"heldout_tasks must be a whole number >= 1, got {heldout_tasks!r}")
     if device not in DEVICE_CHOICES:
@@ -266,7 +301,7 @@ def verify(config: RunConfig, steps: int = DEFAULT_STEPS, device: str = "all", *
     for twin in twins.values():
         twin.check_supported(config)
     devices, skipped = _devices(twins, device)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+    config = _with_train(config, steps=steps)
     dtypes = ["float64"] + ([config.train.dtype] if config.train.dtype != "float64" else [])
     versions = {"cogmeta": __version__, "numpy": np.__version__, "python": platform.python_version(),
                 **twins["torch"].library_versions(), **twins["jax"].library_versions()}
@@ -276,19 +311,43 @@ def verify(config: RunConfig, steps: int = DEFAULT_STEPS, device: str = "all", *
     weights64 = initial_weights(config)
     batches64 = training_batches(config, steps)
     gradients64 = synthetic_gradients(config, steps) if layers else []
-    heldout64 = held_out_observations(config.task, heldout_tasks)
+    heldout64 = (held_out_observations(config.task, heldout_tasks) if isinstance(config, RunConfig)
+                 else config.held_out(heldout_tasks))
     for device_kind in devices:
         for dtype in dtypes:
-            variant = dataclasses.replace(config, train=dataclasses.replace(config.train, dtype=dtype))
-            cast = lambda tree: {n: np.asarray(v, dtype) for n, v in tree.items()}  # noqa: E731
-            weights, batches = cast(weights64), [b.astype(dtype) for b in batches64]
+            variant = _with_train(config, dtype=dtype)
+            weights, batches = _cast(weights64, dtype), [_cast(b, dtype) for b in batches64]
             scope = _Scope(report, device_kind, dtype)
             if layers:
-                _ladder(scope, twins, variant, weights, batches[0], [cast(g) for g in gradients64])
-            _training(scope, twins, variant, weights, batches, heldout64.astype(dtype))
+                first = batches[0] if isinstance(config, RunConfig) or config.family != "amortized" else _cast(
+                    _concatenate(batches64), dtype)  # the amortized rungs see every training query at once
+                _ladder(scope, twins, variant, weights, first, [_cast(g, dtype) for g in gradients64])
+            _training(scope, twins, variant, weights, batches, _cast(heldout64, dtype))
     if run_weights is not None:
         _run_weights(report, twins, config, run_weights, heldout64, eval_tasks)
     return report
+
+
+def _with_train(config: VerifyConfig, **changes) -> VerifyConfig:
+    if isinstance(config, RunConfig):
+        return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+    return config.with_train(**changes)
+
+
+def _family(config: VerifyConfig) -> str:
+    return "tutorial" if isinstance(config, RunConfig) else config.family
+
+
+def _cast(tree, dtype: str):
+    """Every array of a (nested dict of) float64 array(s) in ``dtype``."""
+    if isinstance(tree, Mapping):
+        return {name: _cast(value, dtype) for name, value in tree.items()}
+    return np.asarray(tree, dtype)
+
+
+def _concatenate(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Batches of one query each -> one batch of all of them (along the leading axis)."""
+    return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
 
 
 class _Scope:
@@ -338,20 +397,18 @@ def _select(values: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarr
     return {name[len(prefix):]: value for name, value in values.items() if name.startswith(prefix)}
 
 
-def _ladder(scope: _Scope, twins: Mapping, config: RunConfig, weights, observations, gradients) -> None:
-    """The rungs below training: cell, model forward, loss, gradients (batch 1), optimizer update (K = N)."""
+def _ladder(scope: _Scope, twins: Mapping, config: VerifyConfig, weights, observations, gradients) -> None:
+    """The rungs below training: cell, model forward, loss, gradients (batch 1), optimizer update (K = N).
+
+    The twins return ``{rung: {quantity: {tensor: array}}}`` for the rungs cell, model forward, loss and
+    gradients (each family names its quantities); gradients are compared under ``grad``, the rest under ``forward``.
+    """
     values = {name: twin.ladder_values(config, weights, observations, scope.device) for name, twin in twins.items()}
     jax_v, torch_v = values["jax"], values["torch"]
-    scope.check("cell", "core outputs", [("core outputs", jax_v["cell"]["core outputs"],
-                                          torch_v["cell"]["core outputs"])], "forward")
-    finals = {k: v for k, v in torch_v["cell"].items() if k != "core outputs"}
-    scope.check("cell", "core final state", _pairs("", {k: jax_v["cell"][k] for k in finals}, finals), "forward")
-    scope.check("model forward", "raw outputs", _pairs("", jax_v["model forward"], torch_v["model forward"]), "forward")
-    scope.check("loss", "training loss", _pairs("", jax_v["loss"], torch_v["loss"]), "forward")
-    scope.check("gradients", "gradient tensors", _pairs("", _select(jax_v["gradients"], "grad "),
-                                                        _select(torch_v["gradients"], "grad ")), "grad")
-    scope.check("gradients", "gradient norm", [("gradient norm", jax_v["gradients"]["gradient norm"],
-                                                torch_v["gradients"]["gradient norm"])], "grad")
+    for layer in ("cell", "model forward", "loss", "gradients"):
+        for quantity, tensors in torch_v[layer].items():
+            scope.check(layer, quantity, _pairs("", jax_v[layer].get(quantity, {}), tensors),
+                        "grad" if layer == "gradients" else "forward")
     opt = {name: twin.optimizer_values(config, weights, gradients, scope.device) for name, twin in twins.items()}
     jax_o, torch_o = opt["jax"], opt["torch"]
     k = len(gradients)
@@ -377,14 +434,27 @@ def _training(scope: _Scope, twins: Mapping, config: RunConfig, weights, batches
     if steps == 0:
         return
     peak = config.train.learning_rate
-    scope.check("one step", "loss", [("loss", jax_r["loss"][0], torch_r["loss"][0])], "forward")
+    floor = getattr(config, "loss_floor", None)  # the amortized KL: relative only above it (verify_families)
+    jax_loss, torch_loss = jax_r["loss"][:steps], torch_r["loss"][:steps]
+    if floor is None or abs(torch_loss[0]) >= floor:
+        scope.check("one step", "loss", [("loss", jax_loss[0], torch_loss[0])], "forward")
     scope.check("one step", "gradient norm", [("grad_norm", jax_r["grad_norm"][0], torch_r["grad_norm"][0])], "grad")
     scope.check("one step", "params", _pairs("param ", jax_r["params"][0], torch_r["params"][0]), "train_step", lr=peak)
-    scope.check("N steps", "loss curve", [("loss", jax_r["loss"][:steps], torch_r["loss"][:steps])], "loss_curve")
+    if floor is None:
+        scope.check("N steps", "loss curve", [("loss", jax_loss, torch_loss)], "loss_curve")
+    else:
+        keep = np.abs(torch_loss) >= floor
+        scope.check("N steps", f"loss curve where >= {floor:g}", [("loss", jax_loss[keep], torch_loss[keep])],
+                    "loss_curve")
+        scope.check("N steps", "whole loss curve", [("loss", jax_loss, torch_loss)], "optim_steps")
     scope.check("N steps", "gradient norms", [("grad_norm", jax_r["grad_norm"][:steps], torch_r["grad_norm"][:steps])],
                 "grad")
     scope.check("N steps", "learning rates", [("learning_rate", jax_r["learning_rate"][:steps],
                                                torch_r["learning_rate"][:steps])], "forward")
+    aux = _pairs("", jax_r.get("aux", {}), torch_r.get("aux", {}))  # the objective's extra metrics (NLL, KL)
+    for name, jax_curve, torch_curve in aux:
+        scope.check("one step", f"{name} (loss term)", [(name, jax_curve[0], torch_curve[0])], "forward")
+        scope.check("N steps", f"{name} curve", [(name, jax_curve[:steps], torch_curve[:steps])], "loss_curve")
     per_step = [_pairs(f"step {t + 1} param ", jax_r["params"][t], torch_r["params"][t]) for t in range(steps)]
     scope.check("N steps", "params, every step", [pair for pairs in per_step for pair in pairs], "train_steps")
     for t in range(steps):
@@ -515,8 +585,10 @@ def write_figure(report: Report, path: Path) -> Path:
         ax.set_title(title)
     axes[0].set_ylabel(f"max|jax - torch| / max(max|torch|, {FLOOR:g})")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"cogmeta verify: {report.config.task.name}, {report.config.model.cell.upper()}-"
-                 f"{report.config.model.hidden_size}, PyTorch vs JAX from identical weights and batches "
+    config = report.config
+    title = (f"{config.task.name}, {config.model.cell.upper()}-{config.model.hidden_size}"
+             if isinstance(config, RunConfig) else config.title())
+    fig.suptitle(f"cogmeta verify: {title}, PyTorch vs JAX from identical weights and batches "
                  f"({'PASS' if report.passed else 'FAIL'})")
     from cogmeta.io import atomic_write_with
 
@@ -525,5 +597,5 @@ def write_figure(report: Report, path: Path) -> Path:
     return path
 
 
-__all__ = ["COVERED", "Check", "DEFAULT_STEPS", "LADDER", "MAX_STEPS", "Report", "initial_weights", "load_config_file",
+__all__ = ["COVERED", "Check", "VerifyConfig", "DEFAULT_STEPS", "LADDER", "MAX_STEPS", "Report", "initial_weights", "load_config_file",
            "load_run", "synthetic_gradients", "training_batches", "verify", "write_figure", "write_outputs"]

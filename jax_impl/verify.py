@@ -13,6 +13,15 @@ library's own code paths (the tutorial objective ``backend.MetaLearnerObjective`
     optimizer        K trainer updates (clip, schedule, Adam/SGD) on injected gradients g_1..g_K
     training         the Trainer from the given weights, one ``run_on`` per batch: loss_k, ||g_k||, lr_k, theta_k
 
+The same functions check the other families (``cogmeta.verify_families``), dispatched on the config: the
+bounded GRU (``bounded_gru.BoundedObjective``; batches carry injected weight noise) and the amortized
+posterior (``amortized.AmortizedObjective``; one query per step). Their rungs:
+
+    bounded GRU  cell: the sparse-variational layers (weights sampled with the injected eps, log alpha);
+                 model forward: mean, scale, z in the modes sample / mean / pruned; loss: NLL + w_0 KL, NLL, KL
+    amortized    cell: the input projection and the RBF activations; model forward: logits, log-odds;
+                 loss: the mean KL(q || p) of the queries and KL per query
+
 ``device`` is "cpu" or "gpu"; every call runs under ``jax.default_device`` of that kind and
 ``jax.enable_x64(config.train.dtype == "float64")`` (float32 stays 32-bit whatever the global flag says).
 Programs are jitted per call (never cached across calls), so what runs is the code as it is now.
@@ -32,13 +41,14 @@ from flax import nnx
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
-from jax_impl import backend, recurrent
+from jax_impl import amortized, backend, bounded_gru, recurrent
 from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner
 from jax_impl.numerics import resolve_dtype
 from jax_impl.optim import clip_by_global_norm, init_adam
+from jax_impl.paired_comparison_samplers import model_inputs as comparison_inputs
 from jax_impl.samplers import model_inputs
-from jax_impl.trainer import make_train_on_batches, stack_on_host
+from jax_impl.trainer import Trainer, make_train_on_batches, stack_on_host
 from jax_impl.weights import canonical_to_state, load_canonical, state_to_canonical
 
 FRAMEWORK = "jax"
@@ -66,6 +76,8 @@ def device_name(device: str) -> str:
 
 def check_supported(config: RunConfig) -> None:
     """Raise ValueError if this framework lacks a part of ``config``'s model (its recurrent cell)."""
+    if not isinstance(config, RunConfig):
+        return  # the bounded GRU and the amortized posterior exist in both frameworks
     if config.model.cell not in recurrent.CORES:
         raise ValueError(f"model.cell {config.model.cell!r}: the jax backend has no such cell (it has "
                          f"{', '.join(sorted(recurrent.CORES))}); verify needs the model in both frameworks")
@@ -75,9 +87,13 @@ def ladder_values(config: RunConfig, weights: Mapping[str, np.ndarray], observat
                   device: str) -> dict[str, dict[str, np.ndarray]]:
     """The rungs below training for the model with ``weights`` on ``observations`` ``[T, B, 1]``.
 
-    Returns ``{"cell": {"core outputs", "core h_n"[, "core c_n"]}, "model forward": {"raw outputs"},
-    "loss": {"training loss"}, "gradients": {"gradient norm", "grad <name>" ...}}`` as numpy arrays.
+    Returns ``{rung: {quantity: {tensor: numpy array}}}`` for the rungs "cell" (core outputs, core final
+    state), "model forward" (raw outputs), "loss" (training loss) and "gradients" (gradient tensors by
+    canonical name, gradient norm). A family config: its own quantities (module doc) on its batch.
     """
+    if not isinstance(config, RunConfig):
+        with _on(config, device):
+            return _FAMILIES[config.family].ladder_values(config, weights, observations)
     with _on(config, device):
         objective = backend.MetaLearnerObjective(config)
         member = objective.member(config.train.seed)
@@ -95,15 +111,11 @@ def ladder_values(config: RunConfig, weights: Mapping[str, np.ndarray], observat
             return hidden, final, raw, loss, grads, norm
 
         hidden, final, raw, loss, grads, norm = probe(params, _array(observations, config))
-        cell = {"core outputs": np.array(hidden)}
-        if isinstance(final, tuple):
-            cell.update({"core h_n": np.array(final[0]), "core c_n": np.array(final[1])})
-        else:
-            cell["core h_n"] = np.array(final)
-        gradients = {"gradient norm": np.array(norm),
-                     **{f"grad {name}": value for name, value in state_to_canonical(grads).items()}}
-        return {"cell": cell, "model forward": {"raw outputs": np.array(raw)}, "loss": {"training loss": np.array(loss)},
-                "gradients": gradients}
+        final_state = ({"core h_n": np.array(final[0]), "core c_n": np.array(final[1])} if isinstance(final, tuple)
+                       else {"core h_n": np.array(final)})
+        return {"cell": {"core outputs": {"core outputs": np.array(hidden)}, "core final state": final_state},
+                "model forward": {"raw outputs": {"raw outputs": np.array(raw)}},
+                "loss": {"training loss": {"training loss": np.array(loss)}}, "gradients": _gradients(grads, norm)}
 
 
 def optimizer_values(config: RunConfig, weights: Mapping[str, np.ndarray], gradients: Sequence[Mapping[str, np.ndarray]],
@@ -116,8 +128,11 @@ def optimizer_values(config: RunConfig, weights: Mapping[str, np.ndarray], gradi
     ``exp_avg_sq`` after the K updates.
     """
     with _on(config, device):
-        objective = backend.MetaLearnerObjective(config)
-        _, params = nnx.split(_model(config, weights))
+        if isinstance(config, RunConfig):
+            objective = backend.MetaLearnerObjective(config)
+            _, params = nnx.split(_model(config, weights))
+        else:
+            objective, params = _FAMILIES[config.family].objective_and_params(config, weights, len(gradients))
         state = init_adam(params)
         dtype = resolve_dtype(config.train.dtype)
 
@@ -139,36 +154,185 @@ def train_trajectory(config: RunConfig, weights: Mapping[str, np.ndarray], batch
                      device: str) -> dict[str, object]:
     """The one trainer (``backend.make_tutorial_trainer``) from ``weights``, one ``run_on`` per batch.
 
-    Returns ``loss``, ``grad_norm``, ``learning_rate`` (``[N]`` float64) and ``params``: the canonical
-    weights after each step (N dicts). A non-finite step ends the trajectory early (the trainer stops there).
+    Returns ``loss``, ``grad_norm``, ``learning_rate`` (``[N]`` float64), ``params``: the canonical
+    weights after each step (N dicts) and ``aux``: the objective's extra metrics ``[N]`` by name (bounded GRU:
+    nll, kl). A non-finite step ends the trajectory early (the trainer stops there). The amortized posterior
+    trains with ``Trainer.run(1)`` per step on its own query stream (the N queries of ``batches``).
     """
     with _on(config, device):
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = backend.make_tutorial_trainer(config, Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
-        losses, norms, rates, params = [], [], [], []
-        for observations in batches:
-            metrics = trainer.run_on(_array(np.asarray(observations)[None], config))
+        if not isinstance(config, RunConfig):
+            trainer, step = _FAMILIES[config.family].trainer(config, weights, batches)
+        else:
+            zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+            trainer = backend.make_tutorial_trainer(config, Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
+            step = lambda observations: trainer.run_on(_array(np.asarray(observations)[None], config))  # noqa: E731
+        losses, norms, rates, params, aux = [], [], [], [], {}
+        for batch in batches:
+            metrics = step(batch)
             losses += list(np.asarray(metrics.loss, np.float64))
             norms += list(np.asarray(metrics.grad_norm, np.float64))
             rates += list(np.asarray(metrics.learning_rate, np.float64))
+            for name, values in (metrics.aux or {}).items():
+                aux.setdefault(name, []).extend(np.asarray(values, np.float64))
             params.append(trainer.weights())
             if not (np.all(np.isfinite(metrics.loss)) and np.all(np.isfinite(metrics.grad_norm))):
                 break
         return {"loss": np.asarray(losses), "grad_norm": np.asarray(norms), "learning_rate": np.asarray(rates),
-                "params": params}
+                "params": params, "aux": {name: np.asarray(values) for name, values in aux.items()}}
 
 
 def predictive(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray,
                device: str) -> dict[str, np.ndarray]:
-    """Predictive parameters ``[T, B]`` (float64 numpy) of the model with ``weights`` on ``observations``."""
+    """Predictive parameters ``[T, B]`` (float64 numpy) of the model with ``weights`` on ``observations``
+    (a family config: its held-out outputs by name, module doc)."""
+    if not isinstance(config, RunConfig):
+        with _on(config, device):
+            return _FAMILIES[config.family].predictive(config, weights, observations)
     with _on(config, device):
         graphdef, params = nnx.split(_model(config, weights))
         forward = jax.jit(lambda params, inputs: nnx.merge(graphdef, params)(inputs))
         return predictive_params(config.task.family, forward(params, model_inputs(_array(observations, config))))
 
 
+def _gradients(grads, norm) -> dict[str, dict[str, np.ndarray]]:
+    """The "gradients" rung: tensors by canonical name and the global norm."""
+    return {"gradient tensors": state_to_canonical(grads), "gradient norm": {"gradient norm": np.array(norm)}}
+
+
+def _norm(grads, clip):
+    return optax.tree.norm(grads) if clip is None else clip_by_global_norm(grads, clip)[1]
+
+
+# ------------------------------------------------------------------------------------------ the bounded GRU
+class _Bounded:
+    """The bounded GRU of the heuristics study (``bounded_gru.BoundedObjective``)."""
+
+    @staticmethod
+    def objective(config) -> bounded_gru.BoundedObjective:
+        return bounded_gru.BoundedObjective(config.task, config.hidden_size, config.train, config.beta, config.warmup)
+
+    @classmethod
+    def objective_and_params(cls, config, weights, steps: int):
+        objective = cls.objective(config)
+        return objective, canonical_to_state(objective.init(0), weights)
+
+    @staticmethod
+    def batch(batch: Mapping, config, leading: bool = False) -> bounded_gru.BoundedBatch:
+        cast = (lambda v: _array(np.asarray(v)[None], config)) if leading else (lambda v: _array(v, config))  # noqa: E731
+        return bounded_gru.BoundedBatch(cast(batch["cues"]), cast(batch["targets"]),
+                                        {layer: cast(eps) for layer, eps in batch["noise"].items()})
+
+    @classmethod
+    def ladder_values(cls, config, weights, batch) -> dict:
+        objective, params = cls.objective_and_params(config, weights, 1)
+        member = objective.member(config.train.seed)
+        clip = config.train.clip_norm
+
+        @jax.jit
+        def probe(params, data):
+            model = nnx.merge(objective.graphdef, params)
+            layers = model.layers()
+            inputs = comparison_inputs(data.cues, data.targets)
+            cell = {"sampled weights": {name: layer.effective_weight("sample", data.noise[name])
+                                        for name, layer in layers.items()},
+                    "log alpha": {name: layer.log_alpha() for name, layer in layers.items()}}
+            forward = {}
+            for mode in ("sample", "mean", "pruned"):
+                out = model(inputs, data.cues, mode, data.noise if mode == "sample" else None)
+                forward[f"{mode}-mode outputs"] = {f"{mode} {k}": getattr(out, k) for k in ("mean", "scale", "z")}
+            (loss, aux), grads = jax.value_and_grad(objective.loss, has_aux=True)(params, data, 0, member)
+            return cell, forward, loss, aux, grads, _norm(grads, clip)
+
+        cell, forward, loss, aux, grads, norm = probe(params, cls.batch(batch, config))
+        return {"cell": jax.tree.map(np.asarray, cell), "model forward": jax.tree.map(np.asarray, forward),
+                "loss": {"training loss": {"loss": np.asarray(loss)}, "NLL and KL": {k: np.asarray(v) for k, v in aux.items()}},
+                "gradients": _gradients(grads, norm)}
+
+    @classmethod
+    def trainer(cls, config, weights, batches):
+        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+        trainer = Trainer(cls.objective(config), Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
+        return trainer, lambda batch: trainer.run_on(cls.batch(batch, config, leading=True))
+
+    @classmethod
+    def predictive(cls, config, weights, heldout) -> dict[str, np.ndarray]:
+        objective, params = cls.objective_and_params(config, weights, 1)
+
+        @jax.jit
+        def forward(params, cues, targets):
+            model = nnx.merge(objective.graphdef, params)
+            outputs = {}
+            for mode in ("mean", "pruned"):
+                out = model(comparison_inputs(cues, targets), cues, mode)
+                outputs.update({f"{mode} {k}": getattr(out, k) for k in ("mean", "scale", "z")})
+            return outputs
+
+        outputs = forward(params, _array(heldout["cues"], config), _array(heldout["targets"], config))
+        return {name: np.asarray(value, np.float64) for name, value in outputs.items()}
+
+
+# ------------------------------------------------------------------------------------------ the amortized posterior
+class _Amortized:
+    """One participant of learning-to-infer (``amortized.AmortizedObjective``)."""
+
+    @staticmethod
+    def objective(config, weights, inputs: np.ndarray, log_odds: np.ndarray) -> amortized.AmortizedObjective:
+        train = config.train
+        return amortized.AmortizedObjective(np.asarray(inputs)[None], np.asarray(log_odds)[None], hidden=config.hidden,
+                                            learning_rate=train.learning_rate, optimizer=train.optimizer,
+                                            dtype=train.dtype, seeds=[train.seed],
+                                            weights={name: np.asarray(w)[None] for name, w in weights.items()})
+
+    @classmethod
+    def objective_and_params(cls, config, weights, steps: int):
+        dtype = config.train.dtype
+        objective = cls.objective(config, weights, np.zeros((steps, 6), dtype), np.zeros(steps, dtype))
+        return objective, objective.init(config.train.seed)
+
+    @classmethod
+    def ladder_values(cls, config, weights, batch) -> dict:
+        objective = cls.objective(config, weights, batch["inputs"], batch["log_odds"])
+        params = objective.init(config.train.seed)
+        member = objective.member(config.train.seed)
+
+        @jax.jit
+        def probe(params, x, target):
+            model = nnx.merge(objective.graphdef, params)
+            projected = model.input(x)
+            logits = model(x)
+            (loss, _), grads = jax.value_and_grad(objective.loss, has_aux=True)(params, (x, target), 0, member)
+            return (projected, model.rbf(projected), logits, amortized.model_log_odds(logits),
+                    amortized.kl_divergence(logits, target), loss, grads, _norm(grads, None))
+
+        projected, phi, logits, log_odds, per_query, loss, grads, norm = probe(
+            params, _array(batch["inputs"], config), _array(batch["log_odds"], config))
+        return {"cell": {"input projection": {"input(x)": np.asarray(projected)}, "RBF activations": {"rbf": np.asarray(phi)}},
+                "model forward": {"logits and log-odds": {"logits": np.asarray(logits), "log-odds": np.asarray(log_odds)}},
+                "loss": {"KL per query, mean": {"KL(q || p), then the loss": np.append(np.asarray(per_query),
+                                                                                      np.asarray(loss))}},
+                "gradients": _gradients(grads, norm)}
+
+    @classmethod
+    def trainer(cls, config, weights, batches):
+        inputs = np.concatenate([batch["inputs"] for batch in batches])
+        log_odds = np.concatenate([batch["log_odds"] for batch in batches])
+        trainer = Trainer(cls.objective(config, weights, inputs, log_odds), seed=config.train.seed, steps_per_call=1)
+        return trainer, lambda batch: trainer.run(1)
+
+    @classmethod
+    def predictive(cls, config, weights, heldout) -> dict[str, np.ndarray]:
+        objective, params = cls.objective_and_params(config, weights, 1)
+        logits = jax.jit(lambda params, x: nnx.merge(objective.graphdef, params)(x))(
+            params, _array(heldout["inputs"], config))
+        return {"logits": np.asarray(logits, np.float64),
+                "log-odds": np.asarray(amortized.model_log_odds(logits), np.float64)}
+
+
+_FAMILIES = {"bounded-gru": _Bounded, "amortized": _Amortized}
+
+
 @contextlib.contextmanager
-def _on(config: RunConfig, device: str) -> Iterator[None]:
+def _on(config, device: str) -> Iterator[None]:
     """Run on the first device of kind ``device``, with 64-bit types iff the config is float64."""
     if device not in ("cpu", "gpu"):
         raise ValueError(f"unknown device kind {device!r}; choose cpu or gpu")
@@ -197,7 +361,7 @@ def _model(config: RunConfig, weights: Mapping[str, np.ndarray]) -> MetaLearner:
     return model
 
 
-def _array(value: np.ndarray, config: RunConfig) -> jax.Array:
+def _array(value: np.ndarray, config) -> jax.Array:
     return jnp.asarray(np.asarray(value), dtype=resolve_dtype(config.train.dtype))
 
 

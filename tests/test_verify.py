@@ -243,3 +243,129 @@ def test_the_inputs_are_drawn_once_in_numpy():
     assert np.array_equal(training_batches(config, 2)[1], training_batches(config, 2)[1])
     norms = [np.sqrt(sum(float(np.sum(g * g)) for g in step.values())) for step in synthetic_gradients(config, 2)]
     assert np.allclose(norms, [1.0, 0.25])  # 2c and c/2 at clip_norm c = 0.5: both branches of the clip
+
+
+# ------------------------------------------------------------------------------------ the other families
+def tiny_bounded(beta: float = 0.0, dtype: str = "float64"):
+    from cogmeta.tasks.paired_comparison import PairedComparisonTask
+    from cogmeta.verify_families import BoundedGRUVerify, bounded_train_config
+
+    return BoundedGRUVerify(PairedComparisonTask(condition="ranking", num_cues=3, num_trials=5), hidden_size=5,
+                            beta=beta, warmup=2 if beta else 0, train=bounded_train_config(batch_size=4, dtype=dtype))
+
+
+def tiny_amortized(dtype: str = "float64", optimizer: str = "sgd"):
+    from cogmeta.verify_families import AmortizedVerify, amortized_train_config
+
+    return AmortizedVerify(hidden=2, train=amortized_train_config(optimizer, 0.05, dtype))
+
+
+BOUNDED = ["--family", "bounded-gru", "--condition", "ranking", "--num-cues", "3", "--num-trials", "5",
+           "--hidden-size", "5", "--batch-size", "4", "--heldout-tasks", "8", "--device", "cpu", "--no-figure"]
+AMORTIZED = ["--family", "amortized", "--hidden-size", "2", "--heldout-tasks", "8", "--device", "cpu", "--no-figure"]
+
+
+@pytest.mark.parametrize("config", [tiny_bounded, lambda: tiny_bounded(beta=0.01), tiny_amortized,
+                                    lambda: tiny_amortized(optimizer="adam")],
+                         ids=["bounded-gru", "bounded-gru-beta", "amortized-sgd", "amortized-adam"])
+def test_the_other_families_pass_every_rung_in_float64(config):
+    report = verify(config(), steps=3, device="cpu", layers=True, heldout_tasks=8)
+    assert report.passed, report.format()
+    assert report.max_error(dtype="float64") <= 1e-10, report.format()
+    assert [layer for layer in LADDER if any(c.layer == layer for c in report.checks)] == list(LADDER[:-1])
+    assert {(step, quantity) for _, _, step, quantity, _ in report.curves} == {
+        (step, quantity) for step in (1, 2, 3) for quantity in ("params", "loss", "grad_norm")}
+
+
+def test_the_bounded_gru_compares_its_loss_terms_and_the_three_weight_modes():
+    report = verify(tiny_bounded(beta=0.01, dtype="float32"), steps=2, device="cpu", layers=True, heldout_tasks=8)
+    assert report.passed, report.format()
+    assert report.dtypes == ["float64", "float32"]
+    quantities = {(c.layer, c.quantity) for c in report.checks}
+    assert {("cell", "sampled weights"), ("cell", "log alpha"), ("loss", "NLL and KL"), ("N steps", "kl curve"),
+            ("one step", "kl (loss term)")} <= quantities
+    assert {f"{mode}-mode outputs" for mode in ("sample", "mean", "pruned")} <= {q for _, q in quantities}
+
+
+def _jax_kl_constant(monkeypatch):
+    """JAX's sparse-variational KL uses k1 = 0.63 instead of Molchanov et al.'s 0.63576."""
+    import jax_impl.svdo as svdo
+
+    monkeypatch.setattr(svdo, "K1", 0.63)
+
+
+def _jax_rbf_width(monkeypatch):
+    """JAX's RBF reads its width as exp(-beta (a - c)^2 / 2) (a Gaussian's convention) instead of exp(-beta (a - c)^2)."""
+    import jax.numpy as jnp
+
+    import jax_impl.amortized as amortized
+
+    monkeypatch.setattr(amortized.RBF, "__call__", lambda self, a: jnp.exp(-self.beta[...] * (a - self.centre[...]) ** 2 / 2))
+
+
+def _torch_noise_transposed(monkeypatch):
+    """torch's sparse-variational layers apply their injected noise row-reversed (a noise-layout bug)."""
+    import torch_impl.svdo as svdo
+
+    original = svdo.LinearSVDO.effective_weight
+
+    def effective_weight(self, mode, eps=None, generator=None):
+        return original(self, mode, None if eps is None else eps.flip(0), generator)
+
+    monkeypatch.setattr(svdo.LinearSVDO, "effective_weight", effective_weight)
+
+
+@pytest.mark.parametrize("breaks, argv, first_layer", [
+    (_jax_kl_constant, BOUNDED, "loss"),
+    (_torch_noise_transposed, BOUNDED, "cell"),
+    (_jax_rbf_width, AMORTIZED, "cell"),
+], ids=["jax-kl-constant", "torch-noise-order", "jax-rbf-width"])
+def test_a_broken_family_fails_and_the_ladder_names_the_first_disagreeing_layer(breaks, argv, first_layer, monkeypatch,
+                                                                                tmp_path, capsys):
+    breaks(monkeypatch)
+    code = main(["verify", *argv, "--dtype", "float64", "--steps", "2", "--layers", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"verdict: FAIL - first disagreeing layer: {first_layer} " in out
+    with open(tmp_path / "checks.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    below = LADDER[:LADDER.index(first_layer)]
+    assert all(row["passed"] == "True" for row in rows if row["layer"] in below), "the rungs below must still agree"
+
+
+def test_a_broken_kl_fails_at_beta_0_without_the_ladder_too(monkeypatch):
+    """At beta = 0 the KL does not enter the loss, but verify compares it (the trainer's aux) at every step."""
+    _jax_kl_constant(monkeypatch)
+    report = verify(tiny_bounded(), steps=2, device="cpu", heldout_tasks=8)
+    first = report.first_failure()
+    assert first.layer == "one step" and first.quantity == "kl (loss term)", report.format()
+
+
+def test_the_family_command_line_writes_the_report(tmp_path, capsys):
+    assert main(["verify", *AMORTIZED, "--queries", "UD", "--steps", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "model: amortized posterior" in out and "verdict: PASS" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["family"] == "amortized" and summary["config"]["queries"] == "UD"
+    assert summary["dtypes"] == ["float64", "float32"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--family", "bounded-gru", "--beta", "-0.1"], "beta must be >= 0"),
+    (["--family", "bounded-gru", "--beta", "0.01", "--steps", "201"], "at most 200"),
+    (["--family", "bounded-gru", "--cell", "lstm"], "--cell: not an option of --family bounded-gru"),
+    (["--family", "amortized", "--condition", "ranking"], "--condition: not an option of --family amortized"),
+    (["--condition", "ranking"], "add --family bounded-gru"),
+    (["--family", "amortized", "--config", "config.json"], "--run and --config take tutorial runs only"),
+])
+def test_bad_family_input_is_one_line(argv, words, tmp_path, capsys):
+    assert main(["verify", *argv, "--out", str(tmp_path / "out")]) == 2
+    assert words in _one_line_error(capsys)
+
+
+def test_an_unknown_family_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", "--family", "seq2seq"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--family" in err and "bounded-gru" in err and "\n" not in err

@@ -24,13 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
 
 from cogmeta._validation import require_int, require_real
 from cogmeta.config import TrainConfig
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 from jax_impl.numerics import resolve_dtype
 from jax_impl.paired_comparison_samplers import model_inputs, sample_batch
+from jax_impl.recurrent_layers import gru_layer
 from jax_impl.svdo import LinearSVDO
 from jax_impl.trainer import default_member, stack_on_host
 from jax_impl.weights import canonical_to_state, load_canonical
@@ -88,17 +88,9 @@ class BoundedMetaLearner(nnx.Module):
         hidden = self.hidden_size
         h0 = jnp.broadcast_to(self.initial_state[...], (inputs.shape[1], hidden))
         projected = self.ih(inputs[:-1], weights["ih"])  # [T-1, B, 3H]: the last input is never needed
-        hh = self.hh
-
-        def cell(h, gi):
-            gh = hh(h, weights["hh"])
-            r = jax.nn.sigmoid(gi[..., :hidden] + gh[..., :hidden])
-            z = jax.nn.sigmoid(gi[..., hidden : 2 * hidden] + gh[..., hidden : 2 * hidden])
-            n = jnp.tanh(gi[..., 2 * hidden :] + r * gh[..., 2 * hidden :])
-            h = (1 - z) * n + z * h
-            return h, h
-
-        _, later = lax.scan(cell, h0, projected)
+        # the library's GRU layer with its hand-written reverse pass (jax_impl/recurrent_layers.py), fed this
+        # forward pass's sampled recurrent weight; autodiff carries d/dW on to W_mu and log sigma
+        later = gru_layer(projected, h0, weights["hh"], self.hh.bias[...])
         states = jnp.concatenate([h0[None], later], axis=0)  # [T, B, H]: h_0 .. h_{T-1}
         mean = self.mu(states, weights["mu"])
         scale = jnp.exp(self.logscale(states, weights["logscale"]))

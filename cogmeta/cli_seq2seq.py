@@ -21,6 +21,8 @@ from cogmeta.cli_options import check_out_file, check_out_folder, integer, namin
 
 #: Most evaluation episodes of ME (each is drawn, held and decoded in Python: 10^6 take hours, not forever).
 MAX_EVAL_EPISODES = 1_000_000
+#: Most seeds of one ``seq2seq train --seeds`` (each is a full run, trained one after another).
+MAX_SEEDS = 1_000
 
 
 def add_parser(commands) -> None:
@@ -39,6 +41,9 @@ def add_parser(commands) -> None:
     train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/seq2seq-<preset>-<backend>-<time>)")
     train.add_argument("--resume", type=Path, default=None, metavar="RUN",
                        help="continue RUN from its checkpoint; only --episodes may differ from its config")
+    train.add_argument("--seeds", type=integer(1, MAX_SEEDS), default=1,
+                       help="train seeds SEED .. SEED + N - 1 (SEED: --seed or the preset's), one run folder each "
+                            "(OUT/seed-S), and report each accuracy as mean +- sem over them")
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--no-memory", action="store_true", help="ablation: plain seq2seq without the support memory")
     train.add_argument("--eval-episodes", type=integer(0, MAX_EVAL_EPISODES), default=200,
@@ -97,6 +102,8 @@ def _train(args) -> int:
     if args.resume is not None:
         if args.out is not None:
             raise ValueError("--out and --resume exclude each other: a resumed run stays in its folder")
+        if args.seeds != 1:
+            raise ValueError("--seeds and --resume exclude each other: resume each seed's run folder (OUT/seed-S)")
         from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig
         from cogmeta.runs import RunDir
         from cogmeta.weights import trained_with
@@ -113,6 +120,8 @@ def _train(args) -> int:
         name = args.preset or "me-cpu"
         out = args.out or Path("runs") / f"seq2seq-{name}-{backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
         check_out_folder(out)
+        if args.seeds > 1:
+            return _train_seeds(config, out, backend, args)
     result = train_run(config, out, backend, progress=not args.no_progress, resume=args.resume is not None)
     print(f"trained {result.steps} episodes in {result.seconds:.1f} s with {backend}; "
           f"final episode loss {result.final_loss:.4f}")
@@ -121,6 +130,46 @@ def _train(args) -> int:
         print(accuracy.table())
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _train_seeds(config, out: Path, backend: str, args) -> int:
+    """``--seeds N``: N runs (seeds SEED .. SEED + N - 1) into OUT/seed-S, one after another, each scored on
+    the task's test set; prints and writes (OUT/seeds.csv, write-then-rename) every accuracy and their
+    mean +- sem (``cogmeta.experiments.seeds``)."""
+    from cogmeta.experiments.meta_seq2seq import evaluate_run, train_run
+    from cogmeta.experiments.seeds import spread
+    from cogmeta.io import atomic_write_text
+
+    first = config.train.seed
+    seeds = list(range(first, first + args.seeds))
+    if seeds[-1] > 2**31 - 1:
+        raise ValueError(f"--seed {first} with --seeds {args.seeds} runs past seed 2**31 - 1 (option --seeds)")
+    rows = []
+    for seed in seeds:
+        run_config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
+        result = train_run(run_config, out / f"seed-{seed}", backend, progress=not args.no_progress)
+        accuracy, _ = evaluate_run(result.run_dir, backend, num_episodes=max(args.eval_episodes, 1))
+        rows.append((seed, accuracy.generalization_correct, accuracy.generalization_total,
+                     accuracy.retrieval_correct, accuracy.retrieval_total))
+        print(f"seed {seed}: trained {result.steps} episodes in {result.seconds:.1f} s with {backend}; "
+              f"generalization {_percent(rows[-1][1], rows[-1][2])}, retrieval {_percent(rows[-1][3], rows[-1][4])}")
+    lines = ["seed,generalization_correct,generalization_total,retrieval_correct,retrieval_total"]
+    lines += [",".join(str(v) for v in row) for row in rows]
+    for label, (c, t) in (("generalization", (1, 2)), ("retrieval", (3, 4))):
+        values = [100.0 * row[c] / row[t] for row in rows if row[t]]
+        if values:
+            summary = spread(values)
+            print(f"{label}: {summary.format(2)} % (mean +- sem over {summary.n} seeds; "
+                  f"{summary.low:.2f}-{summary.high:.2f} %)")
+            lines.append(f"# {label} % mean {summary.mean:.4f} sem {summary.sem:.4f} min {summary.low:.4f} "
+                         f"max {summary.high:.4f} n {summary.n}")
+    atomic_write_text(out / "seeds.csv", "\n".join(lines) + "\n")
+    print(f"run folders: {out}/seed-{{{seeds[0]}..{seeds[-1]}}}; table: {out / 'seeds.csv'}")
+    return 0
+
+
+def _percent(correct: int, total: int) -> str:
+    return f"{100.0 * correct / total:.2f} % ({correct}/{total})" if total else "-"
 
 
 def _evaluate(args) -> int:

@@ -52,7 +52,8 @@ MATRIX = [
     ("evaluate", "--num-tasks", "int", ALL),
     ("evaluate", "--seed", "int", ("negative", "nan", "inf", "text", "empty")),  # any size seeds numpy
     *[("seq2seq train", option, "int", ALL) for option in (
-        "--episodes", "--decay-every", "--log-every", "--episodes-per-call", "--hidden-size", "--num-layers")],
+        "--episodes", "--decay-every", "--log-every", "--episodes-per-call", "--hidden-size", "--num-layers",
+        "--seeds")],
     *[("seq2seq train", option, "int", NOT_ZERO) for option in (
         "--seed", "--threads", "--checkpoint-every", "--eval-episodes")],
     *[("seq2seq train", option, "float", ALL) for option in ("--learning-rate", "--clip-norm")],

@@ -170,3 +170,28 @@ def test_the_step_zero_checkpoint_is_written_before_the_config(tmp_path, monkeyp
     train_run(tiny(), tmp_path / "run", "torch", progress=False)
     assert order[:2] == ["checkpoint", "config"]
     assert load_run_checkpoint(tmp_path / "run" / "checkpoint.safetensors", tiny()).step == EPISODES
+
+
+def test_seeds_train_one_run_folder_per_seed_and_report_the_spread(tmp_path, capsys):
+    """``--seeds 2``: OUT/seed-3 and OUT/seed-4 hold exactly the runs of ``--seed 3`` and ``--seed 4``, and
+    the printed mean +- sem is that of their two accuracies."""
+    from cogmeta.experiments.meta_seq2seq import evaluate_run
+    from cogmeta.experiments.seeds import spread
+
+    common = ["seq2seq", "train", *TINY, "--episodes", EPISODES, "--backend", "torch", "--eval-episodes", 4]
+    code, out, err = run_cli([*common, "--seed", 3, "--seeds", 2, "--out", tmp_path / "sweep"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*common, "--seed", 4, "--out", tmp_path / "single"], capsys)
+    assert code == 0, err
+    config = tiny(seed=4)
+    for name, value in weights(tmp_path / "single", config).items():
+        np.testing.assert_array_equal(weights(tmp_path / "sweep" / "seed-4", config)[name], value, err_msg=name)
+    accuracies = [evaluate_run(tmp_path / "sweep" / f"seed-{s}", "torch", num_episodes=4)[0].generalization for s in (3, 4)]
+    assert f"generalization: {spread(accuracies).format(2)} %" in out
+    table = (tmp_path / "sweep" / "seeds.csv").read_text().splitlines()
+    assert table[0].startswith("seed,") and [row.split(",")[0] for row in table[1:3]] == ["3", "4"]
+
+
+def test_seeds_and_resume_exclude_each_other(tmp_path, capsys):
+    code, _, err = run_cli(["seq2seq", "train", "--resume", tmp_path, "--seeds", 2], capsys)
+    assert code == 2 and "--seeds and --resume" in err

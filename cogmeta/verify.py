@@ -42,7 +42,7 @@ import numpy as np
 
 from cogmeta.config import RunConfig
 from cogmeta.tolerances import FLOOR, compare, normalized_error, tolerance
-from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify
+from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify, scaled_gradients
 
 #: The rungs of the ladder, lowest first; a failing check is reported at the first rung where it occurs.
 LADDER = ("cell", "model forward", "loss", "gradients", "optimizer update", "one step", "N steps", "held-out forward",
@@ -246,15 +246,7 @@ def synthetic_gradients(config: VerifyConfig, steps: int) -> list[dict[str, np.n
         return config.synthetic_gradients(steps)
 
     rng = np.random.default_rng((config.train.seed, VERIFY_STREAM, 2))
-    shapes = parameter_shapes(config)
-    clip = config.train.clip_norm
-    gradients = []
-    for step in range(steps):
-        g = {name: rng.standard_normal(shape) for name, shape in shapes.items()}
-        norm = math.sqrt(sum(float(np.sum(v * v)) for v in g.values()))
-        target = 1.0 if clip is None else (2.0 if step % 2 == 0 else 0.5) * clip
-        gradients.append({name: v * (target / norm) for name, v in g.items()})
-    return gradients
+    return scaled_gradients(parameter_shapes(config), config.train, rng, steps)
 
 
 # ------------------------------------------------------------------------------------------ the check

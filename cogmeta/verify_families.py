@@ -131,7 +131,7 @@ class BoundedGRUVerify:
         return batches
 
     def synthetic_gradients(self, steps: int) -> list[dict[str, np.ndarray]]:
-        return _synthetic_gradients(self.parameter_shapes(), self.train, _rng(self.train.seed, 12), steps)
+        return scaled_gradients(self.parameter_shapes(), self.train, _rng(self.train.seed, 12), steps)
 
     def held_out(self, tasks: int) -> dict:
         """``tasks`` held-out tasks ``{"cues", "targets"}`` (the forward runs in the deterministic modes)."""
@@ -230,7 +230,7 @@ class AmortizedVerify:
         return [{"inputs": queries.inputs[k : k + 1], "log_odds": queries.log_odds[k : k + 1]} for k in range(steps)]
 
     def synthetic_gradients(self, steps: int) -> list[dict[str, np.ndarray]]:
-        return _synthetic_gradients(self.parameter_shapes(), self.train, _rng(self.train.seed, 22), steps)
+        return scaled_gradients(self.parameter_shapes(), self.train, _rng(self.train.seed, 22), steps)
 
     def held_out(self, tasks: int) -> dict:
         queries = self.distribution().sample(_rng(self.train.seed, 23), tasks, np.float64)
@@ -265,8 +265,9 @@ def _training_words(train: TrainConfig, steps: int) -> str:
             f"batch {train.batch_size}, seed {train.seed}")
 
 
-def _synthetic_gradients(shapes, train: TrainConfig, rng: np.random.Generator, steps: int) -> list[dict[str, np.ndarray]]:
-    """As ``cogmeta.verify.synthetic_gradients``: N(0, 1) rescaled to global norm 2c / c/2 alternately (clip c), else 1."""
+def scaled_gradients(shapes, train: TrainConfig, rng: np.random.Generator, steps: int) -> list[dict[str, np.ndarray]]:
+    """``steps`` gradient dicts (name -> N(0, 1) array of ``shapes``), each rescaled to global norm 2c and c/2
+    alternately (c = ``train.clip_norm``, so clipping acts on every other step), or 1 without clipping."""
     clip = train.clip_norm
     gradients = []
     for step in range(steps):
@@ -278,4 +279,4 @@ def _synthetic_gradients(shapes, train: TrainConfig, rng: np.random.Generator, s
 
 
 __all__ = ["AmortizedVerify", "BOUNDED_LAYERS", "BoundedGRUVerify", "FAMILIES", "MAX_KL_STEPS", "QUERY_SETS",
-           "amortized_train_config", "bounded_train_config"]
+           "amortized_train_config", "bounded_train_config", "scaled_gradients"]

@@ -93,19 +93,19 @@ def task_count(option: str, *, zero: bool = False) -> Callable[[str], int]:
     """An argparse ``type`` for a number of held-out tasks: at least 2 (or 0 to skip, if ``zero``), at most
     :data:`MAX_COUNT`, and few enough that scoring them fits in memory (``cogmeta.memory``; at T = 1, the
     least any task needs; the command checks again with the run's own T)."""
-    base = integer(0 if zero else 2, MAX_COUNT)
+
+    def scoring(value: int) -> tuple[int, str]:
+        from cogmeta.memory import evaluation_bytes
+
+        nbytes, arithmetic = evaluation_bytes(value, 1)
+        return nbytes, f"scoring {arithmetic}"
+
+    counted = fitting_count(option, MAX_COUNT, scoring, low=0 if zero else 2)
 
     def parse(text: str) -> int:
-        from cogmeta.memory import evaluation_bytes, require_fits
-
-        value = base(text)
+        value = counted(text)
         if value == 1 and zero:
             raise argparse.ArgumentTypeError("must be 0 (skip) or at least 2 (a standard error needs two tasks), got 1")
-        nbytes, arithmetic = evaluation_bytes(value, 1)
-        try:
-            require_fits(nbytes, f"scoring {arithmetic} (at least)", f"lower {option}")
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
         return value
 
     parse.__name__ = "task_count"

@@ -48,7 +48,7 @@ stage parity-report-tf32-off 75 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY par
 stage parity-report-tf32-on 75 env JAX_DEFAULT_MATMUL_PRECISION=tensorfloat32 $PY parity_tests/report.py
 stage cuda-graph 60 $PY benchmarks/cuda_graph_check.py --out "$RESULTS" --steps 300
 stage suite 180 $PY benchmarks/suite.py --preset gpu-check --repeats 3 --torch-threads 1 --out "$RESULTS"
-stage add-jump 75 $PY -m cogmeta seq2seq train --preset add-jump-paper --backend jax --episodes 500 \
-  --eval-episodes 0 --no-progress --out "$SCRATCH/add-jump"
+stage add-jump 75 $PY -m cogmeta train --preset seq2seq-add-jump-paper --backend jax --steps 500 \
+  --summary-tasks 0 --no-progress --out "$SCRATCH/add-jump"
 rm -rf "$SCRATCH"
 echo "results in $RESULTS"; cat "$RESULTS/summary.txt"

@@ -13,8 +13,8 @@ the study command runs, after a warm-up call (allocation, and JAX's compilation,
 - ``learning-to-infer``: ``train_population`` of 400 participants (hidden 1, SGD, one query per step),
   the EU experiment's population. JAX: the engine's ``vmap`` of the trainer's scan; PyTorch: one trainer
   run of the stacked population model (docs/framework-differences.md, populations).
-- ``seq2seq``: the ``me-cpu`` preset (H = 64, one layer), one run, ``Trainer.run_on`` over host-drawn
-  episodes, as ``cogmeta seq2seq train`` feeds them.
+- ``seq2seq``: the ``seq2seq-me-cpu`` preset (H = 64, one layer), one run, ``Trainer.run_on`` over host-drawn
+  episodes, as ``cogmeta train --preset seq2seq-me-cpu`` feeds them.
 
 The measure is *member-updates per second* (members x optimizer updates / s), and beside it the CPU
 seconds (all threads, ``time.process_time``) per update, which other jobs on a shared machine disturb
@@ -83,22 +83,22 @@ class PopulationPoint:
 
 
 class Seq2SeqPoint:
-    """One ``me-cpu`` run: ``steps`` episodes per timed call through ``Trainer.run_on``."""
+    """One ``seq2seq-me-cpu`` run: ``steps`` episodes per timed call through ``Trainer.run_on``."""
 
     name = "seq2seq"
 
     def __init__(self, backend: str, steps: int):
         from cogmeta.backends import load_module
-        from cogmeta.experiments.meta_seq2seq_config import preset
+        from cogmeta.presets import preset
         from cogmeta.tasks.scan_episodes import EpisodeStream
 
-        config = preset("me-cpu")
+        config = preset("seq2seq-me-cpu")
         self.module = load_module(backend, "seq2seq")
         self.trainer = self.module.make_trainer(config)
         stream = EpisodeStream(config.task, 0)
         self.batches = self.module.episode_batches([config.task.encode(stream.next()) for _ in range(steps)])
         self.updates = steps
-        self.label = (f"1 run x {steps} episodes (me-cpu: H {config.model.hidden_size}, "
+        self.label = (f"1 run x {steps} episodes (seq2seq-me-cpu: H {config.model.hidden_size}, "
                       f"{config.model.num_layers} layer)")
 
     def run(self) -> None:

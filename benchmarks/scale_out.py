@@ -43,7 +43,7 @@ def _jax_child(devices: list[int], steps: int, repeats: int) -> None:
     import jax
 
     from cogmeta.cli import build_parser
-    from cogmeta.cli_options import config_from_args
+    from cogmeta.cli_config import config_from_args
     from jax_impl.backend import make_tutorial_trainer as Trainer
     from jax_impl.distributed import DataParallelTrainer
 

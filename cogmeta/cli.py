@@ -1,6 +1,6 @@
 """The ``cogmeta`` command.
 
-    cogmeta train --task gaussian --backend torch [--out RUN] [model, training and task options]
+    cogmeta train [--preset NAME | --family F | --task T] --backend torch [--out RUN] [--seeds N] [config options]
     cogmeta train --resume RUN [--steps N]
     cogmeta evaluate RUN [--backend torch|jax] [--num-tasks 20000]
     cogmeta sweep --task gaussian --backend jax --seeds 16 --grid lr=1e-3,3e-3 [--strategy auto] [--out DIR]
@@ -10,7 +10,7 @@
         cogmeta experiment heuristics ranking|direction|none|all --backend torch|jax [--betas 0.03 0.01 --seeds 1
             --pretrain-steps 8000 --finetune-steps 3000 --hidden-size 64 --batch-size 64 --lr 1e-3 --seed 0
             --eval-tasks 1000 --out DIR --no-figures]
-    cogmeta seq2seq train|evaluate|translate|figure ...
+    cogmeta seq2seq translate|figure RUN ...                   tools for seq2seq-family runs
     cogmeta verify --run RUN | --config FILE | --task gaussian [...] [--steps 20] [--layers]   PyTorch vs JAX
 
 Frameworks are imported only when a backend is used, so ``cogmeta --help`` works without either.
@@ -19,6 +19,7 @@ Frameworks are imported only when a backend is used, so ``cogmeta --help`` works
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import sys
 import time
@@ -26,36 +27,19 @@ from pathlib import Path
 from typing import Sequence
 
 from cogmeta.backends import BACKENDS
+from cogmeta.cli_config import add_config_options, base_config, config_from_args, resumed_config
 from cogmeta.cli_distributed import add_devices_argument, prepare_devices
 from cogmeta.cli_experiment import StudyParser
 from cogmeta.cli_heuristics import add_parser as add_heuristics_parser
 from cogmeta.cli_learning_to_infer import add_parser as add_learning_to_infer_parser
-from cogmeta.cli_options import (
-    OneLineParser,
-    add_task_parameters,
-    check_out_folder,
-    config_from_args,
-    given_or_default,
-    integer,
-    real,
-    resumed_config,
-    task_count,
-)
+from cogmeta.cli_options import OneLineParser, check_out_folder, given_or_default, integer, task_count
 from cogmeta.cli_sweep import add_sweep_parser
-from cogmeta.config import (
-    CELLS,
-    DTYPES,
-    SCHEDULES,
-    JaxOptions,
-    ModelConfig,
-    RunConfig,
-    TorchOptions,
-    TrainConfig,
-)
-from cogmeta.tasks import TASKS
+from cogmeta.config import RunConfig
 from cogmeta.weights import trained_with
 
 _EXIT_USAGE, _EXIT_FAILURE = 2, 1
+#: Most seeds of one ``cogmeta train --seeds`` (each is a full run, trained one after another).
+MAX_SEEDS = 1_000
 _IMPORTED = time.perf_counter()  # fallback start of the process where /proc is not available
 
 
@@ -112,63 +96,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cogmeta {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    # Every model, task and training option defaults to None ("not given"), so that an explicit value always
-    # counts: on --resume it is compared with the stored config, for a new run None takes the config default.
-    train = commands.add_parser("train", help="meta-train a model and write a run folder",
-                                description="Meta-train a model and write a run folder. With --resume RUN every model, "
-                                            "task and training option given must equal RUN's config; only --steps "
-                                            "(the total) may change, and must exceed the steps already trained.")
-    train.add_argument("--task", choices=sorted(TASKS), default=None,
-                       help=given_or_default("environment to meta-train on", "gaussian; with --resume: the run's"))
+    # Every config option defaults to None ("not given"; generated from the config dataclasses by
+    # ``cogmeta.cli_config``), so that an explicit value always counts: on --resume it is compared with the
+    # stored config, for a new run it overrides the preset or the family's defaults.
+    train = commands.add_parser("train", help="meta-train a model of any family and write a run folder",
+                                description="Meta-train a model and write a run folder. Start from a preset "
+                                            "(--preset, a paper's recipe) or the defaults of a model family "
+                                            "(--family, or the family of --task); every option given overrides "
+                                            "it. With --resume RUN every option given must equal RUN's config; "
+                                            "only --steps (the total) may change, and must exceed the steps "
+                                            "already trained.")
     train.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                        help=given_or_default("framework that trains", "torch; with --resume: the one that wrote the "
                                                                        "checkpoint"))
-    train.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<task>-<backend>-<time>)")
+    train.add_argument("--out", type=Path, default=None,
+                       help="run folder (default: runs/<preset or task>-<backend>-<time>); with --seeds N the folder of "
+                            "the N run folders OUT/seed-S")
     train.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue the run in RUN from its checkpoint")
+    train.add_argument("--seeds", type=integer(1, MAX_SEEDS), default=1, metavar="N",
+                       help="train seeds SEED .. SEED + N - 1 (SEED: --seed or the preset's), one run folder each "
+                            "(OUT/seed-S), and report the final scores as mean +- sem over them (default: 1)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-figures", action="store_true", help="do not write figures")
-    train.add_argument("--summary-tasks", type=task_count("--summary-tasks", zero=True), default=2_000,
-                       help="held-out tasks for the KL summary printed at the end (0: skip) (default: 2000)")
-
-    defaults = TrainConfig()
-    group = train.add_argument_group("model")
-    group.add_argument("--cell", choices=CELLS, default=None, help=given_or_default("", ModelConfig.cell))
-    group.add_argument("--hidden-size", type=integer(), default=None, help=given_or_default("", ModelConfig.hidden_size))
-    group.add_argument("--num-layers", type=integer(), default=None, help=given_or_default("", ModelConfig.num_layers))
-    group = train.add_argument_group("training")
-    for name, kind in (("steps", integer()), ("batch_size", integer()), ("learning_rate", real()),
-                       ("final_lr_fraction", real()), ("clip_norm", real()), ("adam_beta1", real()),
-                       ("adam_beta2", real()), ("adam_eps", real()), ("seed", integer()), ("log_every", integer()),
-                       ("checkpoint_every", integer()), ("eval_every", integer()), ("eval_tasks", integer())):
-        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                           help=given_or_default("", getattr(defaults, name)))
-    group.add_argument("--schedule", choices=SCHEDULES, default=None, help=given_or_default("", defaults.schedule))
-    group.add_argument("--dtype", choices=DTYPES, default=None, help=given_or_default("", defaults.dtype))
-    group.add_argument("--until-kl", type=real(), default=None, metavar="TARGET",
-                       help="stop as soon as the held-out mean KL(Bayes || model) is below TARGET nats and report the "
-                            "time it took (time to quality)")
-    group.add_argument("--until-kl-every", type=integer(), default=None, metavar="N",
-                       help=given_or_default("steps between the held-out checks of --until-kl", defaults.until_kl_every))
-    group.add_argument("--threads", type=integer(), default=None,
-                       help=given_or_default("torch intra-op threads (0: torch default)", TorchOptions.threads))
-    group.add_argument("--torch-device", default=None, metavar="DEVICE",
-                       help=given_or_default("torch backend: cpu, cuda or cuda:N", TorchOptions.device))
-    group.add_argument("--cuda-graphs", action="store_true", default=None,
-                       help="torch backend on CUDA: capture the training step in a CUDA graph and replay it")
-    group.add_argument("--steps-per-call", type=integer(), default=None,
-                       help=f"JAX optimizer steps per compiled call, at most --steps (default: {JaxOptions.steps_per_call}; "
-                            f"with --until-kl, --until-kl-every so that every check ends a whole call)")
-    add_devices_argument(group)
-
-    add_task_parameters(train)
+    train.add_argument("--summary-tasks", type=task_count("--summary-tasks", zero=True), default=None, metavar="N",
+                       help="held-out tasks (seq2seq: episodes) scored at the end (0: skip) (default: 2000; seq2seq: "
+                            "200, the test set for SCAN)")
+    add_config_options(train)
+    add_devices_argument(train.add_argument_group("devices"))
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a run against the exact Bayes-optimal predictive")
     evaluate.add_argument("run", type=Path, metavar="RUN", help="run folder written by `cogmeta train`")
     evaluate.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                           help="framework that runs the model (default: the one that trained it)")
-    evaluate.add_argument("--num-tasks", type=task_count("--num-tasks"), default=20_000,
-                          help="held-out tasks (default: 20000)")
+    evaluate.add_argument("--num-tasks", type=task_count("--num-tasks"), default=None,
+                          help="held-out tasks (default: 20000; seq2seq: 200 ME episodes, SCAN: its test set)")
     evaluate.add_argument("--seed", type=integer(0), default=None,
                           help="seed of the held-out tasks (default: cogmeta's fixed one)")
     evaluate.add_argument("--no-figures", action="store_true", help="do not write the KL figure")
@@ -198,26 +160,43 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _resume(args, train)
-    steps_per_call = args.steps_per_call  # None unless given
     if args.steps_per_call is None and args.until_kl is not None:
         # every check ends a whole call (a period beyond the run's end would only make the calls longer)
-        every, steps = args.until_kl_every or TrainConfig.until_kl_every, args.steps or TrainConfig.steps
-        args.steps_per_call = min(every, steps)
-    config = config_from_args(args)
-    if steps_per_call is not None and steps_per_call > config.train.steps:
-        raise ValueError(f"argument --steps-per-call {steps_per_call}: more than the run's {config.train.steps} steps "
-                         f"(--steps); give at most {config.train.steps}")
+        base = base_config(args)
+        every, steps = args.until_kl_every or base.train.until_kl_every, args.steps or base.train.steps
+        config = config_from_args(args, dataclasses.replace(base, jax=dataclasses.replace(
+            base.jax, steps_per_call=min(every, steps))))
+    else:
+        config = config_from_args(args)
+    if args.steps_per_call is not None and args.steps_per_call > config.train.steps:
+        raise ValueError(f"argument --steps-per-call {args.steps_per_call}: more than the run's {config.train.steps} "
+                         f"steps (--steps); give at most {config.train.steps}")
     backend = args.backend or "torch"
-    out = args.out or Path("runs") / f"{config.task.name}-{backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    label = args.preset or config.task.name
+    out = args.out or Path("runs") / f"{label}-{backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     check_out_folder(out)
-    _require_training_fits(config, args.summary_tasks)
+    summary = _summary_tasks(args, config)
+    if config.model.family == "meta_learner":
+        _require_training_fits(config, summary)
     args.backend = backend  # prepare_devices reads it (JAX: simulated CPU devices)
     prepare_devices(args)
+    if args.seeds > 1:
+        from cogmeta.cli_seeds import train_seeds
+
+        return train_seeds(config, out, backend, args.seeds, summary, progress=not args.no_progress,
+                           figures=not args.no_figures)
     result = train(config, out, backend, progress=not args.no_progress, figures=not args.no_figures,
                    devices=args.devices)
     if result.is_writer:  # data-parallel runs: rank / process 0 reports
-        _report(result, config, backend, args.summary_tasks)
+        _report(result, config, backend, summary)
     return 0
+
+
+def _summary_tasks(args: argparse.Namespace, config: RunConfig) -> int:
+    """``--summary-tasks``, or the family's default (2000 held-out tasks; seq2seq: 200 episodes)."""
+    if args.summary_tasks is not None:
+        return args.summary_tasks
+    return 200 if config.model.family == "seq2seq" else 2_000
 
 
 def _resume(args: argparse.Namespace, train) -> int:
@@ -228,6 +207,8 @@ def _resume(args: argparse.Namespace, train) -> int:
     if args.out is not None and Path(args.out).resolve() != run.root.resolve():
         raise ValueError(f"--out {args.out} and --resume {args.resume} exclude each other: a resumed run stays in "
                          f"its folder; leave --out out")
+    if args.seeds != 1:
+        raise ValueError("--seeds and --resume exclude each other: resume each seed's run folder (OUT/seed-S)")
     if not run.config.is_file():
         raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
     config = resumed_config(args, RunConfig.load(run.config), run.config)
@@ -238,7 +219,7 @@ def _resume(args: argparse.Namespace, train) -> int:
     result = train(config, run.root, backend, resume=True, progress=not args.no_progress, figures=not args.no_figures,
                    devices=args.devices)
     if result.is_writer:
-        _report(result, config, backend, args.summary_tasks)
+        _report(result, config, backend, _summary_tasks(args, config))
     return 0
 
 
@@ -253,6 +234,11 @@ def _require_training_fits(config: RunConfig, summary_tasks: int) -> None:
 
 
 def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
+    if config.model.family == "seq2seq":
+        from cogmeta.cli_seq2seq import report_training
+
+        report_training(result, backend, eval_tasks)
+        return
     process_seconds = _process_seconds()  # train() has just returned
     print(f"trained {result.steps} steps in {result.seconds:.1f} s with {backend}; final loss {result.final_loss:.5f} "
           f"(Bayes floor {float(config.task.expected_nll().mean()):.5f})")
@@ -286,11 +272,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     run = RunDir.at(args.run)
     run.require_run()
-    from cogmeta.cli_seq2seq import is_seq2seq_run, report_evaluation
-
-    if is_seq2seq_run(run.config):  # a `cogmeta seq2seq train` run: its accuracy table
-        return report_evaluation(run.root, args.backend)
     config = RunConfig.load(run.config)
+    if config.model.family == "seq2seq":  # its accuracy table
+        from cogmeta.cli_seq2seq import report_evaluation
+
+        return report_evaluation(run.root, args.backend, 200 if args.num_tasks is None else args.num_tasks)
+    if args.num_tasks is None:
+        args.num_tasks = 20_000
     from cogmeta.memory import require_evaluation_fits
 
     require_evaluation_fits("--num-tasks", args.num_tasks, config.task.sequence_length)

@@ -1,8 +1,7 @@
 """Command-line options shared by ``cogmeta train``, ``sweep``, ``seq2seq`` and the studies (``cogmeta experiment``).
 
-- Task parameters are generated from the registered task dataclasses (``cogmeta.contract.TASKS``): a new
-  task's fields become ``--flags`` with no change here; a flag that the chosen task lacks is an error
-  that lists the task's own.
+- The config's options (model, training, backend options and task parameters) are generated from the
+  config dataclasses by ``cogmeta.cli_config``, which also holds the ``--resume`` rule.
 - Numbers are parsed by :func:`integer` and :func:`real`, which refuse text, empty strings, NaN and
   infinities (and, where given, values outside a range) while parsing, in one line naming the option.
   The ranges of config fields are the config's own (``cogmeta.config``); :func:`naming_options` adds the
@@ -11,23 +10,19 @@
   :func:`check_in_file` refuses an input file that is missing, a folder or unreadable before anything runs.
 - :class:`OneLineParser` prints a usage error as one line (exit code 2), and :func:`check_out_folder`
   refuses an output folder that cannot be created before anything runs.
-- :func:`resumed_config` is the rule of ``cogmeta train --resume``: every option given explicitly must
-  equal the stored config, except the total number of steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import math
 import os
 import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-from cogmeta.config import MAX_COUNT, JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig
-from cogmeta.tasks import TASKS, make_task, task_fields
+from cogmeta.config import MAX_COUNT
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -205,112 +200,3 @@ def check_out_file(path: Path, option: str = "--out") -> None:
     if path.is_dir():
         raise ValueError(f"{option} {path} is a folder; give a file path, e.g. {path / 'attention.png'}")
     check_out_folder(path.parent, label=f"the folder {path.parent} of {option} {path}")
-
-
-# ---------------------------------------------------------------------------------------- task and config
-def add_task_parameters(parser: argparse.ArgumentParser) -> None:
-    """One ``--field-name`` per field of any registered task (default None: the task's own default)."""
-    group = parser.add_argument_group("task parameters (defaults: the task's own)")
-    seen: set[str] = set()
-    for task_name in sorted(TASKS):
-        for field in dataclasses.fields(TASKS[task_name]):
-            if field.name in seen:
-                continue
-            seen.add(field.name)
-            owners = [n for n in sorted(TASKS) if field.name in task_fields(n)]
-            kind = integer() if field.type in (int, "int") else real()
-            group.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None,
-                               help=f"{', '.join(owners)} task(s)")
-
-
-def _task_parameter_names() -> set[str]:
-    return {f.name for cls in TASKS.values() for f in dataclasses.fields(cls)}
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig of the options given; an option left at None takes the config's default."""
-    task = args.task or "gaussian"
-    params = {}
-    for name in _task_parameter_names():
-        value = getattr(args, name, None)
-        if value is not None:
-            if name not in task_fields(task):
-                raise ValueError(f"--{name.replace('_', '-')} is not a parameter of the {task!r} task; "
-                                 f"its parameters are: {', '.join('--' + f.replace('_', '-') for f in task_fields(task))}")
-            params[name] = value
-    given = lambda name: getattr(args, name, None) is not None  # noqa: E731
-    with naming_options(args):
-        train = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if given(f.name)})
-        model = ModelConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ModelConfig) if given(f.name)})
-        torch = {"threads": getattr(args, "threads", None), "device": getattr(args, "torch_device", None),
-                 "cuda_graphs": getattr(args, "cuda_graphs", None)}
-        jax = {"steps_per_call": getattr(args, "steps_per_call", None)}
-        return RunConfig(
-            task=make_task(task, **params),
-            model=model,
-            train=train,
-            # `cogmeta sweep` shares this builder and has no device flags (its torch engine is CPU-only)
-            torch=TorchOptions(**{k: v for k, v in torch.items() if v is not None}),
-            jax=JaxOptions(**{k: v for k, v in jax.items() if v is not None}),
-        )
-
-
-#: Options of ``cogmeta train`` stored in config.json besides the task: argparse dest -> (section, field).
-STORED_OPTIONS: dict[str, tuple[str, str]] = {
-    **{f.name: ("model", f.name) for f in dataclasses.fields(ModelConfig)},
-    **{f.name: ("train", f.name) for f in dataclasses.fields(TrainConfig)},
-    "threads": ("torch", "threads"), "torch_device": ("torch", "device"), "cuda_graphs": ("torch", "cuda_graphs"),
-    "steps_per_call": ("jax", "steps_per_call"),
-}
-
-
-def resumed_config(args: argparse.Namespace, stored: RunConfig, source: Path) -> RunConfig:
-    """The stored config of a run to resume, with the total steps of ``--steps`` if given.
-
-    Every other model, task or training option given explicitly (not None) must equal the stored value;
-    the ValueError lists each one that does not, with both values. A ``--steps`` at or below the step of
-    the run's checkpoint is an error too (a finished run resumed without ``--steps`` has nothing to do).
-    """
-    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
-    differences = []
-    if getattr(args, "task", None) is not None and args.task != stored.task.name:
-        differences.append(f"--task {args.task} (the run's task is {stored.task.name!r})")
-    for name in sorted(_task_parameter_names()):
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        if name not in task_fields(stored.task.name):
-            differences.append(f"{flag(name)} {value} (the run's {stored.task.name!r} task has no {name})")
-        elif value != getattr(stored.task, name):
-            differences.append(f"{flag(name)} {value} (the run has task.{name} = {getattr(stored.task, name)!r})")
-    for name, (section, field) in STORED_OPTIONS.items():
-        value = getattr(args, name, None)
-        if value is None or name == "steps":
-            continue
-        have = getattr(getattr(stored, section), field)
-        if value != have:
-            differences.append(f"{flag(name)} {value} (the run has {section}.{field} = {have!r})")
-    if differences:
-        raise ValueError(f"cannot resume {source.parent} with other settings than its config ({source}): "
-                         f"{'; '.join(differences)}. A resumed run keeps its config; only --steps (the total) may "
-                         f"change. Leave these options out, or start a new run with --out")
-    if getattr(args, "steps", None) is None:
-        return stored
-    done = _checkpoint_step(source.parent / "checkpoint.safetensors")
-    if done is not None and args.steps <= done:
-        raise ValueError(f"argument --steps {args.steps}: the run in {source.parent} has already trained {done} steps "
-                         f"(its checkpoint); give a total above {done}")
-    with naming_options(args):
-        return dataclasses.replace(stored, train=dataclasses.replace(stored.train, steps=args.steps))
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    """The step in a checkpoint's metadata (its header only), or None if the file is missing or unreadable
-    (loading it then reports what is wrong)."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as handle:
-            return int((handle.metadata() or {})["step"])
-    except Exception:  # noqa: BLE001 - any unreadable checkpoint is load_checkpoint's error to report
-        return None

@@ -1,9 +1,9 @@
 """``cogmeta sweep``: train seeds x a grid of settings together and write a summary table.
 
-    cogmeta sweep --task gaussian --backend jax --seeds 16 --grid lr=1e-3,3e-3 [--grid hidden=32,64]
-                  [--strategy auto|vmap|map|loop] [--out DIR] [model, training and task options]
+    cogmeta sweep [--preset tutorial-coin | --task gaussian] --backend jax --seeds 16 --grid lr=1e-3,3e-3
+                  [--grid hidden=32,64] [--strategy auto|vmap|map|loop] [--out DIR] [config options]
 
-Every option of ``cogmeta train`` that sets the model, the training recipe or the task is accepted and
+Every config option of ``cogmeta train`` (generated from the config: ``cogmeta.cli_config``) is accepted and
 sets the value shared by all members; ``--grid KEY=V1,V2`` varies one setting (keys: see
 ``cogmeta.sweep.parse_grid``). Seeds are ``--seed``, ``--seed + 1``, ..., ``--seed + N - 1``.
 """
@@ -11,22 +11,12 @@ sets the value shared by all members; ``--grid KEY=V1,V2`` varies one setting (k
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 from pathlib import Path
 
 from cogmeta.backends import BACKENDS
-from cogmeta.cli_options import add_task_parameters, check_out_folder, config_from_args, integer, real
-from cogmeta.config import (
-    CELLS,
-    DTYPES,
-    SCHEDULES,
-    JaxOptions,
-    ModelConfig,
-    TorchOptions,
-    TrainConfig,
-)
-from cogmeta.tasks import TASKS
+from cogmeta.cli_config import add_config_options, config_from_args
+from cogmeta.cli_options import check_out_folder, integer
 
 #: Seed strategies of both engines (each backend rejects the ones it does not have).
 STRATEGIES = ("auto", "vmap", "map", "loop")
@@ -37,36 +27,22 @@ MAX_SEEDS, MAX_SEED = 100_000, 2**31 - 1
 def add_sweep_parser(commands) -> None:
     """Register ``sweep`` on the ``cogmeta`` sub-command parsers."""
     sweep = commands.add_parser("sweep", help="train many seeds and settings together; write a summary table",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sweep.add_argument("--task", choices=sorted(TASKS), default="gaussian", help="environment to meta-train on")
-    sweep.add_argument("--backend", choices=sorted(BACKENDS), default="jax", help="framework that trains")
+                                description="Train seeds x a grid of settings of the tutorial meta-learner together "
+                                            "(JAX: in one compiled program) and write a run folder per member and a "
+                                            "summary table. Every config option of `cogmeta train` sets the value "
+                                            "shared by all members.")
+    sweep.add_argument("--backend", choices=sorted(BACKENDS), default="jax", help="framework that trains (default: jax)")
     sweep.add_argument("--seeds", type=integer(1, MAX_SEEDS), default=4,
-                       help=f"seeds per grid point (seed, seed + 1, ...; at most {MAX_SEEDS})")
+                       help=f"seeds per grid point (seed, seed + 1, ...; at most {MAX_SEEDS}) (default: 4)")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="a setting to vary, e.g. lr=1e-3,3e-3 or hidden=32,64 (repeatable)")
     sweep.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                       help="how members share the hardware (jax: vmap, map, loop; torch: loop, vmap)")
+                       help="how members share the hardware (jax: vmap, map, loop; torch: loop, vmap) (default: auto)")
     sweep.add_argument("--out", type=Path, default=None, help="sweep folder (default: runs/sweep-<task>-<backend>-<time>)")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-    group = sweep.add_argument_group("model")
-    group.add_argument("--cell", choices=CELLS, default=ModelConfig.cell)
-    group.add_argument("--hidden-size", type=integer(), default=ModelConfig.hidden_size)
-    group.add_argument("--num-layers", type=integer(), default=ModelConfig.num_layers)
-    group = sweep.add_argument_group("training (shared by every member)")
-    defaults = TrainConfig()
-    for field in dataclasses.fields(TrainConfig):
-        if field.name in ("schedule", "dtype", "until_kl", "until_kl_every"):  # a sweep trains all its steps
-            continue
-        default = getattr(defaults, field.name)
-        kind = integer() if isinstance(default, int) else real() if isinstance(default, float) else type(default)
-        group.add_argument("--" + field.name.replace("_", "-"), type=kind, default=getattr(defaults, field.name))
-    group.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    group.add_argument("--dtype", choices=DTYPES, default=defaults.dtype)
-    group.add_argument("--threads", type=integer(), default=TorchOptions.threads, help="torch intra-op threads (0: torch default)")
-    group.add_argument("--steps-per-call", type=integer(), default=None,
-                       help=f"JAX optimizer steps per compiled call, at most --steps (default: {JaxOptions.steps_per_call})")
-    add_task_parameters(sweep)
+    # a sweep trains all its steps (no --until-kl) on the CPU (its torch engine has no device options)
+    add_config_options(sweep, sections=("model", "train", "torch", "jax"),
+                       skip=("until_kl", "until_kl_every", "device", "cuda_graphs"))
     sweep.set_defaults(handler=_sweep)
 
 
@@ -74,17 +50,21 @@ def _sweep(args: argparse.Namespace) -> int:
     from cogmeta.sweep import parse_grid, run_sweep
 
     config = config_from_args(args)
+    if config.model.family != "meta_learner":
+        raise ValueError(f"cogmeta sweep trains the tutorial meta-learner (model family 'meta_learner'); "
+                         f"{config.model.family!r} runs train one seed at a time with `cogmeta train --seeds N`")
     if args.steps_per_call is not None and args.steps_per_call > config.train.steps:
         raise ValueError(f"argument --steps-per-call {args.steps_per_call}: more than the {config.train.steps} steps of "
                          f"each member (--steps); give at most {config.train.steps}")
-    if args.seed + args.seeds - 1 > MAX_SEED:
-        raise ValueError(f"argument --seeds {args.seeds}: seeds {args.seed}..{args.seed + args.seeds - 1} go beyond the "
+    if config.train.seed + args.seeds - 1 > MAX_SEED:
+        first = config.train.seed
+        raise ValueError(f"argument --seeds {args.seeds}: seeds {first}..{first + args.seeds - 1} go beyond the "
                          f"largest seed {MAX_SEED}; lower --seed or --seeds")
     grid = parse_grid(args.grid, config)
     out = args.out or Path("runs") / f"sweep-{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     check_out_folder(out)
     _require_sweep_fits(config, grid, args.seeds, args.strategy)
-    seeds = range(args.seed, args.seed + args.seeds)
+    seeds = range(config.train.seed, config.train.seed + args.seeds)
     rows = run_sweep(config, out, args.backend, seeds, grid, strategy=args.strategy, progress=not args.no_progress)
     print((out / "summary.md").read_text(), end="")
     print(f"{len(rows)} members; run folders and summary.csv in {out}")

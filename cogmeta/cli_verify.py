@@ -17,9 +17,8 @@ import argparse
 import datetime as _dt
 from pathlib import Path
 
-from cogmeta.cli_options import add_task_parameters, check_out_folder, config_from_args, integer, real
-from cogmeta.config import CELLS, DTYPES, OPTIMIZERS, SCHEDULES, ModelConfig, TorchOptions, TrainConfig
-from cogmeta.tasks import TASKS
+from cogmeta.cli_config import add_config_options, config_from_args, given_options
+from cogmeta.cli_options import check_out_folder, integer
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 from cogmeta.verify_families import FAMILIES, QUERY_SETS
 
@@ -32,10 +31,10 @@ _SHARED_MODEL = {"bounded-gru": ("hidden_size", "beta"), "amortized": ("hidden_s
 _SHARED_TRAIN = {"bounded-gru": ("batch_size", "learning_rate", "clip_norm", "seed", "dtype"),
                  "amortized": ("learning_rate", "optimizer", "seed", "dtype")}
 
-#: train-option dests (``cogmeta.cli_options.config_from_args`` reads them) that a config may set here.
-_TRAIN_OPTIONS = (("batch_size", integer()), ("learning_rate", real()), ("final_lr_fraction", real()),
-                  ("clip_norm", real()), ("adam_beta1", real()), ("adam_beta2", real()), ("adam_eps", real()),
-                  ("decay_every", integer()), ("decay_factor", real()), ("seed", integer()), ("threads", integer()))
+#: Config fields that are not options of ``verify``: it trains ``--steps`` steps of its own, scores ``--eval-tasks``
+#: of its own, and logs, checkpoints and evaluates nothing in between; its devices are ``--device``.
+_NOT_VERIFY_OPTIONS = ("steps", "eval_tasks", "eval_every", "log_every", "checkpoint_every", "until_kl",
+                       "until_kl_every", "device", "cuda_graphs")
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -77,20 +76,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--family", choices=FAMILIES, default=None,
                         help="model family: the tutorial meta-learners (default), the bounded GRU of the heuristics "
                              "study, or the amortized posterior of learning-to-infer (config options only)")
-    group = parser.add_argument_group("config options (instead of --run or --config; defaults: cogmeta train's)")
-    group.add_argument("--task", choices=sorted(TASKS), default=None, help="environment (default: gaussian)")
-    group.add_argument("--cell", choices=CELLS, default=None, help=f"default: {ModelConfig.cell}")
-    group.add_argument("--hidden-size", type=integer(), default=None, help=f"default: {ModelConfig.hidden_size}")
-    group.add_argument("--num-layers", type=integer(), default=None, help=f"default: {ModelConfig.num_layers}")
-    defaults = TrainConfig()
-    for name, kind in _TRAIN_OPTIONS:
-        default = getattr(defaults, name) if name != "threads" else f"{TorchOptions.threads} (torch intra-op threads)"
-        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"default: {default}")
-    group.add_argument("--schedule", choices=SCHEDULES, default=None, help=f"default: {defaults.schedule}")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"default: {defaults.optimizer}")
-    group.add_argument("--dtype", choices=DTYPES, default=None,
-                       help=f"the config's dtype, checked besides float64 (default: {defaults.dtype})")
-    add_task_parameters(parser)
+    # the config options of `cogmeta train` (instead of --run or --config), generated from the config
+    add_config_options(parser, sections=("model", "train", "torch"), skip=_NOT_VERIFY_OPTIONS, family=False)
     task = PairedComparisonTask()
     bounded = parser.add_argument_group(
         "--family bounded-gru (defaults: the heuristics study's recipe: hidden 64, batch 64, Adam lr 1e-3, clip 40, "
@@ -140,6 +127,9 @@ def run_verify(args: argparse.Namespace) -> int:
         config = load_config_file(args.config)
     else:
         config = config_from_args(args)
+    if config.model.family != "meta_learner":
+        raise ValueError(f"cogmeta verify checks the tutorial meta-learner (and --family bounded-gru / amortized); "
+                         f"model family {config.model.family!r} is not checked yet")
     out = args.out
     if out is None:
         out = (args.run / "verify" if args.run is not None
@@ -195,12 +185,9 @@ def _flag(name: str) -> str:
 
 
 def _config_options_given(args: argparse.Namespace) -> list[str]:
-    """The config options (model, training, task) given on the command line, as flags."""
-    from cogmeta.cli_options import _task_parameter_names
-
-    names = ["task", "cell", "hidden_size", "num_layers", "schedule", "optimizer", "dtype"]
-    names += [name for name, _ in _TRAIN_OPTIONS] + sorted(_task_parameter_names())
-    return ["--" + name.replace("_", "-") for name in names if getattr(args, name, None) is not None]
+    """The config options (preset, task, model, training, task parameters) given on the command line, as flags."""
+    flags = [f"--{name}" for name in ("preset", "task") if getattr(args, name, None) is not None]
+    return flags + [option.flag for option, _ in given_options(args)]
 
 
 __all__ = ["add_parser", "run_verify"]

@@ -19,7 +19,6 @@ from cogmeta._validation import (
     require_int,
     require_positive,
 )
-from cogmeta.tasks import GaussianMeanTask, Task, task_from_dict, task_to_dict
 
 CELLS = ("gru", "lstm")
 DTYPES = ("float32", "float64")
@@ -31,22 +30,45 @@ MAX_COUNT = 2**31 - 1
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The meta-learner: a recurrent core and a head for the task's predictive family.
+    """The network: a registered model family (``cogmeta.families``) and its sizes.
 
     Attributes:
-        cell: "gru" or "lstm".
+        cell: "gru" or "lstm" (seq2seq: "lstm"); ``None`` takes the family's first (meta_learner: "gru").
         hidden_size: units per recurrent layer.
         num_layers: stacked recurrent layers.
+        family: "meta_learner" (a recurrent core and a head for the task's predictive family; the tutorial's)
+            or "seq2seq" (Lake 2019's meta sequence-to-sequence learner).
+        dropout: dropout probability of the seq2seq family's embeddings and decoder (Lake 2019: 0.5).
+        memory: the seq2seq family's support memory (``False``: the plain seq2seq ablation).
+
+    A field that the family does not read must keep its default (an error says so), so that no option is
+    accepted and ignored.
     """
 
-    cell: str = "gru"
+    cell: str | None = field(default=None, metadata={"choices": CELLS})
     hidden_size: int = 64
     num_layers: int = 1
+    family: str = "meta_learner"
+    dropout: float = 0.0
+    memory: bool = True
 
     def __post_init__(self) -> None:
-        require_choice("ModelConfig", "cell", self.cell, CELLS)
+        from cogmeta.families import model_family
+
+        family = model_family(self.family)
+        if self.cell is None:
+            object.__setattr__(self, "cell", family.cells[0])
+        require_choice("ModelConfig", "cell", self.cell, family.cells)
         require_int("ModelConfig", "hidden_size", self.hidden_size, 1, 65_536)
         require_int("ModelConfig", "num_layers", self.num_layers, 1, 64)
+        require_in_range("ModelConfig", "dropout", self.dropout, 0.0, 1.0, closed="low")
+        if not isinstance(self.memory, bool):
+            raise ValueError(f"ModelConfig.memory must be true or false, got {self.memory!r}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in sorted(set(defaults) - family.model_fields - {"family", "cell"}):
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(f"ModelConfig.{name} does not apply to model family {self.family!r} (it reads "
+                                 f"{', '.join(sorted(family.model_fields))}); leave it at {defaults[name]!r}")
 
 
 @dataclass(frozen=True)
@@ -86,17 +108,17 @@ class TrainConfig:
     steps: int = 8_000
     batch_size: int = 128
     learning_rate: float = 3e-3
-    schedule: str = "cosine"
+    schedule: str = field(default="cosine", metadata={"choices": SCHEDULES})
     final_lr_fraction: float = 0.02
     decay_every: int = 5_000
     decay_factor: float = 0.1
-    optimizer: str = "adam"
+    optimizer: str = field(default="adam", metadata={"choices": OPTIMIZERS})
     clip_norm: float | None = 10.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     seed: int = 0
-    dtype: str = "float32"
+    dtype: str = field(default="float32", metadata={"choices": DTYPES})
     log_every: int = 100
     checkpoint_every: int = 2_000
     eval_every: int = 500
@@ -145,7 +167,7 @@ class TorchOptions:
     """
 
     threads: int = 1
-    device: str = "cpu"
+    device: str = field(default="cpu", metadata={"flag": "--torch-device"})
     cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
@@ -196,18 +218,41 @@ def read_config_json(path: str | Path, parse):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a training run."""
+    """Everything that defines a training run, for every model family: the one config of cogmeta.
 
-    task: Task = field(default_factory=GaussianMeanTask)
+    ``task`` is one of the tasks of ``model.family`` (``cogmeta.families``; ``None``: the family's default
+    task). A paper's recipe is a named preset of this class (``cogmeta.presets``), not a class of its own.
+    """
+
+    task: Any = None
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     torch: TorchOptions = field(default_factory=TorchOptions)
     jax: JaxOptions = field(default_factory=JaxOptions)
 
+    def __post_init__(self) -> None:
+        family = self.family
+        if self.task is None:
+            object.__setattr__(self, "task", family.make_task(family.default_task))
+        name = getattr(self.task, "name", None)
+        if type(self.task) is not family.tasks().get(name):
+            raise ValueError(f"RunConfig.task: model family {family.name!r} trains the tasks "
+                             f"{', '.join(sorted(family.tasks()))}, not {type(self.task).__name__}"
+                             + (f" (task {name!r} belongs to another family: set model.family / --family)"
+                                if isinstance(name, str) else ""))
+        family.check(self)
+
+    @property
+    def family(self):
+        """The :class:`cogmeta.families.ModelFamily` of ``model.family``."""
+        from cogmeta.families import model_family
+
+        return model_family(self.model.family)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {
-            "task": task_to_dict(self.task),
+            "task": {"name": self.task.name, **dataclasses.asdict(self.task)},
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
             "torch": dataclasses.asdict(self.torch),
@@ -236,13 +281,11 @@ class RunConfig:
             raise ValueError(f"config section(s) {', '.join(missing)} missing; a run config has all of "
                              f"{', '.join(sections)}")
         kwargs: dict[str, Any] = {}
-        if "task" in data:
-            if strict:
-                _require_task_keys(data["task"])
-            kwargs["task"] = task_from_dict(data["task"])
         for name, section_cls in (("model", ModelConfig), ("train", TrainConfig), ("torch", TorchOptions), ("jax", JaxOptions)):
             if name in data:
                 kwargs[name] = _build(section_cls, name, data[name], strict)
+        if "task" in data:
+            kwargs["task"] = _build_task(kwargs.get("model", ModelConfig()), data["task"], strict)
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:
@@ -283,13 +326,17 @@ def _build(section_cls: type, name: str, values: dict[str, Any], strict: bool = 
     return section_cls(**values)
 
 
-def _require_task_keys(values: dict[str, Any]) -> None:
-    """Strict task section: a known ``name`` and every field of that task (unknown ones are make_task's error)."""
-    from cogmeta.tasks import TASKS, task_fields
+def _build_task(model: ModelConfig, values: dict[str, Any], strict: bool):
+    """The task section: a ``name`` out of the model family's tasks and that task's fields (strict: all of them)."""
+    from cogmeta.families import model_family
 
-    name = values.get("name")
-    if name not in TASKS:
-        raise ValueError(f"config section 'task' needs a 'name' out of {', '.join(sorted(TASKS))}, got {name!r}")
-    missing = [key for key in task_fields(name) if key not in values]
-    if missing:
+    family = model_family(model.family)
+    values = dict(values)
+    name = values.pop("name", None)
+    if name not in family.tasks():
+        raise ValueError(f"config section 'task' needs a 'name' out of {', '.join(sorted(family.tasks()))} (the tasks "
+                         f"of model family {family.name!r}), got {name!r}")
+    missing = [f.name for f in dataclasses.fields(family.task_class(name)) if f.name not in values]
+    if strict and missing:
         raise ValueError(f"key(s) {', '.join(missing)} missing in config section 'task' (task {name!r}); add them")
+    return family.make_task(name, **values)

@@ -41,7 +41,9 @@ def train(
     figures: bool = True,
     devices: int | None = None,
 ) -> TrainResult:
-    """Train the meta-learner of ``config`` with ``backend`` ("torch" or "jax") into ``run_dir``.
+    """Train the model of ``config`` with ``backend`` ("torch" or "jax") into ``run_dir``: the one entry point
+    for every model family (the tutorial meta-learner's loop is below; other families' drivers are named in
+    ``cogmeta.families``).
 
     Args:
         config: the run. With ``resume=True`` it must equal the stored config except ``train.steps``.
@@ -55,6 +57,9 @@ def train(
             devices of a mesh; PyTorch must be started by ``torchrun`` (then it defaults to, and must
             equal, the number of processes). ``None``: one device, or torchrun's world size.
     """
+    if config.family.driver != __name__:  # another model family's run-folder loop (``cogmeta.families``)
+        return config.family.load_driver().train_run(config, run_dir, backend, resume=resume, progress=progress,
+                                                     figures=figures, devices=devices)
     run = RunDir.at(run_dir)
     checkpoint = None
     if resume:
@@ -288,3 +293,14 @@ class _WindowLogger:
         rows.append((self.step, "learning_rate", self.learning_rate))
         self.buffer = {name: [] for name in self.buffer}
         return rows
+
+
+def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]:
+    """The run's final score on ``count`` held-out tasks: ``{"mean_kl": mean KL(Bayes || model) in nats}``
+    (``cogmeta train --seeds`` reports it per seed and as mean +- sem)."""
+    from cogmeta.evaluation import evaluate
+    from cogmeta.weights import load_weights
+
+    run = RunDir.at(run_dir)
+    config = RunConfig.load(run.config)
+    return {"mean_kl": evaluate(config, load_weights(run.weights, config), backend, num_tasks=count).mean_kl}

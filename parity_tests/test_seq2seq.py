@@ -25,13 +25,10 @@ import jax_impl.weights as jweights
 import torch_impl.seq2seq as tseq
 import torch_impl.trainer as ttrainer
 import torch_impl.weights as tweights
+from cogmeta.config import ModelConfig, RunConfig
 from cogmeta.contract import Checkpoint
-from cogmeta.experiments.meta_seq2seq_config import (
-    Seq2SeqModelConfig,
-    Seq2SeqRunConfig,
-    Seq2SeqTrainConfig,
-    parameter_shapes,
-)
+from cogmeta.experiments.meta_seq2seq_shapes import parameter_shapes
+from cogmeta.presets import preset
 from cogmeta.tasks.scan_episodes import Episode, MutualExclusivityTask, ScanEpisodeTask
 from jax_impl.optim import init_adam as jax_init_adam
 from parity_tests._compare import assert_all
@@ -48,10 +45,18 @@ VARIANTS = {
 }
 
 
-def make_config(variant: str, dtype: str, dropout: float = 0.5) -> Seq2SeqRunConfig:
+def seq2seq_config(task, layers: int, dropout: float, memory: bool, **train) -> RunConfig:
+    """Lake (2019)'s recipe (the ``seq2seq-me-paper`` preset: one episode per Adam step, step decay) on ``task``,
+    with an H = ``HIDDEN`` model and the ``train`` fields changed."""
+    paper = preset("seq2seq-me-paper")
+    return dataclasses.replace(paper, task=task, model=ModelConfig(family="seq2seq", hidden_size=HIDDEN,
+                                                                   num_layers=layers, dropout=dropout, memory=memory),
+                               train=dataclasses.replace(paper.train, **train))
+
+
+def make_config(variant: str, dtype: str, dropout: float = 0.5) -> RunConfig:
     task, layers, memory = VARIANTS[variant]
-    return Seq2SeqRunConfig(task, Seq2SeqModelConfig(HIDDEN, layers, dropout, memory),
-                            Seq2SeqTrainConfig(dtype=dtype, clip_norm=0.5, learning_rate=1e-2))
+    return seq2seq_config(task, layers, dropout, memory, dtype=dtype, clip_norm=0.5, learning_rate=1e-2)
 
 
 def episode_arrays(config, seed: int, episode: Episode | None = None) -> dict:
@@ -283,9 +288,8 @@ def test_trainers_follow_the_same_loss_curve(seed):
     over padded episodes) from the same weights, dropout 0, float64: the same losses episode by episode,
     through two step decays of the learning rate."""
     task = MutualExclusivityTask()
-    config = Seq2SeqRunConfig(task, Seq2SeqModelConfig(HIDDEN, 2, 0.0, True),
-                              Seq2SeqTrainConfig(dtype="float64", learning_rate=1e-2, decay_every=3, clip_norm=0.5,
-                                                 episodes_per_call=6))
+    config = seq2seq_config(task, 2, 0.0, True, dtype="float64", learning_rate=1e-2, decay_every=3, clip_norm=0.5)
+    config = dataclasses.replace(config, jax=dataclasses.replace(config.jax, steps_per_call=6))
     rng = np.random.default_rng(seed)
     episodes = [task.encode(task.sample(rng)) for _ in range(7)]
     with jax.enable_x64(True):

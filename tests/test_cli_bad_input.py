@@ -22,7 +22,7 @@ import pytest
 
 import cogmeta.memory
 from cogmeta.cli import build_parser, main
-from cogmeta.cli_options import resumed_config
+from cogmeta.cli_config import resumed_config
 from cogmeta.config import ModelConfig, RunConfig, TrainConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.io import atomic_save_safetensors
@@ -52,13 +52,11 @@ MATRIX = [
     ("evaluate", "--num-tasks", "int", ALL),
     ("evaluate", "--seed", "int", ("negative", "nan", "inf", "text", "empty")),  # any size seeds numpy
     *[("seq2seq train", option, "int", ALL) for option in (
-        "--episodes", "--decay-every", "--log-every", "--episodes-per-call", "--hidden-size", "--num-layers",
-        "--seeds")],
-    *[("seq2seq train", option, "int", NOT_ZERO) for option in (
-        "--seed", "--threads", "--checkpoint-every", "--eval-episodes")],
+        "--steps", "--decay-every", "--log-every", "--steps-per-call", "--hidden-size", "--num-layers", "--seeds")],
+    *[("seq2seq train", option, "int", NOT_ZERO) for option in ("--seed", "--threads", "--summary-tasks")],
     *[("seq2seq train", option, "float", ALL) for option in ("--learning-rate", "--clip-norm")],
     ("seq2seq train", "--dropout", "float", NOT_ZERO),
-    ("seq2seq evaluate", "--episodes", "int", ALL),
+    ("seq2seq evaluate", "--num-tasks", "int", ALL),
     # the studies (`cogmeta experiment STUDY`): every case fails before a backend loads (see `no_training`)
     *[("heuristics", option, "int", ALL) for option in (
         "--seeds", "--pretrain-steps", "--batch-size", "--hidden-size", "--eval-tasks")],
@@ -104,8 +102,8 @@ def _prefix(command: str, tmp_path: Path) -> list[str]:
         "train": ["train", "--backend", "torch", "--out", out, "--no-progress", "--no-figures"],
         "sweep": ["sweep", "--backend", "torch", "--out", out, "--no-progress"],
         "evaluate": ["evaluate", out, "--no-figures"],
-        "seq2seq train": ["seq2seq", "train", "--out", out, "--no-progress"],
-        "seq2seq evaluate": ["seq2seq", "evaluate", out],
+        "seq2seq train": ["train", "--preset", "seq2seq-me-cpu", "--out", out, "--no-progress"],
+        "seq2seq evaluate": ["evaluate", out],
         "heuristics": ["experiment", "heuristics", "ranking", "--backend", "torch", "--out", out, "--no-figures"],
         "learning-to-infer": ["experiment", "learning-to-infer", "eu", "--backend", "torch", "--out", out,
                               "--no-figures"],
@@ -422,29 +420,32 @@ def test_from_dict_still_completes_configs_written_in_code():
 def _seq2seq_config():
     import dataclasses
 
-    from cogmeta.experiments.meta_seq2seq_config import preset
+    from cogmeta.presets import preset
 
-    config = preset("me-cpu")
+    config = preset("seq2seq-me-cpu")
     return dataclasses.replace(config, model=dataclasses.replace(config.model, hidden_size=4),
-                               train=dataclasses.replace(config.train, episodes=10))
+                               train=dataclasses.replace(config.train, steps=10, log_every=5, checkpoint_every=5))
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d["train"].pop("dtype"), "config section 'train': missing key(s) dtype"),
-    (lambda d: d["model"].update(width=3), "config section 'model': unknown key(s) width"),
-    (lambda d: d.pop("vocabulary"), "the config: missing key(s) vocabulary"),
-    (lambda d: d["task"].pop("num_query"), "config section 'task': missing key(s) num_query"),
-    (lambda d: d["vocabulary"].pop("action"), "config section 'vocabulary': missing key(s) action"),
+    (lambda d: d["train"].pop("dtype"), "key(s) dtype missing in config section 'train'"),
+    (lambda d: d["model"].update(width=3), "unknown key(s) width in config section 'model'"),
+    (lambda d: d.pop("jax"), "config section(s) jax missing"),
+    (lambda d: d["task"].pop("num_query"), "key(s) num_query missing in config section 'task'"),
+    (lambda d: d["model"].pop("family"), "key(s) family missing in config section 'model'"),
+    (lambda d: d["task"].update(name="gaussian"), "needs a 'name' out of mutual_exclusivity, scan"),
+    (lambda d: d["train"].update(batch_size=4), "batch_size must be 1 for the seq2seq family"),
+    (lambda d: d["model"].update(cell="gru"), "ModelConfig.cell must be"),
 ])
 def test_seq2seq_config_json_is_loaded_strictly(tmp_path, edit, message):
-    from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig
+    from cogmeta.config import RunConfig
 
     data = _seq2seq_config().to_dict()
     edit(data)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
-        Seq2SeqRunConfig.load(path)
+        RunConfig.load(path)
     assert str(path) in str(error.value)
 
 
@@ -452,7 +453,7 @@ def test_seq2seq_config_json_is_loaded_strictly(tmp_path, edit, message):
 def seq2seq_run(tmp_path):
     """A seq2seq run folder (config, weights, checkpoint) with random float32 weights: no training needed."""
     from cogmeta.experiments.meta_seq2seq import save_run_checkpoint, save_weights
-    from cogmeta.experiments.meta_seq2seq_config import parameter_shapes as seq2seq_shapes
+    from cogmeta.experiments.meta_seq2seq_shapes import parameter_shapes as seq2seq_shapes
 
     config = _seq2seq_config()
     rng = np.random.default_rng(0)
@@ -492,7 +493,7 @@ def test_seq2seq_weights_with_flipped_bytes_are_refused(seq2seq_run, capsys):
     _flip_bytes(run / "weights.safetensors")
     with pytest.raises(CorruptFileError, match="weights.safetensors is corrupt"):
         load_weights(run / "weights.safetensors", config)
-    code, out, err = run_cli(["seq2seq", "evaluate", run, "--episodes", "2"], capsys)
+    code, out, err = run_cli(["evaluate", run, "--num-tasks", "2"], capsys)
     assert_one_line_error(code, out, err, "is corrupt")
 
 
@@ -531,7 +532,7 @@ def test_seq2seq_checkpoints_are_checked_like_the_tutorial_ones(seq2seq_run):
     run, config, _ = seq2seq_run
     path = run / "checkpoint.safetensors"
     assert load_run_checkpoint(path, config).step == 3
-    fewer = dataclasses.replace(config, train=dataclasses.replace(config.train, episodes=2))
+    fewer = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=2))
     with pytest.raises(WeightsError, match="beyond the run's total of 2 steps"):
         load_run_checkpoint(path, fewer)
     _resave(path, lambda name, value: value.astype(np.float16))

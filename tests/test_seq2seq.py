@@ -1,4 +1,5 @@
-"""Meta seq2seq end to end: the `cogmeta seq2seq` commands, the add-jump CPU smoke run, bad input.
+"""Meta seq2seq end to end: `cogmeta train` / `cogmeta evaluate` on the seq2seq family, the `cogmeta seq2seq`
+tools, the add-jump CPU smoke run, bad input.
 
 Correctness of the model itself is checked against the other framework in parity_tests/test_seq2seq.py
 and against the SCAN interpretation function in tests/test_scan.py; here the runs are tiny and check
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from cogmeta.cli import main
+from cogmeta.config import RunConfig
 from cogmeta.experiments.meta_seq2seq import (
     Accuracy,
     evaluate_run,
@@ -22,19 +24,19 @@ from cogmeta.experiments.meta_seq2seq import (
     save_weights,
     train_run,
 )
-from cogmeta.experiments.meta_seq2seq_config import (
-    PRESETS,
-    Seq2SeqRunConfig,
-    parameter_shapes,
-    preset,
-)
+from cogmeta.experiments.meta_seq2seq_shapes import parameter_shapes
+from cogmeta.io import atomic_save_safetensors
 from cogmeta.metrics_log import read_metrics
+from cogmeta.presets import PRESETS, preset
+from cogmeta.schedules import learning_rate
 from cogmeta.tasks import scan
 from cogmeta.tasks.scan_episodes import ScanEpisodeTask
 from cogmeta.vocabulary import VocabularyError
-from cogmeta.weights import WeightsError
+from cogmeta.weights import WeightsError, read_safetensors
 
-TINY = ["--episodes", "12", "--hidden-size", "8", "--log-every", "4", "--episodes-per-call", "4", "--no-progress"]
+#: a checkpoint every log row (the old configs' checkpoint_every 0)
+TINY = ["--steps", "12", "--hidden-size", "8", "--log-every", "4", "--checkpoint-every", "4", "--steps-per-call", "4",
+        "--no-progress"]
 
 
 def run_cli(args, capsys):
@@ -43,10 +45,11 @@ def run_cli(args, capsys):
     return code, captured.out, captured.err
 
 
-def tiny(name: str, **model) -> Seq2SeqRunConfig:
+def tiny(name: str, **model) -> RunConfig:
     config = preset(name)
     return dataclasses.replace(config, model=dataclasses.replace(config.model, hidden_size=8, **model),
-                               train=dataclasses.replace(config.train, episodes=6, log_every=3, episodes_per_call=3))
+                               train=dataclasses.replace(config.train, steps=6, log_every=3, checkpoint_every=3),
+                               jax=dataclasses.replace(config.jax, steps_per_call=3))
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +57,32 @@ def me_run(tmp_path_factory):
     """A tiny ME run trained with torch."""
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("me") / "run"
-    train_run(tiny("me-cpu"), out, "torch", progress=False)
+    train_run(tiny("seq2seq-me-cpu"), out, "torch", progress=False)
     return out
 
 
 def test_cli_train_writes_a_run_and_evaluates(tmp_path, capsys):
     pytest.importorskip("torch")
     run = tmp_path / "run"
-    code, out, err = run_cli(["seq2seq", "train", "--preset", "me-cpu", "--backend", "torch", "--out", run,
-                              "--eval-episodes", "5", *TINY], capsys)
+    code, out, err = run_cli(["train", "--preset", "seq2seq-me-cpu", "--backend", "torch", "--out", run,
+                              "--summary-tasks", "5", *TINY], capsys)
     assert code == 0, err
     assert "generalization" in out and "retrieval" in out
     for name in ("config.json", "weights.safetensors", "metrics.csv", "evaluation-torch.txt"):
         assert (run / name).is_file(), name
-    config = json.loads((run / "config.json").read_text())
-    assert config["model"]["hidden_size"] == 8 and config["vocabulary"]["action"][:3] == ["<pad>", "<sos>", "<eos>"]
+    config = json.loads((run / "config.json").read_text())  # the one RunConfig; the vocabularies are the weights'
+    assert sorted(config) == ["jax", "model", "task", "torch", "train"]
+    assert config["model"]["family"] == "seq2seq" and config["model"]["hidden_size"] == 8
+    base = preset("seq2seq-me-cpu")  # the preset with exactly the options given
+    assert RunConfig.load(run / "config.json") == dataclasses.replace(
+        base, model=dataclasses.replace(base.model, hidden_size=8),
+        train=dataclasses.replace(base.train, steps=12, log_every=4, checkpoint_every=4),
+        jax=dataclasses.replace(base.jax, steps_per_call=4))
+    _, metadata = read_safetensors(run / "weights.safetensors")
+    assert json.loads(metadata["action_vocabulary"])[:3] == ["<pad>", "<sos>", "<eos>"]
     steps = [s for s, m, _ in read_metrics(run / "metrics.csv") if m == "loss"]
     assert steps == [4, 8, 12]
-    code, out, err = run_cli(["seq2seq", "evaluate", run, "--episodes", "4"], capsys)
+    code, out, err = run_cli(["evaluate", run, "--num-tasks", "4"], capsys)
     assert code == 0, err
     # 4 episodes x (20 novel + 3 support) queries
     assert "generalization" in out and "      80" in out and "      12" in out
@@ -115,18 +126,20 @@ def test_translate_bad_input(me_run, capsys, args, message):
     assert code == 2 and message in err, err
 
 
-def test_vocabulary_mismatch_between_checkpoint_and_spec(me_run):
-    scan_config = tiny("add-jump-cpu")
+def test_vocabulary_mismatch_between_checkpoint_and_spec(me_run, tmp_path):
+    scan_config = tiny("seq2seq-add-jump-cpu")
     with pytest.raises(VocabularyError, match="command vocabulary mismatch"):
         load_weights(me_run / "weights.safetensors", scan_config)
-    edited = json.loads((me_run / "config.json").read_text())
-    edited["vocabulary"]["action"] = edited["vocabulary"]["action"][:-1]
+    # the vocabularies live in the weights' metadata (config.json has no vocabulary section): an edited one is caught
+    tensors, metadata = read_safetensors(me_run / "weights.safetensors")
+    metadata["action_vocabulary"] = json.dumps(json.loads(metadata["action_vocabulary"])[:-1])
+    atomic_save_safetensors(tmp_path / "weights.safetensors", tensors, metadata)
     with pytest.raises(VocabularyError, match="action vocabulary mismatch"):
-        Seq2SeqRunConfig.from_dict(edited)
+        load_weights(tmp_path / "weights.safetensors", tiny("seq2seq-me-cpu"))
 
 
 def test_weights_that_do_not_fit(tmp_path):
-    config = tiny("me-cpu")
+    config = tiny("seq2seq-me-cpu")
     shapes = parameter_shapes(config)
     tensors = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
     tensors["readout.bias"] = np.zeros(3, np.float32)
@@ -141,14 +154,14 @@ def test_no_memory_ablation_trains_with_jax(tmp_path, capsys):
     """The ablation has no memory tensors; trained by JAX (the default run's JAX training check), read by torch."""
     pytest.importorskip("jax")
     pytest.importorskip("torch")
-    config = tiny("me-cpu", memory=False)
+    config = tiny("seq2seq-me-cpu", memory=False)
     assert not any(name.startswith(("output_", "memory_")) for name in parameter_shapes(config))
     run = tmp_path / "run"
-    code, out, err = run_cli(["seq2seq", "train", "--preset", "me-cpu", "--backend", "jax", "--no-memory",
-                              "--out", run, "--eval-episodes", "0", *TINY], capsys)
+    code, out, err = run_cli(["train", "--preset", "seq2seq-me-cpu", "--backend", "jax", "--no-memory",
+                              "--out", run, "--summary-tasks", "0", *TINY], capsys)
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["model"]["memory"] is False
-    code, out, err = run_cli(["seq2seq", "evaluate", run, "--backend", "torch", "--episodes", "2"], capsys)
+    code, out, err = run_cli(["evaluate", run, "--backend", "torch", "--num-tasks", "2"], capsys)
     assert code == 0, err
 
 
@@ -189,7 +202,7 @@ def test_no_memory_model_ignores_the_support_set(backend):
     queries, flags = test.query[:32], test.query_in_support[:32]
     swapped = dict(zip(scan.PRIMITIVES, ("WALK", "LOOK", "JUMP", "RUN")))  # run <-> jump
     for memory in (False, True) if backend == "torch" else (False,):
-        config = dataclasses.replace(tiny("add-jump-cpu", memory=memory), task=task)
+        config = dataclasses.replace(tiny("seq2seq-add-jump-cpu", memory=memory), task=task)
         weights = {name: np.random.default_rng(1).normal(0.0, 0.5, shape).astype(np.float32)
                    for name, shape in parameter_shapes(config).items()}  # given weights: no jitted init in JAX
         decoder = Decoder(config, weights, backend)  # given weights: load_model draws none
@@ -208,7 +221,7 @@ def test_no_memory_model_ignores_the_support_set(backend):
 def test_add_jump_cpu_smoke_run(tmp_path):
     """Train the add-jump CPU preset for a few episodes, then score the full 7,706-command test set."""
     pytest.importorskip("torch")
-    config = tiny("add-jump-cpu")
+    config = tiny("seq2seq-add-jump-cpu")
     run = tmp_path / "run"
     train_run(config, run, "torch", progress=False)
     accuracy, _ = evaluate_run(run, "torch")
@@ -220,38 +233,46 @@ def test_add_jump_cpu_smoke_run(tmp_path):
 def test_add_jump_cpu_smoke_run_jax(tmp_path):
     pytest.importorskip("jax")
     run = tmp_path / "run"
-    train_run(tiny("add-jump-cpu"), run, "jax", progress=False)
+    train_run(tiny("seq2seq-add-jump-cpu"), run, "jax", progress=False)
     accuracy, _ = evaluate_run(run, "jax")
     assert accuracy.generalization_total == 7_706
 
 
 def test_existing_run_folder_is_not_overwritten(me_run, tmp_path):
     with pytest.raises(FileExistsError, match="already holds a run"):
-        train_run(tiny("me-cpu"), me_run, "torch", progress=False)
+        train_run(tiny("seq2seq-me-cpu"), me_run, "torch", progress=False)
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("keep me")
     with pytest.raises(FileExistsError, match="is not empty .*thesis.tex"):
-        train_run(tiny("me-cpu"), foreign, "torch", progress=False)
+        train_run(tiny("seq2seq-me-cpu"), foreign, "torch", progress=False)
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
 
 
 def test_presets_and_schedule():
-    assert PRESETS["add-jump-paper"].model.hidden_size == 200 and PRESETS["add-jump-paper"].train.episodes == 10_000
-    train = PRESETS["me-paper"].train
-    assert [train.learning_rate_at(k) for k in (0, 4_999, 5_000, 9_999)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    paper = PRESETS["seq2seq-add-jump-paper"]
+    assert paper.model.hidden_size == 200 and paper.train.steps == 10_000 and paper.model.family == "seq2seq"
+    train = PRESETS["seq2seq-me-paper"].train
+    assert [learning_rate(k, train.learning_rate, train.steps, train.schedule, train.final_lr_fraction,
+                          train.decay_every, train.decay_factor)
+            for k in (0, 4_999, 5_000, 9_999)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
     # the one trainer's recipe: one episode per Adam step, Lake's step decay, the run's clip, seed and dtype
-    recipe = dataclasses.replace(PRESETS["me-cpu"], train=dataclasses.replace(
-        PRESETS["me-cpu"].train, seed=3, dtype="float64", clip_norm=5.0, log_every=10, checkpoint_every=30))
-    config = recipe.train_config()
+    recipe = dataclasses.replace(PRESETS["seq2seq-me-cpu"], train=dataclasses.replace(
+        PRESETS["seq2seq-me-cpu"].train, seed=3, dtype="float64", clip_norm=5.0, log_every=10, checkpoint_every=30))
+    config = recipe.train
     assert (config.steps, config.batch_size, config.schedule, config.optimizer) == (5_000, 1, "step", "adam")
     assert (config.decay_every, config.decay_factor, config.clip_norm) == (4_000, 0.1, 5.0)
     assert (config.seed, config.dtype, config.log_every, config.checkpoint_every) == (3, "float64", 10, 30)
     assert (config.adam_beta1, config.adam_beta2, config.adam_eps) == (0.9, 0.999, 1e-8)
     with pytest.raises(ValueError, match="seed"):
         dataclasses.replace(train, seed=2**31)
+    # the family's rules: one episode per update, no held-out KL target
+    with pytest.raises(ValueError, match="batch_size must be 1"):
+        dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, batch_size=2))
+    with pytest.raises(ValueError, match="until_kl"):
+        dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, until_kl=0.01))
     with pytest.raises(ValueError, match="unknown preset"):
-        preset("me-gpu")
+        preset("seq2seq-me-gpu")
     with pytest.raises(ValueError, match="ScanEpisodeTask.num_query"):
         ScanEpisodeTask(num_query=0)
 
@@ -263,7 +284,7 @@ def test_objective_has_no_sampler(backend):
     from cogmeta.backends import load_module
 
     module = load_module(backend, "seq2seq")
-    trainer = module.make_trainer(tiny("me-cpu"))
+    trainer = module.make_trainer(tiny("seq2seq-me-cpu"))
     with pytest.raises(NotImplementedError, match=r"run_on\(episode_batches"):
         trainer.run(1)
     assert trainer.step == 0
@@ -283,8 +304,8 @@ def test_non_finite_step_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(tseq.Seq2SeqObjective, "loss", poisoned)
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="non-finite loss or gradient at episode 4"):
-        train_run(tiny("me-cpu"), run, "torch", progress=False)
-    assert load_run_checkpoint(run / "checkpoint.safetensors", tiny("me-cpu")).step == 3
+        train_run(tiny("seq2seq-me-cpu"), run, "torch", progress=False)
+    assert load_run_checkpoint(run / "checkpoint.safetensors", tiny("seq2seq-me-cpu")).step == 3
 
 
 @pytest.mark.slow
@@ -293,7 +314,7 @@ def test_mutual_exclusivity_bar(tmp_path, backend):
     """The reproduction bar: >= 99 % query accuracy with the CPU preset (paper: 100 %). ~3-6 min per backend."""
     pytest.importorskip(backend)
     run = tmp_path / "run"
-    train_run(preset("me-cpu"), run, backend, progress=False)
+    train_run(preset("seq2seq-me-cpu"), run, backend, progress=False)
     accuracy, _ = evaluate_run(run, backend, num_episodes=200)
     assert accuracy.generalization >= 99.0, accuracy.table()
 
@@ -314,9 +335,11 @@ def test_seq2seq_core_imports_without_frameworks(tmp_path):
 
         sys.meta_path.insert(0, RefuseFrameworks())
         import cogmeta.vocabulary, cogmeta.tasks.scan, cogmeta.tasks.scan_episodes, cogmeta.cli_seq2seq
-        import cogmeta.experiments.meta_seq2seq, cogmeta.experiments.meta_seq2seq_config
+        import cogmeta.experiments.meta_seq2seq, cogmeta.experiments.meta_seq2seq_shapes
+        import cogmeta.config, cogmeta.families, cogmeta.presets
         from cogmeta.cli import main
-        code = main(["seq2seq", "train", "--backend", "jax", "--out", r"{tmp_path / 'run'}", "--episodes", "1"])
+        code = main(["train", "--preset", "seq2seq-me-cpu", "--backend", "jax", "--out", r"{tmp_path / 'run'}",
+                     "--steps", "1"])
         assert not any(name.split(".")[0] in ("torch", "jax") for name in sys.modules)
         sys.exit(code)
     """)

@@ -4,7 +4,7 @@
   the ``seconds`` rows are wall-clock times and are left out of the comparison);
 - a checkpoint written by one backend resumes in the other (dropout 0, float64: the frameworks draw
   different dropout noise) to within ``CROSS_RTOL`` / ``CROSS_ATOL`` of the uninterrupted run;
-- a resume with a different config (but for the number of episodes) is refused, naming the field;
+- a resume with a different config (but for the number of steps, one episode each) is refused, naming the field;
 - ``cogmeta evaluate RUN`` prints a seq2seq run's accuracy table.
 """
 
@@ -17,32 +17,32 @@ import pytest
 
 from cogmeta.checkpoint import load_checkpoint
 from cogmeta.cli import main
+from cogmeta.config import RunConfig
 from cogmeta.experiments.meta_seq2seq import (
     load_run_checkpoint,
     load_weights,
     train_run,
 )
-from cogmeta.experiments.meta_seq2seq_config import (
-    Seq2SeqRunConfig,
-    parameter_shapes,
-    preset,
-)
+from cogmeta.experiments.meta_seq2seq_shapes import parameter_shapes
 from cogmeta.metrics_log import read_metrics
+from cogmeta.presets import preset
 
 EPISODES = 12
 #: torch checkpoint -> JAX (and the reverse) vs. the uninterrupted run, float64 without dropout
 CROSS_RTOL, CROSS_ATOL = 1e-7, 1e-9
 #: a tiny ME config as CLI options; checkpoints every log_every = 3 episodes
-TINY = ["--hidden-size", "8", "--log-every", "3", "--episodes-per-call", "3", "--decay-every", "5", "--no-progress",
-        "--eval-episodes", "0"]
+TINY = ["--preset", "seq2seq-me-cpu", "--hidden-size", "8", "--log-every", "3", "--checkpoint-every", "3",
+        "--steps-per-call", "3", "--decay-every", "5", "--no-progress", "--summary-tasks", "0"]
 
 
-def tiny(episodes: int = EPISODES, **train) -> Seq2SeqRunConfig:
-    config = preset("me-cpu")
+def tiny(episodes: int = EPISODES, **train) -> RunConfig:
+    """The config of ``TINY`` with ``--steps episodes`` (and ``train`` fields changed)."""
+    config = preset("seq2seq-me-cpu")
     return dataclasses.replace(
         config, model=dataclasses.replace(config.model, hidden_size=8),
-        train=dataclasses.replace(config.train, episodes=episodes, log_every=3, episodes_per_call=3, decay_every=5,
-                                  **train))
+        train=dataclasses.replace(config.train, **{"steps": episodes, "log_every": 3, "checkpoint_every": 3,
+                                                   "decay_every": 5, **train}),
+        jax=dataclasses.replace(config.jax, steps_per_call=3))
 
 
 def run_cli(args, capsys):
@@ -64,16 +64,16 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, capsys, backend)
     pytest.importorskip(backend)
     full, part = tmp_path / "full", tmp_path / "part"
     for run, episodes in ((full, EPISODES), (part, EPISODES // 2)):
-        code, _, err = run_cli(["seq2seq", "train", "--backend", backend, "--out", run, "--episodes", episodes, *TINY],
-                               capsys)
+        code, _, err = run_cli(["train", "--backend", backend, "--out", run, "--steps", episodes, *TINY], capsys)
         assert code == 0, err
     config = tiny()
+    assert RunConfig.load(full / "config.json") == config  # TINY is tiny()
     checkpoint = load_run_checkpoint(part / "checkpoint.safetensors", config)
     assert checkpoint.step == EPISODES // 2 and checkpoint.framework == backend
     assert list(checkpoint.exp_avg) == list(parameter_shapes(config))
-    # the backend defaults to the checkpoint's; the CLI options other than --episodes come from the run
-    code, out, err = run_cli(["seq2seq", "train", "--resume", part, "--episodes", EPISODES, "--no-progress",
-                              "--eval-episodes", "0"], capsys)
+    # the backend defaults to the checkpoint's; the CLI options other than --steps come from the run
+    code, out, err = run_cli(["train", "--resume", part, "--steps", EPISODES, "--no-progress", "--summary-tasks", "0"],
+                             capsys)
     assert code == 0, err
     assert f"with {backend}" in out
     assert rows(part) == rows(full) and [s for s, m, _ in rows(full) if m == "loss"] == [3, 6, 9, 12]
@@ -91,7 +91,7 @@ def test_checkpoint_resumes_in_the_other_backend(tmp_path, first, second):
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.0))
     full, part = tmp_path / "full", tmp_path / "part"
     train_run(config, full, first, progress=False)
-    train_run(dataclasses.replace(config, train=dataclasses.replace(config.train, episodes=EPISODES // 2)), part, first,
+    train_run(dataclasses.replace(config, train=dataclasses.replace(config.train, steps=EPISODES // 2)), part, first,
               progress=False)
     train_run(config, part, second, progress=False, resume=True)
     assert load_run_checkpoint(part / "checkpoint.safetensors", config).framework == second
@@ -109,25 +109,28 @@ def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
     run = tmp_path / "run"
     train_run(tiny(6), run, "torch", progress=False)
     before = (run / "checkpoint.safetensors").read_bytes()
-    code, _, err = run_cli(["seq2seq", "train", "--resume", run, "--episodes", 12, "--hidden-size", 16, "--no-progress"],
-                           capsys)
+    code, _, err = run_cli(["train", "--resume", run, "--steps", 12, "--hidden-size", 16, "--no-progress"], capsys)
     assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "model.hidden_size: 8 in the run, 16 requested" in err
+    assert len(err.strip().splitlines()) == 1 and "--hidden-size 16 (the run has model.hidden_size = 8)" in err
     with pytest.raises(ValueError, match="model.dropout"):
         bigger = tiny(12)
         train_run(dataclasses.replace(bigger, model=dataclasses.replace(bigger.model, dropout=0.3)), run, "torch",
                   progress=False, resume=True)
-    code, _, err = run_cli(["seq2seq", "train", "--resume", run, "--no-progress"], capsys)  # nothing left to train
+    code, _, err = run_cli(["train", "--resume", run, "--no-progress"], capsys)  # nothing left to train
     assert code == 2 and "6 episodes done" in err
-    code, _, err = run_cli(["seq2seq", "train", "--resume", tmp_path / "none", "--no-progress"], capsys)
+    code, _, err = run_cli(["train", "--resume", tmp_path / "none", "--no-progress"], capsys)
     assert code == 2 and "does not exist" in err
     assert (run / "checkpoint.safetensors").read_bytes() == before
 
 
-def test_checkpoint_every_must_be_a_multiple_of_log_every():
-    with pytest.raises(ValueError, match="checkpoint_every"):
+def test_checkpoint_every_must_be_a_multiple_of_log_every(tmp_path, capsys):
+    with pytest.raises(ValueError, match="checkpoint_every must be a multiple of train.log_every"):
         tiny(checkpoint_every=4)
-    assert tiny(checkpoint_every=6).train.checkpoint_interval == 6 and tiny().train.checkpoint_interval == 3
+    with pytest.raises(ValueError, match="checkpoint_every"):  # 0 ("every log_every") is gone: give the interval
+        tiny(checkpoint_every=0)
+    assert tiny(checkpoint_every=6).train.checkpoint_every == 6 and tiny().train.checkpoint_every == 3
+    code, _, err = run_cli(["train", *TINY, "--checkpoint-every", 4, "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "checkpoint_every" in err and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -163,10 +166,10 @@ def test_the_step_zero_checkpoint_is_written_before_the_config(tmp_path, monkeyp
     import cogmeta.experiments.meta_seq2seq as module
 
     order = []
-    save_checkpoint, save_config = module.save_run_checkpoint, Seq2SeqRunConfig.save
+    save_checkpoint, save_config = module.save_run_checkpoint, RunConfig.save
     monkeypatch.setattr(module, "save_run_checkpoint", lambda path, *a: (order.append("checkpoint"),
                                                                           save_checkpoint(path, *a))[1])
-    monkeypatch.setattr(Seq2SeqRunConfig, "save", lambda self, path: (order.append("config"), save_config(self, path))[1])
+    monkeypatch.setattr(RunConfig, "save", lambda self, path: (order.append("config"), save_config(self, path))[1])
     train_run(tiny(), tmp_path / "run", "torch", progress=False)
     assert order[:2] == ["checkpoint", "config"]
     assert load_run_checkpoint(tmp_path / "run" / "checkpoint.safetensors", tiny()).step == EPISODES
@@ -178,7 +181,7 @@ def test_seeds_train_one_run_folder_per_seed_and_report_the_spread(tmp_path, cap
     from cogmeta.experiments.meta_seq2seq import evaluate_run
     from cogmeta.experiments.seeds import spread
 
-    common = ["seq2seq", "train", *TINY, "--episodes", EPISODES, "--backend", "torch", "--eval-episodes", 4]
+    common = ["train", *TINY, "--steps", EPISODES, "--backend", "torch", "--summary-tasks", 4]
     code, out, err = run_cli([*common, "--seed", 3, "--seeds", 2, "--out", tmp_path / "sweep"], capsys)
     assert code == 0, err
     code, _, err = run_cli([*common, "--seed", 4, "--out", tmp_path / "single"], capsys)
@@ -186,12 +189,16 @@ def test_seeds_train_one_run_folder_per_seed_and_report_the_spread(tmp_path, cap
     config = tiny(seed=4)
     for name, value in weights(tmp_path / "single", config).items():
         np.testing.assert_array_equal(weights(tmp_path / "sweep" / "seed-4", config)[name], value, err_msg=name)
-    accuracies = [evaluate_run(tmp_path / "sweep" / f"seed-{s}", "torch", num_episodes=4)[0].generalization for s in (3, 4)]
-    assert f"generalization: {spread(accuracies).format(2)} %" in out
+    accuracies = [evaluate_run(tmp_path / "sweep" / f"seed-{s}", "torch", num_episodes=4)[0] for s in (3, 4)]
+    generalization = [accuracy.generalization for accuracy in accuracies]
+    assert f"generalization: {spread(generalization).format(4)} (mean +- sem over 2 seeds" in out
     table = (tmp_path / "sweep" / "seeds.csv").read_text().splitlines()
-    assert table[0].startswith("seed,") and [row.split(",")[0] for row in table[1:3]] == ["3", "4"]
+    assert table[0] == "seed,generalization,retrieval"  # percent
+    assert [row.split(",")[0] for row in table[1:3]] == ["3", "4"]
+    assert [[float(v) for v in row.split(",")[1:]] for row in table[1:3]] == [
+        [accuracy.generalization, accuracy.retrieval] for accuracy in accuracies]
 
 
 def test_seeds_and_resume_exclude_each_other(tmp_path, capsys):
-    code, _, err = run_cli(["seq2seq", "train", "--resume", tmp_path, "--seeds", 2], capsys)
+    code, _, err = run_cli(["train", "--resume", tmp_path, "--seeds", 2], capsys)
     assert code == 2 and "--seeds and --resume" in err

@@ -5,7 +5,7 @@
                                       weights.safetensors (canonical names + both vocabularies)
     train_run(config, RUN, backend, resume=True)
                                       continues RUN from its checkpoint (same config but for
-                                      train.episodes); ends bit-identical to an uninterrupted run
+                                      train.steps); ends bit-identical to an uninterrupted run
     evaluate_run(run, backend)        greedy decoding, exact-match accuracy of whole output sequences,
                                       split into retrieval (support items) and generalization (novel
                                       queries); ME: held-out episodes, SCAN: the split's full test set
@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from cogmeta.checkpoint import load_checkpoint, save_checkpoint
+from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint, TrainResult
-from cogmeta.experiments.meta_seq2seq_config import Seq2SeqRunConfig, parameter_shapes
+from cogmeta.experiments.meta_seq2seq_shapes import parameter_shapes
 from cogmeta.io import atomic_save_safetensors, atomic_write_text
 from cogmeta.metrics_log import MetricsLog
 from cogmeta.progress import close, progress_bar
@@ -55,7 +56,7 @@ class Decoder:
     """Greedy decoding with the weights of a run in one backend: ``decoder(arrays, steps) -> numpy dict``
     (``tokens [steps, Q]``, ``decoder_attention [steps, Q, Tq]``, ``memory_attention [Tq, Q, S]`` or None)."""
 
-    def __init__(self, config: Seq2SeqRunConfig, weights: dict, backend: str):
+    def __init__(self, config: RunConfig, weights: dict, backend: str):
         self.module = backend_module(backend)
         self.model = self.module.load_model(config, weights)
 
@@ -64,7 +65,7 @@ class Decoder:
 
 
 # ----------------------------------------------------------------------------------------- weights
-def save_weights(path: Path, tensors: dict, config: Seq2SeqRunConfig, framework: str) -> None:
+def save_weights(path: Path, tensors: dict, config: RunConfig, framework: str) -> None:
     """Validate (names, shapes, finite values, ``config.train.dtype``) and write atomically with the SHA-256."""
     validate_weights(tensors, config, dtype=config.train.dtype)
     metadata = {"format": FORMAT, "framework": framework,
@@ -73,39 +74,39 @@ def save_weights(path: Path, tensors: dict, config: Seq2SeqRunConfig, framework:
     atomic_save_safetensors(path, {k: np.asarray(v) for k, v in tensors.items()}, metadata)
 
 
-def describe_model(config: Seq2SeqRunConfig) -> str:
+def describe_model(config: RunConfig) -> str:
     """The model of ``config`` in words (error messages)."""
     m = config.model
     return (f"the meta-seq2seq model (hidden_size={m.hidden_size}, num_layers={m.num_layers}, memory={m.memory}, "
             f"task {config.task.name!r})")
 
 
-def validate_weights(tensors: dict, config: Seq2SeqRunConfig, dtype: str | None = None) -> None:
+def validate_weights(tensors: dict, config: RunConfig, dtype: str | None = None) -> None:
     """``cogmeta.weights.check_tensors`` for the model of ``config``: names, shapes, finite values, ``dtype`` if given."""
     check_tensors(tensors, parameter_shapes(config), describe_model(config), dtype)
 
 
-def save_run_checkpoint(path: Path, checkpoint: Checkpoint, config: Seq2SeqRunConfig) -> None:
+def save_run_checkpoint(path: Path, checkpoint: Checkpoint, config: RunConfig) -> None:
     """``cogmeta.checkpoint.save_checkpoint`` for the meta-seq2seq model of ``config`` (atomic; dtype
-    ``config.train.dtype``, step at most ``config.train.episodes``)."""
+    ``config.train.dtype``, step at most ``config.train.steps``)."""
     save_checkpoint(path, checkpoint, shapes=parameter_shapes(config), model=describe_model(config),
-                    dtype=config.train.dtype, max_step=config.train.episodes)
+                    dtype=config.train.dtype, max_step=config.train.steps)
 
 
-def load_run_checkpoint(path: Path, config: Seq2SeqRunConfig) -> Checkpoint:
+def load_run_checkpoint(path: Path, config: RunConfig) -> Checkpoint:
     """A checkpoint (either framework's) checked against the meta-seq2seq model of ``config``: its SHA-256,
-    names, shapes, finite values, dtype ``config.train.dtype`` and a step of at most ``config.train.episodes``."""
+    names, shapes, finite values, dtype ``config.train.dtype`` and a step of at most ``config.train.steps``."""
     return load_checkpoint(path, shapes=parameter_shapes(config), model=describe_model(config),
-                           dtype=config.train.dtype, max_step=config.train.episodes)
+                           dtype=config.train.dtype, max_step=config.train.steps)
 
 
-def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
+def load_weights(path: Path, config: RunConfig) -> dict[str, np.ndarray]:
     """Read weights (checking their SHA-256: ``cogmeta.weights.read_safetensors``), check both vocabularies
     against the task spec, then names, shapes, finite values and the dtype ``config.train.dtype``."""
     tensors, metadata = read_safetensors(path)
     for key, vocab in (("command_vocabulary", config.task.commands), ("action_vocabulary", config.task.actions)):
         if key not in metadata:
-            raise VocabularyError(f"{path} stores no {key}; it was not written by `cogmeta seq2seq train`")
+            raise VocabularyError(f"{path} stores no {key}; it was not written by a seq2seq run (`cogmeta train --family seq2seq`)")
         vocab.check_matches(json.loads(metadata[key]), str(path))
     try:
         validate_weights(tensors, config, dtype=config.train.dtype)
@@ -115,28 +116,36 @@ def load_weights(path: Path, config: Seq2SeqRunConfig) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------- training
-def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progress: bool = True,
-              resume: bool = False) -> TrainResult:
+def train_run(config: RunConfig, out: str | Path, backend: str, *, progress: bool = True,
+              resume: bool = False, figures: bool = True, devices: int | None = None) -> TrainResult:
     """Meta-train ``config`` with ``backend``; writes the run folder ``out`` (which must not hold a run).
 
     The folder is locked while it is written (``RunDir.writing``), and the step-0 checkpoint is written
     before ``config.json``, so a run killed at any moment can be resumed (docs/run-folder.md).
 
     ``resume``: continue the run in ``out`` from its ``checkpoint.safetensors`` (written by either backend);
-    ``config`` must equal the stored one except ``train.episodes``, which must exceed the episodes done.
+    ``config`` must equal the stored one except ``train.steps``, which must exceed the episodes done.
     The episode stream, learning rate and dropout noise continue where the checkpoint stopped, so the run
     ends with the weights and metrics rows of an uninterrupted one (same backend; the other backend
     continues to within float rounding). The ``seconds`` rows are wall-clock times of each segment.
+
+    ``figures`` is accepted for the one ``cogmeta.training.train`` signature (attention maps are drawn on
+    request: ``cogmeta seq2seq figure RUN``); ``devices`` must be ``None`` (one episode per update has no
+    batch to split over devices).
     """
+    del figures
+    if devices not in (None, 1):
+        raise ValueError(f"--devices {devices}: the seq2seq family trains one episode per update, which cannot be "
+                         f"split over devices; leave --devices out")
     run = RunDir.at(out)
     checkpoint = None
     if resume:
         config = resumable_config(run, config)
         if run.checkpoint.is_file():
             checkpoint = load_run_checkpoint(run.checkpoint, config)
-            if checkpoint.step >= config.train.episodes:
+            if checkpoint.step >= config.train.steps:
                 raise ValueError(f"cannot resume {run.root}: its checkpoint has {checkpoint.step} episodes done, as many "
-                                 f"as train.episodes={config.train.episodes}; give more episodes (--episodes N)")
+                                 f"as train.steps={config.train.steps}; give more episodes (--steps N)")
         elif run.weights.is_file():  # a finished run whose checkpoint is gone: do not retrain it from scratch
             raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist (the run's final weights do)")
         # else: the run stopped before its first checkpoint was written; it starts again from episode 0
@@ -159,9 +168,9 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
         stream = EpisodeStream(config.task, config.train.seed)
         stream.skip(start)
         train = config.train
-        chunk = train.episodes_per_call if backend == "jax" else min(train.log_every, 50)
+        chunk = config.jax.steps_per_call if backend == "jax" else min(train.log_every, 50)
         began = time.perf_counter()
-        bar = progress_bar(progress, train.episodes, f"meta-seq2seq {config.task.name} ({backend})", unit="episode")
+        bar = progress_bar(progress, train.steps, f"meta-seq2seq {config.task.name} ({backend})", unit="episode")
         if bar is not None and start:
             bar.update(start)
         try:
@@ -169,9 +178,9 @@ def train_run(config: Seq2SeqRunConfig, out: str | Path, backend: str, *, progre
         finally:
             close(bar)
         seconds = time.perf_counter() - began
-        log.append([(train.episodes, "seconds", seconds)])
+        log.append([(train.steps, "seconds", seconds)])
         save_weights(run.weights, trainer.weights(), config, backend)
-    return TrainResult(run.root, steps=train.episodes, final_loss=final_loss, seconds=seconds)  # one episode a step
+    return TrainResult(run.root, steps=train.steps, final_loss=final_loss, seconds=seconds)  # one episode a step
 
 
 #: What a run folder holds before its config.json is written (a run killed then may be started again in it).
@@ -190,7 +199,7 @@ def _require_new_run_folder(run: RunDir) -> None:
                                   f"{', ...' if len(foreign) > 3 else ''}); choose another --out")
 
 
-def _train_episodes(trainer, episode_batches, stream, config: Seq2SeqRunConfig, chunk: int, log: MetricsLog, bar,
+def _train_episodes(trainer, episode_batches, stream, config: RunConfig, chunk: int, log: MetricsLog, bar,
                     run: RunDir, start: int) -> float:
     """Feed the stream to the trainer from episode ``start``, up to ``chunk`` episodes per ``Trainer.run_on``
     call (``episode_batches`` turns them into the backend's batches).
@@ -202,10 +211,10 @@ def _train_episodes(trainer, episode_batches, stream, config: Seq2SeqRunConfig, 
     the last checkpoint written. Returns the last episode's loss.
     """
     train, done, window = config.train, start, []
-    every, interval = train.log_every, train.checkpoint_interval
-    while done < train.episodes:
+    every, interval = train.log_every, train.checkpoint_every
+    while done < train.steps:
         next_log, next_checkpoint = (done // every + 1) * every, (done // interval + 1) * interval
-        count = min(chunk, train.episodes - done, next_log - done, next_checkpoint - done)
+        count = min(chunk, train.steps - done, next_log - done, next_checkpoint - done)
         episodes = [config.task.encode(stream.next()) for _ in range(count)]
         metrics = trainer.run_on(episode_batches(episodes))
         losses = np.asarray(metrics.loss, dtype=np.float64)
@@ -217,10 +226,10 @@ def _train_episodes(trainer, episode_batches, stream, config: Seq2SeqRunConfig, 
                 f"try a lower --learning-rate or --clip-norm, or --dtype float64")
         window.extend(losses.tolist())
         done += count
-        if done % every == 0 or done == train.episodes:
+        if done % every == 0 or done == train.steps:
             log.append([(done, "loss", float(np.mean(window)))])
             window = []
-        if done % interval == 0 or done == train.episodes:
+        if done % interval == 0 or done == train.steps:
             log.sync()  # the rows that this checkpoint vouches for reach the disk first
             save_run_checkpoint(run.checkpoint, trainer.checkpoint(), config)
         if bar is not None:
@@ -229,7 +238,7 @@ def _train_episodes(trainer, episode_batches, stream, config: Seq2SeqRunConfig, 
     return float(losses[-1])
 
 
-def config_differences(stored: Seq2SeqRunConfig, requested: Seq2SeqRunConfig) -> list[str]:
+def config_differences(stored: RunConfig, requested: RunConfig) -> list[str]:
     """``"model.hidden_size: 8 in the run, 16 requested"`` for every field that differs (dotted paths)."""
 
     def flatten(data, prefix=""):
@@ -245,15 +254,15 @@ def config_differences(stored: Seq2SeqRunConfig, requested: Seq2SeqRunConfig) ->
             for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 
-def resumable_config(run: RunDir, config: Seq2SeqRunConfig) -> Seq2SeqRunConfig:
+def resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
     """``config``, after checking that RUN can be resumed with it (its config exists; only episodes differ)."""
     if not run.config.is_file():
         raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
-    stored = Seq2SeqRunConfig.load(run.config)
-    requested = dataclasses.replace(config, train=dataclasses.replace(config.train, episodes=stored.train.episodes))
+    stored = RunConfig.load(run.config)
+    requested = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=stored.train.steps))
     differences = config_differences(stored, requested)
     if differences:
-        raise ValueError(f"cannot resume {run.root} with a different config (only train.episodes may change): "
+        raise ValueError(f"cannot resume {run.root} with a different config (only train.steps may change): "
                          + "; ".join(differences))
     return config
 
@@ -317,7 +326,7 @@ def score(task, episodes: list[Episode], decoder: Decoder) -> Accuracy:
     return accuracy
 
 
-def evaluation_episodes(config: Seq2SeqRunConfig, num_episodes: int) -> list[Episode]:
+def evaluation_episodes(config: RunConfig, num_episodes: int) -> list[Episode]:
     """ME: ``num_episodes`` fresh episodes from :data:`HELD_OUT_SEED`; SCAN: the split's test episode."""
     task = config.task
     if isinstance(task, MutualExclusivityTask):
@@ -330,7 +339,7 @@ def evaluate_run(run_path: str | Path, backend: str | None = None, *, num_episod
     """Accuracy of the run's weights; writes RUN/evaluation-<backend>.txt. Returns (accuracy, backend)."""
     run = RunDir.at(run_path)
     run.require_run()
-    config = Seq2SeqRunConfig.load(run.config)
+    config = RunConfig.load(run.config)
     weights = load_weights(run.weights, config)
     backend = backend or trained_with(run.weights) or "torch"
     accuracy = score(config.task, evaluation_episodes(config, num_episodes), Decoder(config, weights, backend))
@@ -382,3 +391,15 @@ def write_attention_figure(path: str | Path, task, episode: Episode, decoder: De
     fig.suptitle(f"{' '.join(episode.query[query][0])}  ->  {' '.join(predictions[query])}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]:
+    """Exact-match accuracies (%) of the run on ``count`` held-out ME episodes (SCAN: its test set):
+    ``{"generalization": ..., "retrieval": ...}`` (``cogmeta train --seeds`` reports them per seed)."""
+    accuracy, _ = evaluate_run(run_dir, backend, num_episodes=max(count, 1))
+    scores = {}
+    if accuracy.generalization_total:
+        scores["generalization"] = accuracy.generalization
+    if accuracy.retrieval_total:
+        scores["retrieval"] = accuracy.retrieval
+    return scores

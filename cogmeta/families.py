@@ -1,0 +1,156 @@
+"""Model families: which network a run trains, on which tasks, and which options it reads.
+
+A *model family* is registered here by name (``RunConfig.model.family``); ``cogmeta train``, ``cogmeta
+evaluate``, the presets and the config's validation discover it from :data:`MODEL_FAMILIES`. Each family
+names its tasks (a task registry of its own: the predictive tasks of ``cogmeta.contract.TASKS`` for the
+tutorial meta-learner, the episode tasks for meta seq2seq), the recurrent cells it supports, the
+``ModelConfig`` fields it reads (every other model field must keep its default, so that a flag that would
+be ignored is an error), and the driver module that trains, resumes and evaluates its run folders
+(``train_run(config, run_dir, backend, ...)``; ``cogmeta.training`` itself for the meta-learner).
+
+Adding a family: a ``ModelFamily`` entry below, its driver module, and an objective in each backend
+(``docs/extending.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One registered model family.
+
+    Attributes:
+        name: registry key (``model.family`` in a config).
+        summary: one line for ``--help`` and errors.
+        cells: the recurrent cells it can be built with.
+        model_fields: the ``ModelConfig`` fields it reads besides ``family``.
+        driver: module whose ``train_run`` is the run-folder loop (the meta-learner: ``cogmeta.training.train``).
+        task_registry: returns the family's tasks, name -> frozen dataclass (imported lazily).
+        default_task: the task a config of this family gets when none is named.
+        default_preset: the ``cogmeta.presets`` entry that ``cogmeta train --family NAME`` starts from.
+        check: extra cross-field validation of a whole ``RunConfig`` (ValueError naming the field).
+    """
+
+    name: str
+    summary: str
+    cells: tuple[str, ...]
+    model_fields: frozenset[str]
+    driver: str
+    task_registry: Callable[[], Mapping[str, type]]
+    default_task: str
+    default_preset: str
+    check: Callable[[Any], None] = lambda config: None
+
+    def tasks(self) -> Mapping[str, type]:
+        return self.task_registry()
+
+    def task_class(self, name: str) -> type:
+        tasks = self.tasks()
+        if name not in tasks:
+            raise ValueError(f"model family {self.name!r} trains the tasks {', '.join(sorted(tasks))}; got task "
+                             f"{name!r}" + _family_hint(name))
+        return tasks[name]
+
+    def make_task(self, name: str, **params: Any):
+        cls = self.task_class(name)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"task {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are "
+                             f"{', '.join(names) or '(none)'}")
+        return cls(**params)
+
+    def load_driver(self) -> ModuleType:
+        return importlib.import_module(self.driver)
+
+
+def _predictive_tasks() -> Mapping[str, type]:
+    import cogmeta.tasks  # noqa: F401 - importing it registers the predictive tasks
+    from cogmeta.contract import TASKS
+
+    return TASKS
+
+
+def _episode_tasks() -> Mapping[str, type]:
+    from cogmeta.tasks.scan_episodes import EPISODE_TASKS
+
+    return EPISODE_TASKS
+
+
+def _check_meta_learner(config) -> None:
+    del config  # every TrainConfig field applies to it
+
+
+def _check_seq2seq(config) -> None:
+    """One episode per update; the checkpoint interval a multiple of the log interval, so that a resumed run
+    logs exactly the rows of an uninterrupted one; no held-out KL (the task has no exact predictive)."""
+    train = config.train
+    if train.batch_size != 1:
+        raise ValueError(f"train.batch_size must be 1 for the seq2seq family (one episode per update, Lake 2019), "
+                         f"got {train.batch_size}")
+    if train.checkpoint_every % train.log_every:
+        raise ValueError(f"train.checkpoint_every must be a multiple of train.log_every ({train.log_every}) for the "
+                         f"seq2seq family, got {train.checkpoint_every}")
+    if train.until_kl is not None:
+        raise ValueError("train.until_kl needs an exact Bayes predictive; the seq2seq family's episode tasks have "
+                         "none (leave --until-kl out)")
+
+
+#: name -> family. The first is the default of ``ModelConfig.family``.
+MODEL_FAMILIES: dict[str, ModelFamily] = {
+    "meta_learner": ModelFamily(
+        name="meta_learner",
+        summary="recurrent meta-learner with a predictive head (the tutorial's; Binz 2022)",
+        cells=("gru", "lstm"),
+        model_fields=frozenset({"cell", "hidden_size", "num_layers"}),
+        driver="cogmeta.training",
+        task_registry=_predictive_tasks,
+        default_task="gaussian",
+        default_preset="tutorial-gaussian",
+        check=_check_meta_learner,
+    ),
+    "seq2seq": ModelFamily(
+        name="seq2seq",
+        summary="meta sequence-to-sequence learner with a support memory (Lake 2019)",
+        cells=("lstm",),
+        model_fields=frozenset({"cell", "hidden_size", "num_layers", "dropout", "memory"}),
+        driver="cogmeta.experiments.meta_seq2seq",
+        task_registry=_episode_tasks,
+        default_task="mutual_exclusivity",
+        default_preset="seq2seq-me-cpu",
+        check=_check_seq2seq,
+    ),
+}
+
+
+def model_family(name: str) -> ModelFamily:
+    """The registered family ``name``, with an error that lists them."""
+    if name not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; registered families: {', '.join(MODEL_FAMILIES)}")
+    return MODEL_FAMILIES[name]
+
+
+def family_of_task(name: str) -> ModelFamily:
+    """The family whose registry holds task ``name`` (each task belongs to one family)."""
+    for family in MODEL_FAMILIES.values():
+        if name in family.tasks():
+            return family
+    raise ValueError(f"unknown task {name!r}; available tasks: {', '.join(all_task_names())}")
+
+
+def all_task_names() -> list[str]:
+    """Every task of every family, sorted (``cogmeta train --task`` choices)."""
+    return sorted(name for family in MODEL_FAMILIES.values() for name in family.tasks())
+
+
+def _family_hint(task: str) -> str:
+    for family in MODEL_FAMILIES.values():
+        if task in family.tasks():
+            return f" (task {task!r} belongs to model family {family.name!r}: set model.family / --family)"
+    return ""

@@ -334,8 +334,8 @@ def _build_task(model: ModelConfig, values: dict[str, Any], strict: bool):
     values = dict(values)
     name = values.pop("name", None)
     if name not in family.tasks():
-        raise ValueError(f"config section 'task' needs a 'name' out of {', '.join(sorted(family.tasks()))} (the tasks "
-                         f"of model family {family.name!r}), got {name!r}")
+        raise ValueError(f"unknown task {name!r} for model family {family.name!r}: config section 'task' needs a "
+                         f"'name' out of {', '.join(sorted(family.tasks()))}")
     missing = [f.name for f in dataclasses.fields(family.task_class(name)) if f.name not in values]
     if strict and missing:
         raise ValueError(f"key(s) {', '.join(missing)} missing in config section 'task' (task {name!r}); add them")

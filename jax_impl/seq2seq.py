@@ -238,7 +238,7 @@ def dropout_masks(key: jax.Array, batch: dict, hidden: int, rate: float, memory:
 
 
 def build_model(config, dtype=jnp.float32, seed: int = 0) -> MetaSeq2Seq:
-    """The model of a ``Seq2SeqRunConfig`` (its weights drawn from ``nnx.Rngs(seed)``)."""
+    """The model of a seq2seq-family ``RunConfig`` (its weights drawn from ``nnx.Rngs(seed)``)."""
     m, task = config.model, config.task
     return MetaSeq2Seq(len(task.commands), len(task.actions), m.hidden_size, m.num_layers, m.dropout, m.memory,
                        rngs=nnx.Rngs(seed), dtype=dtype)
@@ -259,12 +259,12 @@ class Seq2SeqObjective:
     frameworks the same noise).
 
     Args:
-        config: a ``Seq2SeqRunConfig``; ``train`` is its ``train_config()`` (steps = episodes, the step
+        config: a seq2seq-family ``RunConfig``; its ``train`` is the recipe (steps = episodes, the step
             schedule, clipping, Adam).
     """
 
     def __init__(self, config):
-        self.config, self.train = config, config.train_config()
+        self.config, self.train = config, config.train
         self.dtype = resolve_dtype(self.train.dtype)
         # the structure only (nnx.eval_shape: no weights drawn); ``loss`` merges it with the parameters
         self.graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_model(config, dtype=self.dtype)), nnx.Param)

@@ -69,7 +69,7 @@ def test_config_dict_is_plain_json():
     data = CUSTOM.to_dict()
     assert data == {
         "task": {"name": "coin", "alpha": 2.5, "beta": 0.5, "sequence_length": 12},
-        "model": {"cell": "lstm", "hidden_size": 7, "num_layers": 2},
+        "model": {"cell": "lstm", "hidden_size": 7, "num_layers": 2, "family": "meta_learner", "dropout": 0.0, "memory": True},
         "train": dataclasses.asdict(CUSTOM.train),
         "torch": {"threads": 0, "device": "cpu", "cuda_graphs": False},
         "jax": {"steps_per_call": 17},

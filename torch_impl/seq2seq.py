@@ -181,7 +181,7 @@ def sequence_loss(logits: torch.Tensor, target_out: torch.Tensor) -> torch.Tenso
 
 
 def build_model(config, dtype: torch.dtype | None = None) -> MetaSeq2Seq:
-    """The model of a ``Seq2SeqRunConfig`` (its weights drawn from torch's global generator)."""
+    """The model of a seq2seq-family ``RunConfig`` (its weights drawn from torch's global generator)."""
     m, task = config.model, config.task
     return MetaSeq2Seq(len(task.commands), len(task.actions), m.hidden_size, m.num_layers, m.dropout, m.memory,
                        dtype=dtype)
@@ -207,12 +207,12 @@ class Seq2SeqObjective:
     frameworks the same noise).
 
     Args:
-        config: a ``Seq2SeqRunConfig``; ``train`` is its ``train_config()`` (steps = episodes, the step
+        config: a seq2seq-family ``RunConfig``; its ``train`` is the recipe (steps = episodes, the step
             schedule, clipping, Adam).
     """
 
     def __init__(self, config):
-        self.config, self.train = config, config.train_config()
+        self.config, self.train = config, config.train
         self.dtype = resolve_dtype(self.train.dtype)
 
     def init(self, seed: int) -> MetaSeq2Seq:
@@ -236,9 +236,9 @@ class Seq2SeqObjective:
 
 
 def make_trainer(config, checkpoint: Checkpoint | None = None) -> Trainer:
-    """The one trainer on :class:`Seq2SeqObjective` of ``config`` (at ``config.train.threads`` threads),
+    """The one trainer on :class:`Seq2SeqObjective` of ``config`` (at ``config.torch.threads`` threads),
     resumed from ``checkpoint`` (either framework's) if given."""
-    configure(config.train.threads)
+    configure(config.torch.threads)
     return Trainer(Seq2SeqObjective(config), checkpoint)
 
 
@@ -250,7 +250,7 @@ def episode_batches(episodes: Sequence[EpisodeArrays]) -> list[dict]:
 
 def load_model(config, weights: Mapping[str, np.ndarray]) -> MetaSeq2Seq:
     """The model of ``config`` holding the canonical ``weights``, in eval mode (no dropout)."""
-    configure(config.train.threads)
+    configure(config.torch.threads)
     with torch.random.fork_rng(devices=[]):  # the initial draw is overwritten: leave the global generator alone
         model = build_model(config, dtype=resolve_dtype(config.train.dtype))
     load_canonical(model, weights)

@@ -114,3 +114,15 @@ def load_checkpoint(path: str | Path, config: RunConfig | None = None, *,
         exp_avg_sq=groups["exp_avg_sq"],
         framework=metadata.get("framework", ""),
     )
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step in a checkpoint's metadata (its header only), or None if the file is missing or unreadable:
+    ``load_checkpoint`` then reports what is wrong with it (resume checks read the step before loading)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as handle:
+            return int((handle.metadata() or {})["step"])
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint is load_checkpoint's error to report
+        return None

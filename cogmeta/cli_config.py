@@ -24,6 +24,7 @@ import typing
 from pathlib import Path
 from typing import Any, Iterator
 
+from cogmeta.checkpoint import checkpoint_step
 from cogmeta.cli_options import given_or_default, integer, naming_options, real
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig
 from cogmeta.families import MODEL_FAMILIES, all_task_names, family_of_task, model_family
@@ -192,15 +193,10 @@ def base_config(args: argparse.Namespace) -> RunConfig:
     else:
         family = model_family(family_name) if family_name is not None else (
             family_of_task(task_name) if task_name is not None else model_family("meta_learner"))
-        if task_name is not None and task_name not in family.tasks():
-            family.task_class(task_name)  # the error that names the task's family
         config = preset(family.default_preset) if family.default_preset else RunConfig(
             model=ModelConfig(family=family.name))
-    if task_name is not None and task_name != config.task.name:
-        family = config.family
-        if task_name not in family.tasks():
-            family.task_class(task_name)
-        config = dataclasses.replace(config, task=family.make_task(task_name))
+    if task_name is not None and task_name != config.task.name:  # make_task: the error names the task's family
+        config = dataclasses.replace(config, task=config.family.make_task(task_name))
     return config
 
 
@@ -254,21 +250,9 @@ def resumed_config(args: argparse.Namespace, stored: RunConfig, source: Path) ->
                          f"change. Leave these options out, or start a new run with --out")
     if getattr(args, "steps", None) is None:
         return stored
-    done = _checkpoint_step(source.parent / "checkpoint.safetensors")
+    done = checkpoint_step(source.parent / "checkpoint.safetensors")
     if done is not None and args.steps <= done:
         raise ValueError(f"argument --steps {args.steps}: the run in {source.parent} has already trained {done} steps "
                          f"(its checkpoint); give a total above {done}")
     with naming_options(args):
         return dataclasses.replace(stored, train=dataclasses.replace(stored.train, steps=args.steps))
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    """The step in a checkpoint's metadata (its header only), or None if the file is missing or unreadable
-    (loading it then reports what is wrong)."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as handle:
-            return int((handle.metadata() or {})["step"])
-    except Exception:  # noqa: BLE001 - any unreadable checkpoint is load_checkpoint's error to report
-        return None

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cogmeta.backends import load_module
-from cogmeta.checkpoint import load_checkpoint, save_checkpoint
+from cogmeta.checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
 from cogmeta.config import RunConfig
 from cogmeta.contract import NonFiniteLossError, StepMetrics, TrainResult
 from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
@@ -63,7 +63,7 @@ def train(
     run = RunDir.at(run_dir)
     checkpoint = None
     if resume:
-        config = _resumable_config(run, config)
+        config = resumable_config(run, config)
         if run.checkpoint.is_file():
             checkpoint = load_checkpoint(run.checkpoint, config)
         elif run.weights.is_file():  # a finished run whose checkpoint is gone: do not retrain it from scratch
@@ -206,25 +206,13 @@ def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:
     return score_predictions(config.task, observations, trainer.predictive(observations)).mean_kl
 
 
-def _resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
+def resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
     """``config`` after checking that it may continue ``run``: equal to the stored config in every field but
     ``train.steps``; a changed total must exceed the step of the run's checkpoint.
 
     Errors list each differing field with both values. A checkpoint beyond the stored total is left to
     ``load_checkpoint`` (a damaged file, not a bad request).
     """
-
-    def checkpoint_step(path: Path) -> int | None:
-        """The step in a checkpoint's metadata (header only), or None if the file is missing or unreadable:
-        ``load_checkpoint`` then reports what is wrong with it."""
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="numpy") as handle:
-                return int((handle.metadata() or {})["step"])
-        except Exception:  # noqa: BLE001 - any unreadable checkpoint is load_checkpoint's error to report
-            return None
-
     if not run.config.is_file():
         raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
     stored = RunConfig.load(run.config)

@@ -17,7 +17,6 @@ module (``torch_impl.seq2seq`` / ``jax_impl.seq2seq``, :func:`backend_module`) i
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -140,6 +139,8 @@ def train_run(config: RunConfig, out: str | Path, backend: str, *, progress: boo
     run = RunDir.at(out)
     checkpoint = None
     if resume:
+        from cogmeta.training import resumable_config  # the one resume rule of every family
+
         config = resumable_config(run, config)
         if run.checkpoint.is_file():
             checkpoint = load_run_checkpoint(run.checkpoint, config)
@@ -236,35 +237,6 @@ def _train_episodes(trainer, episode_batches, stream, config: RunConfig, chunk: 
             bar.update(count)
             bar.set_postfix(loss=f"{float(losses[-1]):.4f}", refresh=False)
     return float(losses[-1])
-
-
-def config_differences(stored: RunConfig, requested: RunConfig) -> list[str]:
-    """``"model.hidden_size: 8 in the run, 16 requested"`` for every field that differs (dotted paths)."""
-
-    def flatten(data, prefix=""):
-        if isinstance(data, dict):
-            out = {}
-            for key, value in data.items():
-                out.update(flatten(value, f"{prefix}{key}."))
-            return out
-        return {prefix[:-1]: data}
-
-    a, b = flatten(stored.to_dict()), flatten(requested.to_dict())
-    return [f"{key}: {a.get(key, '(absent)')!r} in the run, {b.get(key, '(absent)')!r} requested"
-            for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
-
-
-def resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
-    """``config``, after checking that RUN can be resumed with it (its config exists; only episodes differ)."""
-    if not run.config.is_file():
-        raise FileNotFoundError(f"cannot resume: {run.config} does not exist")
-    stored = RunConfig.load(run.config)
-    requested = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=stored.train.steps))
-    differences = config_differences(stored, requested)
-    if differences:
-        raise ValueError(f"cannot resume {run.root} with a different config (only train.steps may change): "
-                         + "; ".join(differences))
-    return config
 
 
 # -------------------------------------------------------------------------------------- evaluation

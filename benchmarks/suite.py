@@ -4,11 +4,15 @@
     python benchmarks/suite.py --preset full         # docs/performance.md's whole CPU matrix (hours)
     python benchmarks/suite.py --preset gpu          # on a CUDA machine: larger sizes, seeds up to 2048
     python benchmarks/suite.py --preset gpu-check    # its 7-point subset (benchmarks/gpu_check.sh)
+    python benchmarks/suite.py --preset bandit       # the meta-RL points alone (RL² agent, A2C on bandits)
     python benchmarks/suite.py --preset smoke --out /tmp/bench    # CI: one tiny point
     python benchmarks/suite.py --points "lstm,128,32,64,1" --out /tmp/bench   # chosen points -> suite-points.*
 
-For each point (cell, hidden H, tasks per batch B, sequence length T, members S) it measures, per
-framework, *member-updates per second* (S members x optimizer updates / s; tasks/s = B x that):
+For each point (cell, hidden H, tasks per batch B, sequence length T, members S[, task]) it measures, per
+framework, *member-updates per second* (S members x optimizer updates / s; tasks/s = B x that). The task is
+the tutorial's Gaussian (default) or ``bandit``: the RL² agent's A2C update on B two-armed bandit episodes of
+T trials (``*_impl.rl2.RL2Objective``; the environment, the rollout with its sampled actions and the update
+in one program in JAX, a Python loop over trials in PyTorch):
 
 - JAX: ``jax_impl.engine`` (sampling, forward, backward, clipping, Adam all inside one ``lax.scan`` of K
   steps per call). S = 1 uses the single-member program (what ``cogmeta train`` runs); S > 1 each seed
@@ -57,7 +61,10 @@ PRESETS = {
     "smoke": [("gru", 8, 4, 7, 1)],
     "cpu": [("gru", 32, 8, 7, 1), ("gru", 32, 32, 7, 1), ("gru", 64, 32, 7, 1), ("lstm", 64, 32, 7, 1),
             ("gru", 64, 32, 7, 16), ("gru", 64, 32, 64, 1), ("gru", 128, 32, 64, 1), ("gru", 256, 32, 64, 1),
-            ("lstm", 128, 32, 64, 1), ("gru", 64, 128, 64, 1), ("gru", 64, 32, 64, 16)],
+            ("lstm", 128, 32, 64, 1), ("gru", 64, 128, 64, 1), ("gru", 64, 32, 64, 16),
+            ("gru", 48, 64, 100, 1, "bandit"), ("gru", 48, 64, 100, 16, "bandit")],
+    # the meta-RL points alone (issue 17's speed targets): one seed, and 16 seeds in one program
+    "bandit": [("gru", 48, 64, 100, 1, "bandit"), ("gru", 48, 64, 100, 16, "bandit")],
     "full": [(c, h, b, t, s) for c in ("gru", "lstm") for h in (32, 64, 128, 256) for b in (8, 32, 128, 512)
              for t in (16, 64, 256) for s in (1, 4, 16, 64)],
     "gpu": [(c, h, b, t, s) for c in ("gru", "lstm") for h in (64, 256, 1024) for b in (128, 1024)
@@ -69,12 +76,23 @@ PRESETS = {
                   ("gru", 64, 128, 64, 2048)],
 }
 FLOPS_PER_TOKEN = {"gru": 18, "lstm": 24}  # x H (I + H), forward + backward (docs/performance.md)
-INPUT_SIZE = 2
+INPUT_SIZE = {"gaussian": 2, "bandit": 4}  # the bandit agent's input: one-hot of 2 arms, reward, time
+TASKS = tuple(INPUT_SIZE)
 
 
-def point_config(cell: str, hidden: int, batch: int, length: int, chunk: int) -> RunConfig:
+def point_config(cell: str, hidden: int, batch: int, length: int, chunk: int, task: str = "gaussian") -> RunConfig:
+    """The run config of a point: the tutorial model on Gaussian sequences of T, or the RL² agent on B bandits of T
+    trials (A2C with the rl2 presets' coefficients)."""
+    train = TrainConfig(steps=10**9, batch_size=batch)
+    if task == "bandit":
+        from cogmeta.config import RLConfig
+        from cogmeta.tasks.bandit import BernoulliBanditTask
+
+        return RunConfig(task=BernoulliBanditTask(arms=2, horizon=length),
+                         model=ModelConfig(family="rl2", cell=cell, hidden_size=hidden), train=train,
+                         rl=RLConfig(entropy_final=0.0), jax=JaxOptions(steps_per_call=chunk))
     return RunConfig(task=GaussianMeanTask(sequence_length=length), model=ModelConfig(cell=cell, hidden_size=hidden),
-                     train=TrainConfig(steps=10**9, batch_size=batch), jax=JaxOptions(steps_per_call=chunk))
+                     train=train, jax=JaxOptions(steps_per_call=chunk))
 
 
 def torch_device(accelerator: bool) -> str:
@@ -84,8 +102,9 @@ def torch_device(accelerator: bool) -> str:
     return "cuda" if accelerator and torch.cuda.is_available() else "cpu"
 
 
-def update_flops(cell: str, hidden: int, batch: int, length: int) -> float:
-    return FLOPS_PER_TOKEN[cell] * hidden * (INPUT_SIZE + hidden) * batch * length
+def update_flops(cell: str, hidden: int, batch: int, length: int, task: str = "gaussian") -> float:
+    """The recurrent core's forward + backward FLOPs of one update (heads and sampling not counted)."""
+    return FLOPS_PER_TOKEN[cell] * hidden * (INPUT_SIZE[task] + hidden) * batch * length
 
 
 class JaxPoint:
@@ -136,8 +155,10 @@ class TorchPoint:
     """The library's PyTorch trainer step, S members one after the other, at a thread count."""
 
     def __init__(self, config: RunConfig, members: int, threads: int, strategy: str):
-        from torch_impl.backend import make_tutorial_trainer as Trainer
+        from torch_impl.backend import make_tutorial_trainer
+        from torch_impl.rl2 import make_trainer as make_rl2_trainer
 
+        Trainer = make_rl2_trainer if config.model.family == "rl2" else make_tutorial_trainer  # noqa: N806
         self.config, self.members, self.threads, self.strategy = config, members, threads, strategy
         self.steps = config.jax.steps_per_call
         self._set_threads()
@@ -196,10 +217,11 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
     aggregate-throughput comparison of the GPU targets; S sequential CPU runs would take hours)."""
     import jax
 
-    cell, hidden, batch, length, members = point
-    flops = update_flops(cell, hidden, batch, length)
+    cell, hidden, batch, length, members = point[:5]
+    task = point[5] if len(point) > 5 else "gaussian"
+    flops = update_flops(cell, hidden, batch, length, task)
     chunk = int(min(max_chunk, max(min(20, max_chunk), 2e9 / (flops * members))))  # ~0.1-1 s per timed call
-    config = point_config(cell, hidden, batch, length, chunk)
+    config = point_config(cell, hidden, batch, length, chunk, task)
     load_before = os.getloadavg()[0]
     strategies = ("loop",) if members == 1 else (("vmap",) if accelerator else ("loop", "map", "vmap"))
     jax_points = {s: JaxPoint(config, members, s) for s in strategies}
@@ -227,7 +249,8 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
     torch_loop_1t = rates.get(f"torch/loop/{torch_threads[0]}t")
     first = next(iter(jax_points.values()))
     row = {
-        "cell": cell, "hidden": hidden, "batch": batch, "length": length, "members": members, "steps_per_call": chunk,
+        "task": task, "cell": cell, "hidden": hidden, "batch": batch, "length": length, "members": members,
+        "steps_per_call": chunk,
         "jax_best": best_jax[1][4:], "jax_updates_per_s": best_jax[0], "jax_tasks_per_s": best_jax[0] * batch,
         "torch_best": best_torch[1][6:], "torch_updates_per_s": best_torch[0],
         "jax_over_best_torch": best_jax[0] / best_torch[0],
@@ -247,15 +270,19 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
     return row
 
 
-def parse_points(text: str) -> list[tuple[str, int, int, int, int]]:
-    """``"gru,64,32,7,16;lstm,128,32,64,1"`` -> ``[("gru", 64, 32, 7, 16), ...]`` (cell, H, B, T, S)."""
+def parse_points(text: str) -> list[tuple]:
+    """``"gru,64,32,7,16;gru,48,64,100,1,bandit"`` -> ``[("gru", 64, 32, 7, 16), ("gru", 48, 64, 100, 1, "bandit")]``
+    (cell, H, B, T, S[, task])."""
     points = []
     for item in filter(None, (part.strip() for part in text.split(";"))):
         fields = [field.strip() for field in item.split(",")]
-        if len(fields) != 5 or fields[0] not in FLOPS_PER_TOKEN or not all(f.isdigit() and int(f) > 0 for f in fields[1:]):
+        task = fields.pop() if len(fields) == 6 else "gaussian"
+        if (len(fields) != 5 or fields[0] not in FLOPS_PER_TOKEN or task not in TASKS
+                or not all(f.isdigit() and int(f) > 0 for f in fields[1:])):
             raise argparse.ArgumentTypeError(
-                f"bad point {item!r}: expected CELL,H,B,T,S with CELL in {sorted(FLOPS_PER_TOKEN)} and positive integers")
-        points.append((fields[0], *map(int, fields[1:])))
+                f"bad point {item!r}: expected CELL,H,B,T,S[,TASK] with CELL in {sorted(FLOPS_PER_TOKEN)}, positive "
+                f"integers and TASK in {', '.join(TASKS)}")
+        points.append((fields[0], *map(int, fields[1:])) + ((task,) if task != "gaussian" else ()))
     if not points:
         raise argparse.ArgumentTypeError("--points needs at least one CELL,H,B,T,S point")
     return points
@@ -314,7 +341,7 @@ def _run(args, jax, torch) -> int:
             print(f"point {point} failed: {type(error).__name__}: {str(error)[:300]}", flush=True)
             continue
         rows.append(row)
-        print(f"{row['cell']:>4} H={row['hidden']:<4} B={row['batch']:<4} T={row['length']:<4} S={row['members']:<4} "
+        print(f"{row['task']:>8} {row['cell']:>4} H={row['hidden']:<4} B={row['batch']:<4} T={row['length']:<4} S={row['members']:<4} "
               f"jax {row['jax_updates_per_s']:9.1f}/s ({row['jax_best']})  torch {row['torch_updates_per_s']:8.1f}/s "
               f"({row['torch_best']})  ratio {row['jax_over_best_torch']:6.2f}  {row['jax_gflops']:5.1f} GFLOP/s "
               f"({100 * row['jax_fraction_of_sgemm_peak']:.0f}% peak)  compile {row['jax_cold_compile_s']:.2f}/"
@@ -338,12 +365,12 @@ def write_results(out: Path, preset: str, rows: list[dict], environment: dict) -
              "; ".join(f"{k}: {v}" for k, v in environment.items()), "",
              "Member-updates/s (S members x optimizer updates per second), medians of interleaved repeats. "
              "Measured on a shared machine: see `load` (1-minute load average before the point).", "",
-             "| cell | H | B | T | S | JAX upd/s | JAX impl | best torch upd/s | torch impl | JAX / best torch | "
+             "| task | cell | H | B | T | S | JAX upd/s | JAX impl | best torch upd/s | torch impl | JAX / best torch | "
              "JAX / torch sequential | JAX seed program / JAX sequential | JAX GFLOP/s | % SGEMM peak | "
              "compile cold / warm (s) | recompiles | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        table.append(f"| {r['cell']} | {r['hidden']} | {r['batch']} | {r['length']} | {r['members']} | "
+        table.append(f"| {r.get('task', 'gaussian')} | {r['cell']} | {r['hidden']} | {r['batch']} | {r['length']} | {r['members']} | "
                      f"{r['jax_updates_per_s']:.0f} | {r['jax_best']} | {r['torch_updates_per_s']:.0f} | {r['torch_best']} | "
                      f"{r['jax_over_best_torch']:.2f} | {r['jax_over_torch_sequential']:.2f} | "
                      f"{r['jax_seed_program_over_sequential']:.2f} | {r['jax_gflops']:.1f} | "
@@ -362,7 +389,7 @@ def _plot(path: Path, rows: list[dict]) -> None:
 
     from cogmeta.figures import save_figure
 
-    labels = [f"{r['cell']} H{r['hidden']} B{r['batch']} T{r['length']} S{r['members']}" for r in rows]
+    labels = [f"{'bandit ' if r.get('task') == 'bandit' else ''}{r['cell']} H{r['hidden']} B{r['batch']} T{r['length']} S{r['members']}" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
     y = range(len(rows))
     axes[0].barh(y, [r["jax_over_best_torch"] for r in rows], color="tab:blue")

@@ -10,6 +10,8 @@
         cogmeta experiment heuristics ranking|direction|none|all --backend torch|jax [--betas 0.03 0.01 --seeds 1
             --pretrain-steps 8000 --finetune-steps 3000 --hidden-size 64 --batch-size 64 --lr 1e-3 --seed 0
             --eval-tasks 1000 --out DIR --no-figures]
+        cogmeta experiment bandits two-armed|dependent|five-armed|all --backend torch|jax [--steps N --seed 0
+            --num-tasks 10000 --out DIR --no-figures]
     cogmeta seq2seq translate|figure RUN ...                   tools for seq2seq-family runs
     cogmeta verify --run RUN | --config FILE | --task gaussian [...] [--steps 20] [--layers]   PyTorch vs JAX
 
@@ -119,18 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-figures", action="store_true", help="do not write figures")
     train.add_argument("--summary-tasks", type=task_count("--summary-tasks", zero=True), default=None, metavar="N",
-                       help="held-out tasks (seq2seq: episodes) scored at the end (0: skip) (default: 2000; seq2seq: "
-                            "200, the test set for SCAN)")
+                       help="held-out tasks (seq2seq: episodes; rl2: bandits) scored at the end (0: skip) (default: "
+                            "2000; seq2seq: 200, the test set for SCAN; rl2: 10000)")
     add_config_options(train)
     add_devices_argument(train.add_argument_group("devices"))
     train.set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("evaluate", help="score a run against the exact Bayes-optimal predictive")
+    evaluate = commands.add_parser("evaluate", help="score a run against its exact reference (the Bayes-optimal predictive; "
+                                                     "for rl2 runs the Bayes-optimal and classic bandit policies)")
     evaluate.add_argument("run", type=Path, metavar="RUN", help="run folder written by `cogmeta train`")
     evaluate.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                           help="framework that runs the model (default: the one that trained it)")
     evaluate.add_argument("--num-tasks", type=task_count("--num-tasks"), default=None,
-                          help="held-out tasks (default: 20000; seq2seq: 200 ME episodes, SCAN: its test set)")
+                          help="held-out tasks (default: 20000; seq2seq: 200 ME episodes, SCAN: its test set; rl2: "
+                               "10000 bandits)")
     evaluate.add_argument("--seed", type=integer(0), default=None,
                           help="seed of the held-out tasks (default: cogmeta's fixed one)")
     evaluate.add_argument("--no-figures", action="store_true", help="do not write the KL figure")
@@ -145,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cogmeta.cli_heuristics_fitting import add_parser as add_heuristics_fitting_parser
 
     add_heuristics_fitting_parser(studies)
+    from cogmeta.cli_bandits import add_parser as add_bandits_parser
+
+    add_bandits_parser(studies)
     add_sweep_parser(commands)
     from cogmeta.cli_seq2seq import add_parser as add_seq2seq_parser
 
@@ -193,10 +200,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _summary_tasks(args: argparse.Namespace, config: RunConfig) -> int:
-    """``--summary-tasks``, or the family's default (2000 held-out tasks; seq2seq: 200 episodes)."""
+    """``--summary-tasks``, or the family's default (2000 held-out tasks; seq2seq: 200 episodes; rl2: 10000
+    bandits)."""
     if args.summary_tasks is not None:
         return args.summary_tasks
-    return 200 if config.model.family == "seq2seq" else 2_000
+    return {"seq2seq": 200, "rl2": 10_000}.get(config.model.family, 2_000)
 
 
 def _resume(args: argparse.Namespace, train) -> int:
@@ -239,6 +247,11 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
 
         report_training(result, backend, eval_tasks)
         return
+    if config.model.family == "rl2":
+        from cogmeta.cli_bandits import report_training as report_rl2
+
+        report_rl2(result, config, backend, eval_tasks)
+        return
     process_seconds = _process_seconds()  # train() has just returned
     print(f"trained {result.steps} steps in {result.seconds:.1f} s with {backend}; final loss {result.final_loss:.5f} "
           f"(Bayes floor {float(config.task.expected_nll().mean()):.5f})")
@@ -277,6 +290,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         from cogmeta.cli_seq2seq import report_evaluation
 
         return report_evaluation(run.root, args.backend, 200 if args.num_tasks is None else args.num_tasks)
+    if config.model.family == "rl2":  # the policy beside the reference policies
+        from cogmeta.cli_bandits import DEFAULT_TASKS
+        from cogmeta.cli_bandits import report_evaluation as report_rl2
+
+        return report_rl2(run.root, args.backend, args.num_tasks or DEFAULT_TASKS, args.seed, not args.no_figures)
     if args.num_tasks is None:
         args.num_tasks = 20_000
     from cogmeta.memory import require_evaluation_fits

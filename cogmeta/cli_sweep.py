@@ -24,6 +24,10 @@ STRATEGIES = ("auto", "vmap", "map", "loop")
 MAX_SEEDS, MAX_SEED = 100_000, 2**31 - 1
 
 
+#: Model families whose objective the backends' engines train (``*_impl.engine.objective_for``).
+SWEEPABLE = ("meta_learner", "rl2")
+
+
 def add_sweep_parser(commands) -> None:
     """Register ``sweep`` on the ``cogmeta`` sub-command parsers."""
     sweep = commands.add_parser("sweep", help="train many seeds and settings together; write a summary table",
@@ -41,7 +45,7 @@ def add_sweep_parser(commands) -> None:
     sweep.add_argument("--out", type=Path, default=None, help="sweep folder (default: runs/sweep-<task>-<backend>-<time>)")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # a sweep trains all its steps (no --until-kl) on the CPU (its torch engine has no device options)
-    add_config_options(sweep, sections=("model", "train", "torch", "jax"),
+    add_config_options(sweep, sections=("model", "train", "rl", "torch", "jax"),
                        skip=("until_kl", "until_kl_every", "device", "cuda_graphs"))
     sweep.set_defaults(handler=_sweep)
 
@@ -50,9 +54,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from cogmeta.sweep import parse_grid, run_sweep
 
     config = config_from_args(args)
-    if config.model.family != "meta_learner":
-        raise ValueError(f"cogmeta sweep trains the tutorial meta-learner (model family 'meta_learner'); "
-                         f"{config.model.family!r} runs train one seed at a time with `cogmeta train --seeds N`")
+    if config.model.family not in SWEEPABLE:
+        raise ValueError(f"cogmeta sweep trains the model families {', '.join(SWEEPABLE)} (their objectives run in the "
+                         f"engines); {config.model.family!r} runs train one seed at a time with `cogmeta train --seeds N`")
     if args.steps_per_call is not None and args.steps_per_call > config.train.steps:
         raise ValueError(f"argument --steps-per-call {args.steps_per_call}: more than the {config.train.steps} steps of "
                          f"each member (--steps); give at most {config.train.steps}")

@@ -36,8 +36,9 @@ class ModelConfig:
         cell: "gru" or "lstm" (seq2seq: "lstm"); ``None`` takes the family's first (meta_learner: "gru").
         hidden_size: units per recurrent layer.
         num_layers: stacked recurrent layers.
-        family: "meta_learner" (a recurrent core and a head for the task's predictive family; the tutorial's)
-            or "seq2seq" (Lake 2019's meta sequence-to-sequence learner).
+        family: "meta_learner" (a recurrent core and a head for the task's predictive family; the tutorial's),
+            "seq2seq" (Lake 2019's meta sequence-to-sequence learner) or "rl2" (a recurrent policy trained by
+            advantage actor-critic across bandit episodes; Duan et al. 2016, Wang et al. 2018).
         dropout: dropout probability of the seq2seq family's embeddings and decoder (Lake 2019: 0.5).
         memory: the seq2seq family's support memory (``False``: the plain seq2seq ablation).
 
@@ -197,6 +198,45 @@ class JaxOptions:
         require_int("JaxOptions", "steps_per_call", self.steps_per_call, 1, MAX_COUNT)
 
 
+@dataclass(frozen=True)
+class RLConfig:
+    """The advantage actor-critic (A2C) objective of the ``rl2`` family (read by no other family).
+
+    Per episode of n trials with rewards r_t, values V_t and policy pi_t:
+    ``G_t = r_t + discount * G_{t+1}`` (``G_n = 0``; an episode ends, nothing is bootstrapped),
+    ``loss = mean[-log pi_t(a_t) * sg(G_t - V_t)] + value_weight * mean[(G_t - V_t)^2 / 2]
+    - w_k * mean[H(pi_t)]``, where sg stops the gradient and the entropy weight w_k at update k goes
+    linearly from ``entropy_weight`` to ``entropy_final`` over ``train.steps`` (constant if
+    ``entropy_final`` is None). Defaults: Wang et al. (2018)'s bandit recipe (discount 0.9, value 0.05,
+    entropy 0.05; ``../shared/references/tasks.md`` section 5).
+
+    Attributes:
+        discount: gamma in (0, 1].
+        value_weight: weight of the value (critic) loss, >= 0.
+        entropy_weight: weight of the entropy bonus at the first update, >= 0.
+        entropy_final: weight of the entropy bonus at the last update (linear anneal); None keeps it constant.
+    """
+
+    discount: float = 0.9
+    value_weight: float = 0.05
+    entropy_weight: float = 0.05
+    entropy_final: float | None = None
+
+    def __post_init__(self) -> None:
+        owner = "RLConfig"
+        object.__setattr__(self, "discount", require_in_range(owner, "discount", self.discount, 0.0, 1.0, closed="high"))
+        for name in ("value_weight", "entropy_weight") + (("entropy_final",) if self.entropy_final is not None else ()):
+            object.__setattr__(self, name, require_in_range(owner, name, getattr(self, name), 0.0, 1e6))
+
+    def entropy_at(self, step: int, steps: int) -> float:
+        """The entropy weight of 0-based update ``step`` of ``steps``: linear from ``entropy_weight`` to
+        ``entropy_final`` (reached at the last update)."""
+        if self.entropy_final is None:
+            return float(self.entropy_weight)
+        fraction = min(step / max(steps - 1, 1), 1.0)
+        return float(self.entropy_weight + (self.entropy_final - self.entropy_weight) * fraction)
+
+
 def read_config_json(path: str | Path, parse):
     """``parse(data)`` of the JSON object in a run's ``config.json``; every error names the file.
 
@@ -229,9 +269,13 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     torch: TorchOptions = field(default_factory=TorchOptions)
     jax: JaxOptions = field(default_factory=JaxOptions)
+    rl: RLConfig = field(default_factory=RLConfig)
 
     def __post_init__(self) -> None:
         family = self.family
+        if "rl" not in family.sections and self.rl != RLConfig():
+            raise ValueError(f"RunConfig.rl (the A2C objective) does not apply to model family {family.name!r}; "
+                             "leave it at its defaults (it is read by the rl2 family)")
         if self.task is None:
             object.__setattr__(self, "task", family.make_task(family.default_task))
         name = getattr(self.task, "name", None)
@@ -257,6 +301,8 @@ class RunConfig:
             "train": dataclasses.asdict(self.train),
             "torch": dataclasses.asdict(self.torch),
             "jax": dataclasses.asdict(self.jax),
+            # Only the families that read a section write it, so older run folders keep loading.
+            **{name: dataclasses.asdict(getattr(self, name)) for name in sorted(self.family.sections)},
         }
 
     @classmethod
@@ -269,19 +315,25 @@ class RunConfig:
         """
         if not isinstance(data, dict):
             raise ValueError(f"a run config must be a JSON object (dict), got {type(data).__name__}")
-        sections = ("task", "model", "train", "torch", "jax")
+        from cogmeta.families import model_family
+
+        model_data = data.get("model", {})
+        family = model_family(model_data.get("family", "meta_learner") if isinstance(model_data, dict) else "meta_learner")
+        sections = ("task", "model", "train", "torch", "jax", *sorted(family.sections))
         for name in set(sections) & set(data):
             if not isinstance(data[name], dict):
                 raise ValueError(f"config section {name!r} must be an object (dict), got {data[name]!r}")
         unknown = sorted(set(data) - set(sections))
         if unknown:
-            raise ValueError(f"unknown config section(s) {', '.join(unknown)}; expected {', '.join(sorted(sections))}")
+            raise ValueError(f"unknown config section(s) {', '.join(unknown)} for model family {family.name!r}; "
+                             f"expected {', '.join(sorted(sections))}")
         missing = [name for name in sections if name not in data]
         if strict and missing:
             raise ValueError(f"config section(s) {', '.join(missing)} missing; a run config has all of "
                              f"{', '.join(sections)}")
         kwargs: dict[str, Any] = {}
-        for name, section_cls in (("model", ModelConfig), ("train", TrainConfig), ("torch", TorchOptions), ("jax", JaxOptions)):
+        for name, section_cls in (("model", ModelConfig), ("train", TrainConfig), ("torch", TorchOptions), ("jax", JaxOptions),
+                                  ("rl", RLConfig)):
             if name in data:
                 kwargs[name] = _build(section_cls, name, data[name], strict)
         if "task" in data:

@@ -35,6 +35,11 @@ class ModelFamily:
         default_task: the task a config of this family gets when none is named.
         default_preset: the ``cogmeta.presets`` entry that ``cogmeta train --family NAME`` starts from.
         check: extra cross-field validation of a whole ``RunConfig`` (ValueError naming the field).
+        shapes: ``"module:function"`` giving canonical parameter name -> shape of a config's model (torch
+            ``state_dict`` layout); ``cogmeta.weights.parameter_shapes`` asks it, so weights files and
+            checkpoints of every family are validated the same way.
+        sections: the optional ``RunConfig`` sections it reads (``"rl"``: the A2C objective); every other
+            family must leave them at their defaults, and only families that read one write it to config.json.
     """
 
     name: str
@@ -46,6 +51,8 @@ class ModelFamily:
     default_task: str
     default_preset: str
     check: Callable[[Any], None] = lambda config: None
+    sections: frozenset[str] = frozenset()
+    shapes: str = "cogmeta.weights:meta_learner_shapes"
 
     def tasks(self) -> Mapping[str, type]:
         return self.task_registry()
@@ -69,6 +76,11 @@ class ModelFamily:
     def load_driver(self) -> ModuleType:
         return importlib.import_module(self.driver)
 
+    def parameter_shapes(self, config) -> dict[str, tuple[int, ...]]:
+        """Canonical name -> shape of the model of ``config`` (``shapes``)."""
+        module, _, function = self.shapes.partition(":")
+        return getattr(importlib.import_module(module), function)(config)
+
 
 def _predictive_tasks() -> Mapping[str, type]:
     import cogmeta.tasks  # noqa: F401 - importing it registers the predictive tasks
@@ -81,6 +93,12 @@ def _episode_tasks() -> Mapping[str, type]:
     from cogmeta.tasks.scan_episodes import EPISODE_TASKS
 
     return EPISODE_TASKS
+
+
+def _bandit_tasks() -> Mapping[str, type]:
+    from cogmeta.tasks.bandit import BANDIT_TASKS
+
+    return BANDIT_TASKS
 
 
 def _check_meta_learner(config) -> None:
@@ -100,6 +118,13 @@ def _check_seq2seq(config) -> None:
     if train.until_kl is not None:
         raise ValueError("train.until_kl needs an exact Bayes predictive; the seq2seq family's episode tasks have "
                          "none (leave --until-kl out)")
+
+
+def _check_rl2(config) -> None:
+    """No held-out KL: a bandit task has no predictive to compare; the policy is scored by its reward."""
+    if config.train.until_kl is not None:
+        raise ValueError("train.until_kl needs an exact Bayes predictive; the rl2 family's bandit tasks are scored by "
+                         "reward (leave --until-kl out)")
 
 
 #: name -> family. The first is the default of ``ModelConfig.family``.
@@ -125,6 +150,20 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         default_task="mutual_exclusivity",
         default_preset="seq2seq-me-cpu",
         check=_check_seq2seq,
+        shapes="cogmeta.experiments.meta_seq2seq_shapes:parameter_shapes",
+    ),
+    "rl2": ModelFamily(
+        name="rl2",
+        summary="recurrent actor-critic meta-trained across bandit episodes (RL^2; Duan et al. 2016, Wang et al. 2018)",
+        cells=("gru", "lstm"),
+        model_fields=frozenset({"cell", "hidden_size", "num_layers"}),
+        driver="cogmeta.experiments.rl2",
+        task_registry=_bandit_tasks,
+        default_task="bandit",
+        default_preset="rl2-bandit",
+        check=_check_rl2,
+        sections=frozenset({"rl"}),
+        shapes="cogmeta.experiments.rl2:parameter_shapes",
     ),
 }
 

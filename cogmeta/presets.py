@@ -3,12 +3,13 @@
     cogmeta train --preset seq2seq-me-cpu [--steps 2000 ...]     any option given overrides the preset
 
 ``tutorial-*`` are the tutorial's meta-learner (Binz 2022) on each predictive task; ``seq2seq-*-paper`` are
-Lake (2019)'s recipe (a GPU for SCAN) and ``seq2seq-*-cpu`` versions sized for a 2-core CPU.
+Lake (2019)'s recipe (a GPU for SCAN) and ``seq2seq-*-cpu`` versions sized for a 2-core CPU; ``rl2-*`` the
+RL² agent trained by A2C on the bandits of Duan et al. (2016) and Wang et al. (2018) (``docs/tasks/bandits.md``).
 """
 
 from __future__ import annotations
 
-from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig
+from cogmeta.config import JaxOptions, ModelConfig, RLConfig, RunConfig, TrainConfig
 
 
 def _seq2seq(task, *, hidden_size: int = 200, num_layers: int = 2, dropout: float = 0.5, steps: int = 10_000,
@@ -25,8 +26,23 @@ def _seq2seq(task, *, hidden_size: int = 200, num_layers: int = 2, dropout: floa
     )
 
 
+def _rl2(task, *, steps: int = 6_000, hidden_size: int = 48, cell: str = "gru") -> RunConfig:
+    """The RL² agent by A2C with Wang et al. (2018)'s discount 0.9 and value weight 0.05 (tasks.md section 5);
+    Adam instead of their RMSProp, the entropy bonus annealed from their 0.05 to 0 so that the trained policy
+    commits to the better arm, 64 episodes per update, every update on fresh bandits."""
+    return RunConfig(
+        task=task,
+        model=ModelConfig(family="rl2", cell=cell, hidden_size=hidden_size),
+        train=TrainConfig(steps=steps, batch_size=64, learning_rate=3e-3, schedule="cosine", final_lr_fraction=0.05,
+                          clip_norm=10.0, log_every=100, checkpoint_every=1_000, eval_every=1_000, eval_tasks=1_000),
+        rl=RLConfig(discount=0.9, value_weight=0.05, entropy_weight=0.05, entropy_final=0.0),
+        jax=JaxOptions(steps_per_call=500),
+    )
+
+
 def _presets() -> dict[str, RunConfig]:
     from cogmeta.families import model_family
+    from cogmeta.tasks.bandit import BernoulliBanditTask, DependentBanditTask
     from cogmeta.tasks.scan_episodes import MutualExclusivityTask, ScanEpisodeTask
 
     tutorial = model_family("meta_learner")
@@ -42,6 +58,9 @@ def _presets() -> dict[str, RunConfig]:
         "seq2seq-add-jump-cpu": _seq2seq(ScanEpisodeTask("add_jump"), hidden_size=64, num_layers=1, dropout=0.1,
                                          steps=4_000, decay_every=3_000),
         "seq2seq-around-right-paper": _seq2seq(ScanEpisodeTask("around_right")),
+        "rl2-bandit": _rl2(BernoulliBanditTask(arms=2, horizon=100)),
+        "rl2-dependent": _rl2(DependentBanditTask(horizon=100)),
+        "rl2-bandit-k5": _rl2(BernoulliBanditTask(arms=5, horizon=100)),
     })
     return presets
 

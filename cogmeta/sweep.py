@@ -11,7 +11,8 @@ Output folder:
 
     OUT/member-000/ ...     one ordinary run folder per member (config.json with the member's seed and
                             learning rate, weights.safetensors loadable by either framework, metrics.csv)
-    OUT/summary.csv         one row per member: its settings, steps, final loss, held-out exact KL
+    OUT/summary.csv         one row per member: its settings, steps, final loss, held-out score (the exact KL;
+                            rl2: the expected total reward)
     OUT/summary.md          the same as a markdown table
 
 The sweep holds ``OUT/.lock`` for its whole run and each member's ``.lock`` while writing it
@@ -31,9 +32,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cogmeta.backends import load_module
-from cogmeta.config import ModelConfig, RunConfig, TrainConfig
+from cogmeta.config import ModelConfig, RLConfig, RunConfig, TrainConfig
 from cogmeta.contract import MemberRun
-from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
 from cogmeta.io import atomic_write_text
 from cogmeta.runs import RunDir, lock_folder
 
@@ -102,8 +102,7 @@ def group_members(members: Sequence[Member]) -> list[list[Member]]:
 def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[int], grid: dict[str, list[Any]],
               *, strategy: str = "auto", progress: bool = True, eval_tasks: int | None = None) -> list[dict[str, Any]]:
     """Train every member with ``backend``'s engine, write the run folders and the summary; return its rows."""
-    backend_module = load_module(backend, "backend")  # validates the name before anything is written
-    engine = load_module(backend, "engine")
+    engine = load_module(backend, "engine")  # validates the name before anything is written
     out = Path(out)
     members = expand(config, seeds, grid)
     with lock_folder(out):
@@ -118,7 +117,7 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
                                         progress=progress)
             seconds = time.perf_counter() - began
             for member, run in zip(group, runs):
-                rows.append(_write_member(out, member, run, backend, backend_module, eval_tasks, seconds / len(group)))
+                rows.append(_write_member(out, member, run, backend, eval_tasks, seconds / len(group)))
         rows.sort(key=lambda row: row["member"])
         write_summary(out, rows)
     return rows
@@ -135,18 +134,19 @@ def write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------------- helpers
-def _write_member(out: Path, member: Member, run: MemberRun, backend: str, backend_module, eval_tasks: int | None,
+def _write_member(out: Path, member: Member, run: MemberRun, backend: str, eval_tasks: int | None,
                   seconds: float) -> dict[str, Any]:
     run_dir = RunDir.at(out / f"member-{member.index:03d}")
     with run_dir.writing():
-        return _write_member_folder(run_dir, member, run, backend, backend_module, eval_tasks, seconds)
+        return _write_member_folder(run_dir, member, run, backend, eval_tasks, seconds)
 
 
-def _write_member_folder(run_dir: RunDir, member: Member, run: MemberRun, backend: str, backend_module,
-                         eval_tasks: int | None, seconds: float) -> dict[str, Any]:
+def _write_member_folder(run_dir: RunDir, member: Member, run: MemberRun, backend: str, eval_tasks: int | None,
+                         seconds: float) -> dict[str, Any]:
     from cogmeta.metrics_log import MetricsLog
     from cogmeta.training import (
         _WindowLogger,  # the training driver's log_every window means
+        workload_of,
     )
     from cogmeta.weights import save_weights
 
@@ -160,16 +160,16 @@ def _write_member_folder(run_dir: RunDir, member: Member, run: MemberRun, backen
     log.append(logger.add(run.metrics, run.steps))
     log.append(logger.flush())
     num_tasks = config.train.eval_tasks if eval_tasks is None else eval_tasks
-    kl = math.nan
+    workload = workload_of(config)
+    score = math.nan
     if num_tasks > 0:
-        held_out = held_out_observations(config.task, num_tasks, HELD_OUT_SEED + 1)
-        kl = score_predictions(config.task, held_out, backend_module.predict(config, run.weights, held_out)).mean_kl
-        log.append([(run.steps, "heldout_kl", kl)])
+        score = workload.score_weights(config, run.weights, backend, num_tasks)
+        log.append([(run.steps, workload.metric, score)])
     save_weights(run_dir.weights, run.weights, config, framework=backend)
     row = {"member": member.index, "folder": run_dir.root.name, "seed": config.train.seed,
            "learning_rate": config.train.learning_rate}
     row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
-    row.update({"steps": run.steps, "final_loss": logger.last_loss, "heldout_kl": kl, "stopped": run.stopped,
+    row.update({"steps": run.steps, "final_loss": logger.last_loss, workload.metric: score, "stopped": run.stopped,
                 "seconds_per_member": seconds})
     return row
 
@@ -184,6 +184,8 @@ def _shared_config(config: RunConfig) -> RunConfig:
 def _resolve_key(key: str, config: RunConfig) -> str:
     key = ALIASES.get(key, key).replace("-", "_")
     sections = {"model": ModelConfig, "train": TrainConfig, "task": type(config.task)}
+    if "rl" in config.family.sections:
+        sections["rl"] = RLConfig
     if "." in key:
         section, _, name = key.partition(".")
         if section in sections and name in {f.name for f in dataclasses.fields(sections[section])}:

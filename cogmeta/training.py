@@ -17,6 +17,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -40,6 +41,7 @@ def train(
     progress: bool = True,
     figures: bool = True,
     devices: int | None = None,
+    workload: "Workload | None" = None,
 ) -> TrainResult:
     """Train the model of ``config`` with ``backend`` ("torch" or "jax") into ``run_dir``: the one entry point
     for every model family (the tutorial meta-learner's loop is below; other families' drivers are named in
@@ -56,10 +58,13 @@ def train(
         devices: data-parallel training (``cogmeta.distributed``): JAX splits every batch over this many
             devices of a mesh; PyTorch must be started by ``torchrun`` (then it defaults to, and must
             equal, the number of processes). ``None``: one device, or torchrun's world size.
+        workload: what this loop trains and how it scores it (a family driver passes its own; default: the
+            family's driver decides, the tutorial meta-learner's is :data:`PREDICTIVE`).
     """
-    if config.family.driver != __name__:  # another model family's run-folder loop (``cogmeta.families``)
+    if workload is None and config.family.driver != __name__:  # the family's driver (``cogmeta.families``)
         return config.family.load_driver().train_run(config, run_dir, backend, resume=resume, progress=progress,
                                                      figures=figures, devices=devices)
+    workload = PREDICTIVE if workload is None else workload
     run = RunDir.at(run_dir)
     checkpoint = None
     if resume:
@@ -72,10 +77,10 @@ def train(
         _refuse_existing_run(run)
     # Built before anything is written: in a data-parallel run this is where the workers meet (and
     # agree on the config), so no worker sees files that another one has just created.
-    trainer = load_module(backend, "launch").make_trainer(config, checkpoint, devices)
+    trainer = workload.make_trainer(config, checkpoint, devices, backend)
     try:
         with _writer_lock(run, trainer, resume):
-            return _train_loop(config, run, backend, trainer, checkpoint, progress, figures)
+            return _train_loop(config, run, backend, trainer, checkpoint, progress, figures, workload)
     finally:
         close = getattr(trainer, "close", None)
         if close is not None:
@@ -102,7 +107,7 @@ def _refuse_existing_run(run: RunDir):
 
 
 def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoint, progress: bool,
-                figures: bool) -> TrainResult:
+                figures: bool, workload: "Workload") -> TrainResult:
     writer = getattr(trainer, "is_writer", True)  # data-parallel runs: only rank / process 0 writes
     start = checkpoint.step if checkpoint else 0
     if writer:
@@ -116,7 +121,8 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     else:
         log.truncate_after(start)  # and a torn last line
 
-    held_out = held_out_observations(config.task, config.train.eval_tasks, HELD_OUT_SEED + 1)
+    held_out = workload.held_out(config, backend)
+    metric = workload.metric
     total = config.train.steps
     target, check_every = config.train.until_kl, config.train.until_kl_every
     reached: tuple[int, float, float] | None = None  # (step, training seconds, KL) of the first check below target
@@ -128,9 +134,9 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
         next_eval = (start // config.train.eval_every + 1) * config.train.eval_every
         next_check = (start // check_every + 1) * check_every if target is not None else math.inf
         if (start == 0 and writer) or target is not None:
-            kl = _heldout_kl(config, trainer, held_out)
+            kl = held_out(trainer)
             if start == 0 and writer:
-                log.append([(0, "heldout_kl", kl)])
+                log.append([(0, metric, kl)])
             if target is not None and kl < target:
                 reached = (start, time.perf_counter() - began, kl)
         while trainer.step < total and reached is None:
@@ -160,7 +166,7 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
             check = trainer.step >= next_check
             if evaluate or check:
                 # Every rank checks (the held-out set is fixed, the model replicated) so that all stop together.
-                kl = _heldout_kl(config, trainer, held_out) if (check or writer) else math.nan
+                kl = held_out(trainer) if (check or writer) else math.nan
                 if check:
                     next_check = (trainer.step // check_every + 1) * check_every
                     if kl < target:
@@ -170,7 +176,7 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
                     log.append(logger.flush())
                     next_eval = (trainer.step // config.train.eval_every + 1) * config.train.eval_every
                 if writer:
-                    log.append([(trainer.step, "heldout_kl", kl)])
+                    log.append([(trainer.step, metric, kl)])
             if trainer.step >= next_checkpoint or trainer.step >= total or reached is not None:
                 if writer:
                     _save_checkpoint(run, trainer, config, log)
@@ -185,9 +191,7 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     if writer:
         save_weights(run.weights, weights, config, framework=backend)
     if figures and writer:
-        from cogmeta.figures import write_run_figures
-
-        write_run_figures(run, config, weights, backend)
+        workload.write_figures(run, config, weights, backend)
     final = logger.last_loss
     result = TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer)
     if reached is not None:
@@ -201,9 +205,65 @@ def _save_checkpoint(run: RunDir, trainer, config: RunConfig, log) -> None:
     save_checkpoint(run.checkpoint, trainer.checkpoint(), config)
 
 
-def _heldout_kl(config: RunConfig, trainer, observations: np.ndarray) -> float:
-    """Mean exact KL(Bayes || model) over t on the fixed held-out observations."""
-    return score_predictions(config.task, observations, trainer.predictive(observations)).mean_kl
+class Workload(Protocol):
+    """What the run-folder loop of :func:`train` needs from a model family besides the config.
+
+    Attributes:
+        metric: the name of the held-out score logged to ``metrics.csv`` (e.g. ``heldout_kl``).
+    """
+
+    metric: str
+
+    def make_trainer(self, config: RunConfig, checkpoint, devices: int | None, backend: str):
+        """The backend's one trainer on the family's objective (``cogmeta.contract.Trainer``)."""
+
+    def held_out(self, config: RunConfig, backend: str) -> Callable[[Any], float]:
+        """``score(trainer) -> float`` on a fixed held-out set (``train.eval_tasks`` tasks)."""
+
+    def score_weights(self, config: RunConfig, weights, backend: str, num_tasks: int) -> float:
+        """The held-out score of canonical ``weights`` on ``num_tasks`` tasks (sweep members)."""
+
+    def write_figures(self, run: RunDir, config: RunConfig, weights, backend: str) -> None:
+        """The run's figures into ``RUN/figures``."""
+
+
+class PredictiveWorkload:
+    """The tutorial meta-learner's: the backend's ``launch.make_trainer`` (one device or data-parallel), the mean
+    exact KL(Bayes || model) over t on fixed held-out observations, the learning-curve and predictive figures."""
+
+    metric = "heldout_kl"
+
+    def make_trainer(self, config: RunConfig, checkpoint, devices: int | None, backend: str):
+        return load_module(backend, "launch").make_trainer(config, checkpoint, devices)
+
+    def held_out(self, config: RunConfig, backend: str) -> Callable[[Any], float]:
+        observations = held_out_observations(config.task, config.train.eval_tasks, HELD_OUT_SEED + 1)
+        return lambda trainer: score_predictions(config.task, observations, trainer.predictive(observations)).mean_kl
+
+    def score_weights(self, config: RunConfig, weights, backend: str, num_tasks: int) -> float:
+        observations = held_out_observations(config.task, num_tasks, HELD_OUT_SEED + 1)
+        predictive = load_module(backend, "backend").predict(config, weights, observations)
+        return score_predictions(config.task, observations, predictive).mean_kl
+
+    def write_figures(self, run: RunDir, config: RunConfig, weights, backend: str) -> None:
+        from cogmeta.figures import write_run_figures
+
+        write_run_figures(run, config, weights, backend)
+
+
+PREDICTIVE = PredictiveWorkload()
+
+
+def workload_of(config: RunConfig) -> Workload:
+    """The :class:`Workload` of ``config``'s model family: its driver's ``WORKLOAD`` (the meta-learner's:
+    :data:`PREDICTIVE`); a family whose driver runs its own loop (seq2seq) has none (ValueError)."""
+    driver = config.family.load_driver()
+    if driver.__name__ == __name__:
+        return PREDICTIVE
+    if not hasattr(driver, "WORKLOAD"):
+        raise ValueError(f"model family {config.model.family!r} trains through its own driver ({driver.__name__}), "
+                         f"not the shared run-folder loop")
+    return driver.WORKLOAD
 
 
 def resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
@@ -254,7 +314,7 @@ class _NoLog:
 
 
 class _WindowLogger:
-    """Turns per-step metrics into one row per ``log_every`` steps (window means)."""
+    """Turns per-step metrics (the objective's ``aux`` included) into one row per ``log_every`` steps (window means)."""
 
     def __init__(self, every: int, start: int) -> None:
         self.every, self.step = every, start
@@ -267,6 +327,8 @@ class _WindowLogger:
         for i in range(count):
             self.buffer["loss"].append(float(metrics.loss[i]))
             self.buffer["grad_norm"].append(float(metrics.grad_norm[i]))
+            for name, values in metrics.aux.items():  # the objective's extras (e.g. the rl2 episode reward)
+                self.buffer.setdefault(name, []).append(float(values[i]))
             self.learning_rate = float(metrics.learning_rate[i])
             self.step += 1
             if self.step % self.every == 0:

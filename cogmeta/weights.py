@@ -41,7 +41,13 @@ class CorruptFileError(WeightsError):
 
 
 def parameter_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape for the model described by ``config``, in ``state_dict`` order."""
+    """Canonical name -> shape for the model described by ``config``, in ``state_dict`` order (any model
+    family: its ``ModelFamily.shapes``)."""
+    return config.family.parameter_shapes(config)
+
+
+def meta_learner_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of the tutorial meta-learner (the layout in this module's docstring)."""
     hidden, gates = config.model.hidden_size, _GATES[config.model.cell]
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(config.model.num_layers):
@@ -88,6 +94,8 @@ def check_tensors(tensors: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[
 def model_description(config: RunConfig) -> str:
     """The model of ``config`` in words, for error messages about its tensors."""
     model = config.model
+    if model.family != "meta_learner":
+        return f"the {model.family} model of a {model.num_layers}-layer {model.cell.upper()} with hidden_size={model.hidden_size} for task {config.task.name!r}"
     return f"a {model.num_layers}-layer {model.cell.upper()} with hidden_size={model.hidden_size} for task {config.task.name!r}"
 
 

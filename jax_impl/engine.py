@@ -66,12 +66,24 @@ def choose_strategy(strategy: str, members: int = 2) -> str:
     return "map" if jax.default_backend() == "cpu" else "vmap"
 
 
+def objective_for(config: RunConfig) -> Objective:
+    """The objective that a ``RunConfig`` of a sweepable model family trains: the tutorial meta-learner's
+    (``jax_impl.backend.MetaLearnerObjective``) or the RL² agent's (``jax_impl.rl2.RL2Objective``)."""
+    if config.model.family == "rl2":
+        from jax_impl.rl2 import RL2Objective
+
+        return RL2Objective(config)
+    if config.model.family != "meta_learner":
+        raise ValueError(f"the sweep engine trains the meta_learner and rl2 families, not {config.model.family!r}")
+    return MetaLearnerObjective(config)
+
+
 class Engine:
     """Trains S members of one objective in one compiled program, ``chunk`` steps per call.
 
     Args:
-        objective: what every member trains (``jax_impl.trainer.Objective``); a ``RunConfig`` means the
-            tutorial's (``MetaLearnerObjective``, chunk default ``config.jax.steps_per_call``).
+        objective: what every member trains (``jax_impl.trainer.Objective``); a ``RunConfig`` means its model
+            family's (:func:`objective_for`; chunk default ``config.jax.steps_per_call``).
         strategy: ``auto``, ``vmap``, ``map`` or ``loop`` (see the module docstring).
         chunk: optimizer steps per compiled call (default 500, at most ``train.steps``).
         map_batch: with ``map``, members vmapped together inside each ``lax.map`` iteration.
@@ -81,7 +93,7 @@ class Engine:
                  map_batch: int | None = None):
         if isinstance(objective, RunConfig):
             chunk = objective.jax.steps_per_call if chunk is None else chunk
-            objective = MetaLearnerObjective(objective)
+            objective = objective_for(objective)
         self.objective = objective
         self.train_config = objective.train
         self.requested = strategy

@@ -20,6 +20,7 @@ from cogmeta.contract import (
     register_task,
     task_class,
 )
+from cogmeta.tasks.bandit import BANDIT_TASKS
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -39,7 +40,9 @@ def test_both_backends_conform_and_have_a_transform_for_every_task(backend):
     pytest.importorskip(BACKENDS[backend][1])
     module = load_backend(backend)
     assert isinstance(module, Backend) and module.FRAMEWORK == backend
-    assert sorted(load_module(backend, "samplers").TRANSFORMS) == sorted(TASKS)
+    # every task of every family that samples through the transforms (the predictive tasks and the bandits)
+    load_module(backend, "bandit")  # registers the bandit transforms
+    assert sorted(load_module(backend, "samplers").TRANSFORMS) == sorted([*TASKS, *BANDIT_TASKS])
     config = RunConfig(model=ModelConfig(hidden_size=4), train=TrainConfig(steps=2, batch_size=2))
     trainer = load_module(backend, "launch").make_trainer(config)
     assert isinstance(trainer, Trainer)

@@ -105,17 +105,22 @@ def _assert_equals_reference(run: Path, reference) -> None:
 def _crash_at_start(run: Path, monkeypatch, evaluations: int = 0) -> None:
     """Start a run and stop it where held-out evaluation number ``evaluations`` + 1 would begin: 0 stops before
     the first step, 1 at step 10, after 10 steps and their rows but before the step-10 checkpoint."""
-    real = cogmeta.training._heldout_kl
+    real = cogmeta.training.PredictiveWorkload.held_out
     calls = []
 
-    def crash(*args):
-        calls.append(args)
-        if len(calls) > evaluations:
-            raise _Crash(f"killed at evaluation {len(calls)}")
-        return real(*args)
+    def crashing(self, config, backend):
+        score = real(self, config, backend)
+
+        def crash(trainer):
+            calls.append(trainer.step)
+            if len(calls) > evaluations:
+                raise _Crash(f"killed at evaluation {len(calls)}")
+            return score(trainer)
+
+        return crash
 
     with monkeypatch.context() as patch:
-        patch.setattr(cogmeta.training, "_heldout_kl", crash)
+        patch.setattr(cogmeta.training.PredictiveWorkload, "held_out", crashing)
         with pytest.raises(_Crash):
             _train(run)
 

@@ -66,7 +66,8 @@ def fake(monkeypatch):
     module = types.ModuleType("fake_launch")
     module.make_trainer = make_trainer
     monkeypatch.setattr("cogmeta.training.load_module", lambda name, what: module)
-    monkeypatch.setattr("cogmeta.training._heldout_kl", lambda config, trainer, observations: fake_kl(trainer.step))
+    monkeypatch.setattr("cogmeta.training.PredictiveWorkload.held_out",
+                        lambda self, config, backend: lambda trainer: fake_kl(trainer.step))
     return made
 
 

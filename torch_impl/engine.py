@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.utils._pytree import tree_map  # batches that are tuples of tensors (the bandit episodes) stack leafwise
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import MemberRun, StepMetrics
@@ -57,12 +58,24 @@ def choose_strategy(strategy: str, members: int = 2) -> str:
     return "loop" if members == 1 else "vmap"
 
 
+def objective_for(config: RunConfig) -> Objective:
+    """The objective that a ``RunConfig`` of a sweepable model family trains: the tutorial meta-learner's
+    (``torch_impl.backend.MetaLearnerObjective``) or the RL² agent's (``torch_impl.rl2.RL2Objective``)."""
+    if config.model.family == "rl2":
+        from torch_impl.rl2 import RL2Objective
+
+        return RL2Objective(config)
+    if config.model.family != "meta_learner":
+        raise ValueError(f"the sweep engine trains the meta_learner and rl2 families, not {config.model.family!r}")
+    return MetaLearnerObjective(config)
+
+
 class Engine:
     """Trains S members of one objective on the CPU, ``loop`` (one after the other) or ``vmap`` (together).
 
     Args:
-        objective: what every member trains (``torch_impl.trainer.Objective``); a ``RunConfig`` means the
-            tutorial's (``MetaLearnerObjective``, at ``config.torch.threads`` threads).
+        objective: what every member trains (``torch_impl.trainer.Objective``); a ``RunConfig`` means its model
+            family's (:func:`objective_for`, at ``config.torch.threads`` threads).
         strategy: ``auto``, ``loop`` or ``vmap`` (see the module docstring). ``vmap`` needs an objective
             whose loss only *calls* the model (``functional_call`` swaps the stacked parameters in).
         compile: wrap each ``loop`` member's model in ``torch.compile`` (opt-in; see the module docstring).
@@ -74,7 +87,7 @@ class Engine:
                 raise ValueError("the PyTorch sweep engine trains on the CPU; for one run on CUDA use `cogmeta train "
                                  "--backend torch --torch-device cuda [--cuda-graphs]`")
             configure(objective.torch.threads)
-            objective = MetaLearnerObjective(objective)
+            objective = objective_for(objective)
         self.objective = objective
         self.train_config = objective.train
         self.requested = strategy
@@ -158,7 +171,7 @@ class Engine:
         aux_history: dict[str, list] = {}
         done = np.zeros(count, int)
         for step in range(train.steps):
-            batch = torch.stack([objective.sample(step, m) for m in members])
+            batch = tree_map(lambda *parts: torch.stack(parts), *[objective.sample(step, m) for m in members])
             grads, (losses, aux) = grads_and_losses(params, buffers, batch, step, stacked_members)
             grads, norms = clip(grads)
             finite = torch.isfinite(losses) & torch.isfinite(norms) & alive

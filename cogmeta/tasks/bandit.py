@@ -143,6 +143,11 @@ class BernoulliBanditTask:
             value = require_in_range(owner, field, getattr(self, field), _MIN_CONCENTRATION, _MAX_CONCENTRATION)
             object.__setattr__(self, field, value)
 
+    @property
+    def sequence_length(self) -> int:
+        """T = n: an episode is a sequence of n trials (memory estimates, the engines' shapes)."""
+        return self.horizon
+
     def noise_spec(self, batch_size: int) -> dict[str, NoiseSpec]:
         """``gamma_a [B, k]`` (concentration alpha), ``gamma_b [B, k]`` (beta), ``reward_uniform [n, B, k]``,
         ``action_uniform [n, B]``."""
@@ -184,6 +189,11 @@ class DependentBanditTask:
         owner = type(self).__name__
         object.__setattr__(self, "horizon", require_int(owner, "horizon", self.horizon, 1, _MAX_HORIZON))
 
+    @property
+    def sequence_length(self) -> int:
+        """T = n: an episode is a sequence of n trials (memory estimates, the engines' shapes)."""
+        return self.horizon
+
     def noise_spec(self, batch_size: int) -> dict[str, NoiseSpec]:
         """``uniform_p [B]``, ``reward_uniform [n, B, 2]``, ``action_uniform [n, B]``."""
         batch_size = require_int(type(self).__name__, "batch_size", batch_size, 1)
@@ -201,3 +211,7 @@ class DependentBanditTask:
         from cogmeta.tasks.noise import draw_noise
 
         return self.transform(draw_noise(self.noise_spec(batch_size), rng, dtype))
+
+
+#: The bandit tasks, name -> class: the task registry of the ``rl2`` model family (``cogmeta.families``).
+BANDIT_TASKS: dict[str, type] = {task.name: task for task in (BernoulliBanditTask, DependentBanditTask)}

@@ -1,0 +1,279 @@
+"""RL² in JAX: a recurrent actor-critic meta-trained by advantage actor-critic (A2C) across bandit episodes.
+
+Duan et al. (2016) and Wang et al. (2018): one recurrent network plays a whole episode of n trials on a
+k-armed bandit drawn from the task's prior, reading its own previous action and reward, so that learning
+*within* an episode happens in its hidden state and training *across* episodes (the outer loop) shapes
+that learning algorithm. The twin, ``torch_impl.rl2``, has the same names and maths.
+
+Agent (:class:`RL2Agent`), at trial t = 0..n-1 of B episodes at once (time-major):
+
+    x_t      = [onehot(a_{t-1}) (k), r_{t-1}, t / n]          [B, k + 2]   (zeros at t = 0, time 0)
+    h_t      = core(x_t, h_{t-1})                             [B, H]       (GRU or LSTM, ``jax_impl.recurrent``)
+    logits_t = policy(h_t)  [B, k],   V_t = value(h_t)[..., 0]  [B],   pi_t = softmax(logits_t)
+    a_t      = sample_action(sg(pi_t), action_uniform[t])  (or argmax logits_t when greedy)
+    r_t      = step(batch, t, a_t)                          (``jax_impl.bandit``)
+
+Objective (:func:`a2c_loss`; ``cogmeta.config.RLConfig``), averaged over the n x B trials:
+
+    G_t  = r_t + gamma G_{t+1},  G_n = 0                  (:func:`discounted_returns`; no bootstrap)
+    A_t  = G_t - sg(V_t)
+    loss = mean[-log pi_t(a_t) A_t] + c_v mean[(G_t - V_t)^2 / 2] - c_e mean[H(pi_t)],  H = -sum_i pi log pi
+
+``sg`` stops the gradient (``lax.stop_gradient``). There are two stops: the action draw (the actions are
+samples; their probability enters the loss only through ``log pi_t(a_t)``, the REINFORCE score) and the
+baseline V_t in the advantage (the critic is trained by the value term only). The returns G are functions of
+sampled rewards and carry no gradient by construction; the inputs x_t likewise (actions and rewards are data).
+
+The n trials run as one ``lax.scan`` (jit- and grad-traceable); each step calls the sequence core on a
+sequence of length 1, whose custom-VJP layer (``jax_impl.recurrent_layers``) then differentiates it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+from cogmeta.config import RunConfig
+from cogmeta.contract import Checkpoint
+from cogmeta.tasks.bandit import BanditBatch
+from cogmeta.weights import validate_weights
+from jax_impl.bandit import from_numpy, sample_action, sample_episodes, step
+from jax_impl.linear import Linear
+from jax_impl.numerics import configure, resolve_dtype
+from jax_impl.recurrent import CORES
+from jax_impl.samplers import step_key
+from jax_impl.trainer import Trainer, default_member
+from jax_impl.weights import canonical_to_state, model_to_canonical
+
+
+class Rollout(NamedTuple):
+    """B episodes of n trials played by the agent (time-major).
+
+    Attributes:
+        actions: ``[n, B]`` int32 arms pulled.
+        rewards: ``[n, B]`` rewards in {0, 1} (batch dtype).
+        logits: ``[n, B, k]`` policy logits (differentiable).
+        values: ``[n, B]`` value estimates V_t (differentiable).
+    """
+
+    actions: jax.Array
+    rewards: jax.Array
+    logits: jax.Array
+    values: jax.Array
+
+
+class RL2Agent(nnx.Module):
+    """``core`` (GRU/LSTM over inputs of size k + 2), ``policy`` (Linear H -> k) and ``value`` (Linear H -> 1).
+
+    Canonical tensors: ``core.weight_ih_l{j}`` ... (``jax_impl.recurrent``), ``policy.weight [k, H]``,
+    ``policy.bias [k]``, ``value.weight [1, H]``, ``value.bias [1]``; torch-matched init distributions.
+
+    Args:
+        config: an rl2-family run config (``model`` and ``task.arms`` are read).
+        dtype: parameter dtype.
+        rngs: initialisation randomness.
+    """
+
+    def __init__(self, config: RunConfig, dtype=jnp.float32, *, rngs: nnx.Rngs):
+        model, self.arms = config.model, config.task.arms
+        self.cell = model.cell
+        self.core = CORES[model.cell](self.arms + 2, model.hidden_size, model.num_layers, rngs=rngs, dtype=dtype)
+        self.policy = Linear(model.hidden_size, self.arms, rngs=rngs, dtype=dtype)
+        self.value = Linear(model.hidden_size, 1, rngs=rngs, dtype=dtype)
+
+    def initial_state(self, batch_size: int, dtype):
+        """Zeros: ``[L, B, H]`` (GRU) or ``(h, c)``, each ``[L, B, H]`` (LSTM), torch's ``hx=None``."""
+        zeros = jnp.zeros((self.core.num_layers, batch_size, self.core.hidden_size), dtype)
+        return zeros if self.cell == "gru" else (zeros, zeros)
+
+    def __call__(self, inputs: jax.Array, state) -> tuple[jax.Array, jax.Array, object]:
+        """One trial: ``inputs [B, k + 2]`` and the core's state -> ``(logits [B, k], values [B], new state)``.
+
+        The sequence core runs on a sequence of length 1 (each input depends on the previous action).
+        """
+        hidden, state = self.core(inputs[None], state)
+        return self.policy(hidden[0]), self.value(hidden[0])[..., 0], state
+
+
+def trial_times(horizon: int, dtype) -> jax.Array:
+    """``t / n`` for t = 0..n-1, ``[n]``: divided in float64 by numpy and rounded once to ``dtype``, the
+    same constants in both twins (a division in float32 on either side could round differently)."""
+    return jnp.asarray(np.arange(horizon) / horizon, dtype)
+
+
+def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False) -> Rollout:
+    """Play the B episodes of ``batch`` (arrays in the agent's dtype), all stepped together.
+
+    One ``lax.scan`` over the n trials (jit-traceable). ``greedy``: a_t = argmax logits_t (the first index
+    on ties) instead of a draw with ``batch.action_uniform[t]``.
+    """
+    horizon, size, arms = batch.reward_uniform.shape
+    dtype = batch.reward_uniform.dtype
+    times = trial_times(horizon, dtype)
+    next_times = jnp.concatenate([times[1:], jnp.zeros((1,), dtype)])  # the time input of trial t + 1
+
+    def trial(carry, scanned):
+        state, inputs = carry
+        t, next_time, uniform = scanned
+        logits, values, state = agent(inputs, state)
+        if greedy:
+            actions = jnp.argmax(lax.stop_gradient(logits), axis=-1).astype(jnp.int32)
+        else:
+            # sg(pi_t): the draw is data; the policy's gradient enters through log pi_t(a_t) in a2c_loss
+            actions = sample_action(jax.nn.softmax(lax.stop_gradient(logits), axis=-1), uniform)
+        rewards = step(batch, t, actions, validate=False)  # traced: nothing to check
+        time = jnp.broadcast_to(next_time, (size, 1))
+        inputs = jnp.concatenate([jax.nn.one_hot(actions, arms, dtype=dtype), rewards[:, None], time], axis=-1)
+        return (state, inputs), (actions, rewards, logits, values)
+
+    start = (agent.initial_state(size, dtype), jnp.zeros((size, arms + 2), dtype))  # t = 0: no action or reward yet
+    _, (actions, rewards, logits, values) = lax.scan(
+        trial, start, (jnp.arange(horizon, dtype=jnp.int32), next_times, batch.action_uniform))
+    return Rollout(actions, rewards, logits, values)
+
+
+def discounted_returns(rewards: jax.Array, discount: float) -> jax.Array:
+    """``G_t = r_t + discount * G_{t+1}``, ``G_n = 0``: ``[n, B]`` -> ``[n, B]`` (a reverse ``lax.scan`` over t)."""
+
+    def back(following, reward):
+        following = reward + discount * following
+        return following, following
+
+    _, returns = lax.scan(back, jnp.zeros_like(rewards[0]), rewards, reverse=True)
+    return returns
+
+
+def a2c_loss(rollout: Rollout, discount: float, value_weight: float, entropy_weight) -> tuple[jax.Array, dict]:
+    """The A2C loss of a rollout and its metrics (module docstring for the formula).
+
+    Args:
+        rollout: the episodes (:func:`rollout`).
+        discount: gamma in (0, 1].
+        value_weight: c_v, the weight of the value loss.
+        entropy_weight: c_e, the weight of the entropy bonus (a float or a traced scalar, cast to the
+            logits' dtype so that an annealed weight never promotes a float32 loss).
+
+    Returns:
+        ``(loss, aux)``: the scalar loss and ``{"reward": mean over episodes of sum_t r_t, "entropy": mean
+        H(pi_t), "value_loss": mean (G_t - V_t)^2 / 2}`` (scalars, gradients stopped).
+    """
+    returns = discounted_returns(rollout.rewards, discount)  # of sampled rewards: no gradient to stop
+    log_probs = jax.nn.log_softmax(rollout.logits, axis=-1)  # [n, B, k]
+    chosen = jnp.take_along_axis(log_probs, rollout.actions[..., None], axis=-1)[..., 0]  # log pi_t(a_t)
+    advantage = returns - lax.stop_gradient(rollout.values)  # sg(V_t): the baseline is not trained by the policy term
+    policy_loss = jnp.mean(-chosen * advantage)
+    value_loss = jnp.mean((returns - rollout.values) ** 2 / 2)
+    entropy = jnp.mean(-jnp.sum(jax.nn.softmax(rollout.logits, axis=-1) * log_probs, axis=-1))
+    weight = jnp.asarray(entropy_weight, log_probs.dtype)
+    loss = policy_loss + value_weight * value_loss - weight * entropy
+    aux = {"reward": jnp.mean(jnp.sum(rollout.rewards, axis=0)), "entropy": entropy, "value_loss": value_loss}
+    return loss, jax.tree.map(lax.stop_gradient, aux)
+
+
+def entropy_weight(config: RunConfig, step) -> jax.Array | float:
+    """c_e of 0-based update ``step`` (traceable): ``RLConfig.entropy_at``'s linear anneal in jnp operations,
+    ``c_0 + (c_final - c_0) * min(step / max(steps - 1, 1), 1)``; the constant ``c_0`` without ``entropy_final``."""
+    rl = config.rl
+    if rl.entropy_final is None:
+        return float(rl.entropy_weight)
+    fraction = jnp.minimum(jnp.asarray(step) / max(config.train.steps - 1, 1), 1.0)
+    return rl.entropy_weight + (rl.entropy_final - rl.entropy_weight) * fraction
+
+
+def build_model(config: RunConfig, seed: int | None = None) -> RL2Agent:
+    """A freshly initialised agent (torch-matched init distributions, JAX random numbers)."""
+    configure(dtype=config.train.dtype)
+    rngs = nnx.Rngs(config.train.seed if seed is None else seed)
+    return RL2Agent(config, resolve_dtype(config.train.dtype), rngs=rngs)
+
+
+def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.ndarray]:
+    """Canonical initial weights of a fresh agent."""
+    return model_to_canonical(build_model(config, seed))
+
+
+def _as_numpy(played: dict) -> dict[str, np.ndarray]:
+    return {"actions": np.asarray(played["actions"]).astype(np.int64),
+            **{name: np.asarray(played[name]).astype(np.float64) for name in ("rewards", "probabilities", "values")}}
+
+
+class RL2Objective:
+    """The RL² workload (``jax_impl.trainer.Objective``): the A2C loss of :class:`RL2Agent` on the task's
+    episodes, the batch of step k of run ``seed`` drawn from ``step_key(seed, k)`` (traceable); the entropy
+    weight annealed by ``config.rl`` (:func:`entropy_weight`)."""
+
+    def __init__(self, config: RunConfig):
+        self.config, self.train = config, config.train
+        self.dtype = resolve_dtype(config.train.dtype)
+        self.graphdef = _graphdef(config)
+
+    def init(self, seed: int):
+        return nnx.split(build_model(self.config, seed))[1]
+
+    def member(self, seed: int, learning_rate: float | None = None) -> dict:
+        return default_member(self.train, seed, learning_rate)
+
+    def sample(self, step, member: dict) -> BanditBatch:
+        """The :class:`BanditBatch` of ``train.batch_size`` episodes of training step ``step`` of ``member``."""
+        return sample_episodes(self.config.task, step_key(member["seed"], step), self.train.batch_size, self.dtype)
+
+    def loss(self, params, batch: BanditBatch, step, member: dict) -> tuple[jax.Array, dict]:
+        rl = self.config.rl
+        played = rollout(nnx.merge(self.graphdef, params), batch)
+        return a2c_loss(played, rl.discount, rl.value_weight, entropy_weight(self.config, step))
+
+    def play(self, params, batch: BanditBatch, greedy: bool = False) -> dict[str, np.ndarray]:
+        """:func:`play` with ``params``: numpy ``batch`` in, numpy ``actions``, ``rewards``, ``probabilities``,
+        ``values`` out."""
+        return _as_numpy(_compiled_play(self.config, greedy)(params, from_numpy(batch, self.dtype)))
+
+
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on :class:`RL2Objective`, ``config.jax.steps_per_call`` steps per compiled call (64-bit
+    types switched on for a float64 run), resumed from ``checkpoint`` (either framework's) if given."""
+    configure(dtype=config.train.dtype)
+    return Trainer(RL2Objective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
+
+
+def play(config: RunConfig, weights: Mapping[str, np.ndarray], batch: BanditBatch, greedy: bool = False) -> dict[str, np.ndarray]:
+    """The agent with canonical ``weights`` playing the numpy ``batch`` (cast to ``config.train.dtype``).
+
+    Returns:
+        ``actions [n, B]`` int64, ``rewards [n, B]``, ``probabilities [n, B, k]`` (softmax of the logits)
+        and ``values [n, B]``, float64 numpy. One compiled program per config and ``greedy``.
+    """
+    configure(dtype=config.train.dtype)
+    validate_weights(weights, config)
+    dtype = resolve_dtype(config.train.dtype)
+    _, template = nnx.split(nnx.eval_shape(lambda: RL2Agent(config, dtype, rngs=nnx.Rngs(0))))
+    params = canonical_to_state(jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template), weights)
+    return _as_numpy(_compiled_play(config, greedy)(params, from_numpy(batch, dtype)))
+
+
+@functools.lru_cache(maxsize=16)
+def _graphdef(config: RunConfig):
+    """The agent's structure (``nnx.eval_shape``: no weights drawn); ``loss`` merges it with the parameters."""
+    return nnx.split(nnx.eval_shape(lambda: RL2Agent(config, resolve_dtype(config.train.dtype), rngs=nnx.Rngs(0))))[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_play(config: RunConfig, greedy: bool):
+    """One jitted rollout per config and ``greedy``, reused by every ``play`` call (e.g. evaluation chunks)."""
+    graphdef = _graphdef(config)
+
+    def run(params, batch):
+        played = rollout(nnx.merge(graphdef, params), batch, greedy)
+        return {"actions": played.actions, "rewards": played.rewards,
+                "probabilities": jax.nn.softmax(played.logits, axis=-1), "values": played.values}
+
+    return jax.jit(run)
+
+
+__all__ = ["RL2Agent", "RL2Objective", "Rollout", "a2c_loss", "build_model", "discounted_returns", "entropy_weight",
+           "init_weights", "make_trainer", "play", "rollout", "trial_times"]

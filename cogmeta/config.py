@@ -95,7 +95,8 @@ class TrainConfig:
         dtype: "float32" or "float64" for weights and computation.
         log_every: steps per row of the metrics log.
         checkpoint_every: steps between checkpoints.
-        eval_every: steps between exact-KL evaluations on a fixed held-out set (logged as ``heldout_kl``).
+        eval_every: steps between evaluations on a fixed held-out set (logged as ``heldout_kl``, the exact KL;
+            rl2: ``heldout_reward``, the expected total reward).
         eval_tasks: size of that held-out set.
         until_kl: stop as soon as the held-out mean KL(Bayes || model) is below this target (nats), ending the
             run as usual (weights, checkpoint, metrics, figures); ``None`` trains all ``steps``.

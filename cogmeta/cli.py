@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -204,7 +205,7 @@ def _summary_tasks(args: argparse.Namespace, config: RunConfig) -> int:
     bandits)."""
     if args.summary_tasks is not None:
         return args.summary_tasks
-    return {"seq2seq": 200, "rl2": 10_000}.get(config.model.family, 2_000)
+    return config.family.summary_tasks
 
 
 def _resume(args: argparse.Namespace, train) -> int:
@@ -242,15 +243,8 @@ def _require_training_fits(config: RunConfig, summary_tasks: int) -> None:
 
 
 def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
-    if config.model.family == "seq2seq":
-        from cogmeta.cli_seq2seq import report_training
-
-        report_training(result, backend, eval_tasks)
-        return
-    if config.model.family == "rl2":
-        from cogmeta.cli_bandits import report_training as report_rl2
-
-        report_rl2(result, config, backend, eval_tasks)
+    if config.family.reports is not None:  # the family's own tables (seq2seq accuracies, rl2 policies)
+        importlib.import_module(config.family.reports).report_training(result, config, backend, eval_tasks)
         return
     process_seconds = _process_seconds()  # train() has just returned
     print(f"trained {result.steps} steps in {result.seconds:.1f} s with {backend}; final loss {result.final_loss:.5f} "
@@ -286,17 +280,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = RunDir.at(args.run)
     run.require_run()
     config = RunConfig.load(run.config)
-    if config.model.family == "seq2seq":  # its accuracy table
-        from cogmeta.cli_seq2seq import report_evaluation
-
-        return report_evaluation(run.root, args.backend, 200 if args.num_tasks is None else args.num_tasks)
-    if config.model.family == "rl2":  # the policy beside the reference policies
-        from cogmeta.cli_bandits import DEFAULT_TASKS
-        from cogmeta.cli_bandits import report_evaluation as report_rl2
-
-        return report_rl2(run.root, args.backend, args.num_tasks or DEFAULT_TASKS, args.seed, not args.no_figures)
     if args.num_tasks is None:
-        args.num_tasks = 20_000
+        args.num_tasks = config.family.evaluate_tasks
+    if config.family.reports is not None:  # the family's own tables (seq2seq accuracies, rl2 policies)
+        return importlib.import_module(config.family.reports).report_evaluation(
+            run.root, args.backend, args.num_tasks, args.seed, not args.no_figures)
     from cogmeta.memory import require_evaluation_fits
 
     require_evaluation_fits("--num-tasks", args.num_tasks, config.task.sequence_length)

@@ -47,11 +47,12 @@ def add_parser(commands) -> None:
     figure.set_defaults(handler=_figure)
 
 
-def report_training(result, backend: str, eval_episodes: int) -> None:
+def report_training(result, config, backend: str, eval_episodes: int) -> None:
     """What ``cogmeta train`` prints after a seq2seq run: time, final loss, and the accuracy table on
     ``eval_episodes`` held-out ME episodes (SCAN: its test set; 0: skip)."""
     from cogmeta.experiments.meta_seq2seq import evaluate_run
 
+    del config  # the run folder holds it
     print(f"trained {result.steps} episodes in {result.seconds:.1f} s with {backend}; "
           f"final episode loss {result.final_loss:.4f}")
     if eval_episodes > 0:
@@ -60,12 +61,17 @@ def report_training(result, backend: str, eval_episodes: int) -> None:
     print(f"run folder: {result.run_dir}")
 
 
-def report_evaluation(run: Path, backend: str | None = None, episodes: int = 200) -> int:
-    """Evaluate a seq2seq run and print its accuracy table (``cogmeta evaluate``)."""
+def report_evaluation(run: Path, backend: str | None = None, episodes: int = 200, seed: int | None = None,
+                      figures: bool = True) -> int:
+    """Evaluate a seq2seq run and print its accuracy table (``cogmeta evaluate``; it writes no figure)."""
     import time
 
     from cogmeta.experiments.meta_seq2seq import evaluate_run
 
+    del figures
+    if seed is not None:
+        raise ValueError("argument --seed: seq2seq runs are scored on fixed held-out ME episodes or the SCAN test set; "
+                         "leave --seed out")
     if episodes > MAX_EVAL_EPISODES:
         raise ValueError(f"argument --num-tasks {episodes}: at most {MAX_EVAL_EPISODES} evaluation episodes (each is "
                          f"drawn and decoded in Python)")

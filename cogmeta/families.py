@@ -38,6 +38,10 @@ class ModelFamily:
         shapes: ``"module:function"`` giving canonical parameter name -> shape of a config's model (torch
             ``state_dict`` layout); ``cogmeta.weights.parameter_shapes`` asks it, so weights files and
             checkpoints of every family are validated the same way.
+        summary_tasks: held-out tasks that ``cogmeta train`` scores at the end by default.
+        evaluate_tasks: held-out tasks of ``cogmeta evaluate RUN`` by default.
+        reports: module whose ``report_training(result, config, backend, tasks)`` and ``report_evaluation(run,
+            backend, tasks, seed, figures)`` print the family's tables (None: the predictive KL of ``cogmeta.cli``).
         sections: the optional ``RunConfig`` sections it reads (``"rl"``: the A2C objective); every other
             family must leave them at their defaults, and only families that read one write it to config.json.
     """
@@ -53,6 +57,9 @@ class ModelFamily:
     check: Callable[[Any], None] = lambda config: None
     sections: frozenset[str] = frozenset()
     shapes: str = "cogmeta.weights:meta_learner_shapes"
+    summary_tasks: int = 2_000
+    evaluate_tasks: int = 20_000
+    reports: str | None = None
 
     def tasks(self) -> Mapping[str, type]:
         return self.task_registry()
@@ -151,6 +158,9 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         default_preset="seq2seq-me-cpu",
         check=_check_seq2seq,
         shapes="cogmeta.experiments.meta_seq2seq_shapes:parameter_shapes",
+        summary_tasks=200,  # ME episodes, drawn and decoded in Python; SCAN scores its whole test set
+        evaluate_tasks=200,
+        reports="cogmeta.cli_seq2seq",
     ),
     "rl2": ModelFamily(
         name="rl2",
@@ -164,6 +174,9 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         check=_check_rl2,
         sections=frozenset({"rl"}),
         shapes="cogmeta.experiments.rl2:parameter_shapes",
+        summary_tasks=10_000,  # bandits every reference policy plays too
+        evaluate_tasks=10_000,
+        reports="cogmeta.cli_bandits",
     ),
 }
 

@@ -143,6 +143,8 @@ def test_cogmeta_evaluate_reads_a_seq2seq_run(tmp_path, capsys, backend):
     assert code == 0, err
     assert f"evaluated with {backend}" in out and "generalization" in out and "retrieval" in out
     assert (run / f"evaluation-{backend}.txt").is_file()
+    code, _, err = run_cli(["evaluate", run, "--backend", backend, "--seed", "3"], capsys)
+    assert code == 2 and "--seed" in err  # its held-out episodes are fixed: a seed would be ignored
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from cogmeta.cli_experiment import add_shared_options, add_study_parser, check_out
 from cogmeta.cli_options import integer, task_count
+from cogmeta.families import model_family
 
 #: The study's settings (``cogmeta.studies.meta_rl_bandits.SETTINGS``) and "all".
 CHOICES = ("two-armed", "dependent", "five-armed", "all")
-#: Default held-out bandits of a summary or an evaluation (the issue's bar: at least 10,000).
-DEFAULT_TASKS = 10_000
+#: Held-out bandits every policy of the study plays: the rl2 family's evaluation default (``cogmeta.families``).
+DEFAULT_TASKS = model_family("rl2").evaluate_tasks
 
 
 def report_training(result, config, backend: str, eval_tasks: int) -> None:

@@ -46,16 +46,24 @@ def parameter_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     return config.family.parameter_shapes(config)
 
 
-def meta_learner_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape of the tutorial meta-learner (the layout in this module's docstring)."""
+def core_shapes(config: RunConfig, input_size: int) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of the recurrent core ``core.*_l{k}`` of ``config.model`` reading ``input_size``
+    inputs per step (torch's ``nn.GRU`` / ``nn.LSTM`` layout; every recurrent family's core)."""
     hidden, gates = config.model.hidden_size, _GATES[config.model.cell]
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(config.model.num_layers):
-        inputs = INPUT_SIZE if layer == 0 else hidden
+        inputs = input_size if layer == 0 else hidden
         shapes[f"core.weight_ih_l{layer}"] = (gates * hidden, inputs)
         shapes[f"core.weight_hh_l{layer}"] = (gates * hidden, hidden)
         shapes[f"core.bias_ih_l{layer}"] = (gates * hidden,)
         shapes[f"core.bias_hh_l{layer}"] = (gates * hidden,)
+    return shapes
+
+
+def meta_learner_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of the tutorial meta-learner (the layout in this module's docstring)."""
+    hidden = config.model.hidden_size
+    shapes = core_shapes(config, INPUT_SIZE)
     shapes["head.weight"] = (config.output_size, hidden)
     shapes["head.bias"] = (config.output_size,)
     return shapes

@@ -33,7 +33,6 @@ from cogmeta.config import RunConfig
 from cogmeta.contract import TrainResult
 from cogmeta.runs import RunDir
 
-_GATES = {"gru": 3, "lstm": 4}
 #: Seed of the held-out bandits of the training loop's periodic check (``train.eval_tasks`` of them).
 CHECK_SEED = 2_018_0147
 
@@ -45,14 +44,10 @@ def input_size(config: RunConfig) -> int:
 
 def parameter_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     """Canonical name -> shape of the RL² agent of ``config`` (the layout in the module docstring)."""
-    hidden, gates, arms = config.model.hidden_size, _GATES[config.model.cell], config.task.arms
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer in range(config.model.num_layers):
-        inputs = input_size(config) if layer == 0 else hidden
-        shapes[f"core.weight_ih_l{layer}"] = (gates * hidden, inputs)
-        shapes[f"core.weight_hh_l{layer}"] = (gates * hidden, hidden)
-        shapes[f"core.bias_ih_l{layer}"] = (gates * hidden,)
-        shapes[f"core.bias_hh_l{layer}"] = (gates * hidden,)
+    from cogmeta.weights import core_shapes
+
+    hidden, arms = config.model.hidden_size, config.task.arms
+    shapes = core_shapes(config, input_size(config))
     shapes["policy.weight"], shapes["policy.bias"] = (arms, hidden), (arms,)
     shapes["value.weight"], shapes["value.bias"] = (1, hidden), (1,)
     return shapes

@@ -3,6 +3,7 @@
     cogmeta verify --run RUN [--steps 20] [--device all|cpu|gpu] [--layers] [--out DIR]
     cogmeta verify --task gaussian [--cell gru --hidden-size 16 ... task parameters] [--steps 20] [--layers]
     cogmeta verify --config config.json [--steps 20] [--layers]
+    cogmeta verify --preset rl2-bandit | seq2seq-me-cpu | ... [any config option] [--steps 20] [--layers]
     cogmeta verify --family bounded-gru [--condition ranking --beta 0 --warmup 0 --hidden-size 8 ...] [--steps 20]
     cogmeta verify --family amortized [--queries ID --hidden-size 1 --optimizer sgd ...] [--steps 20]
 
@@ -21,6 +22,7 @@ from cogmeta.cli_config import add_config_options, config_from_args, given_optio
 from cogmeta.cli_options import check_out_folder, integer
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 from cogmeta.verify_families import FAMILIES, QUERY_SETS
+from cogmeta.verify_registered import registered_verify
 
 #: Options of the families besides the tutorial (dest -> families that take it); the tutorial takes none of them.
 _FAMILY_OPTIONS = {"condition": ("bounded-gru",), "num_cues": ("bounded-gru",), "num_trials": ("bounded-gru",),
@@ -46,7 +48,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
         description="Train a config for N steps in both PyTorch and JAX from the same initial weights and the same "
                     "numpy batches, in float64 and in the config's dtype, on every device present, and compare "
                     "parameters, loss, gradient norm and held-out outputs under the parity suite's tolerances. "
-                    "Give a run folder (--run), a config file (--config) or config options (--task ...); "
+                    "Give a run folder (--run), a config file (--config) or config options (--preset, --task ...) "
+                    "of any registered model family (the tutorial meta-learner, rl2, seq2seq); "
                     "--family bounded-gru or amortized checks the heuristics study's bounded GRU or the "
                     "learning-to-infer amortized posterior instead of a tutorial meta-learner. "
                     "Exit code 0: the frameworks agree; 1: they disagree; 2: bad input.")
@@ -77,7 +80,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="model family: the tutorial meta-learners (default), the bounded GRU of the heuristics "
                              "study, or the amortized posterior of learning-to-infer (config options only)")
     # the config options of `cogmeta train` (instead of --run or --config), generated from the config
-    add_config_options(parser, sections=("model", "train", "torch"), skip=_NOT_VERIFY_OPTIONS, family=False)
+    add_config_options(parser, sections=("model", "train", "rl", "torch"), skip=_NOT_VERIFY_OPTIONS, family=False)
     task = PairedComparisonTask()
     bounded = parser.add_argument_group(
         "--family bounded-gru (defaults: the heuristics study's recipe: hidden 64, batch 64, Adam lr 1e-3, clip 40, "
@@ -127,9 +130,7 @@ def run_verify(args: argparse.Namespace) -> int:
         config = load_config_file(args.config)
     else:
         config = config_from_args(args)
-    if config.model.family != "meta_learner":
-        raise ValueError(f"cogmeta verify checks the tutorial meta-learner (and --family bounded-gru / amortized); "
-                         f"model family {config.model.family!r} is not checked yet")
+    config = registered_verify(config)  # rl2 and seq2seq: their own batches and held-out outputs
     out = args.out
     if out is None:
         out = (args.run / "verify" if args.run is not None
@@ -150,8 +151,9 @@ def _run_family(args: argparse.Namespace, family: str) -> int:
     from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify, amortized_train_config, bounded_train_config
 
     if args.run is not None or args.config is not None:
-        raise ValueError(f"--family {family} checks a config given by options; --run and --config take tutorial runs "
-                         f"only (run folders of the heuristics and learning-to-infer studies are not checked yet)")
+        raise ValueError(f"--family {family} checks a config given by options; --run and --config take run folders "
+                         f"and configs of the registered model families (meta_learner, rl2, seq2seq), not study folders "
+                         f"of the heuristics and learning-to-infer studies")
     if args.eval_tasks is not None:
         raise ValueError("--eval-tasks needs --run (it sets the held-out tasks of the run's evaluation figures)")
     allowed = {*_SHARED_MODEL[family], *_SHARED_TRAIN[family]} | {n for n, owners in _FAMILY_OPTIONS.items()

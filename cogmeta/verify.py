@@ -21,8 +21,10 @@ tensor is max|jax - torch| / max(max|torch|, 1e-3); per step t of the trajectory
 parameters (max over tensors), the loss and the gradient norm.
 
 Covered model families: the tutorial meta-learners (GRU and LSTM, any depth and width, every registered task), the
-bounded GRU of the heuristics study and the amortized posterior of learning-to-infer (``cogmeta.verify_families``:
-their configs draw their own identical inputs, e.g. the bounded GRU's injected weight noise). The twins' ladder
+RL² agents and the meta seq2seq learners (run configs of the ``rl2`` and ``seq2seq`` families, wrapped by
+``cogmeta.verify_registered``: identical bandit uniforms and action draws, identical dropout masks), the bounded
+GRU of the heuristics study and the amortized posterior of learning-to-infer (``cogmeta.verify_families``: their
+configs draw their own identical inputs, e.g. the bounded GRU's injected weight noise). The twins' ladder
 values are nested ``{rung: {quantity: {tensor: array}}}``, so each family names its own quantities per rung.
 """
 
@@ -43,6 +45,7 @@ import numpy as np
 from cogmeta.config import RunConfig
 from cogmeta.tolerances import FLOOR, compare, normalized_error, tolerance
 from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify, scaled_gradients
+from cogmeta.verify_registered import RL2Verify, Seq2SeqVerify, registered_verify
 
 #: The rungs of the ladder, lowest first; a failing check is reported at the first rung where it occurs.
 LADDER = ("cell", "model forward", "loss", "gradients", "optimizer update", "one step", "N steps", "held-out forward",
@@ -56,11 +59,11 @@ DEFAULT_EVAL_TASKS = 2000
 VERIFY_STREAM = 0x5E1F
 DEVICE_CHOICES = ("all", "cpu", "gpu")
 #: Model families verify covers; anything else is refused with this list.
-COVERED = ("the tutorial meta-learners (GRU and LSTM, any depth and width, on every registered task), the bounded GRU "
-           "of the heuristics study (--family bounded-gru) and the amortized posterior of learning-to-infer "
-           "(--family amortized)")
+COVERED = ("the tutorial meta-learners (GRU and LSTM, any depth and width, on every registered task), the RL² agents "
+           "(rl2 runs and presets), the meta seq2seq learners (seq2seq runs and presets), the bounded GRU of the "
+           "heuristics study (--family bounded-gru) and the amortized posterior of learning-to-infer (--family amortized)")
 #: A config verify can check: a tutorial run config or a family config of ``cogmeta.verify_families``.
-VerifyConfig = RunConfig | BoundedGRUVerify | AmortizedVerify
+VerifyConfig = RunConfig | RL2Verify | Seq2SeqVerify | BoundedGRUVerify | AmortizedVerify
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class Report:
         else:
             described = config.header(self.steps)
             data = (f"{self.steps} batches of {train.batch_size} and {self.heldout_tasks} held-out "
-                    f"{'queries' if config.family == 'amortized' else 'tasks'} from the numpy reference sampler")
+                    f"{getattr(config, 'units', 'tasks')} from the numpy reference sampler")
         lines = [
             f"cogmeta verify{' ' + self.run if self.run else ''}: {described[0]}",
             *described[1:],
@@ -263,7 +266,7 @@ def verify(config: VerifyConfig, steps: int = DEFAULT_STEPS, device: str = "all"
         layers: also run the rungs below training (cell, model forward, loss, gradients, optimizer update).
         heldout_tasks: M, the held-out tasks of the forward comparison.
         run_weights: a run's own weights (in ``config.train.dtype``): also compare their predictions and the
-            evaluation figures on ``eval_tasks`` held-out tasks (tutorial runs only).
+            evaluation figures on ``eval_tasks`` held-out tasks (runs of registered families: a ``RunConfig``).
         run: the run folder, for the report.
 
     Raises:
@@ -283,8 +286,10 @@ def verify(config: VerifyConfig, steps: int = DEFAULT_STEPS, device: str = "all"
                          f"amplifies rounding once weights get pruned, so trajectories agree to the parity suite's "
                          f"tolerances only that long (docs/framework-differences.md#kl-amplifies-rounding); lower "
                          f"--steps or check beta 0")
-    if run_weights is not None and not isinstance(config, RunConfig):
-        raise ValueError(f"run weights can be checked for tutorial runs only, not for a {config.family!r} config")
+    config = registered_verify(config)
+    if run_weights is not None and not (isinstance(config, RunConfig) or hasattr(config, "evaluation_figures")):
+        raise ValueError(f"run weights can be checked for runs of registered model families only, not for a "
+                         f"{config.family!r} config")
     if isinstance(heldout_tasks, bool) or not isinstance(heldout_tasks, int) or heldout_tasks < 1:
         raise ValueError(f"heldout_tasks must be a whole number >= 1, got {heldout_tasks!r}")
     if device not in DEVICE_CHOICES:
@@ -331,10 +336,12 @@ def _family(config: VerifyConfig) -> str:
 
 
 def _cast(tree, dtype: str):
-    """Every array of a (nested dict of) float64 array(s) in ``dtype``."""
+    """Every floating array of a (nested dict of) array(s) in ``dtype``; integer and boolean arrays (token ids,
+    lengths, flags) as they are."""
     if isinstance(tree, Mapping):
         return {name: _cast(value, dtype) for name, value in tree.items()}
-    return np.asarray(tree, dtype)
+    array = np.asarray(tree)
+    return array.astype(dtype) if array.dtype.kind == "f" else array
 
 
 def _concatenate(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -462,17 +469,22 @@ def _training(scope: _Scope, twins: Mapping, config: RunConfig, weights, batches
     scope.check("held-out forward", "each its trained weights", _pairs("", own["jax"], own["torch"]), "train_steps")
 
 
-def _run_weights(report: Report, twins: Mapping, config: RunConfig, weights, heldout64, eval_tasks: int) -> None:
+def _run_weights(report: Report, twins: Mapping, config: VerifyConfig, weights, heldout64, eval_tasks: int) -> None:
     """A run's own weights: predictions on every device and the evaluation figures, in the run's dtype."""
     from cogmeta.evaluation import evaluate
 
     dtype = config.train.dtype
     for device_kind in report.devices:
         scope = _Scope(report, device_kind, dtype)
-        outputs = {name: twin.predictive(config, weights, heldout64.astype(dtype), device_kind)
+        outputs = {name: twin.predictive(config, weights, _cast(heldout64, dtype), device_kind)
                    for name, twin in twins.items()}
         scope.check("run weights", "predictions", _pairs("", outputs["jax"], outputs["torch"]), "forward")
     scope = _Scope(report, report.devices[0], dtype)
+    if not isinstance(config, RunConfig):  # a registered family: its own evaluation (verify_registered)
+        figures = {name: config.evaluation_figures(weights, name, eval_tasks) for name in twins}
+        for quantity, jax_value, torch_value in _pairs("eval: ", figures["jax"], figures["torch"]):
+            scope.check("run weights", quantity, [(quantity, jax_value, torch_value)], "forward")
+        return
     figures = {name: evaluate(config, weights, name, num_tasks=eval_tasks) for name in twins}
     for quantity, attribute in (("evaluation KL per t", "kl"), ("evaluation model NLL per t", "model_nll")):
         scope.check("run weights", quantity, [(attribute, getattr(figures["jax"], attribute),
@@ -487,7 +499,7 @@ def _layer_label(layer: str, steps: int) -> str:
 
 # ------------------------------------------------------------------------------------------ run folders
 def load_run(path: str | Path) -> tuple[RunConfig, dict[str, np.ndarray]]:
-    """The config and final weights of a tutorial run folder, refusing folders verify cannot check.
+    """The config and final weights of a run folder (any registered model family), refusing folders verify cannot check.
 
     Raises:
         FileNotFoundError: not a finished run folder.
@@ -496,7 +508,7 @@ def load_run(path: str | Path) -> tuple[RunConfig, dict[str, np.ndarray]]:
     """
     from cogmeta import __version__
     from cogmeta.runs import RunDir
-    from cogmeta.weights import FORMAT, load_weights, read_safetensors
+    from cogmeta.weights import read_safetensors
 
     run = RunDir.at(path)
     run.require_run()
@@ -508,13 +520,17 @@ def load_run(path: str | Path) -> tuple[RunConfig, dict[str, np.ndarray]]:
     if kind is not None:
         raise ValueError(f"{run.root} is a {kind!r} run; cogmeta verify covers {COVERED} only (no checks of that "
                          f"model family exist yet); its parity is tested by the parity suite (parity_tests/)")
+    config = RunConfig.load(run.config)
+    if config.model.family == "seq2seq":  # its weights files also carry both vocabularies
+        from cogmeta.experiments.meta_seq2seq import FORMAT, load_weights
+    else:
+        from cogmeta.weights import FORMAT, load_weights
     _, metadata = read_safetensors(run.weights)
     found = metadata.get("format")
     if found != FORMAT:
         raise ValueError(f"{run.weights} has weights format {found!r}, but this cogmeta ({__version__}) reads "
                          f"{FORMAT!r}: the run folder was written by another cogmeta version (or is not a cogmeta run); "
                          f"verify it with the cogmeta version that wrote it, or train it again with this one")
-    config = RunConfig.load(run.config)
     return config, load_weights(run.weights, config)
 
 

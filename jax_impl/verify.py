@@ -41,7 +41,9 @@ from flax import nnx
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
-from jax_impl import amortized, backend, bounded_gru, recurrent
+from cogmeta.tasks.bandit import BanditBatch
+from jax_impl import amortized, backend, bounded_gru, recurrent, rl2, seq2seq
+from jax_impl.bandit import step
 from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner
 from jax_impl.numerics import resolve_dtype
@@ -328,7 +330,136 @@ class _Amortized:
                 "log-odds": np.asarray(amortized.model_log_odds(logits), np.float64)}
 
 
-_FAMILIES = {"bounded-gru": _Bounded, "amortized": _Amortized}
+# ------------------------------------------------------------------------------------------ the RL² agent
+class _RL2:
+    """The RL² agent (``rl2.RL2Objective``: A2C on the batch's bandit episodes, actions drawn with its uniforms)."""
+
+    @classmethod
+    def objective_and_params(cls, config, weights, steps: int):
+        run = config.run
+        template = nnx.split(nnx.eval_shape(lambda: rl2.RL2Agent(run, resolve_dtype(run.train.dtype),
+                                                                  rngs=nnx.Rngs(0))))[1]
+        return rl2.RL2Objective(run), canonical_to_state(_zeros(template), weights)
+
+    @staticmethod
+    def batch(batch: Mapping, config, leading: bool = False) -> BanditBatch:
+        cast = (lambda v: _array(np.asarray(v)[None], config)) if leading else (lambda v: _array(v, config))  # noqa: E731
+        return BanditBatch(*(cast(batch[name]) for name in BanditBatch._fields))
+
+    @classmethod
+    def ladder_values(cls, config, weights, batch) -> dict:
+        objective, params = cls.objective_and_params(config, weights, 1)
+        member = objective.member(config.train.seed)
+        clip, discount = config.train.clip_norm, config.run.rl.discount
+
+        @jax.jit
+        def probe(params, data):
+            model = nnx.merge(objective.graphdef, params)
+            horizon, size, arms = data.reward_uniform.shape
+            dtype = data.reward_uniform.dtype
+            first = jnp.arange(size) % arms  # a fixed first pull: every arm, no draw involved
+            logits_0, values_0, state = model(jnp.zeros((size, arms + 2), dtype), model.initial_state(size, dtype))
+            time = jnp.broadcast_to(rl2.trial_times(max(horizon, 2), dtype)[1], (size, 1))
+            onehot = (first[:, None] == jnp.arange(arms)).astype(dtype)
+            inputs = jnp.concatenate([onehot, step(data, 0, first, validate=False)[:, None], time], axis=-1)
+            logits_1, values_1, state = model(inputs, state)
+            played = rl2.rollout(model, data)
+            (loss, aux), grads = jax.value_and_grad(objective.loss, has_aux=True)(params, data, 0, member)
+            cell = {"two trials (pull 1 fixed)": {"logits t=0": logits_0, "values t=0": values_0,
+                                                     "logits t=1": logits_1, "values t=1": values_1},
+                    "core state after trial 2": {f"state {i}": value for i, value in enumerate(
+                        state if isinstance(state, tuple) else (state,))}}
+            forward = {"rollout": {"actions": played.actions, "rewards": played.rewards, "logits": played.logits,
+                                   "values": played.values}}
+            losses = {"A2C loss": {"loss": loss}, "loss terms": aux,
+                      "discounted returns": {"returns": rl2.discounted_returns(played.rewards, discount)}}
+            return cell, forward, losses, grads, _norm(grads, clip)
+
+        cell, forward, losses, grads, norm = probe(params, cls.batch(batch, config))
+        forward = jax.tree.map(np.asarray, forward)
+        forward["rollout"]["actions"] = forward["rollout"]["actions"].astype(np.float64)
+        return {"cell": jax.tree.map(np.asarray, cell), "model forward": forward,
+                "loss": jax.tree.map(np.asarray, losses), "gradients": _gradients(grads, norm)}
+
+    @classmethod
+    def trainer(cls, config, weights, batches):
+        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+        trainer = Trainer(rl2.RL2Objective(config.run), Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
+        return trainer, lambda batch: trainer.run_on(cls.batch(batch, config, leading=True))
+
+    @classmethod
+    def predictive(cls, config, weights, heldout) -> dict[str, np.ndarray]:
+        """The agent playing the held-out bandits with their action uniforms: actions, rewards, pi_t, V_t."""
+        objective, params = cls.objective_and_params(config, weights, 1)
+
+        @jax.jit
+        def play(params, data):
+            played = rl2.rollout(nnx.merge(objective.graphdef, params), data)
+            return {"actions": played.actions, "rewards": played.rewards,
+                    "probabilities": jax.nn.softmax(played.logits, axis=-1), "values": played.values}
+
+        return {name: np.asarray(value, np.float64) for name, value in play(params, cls.batch(heldout, config)).items()}
+
+
+# ------------------------------------------------------------------------------------------ meta seq2seq
+class _Seq2Seq:
+    """The meta seq2seq learner (``seq2seq.Seq2SeqObjective``: one episode per step, the batch's dropout masks)."""
+
+    @classmethod
+    def objective_and_params(cls, config, weights, steps: int):
+        objective = seq2seq.Seq2SeqObjective(config.run)
+        template = nnx.split(nnx.eval_shape(lambda: seq2seq.build_model(config.run, dtype=objective.dtype)),
+                             nnx.Param)[1]
+        return objective, canonical_to_state(_zeros(template), weights)
+
+    @staticmethod
+    def batch(batch: Mapping, config, leading: bool = False) -> dict:
+        """numpy episode (ids and lengths int32, flags as they are) -> arrays, with ``"masks"`` in the check's dtype."""
+        add = (lambda v: np.asarray(v)[None]) if leading else np.asarray  # noqa: E731
+        arrays = seq2seq.to_arrays({name: add(value) for name, value in batch.items() if name != "masks"})
+        return {**arrays, "masks": {name: _array(add(mask), config) for name, mask in batch["masks"].items()}}
+
+    @classmethod
+    def ladder_values(cls, config, weights, batch) -> dict:
+        objective, params = cls.objective_and_params(config, weights, 1)
+        member = objective.member(config.train.seed)
+        clip = config.train.clip_norm
+
+        @jax.jit
+        def probe(params, data):
+            model = nnx.merge(objective.graphdef, params)
+            encoded = model.encode_episode(data, data["masks"])
+            out = model(data, data["masks"])
+            (loss, _), grads = jax.value_and_grad(objective.loss, has_aux=True)(params, data, 0, member)
+            return encoded, out, loss, grads, _norm(grads, clip)
+
+        encoded, out, loss, grads, norm = probe(params, cls.batch(batch, config))
+        return {"cell": {"episode encoding": {k: np.asarray(v) for k, v in encoded.items() if v is not None}},
+                "model forward": {"teacher-forced outputs": {k: np.asarray(v) for k, v in out.items() if v is not None}},
+                "loss": {"training loss": {"loss": np.asarray(loss)}}, "gradients": _gradients(grads, norm)}
+
+    @classmethod
+    def trainer(cls, config, weights, batches):
+        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+        trainer = Trainer(seq2seq.Seq2SeqObjective(config.run), Checkpoint(0, dict(weights), zeros, dict(zeros),
+                                                                           "verify"))
+        return trainer, lambda batch: trainer.run_on(cls.batch(batch, config, leading=True))
+
+    @classmethod
+    def predictive(cls, config, weights, heldout) -> dict[str, np.ndarray]:
+        """Eval-mode teacher-forced logits and attention maps of the E stacked held-out episodes: ``[E, ...]``."""
+        objective, params = cls.objective_and_params(config, weights, 1)
+        forward = jax.jit(lambda params, batch: nnx.merge(objective.graphdef, params)(batch))  # no masks: eval mode
+        outputs: dict[str, list] = {}
+        for episode in range(heldout["query_in"].shape[0]):
+            out = forward(params, seq2seq.to_arrays({name: value[episode] for name, value in heldout.items()}))
+            for name, value in out.items():
+                if value is not None:
+                    outputs.setdefault(name, []).append(np.asarray(value, np.float64))
+        return {name: np.stack(values) for name, values in outputs.items()}
+
+
+_FAMILIES = {"bounded-gru": _Bounded, "amortized": _Amortized, "rl2": _RL2, "seq2seq": _Seq2Seq}
 
 
 @contextlib.contextmanager
@@ -359,6 +490,11 @@ def _model(config: RunConfig, weights: Mapping[str, np.ndarray]) -> MetaLearner:
     model = nnx.merge(graphdef, jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), state))
     load_canonical(model, weights)
     return model
+
+
+def _zeros(template):
+    """A parameter state of zeros shaped like ``template`` (an abstract ``nnx.State``), to load weights into."""
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template)
 
 
 def _array(value: np.ndarray, config) -> jax.Array:

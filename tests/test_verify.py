@@ -356,7 +356,7 @@ def test_the_family_command_line_writes_the_report(tmp_path, capsys):
     (["--family", "bounded-gru", "--cell", "lstm"], "--cell: not an option of --family bounded-gru"),
     (["--family", "amortized", "--condition", "ranking"], "--condition: not an option of --family amortized"),
     (["--condition", "ranking"], "add --family bounded-gru"),
-    (["--family", "amortized", "--config", "config.json"], "--run and --config take tutorial runs only"),
+    (["--family", "amortized", "--config", "config.json"], "not study folders"),
 ])
 def test_bad_family_input_is_one_line(argv, words, tmp_path, capsys):
     assert main(["verify", *argv, "--out", str(tmp_path / "out")]) == 2

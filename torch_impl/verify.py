@@ -36,7 +36,9 @@ import torch
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
-from torch_impl import amortized, backend, bounded_gru, recurrent
+from cogmeta.tasks.bandit import BanditBatch
+from torch_impl import amortized, backend, bounded_gru, recurrent, rl2, seq2seq
+from torch_impl.bandit import step
 from torch_impl.heads import predictive_params
 from torch_impl.numerics import configure, resolve_dtype
 from torch_impl.optim import clip_by_global_norm, init_adam
@@ -176,7 +178,9 @@ def _gradients(config, model, loss: torch.Tensor) -> dict[str, dict[str, np.ndar
     """The "gradients" rung: ``loss.backward()`` into ``model``; tensors by canonical name and the global norm."""
     model.zero_grad(set_to_none=True)
     loss.backward()
-    grads = {name: param.grad for name, param in model.named_parameters()}
+    # a parameter outside the graph (seq2seq without memory: the support encoders) keeps grad None; JAX gives 0
+    grads = {name: torch.zeros_like(param) if param.grad is None else param.grad
+             for name, param in model.named_parameters()}
     clip = math.inf if config.train.clip_norm is None else config.train.clip_norm
     _, norm = clip_by_global_norm(grads, clip)
     return {"gradient tensors": {name: _np(g) for name, g in grads.items()}, "gradient norm": {"gradient norm": _np(norm)}}
@@ -294,7 +298,127 @@ class _Amortized:
                 "log-odds": _np(amortized.model_log_odds(logits)).astype(np.float64)}
 
 
-_FAMILIES = {"bounded-gru": _Bounded, "amortized": _Amortized}
+# ------------------------------------------------------------------------------------------ the RL² agent
+class _RL2:
+    """The RL² agent (``rl2.RL2Objective``: A2C on the batch's bandit episodes, actions drawn with its uniforms)."""
+
+    @staticmethod
+    def run_config(config) -> RunConfig:
+        """The wrapped run config with torch on the check's device (eager)."""
+        run = config.run
+        return dataclasses.replace(run, torch=dataclasses.replace(run.torch, device=config.torch_device, cuda_graphs=False))
+
+    @classmethod
+    def objective_and_model(cls, config, weights, steps: int):
+        run = cls.run_config(config)
+        model = rl2.build_model(run)
+        load_canonical(model, weights)
+        return rl2.RL2Objective(run), model.to(_device(config))
+
+    @staticmethod
+    def batch(batch: Mapping, config) -> BanditBatch:
+        return BanditBatch(*(_tensor(batch[name], config) for name in BanditBatch._fields))
+
+    @classmethod
+    def ladder_values(cls, config, weights, batch) -> dict:
+        objective, model = cls.objective_and_model(config, weights, 1)
+        data = cls.batch(batch, config)
+        horizon, size, arms = data.reward_uniform.shape
+        dtype, device = data.reward_uniform.dtype, data.reward_uniform.device
+        first = torch.arange(size, device=device) % arms  # a fixed first pull: every arm, no draw involved
+        with torch.no_grad():
+            logits_0, values_0, state = model(torch.zeros(size, arms + 2, dtype=dtype, device=device),
+                                              model.initial_state(size, dtype, device))
+            time = rl2.trial_times(max(horizon, 2), dtype)[1].to(device).expand(size, 1)
+            onehot = (first[:, None] == torch.arange(arms, device=device)).to(dtype)
+            inputs = torch.cat([onehot, step(data, 0, first, validate=False)[:, None], time], dim=-1)
+            logits_1, values_1, state = model(inputs, state)
+            played = rl2.rollout(model, data)
+        states = state if isinstance(state, tuple) else (state,)
+        cell = {"two trials (pull 1 fixed)": {"logits t=0": _np(logits_0), "values t=0": _np(values_0),
+                                                 "logits t=1": _np(logits_1), "values t=1": _np(values_1)},
+                "core state after trial 2": {f"state {i}": _np(value) for i, value in enumerate(states)}}
+        forward = {"rollout": {"actions": _np(played.actions).astype(np.float64), "rewards": _np(played.rewards),
+                               "logits": _np(played.logits), "values": _np(played.values)}}
+        rl = config.run.rl
+        loss, aux = objective.loss(model, data, 0, objective.member(config.train.seed))
+        return {"cell": cell, "model forward": forward,
+                "loss": {"A2C loss": {"loss": _np(loss)}, "loss terms": {k: _np(v) for k, v in aux.items()},
+                         "discounted returns": {"returns": _np(rl2.discounted_returns(played.rewards, rl.discount))}},
+                "gradients": _gradients(config, model, loss)}
+
+    @classmethod
+    def trainer(cls, config, weights, batches):
+        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+        trainer = Trainer(rl2.RL2Objective(cls.run_config(config)), Checkpoint(0, dict(weights), zeros, dict(zeros),
+                                                                              "verify"), device=_device(config))
+        return trainer, lambda batch: trainer.run_on([cls.batch(batch, config)])
+
+    @classmethod
+    def predictive(cls, config, weights, heldout) -> dict[str, np.ndarray]:
+        """The agent playing the held-out bandits with their action uniforms: actions, rewards, pi_t, V_t."""
+        _, model = cls.objective_and_model(config, weights, 1)
+        with torch.no_grad():
+            played = rl2.rollout(model, cls.batch(heldout, config))
+        return {"actions": _np(played.actions).astype(np.float64), "rewards": _np(played.rewards).astype(np.float64),
+                "probabilities": _np(torch.softmax(played.logits, dim=-1)).astype(np.float64),
+                "values": _np(played.values).astype(np.float64)}
+
+
+# ------------------------------------------------------------------------------------------ meta seq2seq
+class _Seq2Seq:
+    """The meta seq2seq learner (``seq2seq.Seq2SeqObjective``: one episode per step, the batch's dropout masks)."""
+
+    @classmethod
+    def objective_and_model(cls, config, weights, steps: int):
+        run = config.run
+        model = seq2seq.load_model(run, weights).to(_device(config))
+        return seq2seq.Seq2SeqObjective(run), model
+
+    @staticmethod
+    def batch(batch: Mapping, config) -> dict:
+        """numpy episode (ids, lengths, flags as they are) -> tensors, with ``"masks"`` in the check's dtype."""
+        tensors = seq2seq.to_tensors({name: value for name, value in batch.items() if name != "masks"},
+                                     _device(config))
+        return {**tensors, "masks": {name: _tensor(mask, config) for name, mask in batch["masks"].items()}}
+
+    @classmethod
+    def ladder_values(cls, config, weights, batch) -> dict:
+        objective, model = cls.objective_and_model(config, weights, 1)
+        data = cls.batch(batch, config)
+        model.train()  # dropout on, with the injected masks
+        with torch.no_grad():
+            encoded = model.encode_episode(data, data["masks"])
+            out = model(data, data["masks"])
+        loss, _ = objective.loss(model, data, 0, objective.member(config.train.seed))
+        return {"cell": {"episode encoding": {k: _np(v) for k, v in encoded.items() if v is not None}},
+                "model forward": {"teacher-forced outputs": {k: _np(v) for k, v in out.items() if v is not None}},
+                "loss": {"training loss": {"loss": _np(loss)}}, "gradients": _gradients(config, model, loss)}
+
+    @classmethod
+    def trainer(cls, config, weights, batches):
+        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+        trainer = Trainer(seq2seq.Seq2SeqObjective(config.run), Checkpoint(0, dict(weights), zeros, dict(zeros),
+                                                                           "verify"), device=_device(config))
+        return trainer, lambda batch: trainer.run_on([cls.batch(batch, config)])
+
+    @classmethod
+    def predictive(cls, config, weights, heldout) -> dict[str, np.ndarray]:
+        """Eval-mode teacher-forced logits and attention maps of the E stacked held-out episodes: ``[E, ...]``."""
+        _, model = cls.objective_and_model(config, weights, 1)
+        model.eval()
+        outputs: dict[str, list] = {}
+        with torch.no_grad():
+            for episode in range(heldout["query_in"].shape[0]):
+                arrays = {name: value[episode] for name, value in heldout.items()}
+                out = model(seq2seq.to_tensors(arrays, _device(config)))
+                for name, value in out.items():
+                    if value is not None:
+                        outputs.setdefault(name, []).append(_np(value).astype(np.float64))
+        return {name: np.stack(values) for name, values in outputs.items()}
+
+
+_FAMILIES = {"bounded-gru": _Bounded, "amortized": _Amortized, "rl2": _RL2, "seq2seq": _Seq2Seq}
 
 
 def _device(config) -> torch.device:

@@ -49,7 +49,16 @@ def test_a_run_config_of_a_registered_family_is_wrapped_and_others_are_not():
         RL2Verify(tiny_seq2seq())
 
 
-@pytest.mark.parametrize("config", [tiny_rl2, tiny_seq2seq], ids=["rl2", "seq2seq"])
+def test_a_seq2seq_config_trains_alike_in_float64():
+    """The default tier's seq2seq check: training and the held-out forward (the ladder: --runslow, below)."""
+    report = verify(tiny_seq2seq(), steps=2, device="cpu", heldout_tasks=6)
+    assert report.passed, report.format()
+    assert {check.layer for check in report.checks} == {"one step", "N steps", "held-out forward"}
+    assert report.max_error() <= 1e-10
+
+
+@pytest.mark.parametrize("config", [tiny_rl2, pytest.param(tiny_seq2seq, marks=pytest.mark.slow)],
+                         ids=["rl2", "seq2seq"])
 def test_a_registered_family_passes_every_rung_in_float64(config):
     report = verify(config(), steps=3, device="cpu", layers=True, heldout_tasks=6)
     assert report.dtypes == ["float64"]

@@ -22,7 +22,6 @@ from cogmeta.cli_config import add_config_options, config_from_args, given_optio
 from cogmeta.cli_options import check_out_folder, integer
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 from cogmeta.verify_families import FAMILIES, QUERY_SETS
-from cogmeta.verify_registered import registered_verify
 
 #: Options of the families besides the tutorial (dest -> families that take it); the tutorial takes none of them.
 _FAMILY_OPTIONS = {"condition": ("bounded-gru",), "num_cues": ("bounded-gru",), "num_trials": ("bounded-gru",),
@@ -130,7 +129,6 @@ def run_verify(args: argparse.Namespace) -> int:
         config = load_config_file(args.config)
     else:
         config = config_from_args(args)
-    config = registered_verify(config)  # rl2 and seq2seq: their own batches and held-out outputs
     out = args.out
     if out is None:
         out = (args.run / "verify" if args.run is not None

@@ -44,7 +44,7 @@ import numpy as np
 
 from cogmeta.config import RunConfig
 from cogmeta.tolerances import FLOOR, compare, normalized_error, tolerance
-from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify, scaled_gradients
+from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify, scaled_gradients, uniform_weights
 from cogmeta.verify_registered import RL2Verify, Seq2SeqVerify, registered_verify
 
 #: The rungs of the ladder, lowest first; a failing check is reported at the first rung where it occurs.
@@ -221,14 +221,9 @@ def initial_weights(config: VerifyConfig) -> dict[str, np.ndarray]:
     """Canonical float64 weights drawn once in numpy: every tensor U(-1/sqrt(H), 1/sqrt(H)) (torch's default
     init of ``nn.GRU``/``nn.LSTM`` and, as fan_in = H, of the head ``nn.Linear(H, O)``), shapes from
     ``cogmeta.weights.parameter_shapes``; a family config draws its own (``cogmeta.verify_families``)."""
-    from cogmeta.weights import parameter_shapes
-
     if not isinstance(config, RunConfig):
         return config.initial_weights()
-
-    rng = np.random.default_rng((config.train.seed, VERIFY_STREAM, 0))
-    bound = 1.0 / math.sqrt(config.model.hidden_size)
-    return {name: rng.uniform(-bound, bound, shape) for name, shape in parameter_shapes(config).items()}
+    return uniform_weights(config, np.random.default_rng((config.train.seed, VERIFY_STREAM, 0)))
 
 
 def training_batches(config: VerifyConfig, steps: int) -> list:

@@ -265,6 +265,16 @@ def _training_words(train: TrainConfig, steps: int) -> str:
             f"batch {train.batch_size}, seed {train.seed}")
 
 
+def uniform_weights(run, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """float64 canonical weights of the model of run config ``run``: every tensor U(-1/sqrt(H), 1/sqrt(H)) (torch's
+    default init of the GRU/LSTM cores and, as fan_in = H, of the H -> * heads), shapes from
+    ``cogmeta.weights.parameter_shapes`` (any registered model family)."""
+    from cogmeta.weights import parameter_shapes
+
+    bound = 1.0 / math.sqrt(run.model.hidden_size)
+    return {name: rng.uniform(-bound, bound, shape) for name, shape in parameter_shapes(run).items()}
+
+
 def scaled_gradients(shapes, train: TrainConfig, rng: np.random.Generator, steps: int) -> list[dict[str, np.ndarray]]:
     """``steps`` gradient dicts (name -> N(0, 1) array of ``shapes``), each rescaled to global norm 2c and c/2
     alternately (c = ``train.clip_norm``, so clipping acts on every other step), or 1 without clipping."""
@@ -279,4 +289,4 @@ def scaled_gradients(shapes, train: TrainConfig, rng: np.random.Generator, steps
 
 
 __all__ = ["AmortizedVerify", "BOUNDED_LAYERS", "BoundedGRUVerify", "FAMILIES", "MAX_KL_STEPS", "QUERY_SETS",
-           "amortized_train_config", "bounded_train_config", "scaled_gradients"]
+           "amortized_train_config", "bounded_train_config", "scaled_gradients", "uniform_weights"]

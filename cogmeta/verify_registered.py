@@ -34,7 +34,7 @@ from typing import ClassVar
 import numpy as np
 
 from cogmeta.config import RunConfig
-from cogmeta.verify_families import STREAM, scaled_gradients
+from cogmeta.verify_families import STREAM, scaled_gradients, uniform_weights
 
 #: The model families of ``RunConfig.model.family`` that this module wraps (the meta-learner is checked as is).
 REGISTERED = ("rl2", "seq2seq")
@@ -85,11 +85,8 @@ class _RegisteredVerify:
         return parameter_shapes(self.run)
 
     def initial_weights(self) -> dict[str, np.ndarray]:
-        """float64: every tensor U(-1/sqrt(H), 1/sqrt(H)) (torch's default init of the recurrent cores and of
-        the H -> * heads), as the tutorial check draws them."""
-        rng = _rng(self.train.seed, self.streams)
-        bound = 1.0 / math.sqrt(self.run.model.hidden_size)
-        return {name: rng.uniform(-bound, bound, shape) for name, shape in self.parameter_shapes().items()}
+        """float64, drawn as the tutorial check draws them (``verify_families.uniform_weights``)."""
+        return uniform_weights(self.run, _rng(self.train.seed, self.streams))
 
     def synthetic_gradients(self, steps: int) -> list[dict[str, np.ndarray]]:
         return scaled_gradients(self.parameter_shapes(), self.train, _rng(self.train.seed, self.streams + 2), steps)
@@ -181,13 +178,16 @@ class Seq2SeqVerify(_RegisteredVerify):
             batches.append({**arrays, "masks": self._masks(arrays, rng)})
         return batches
 
+    def _episodes_for(self, tasks: int) -> int:
+        """E = ceil(``tasks`` / Q), the held-out episodes that hold ``tasks`` queries (Q: one episode's queries)."""
+        queries = self._episode(_rng(self.train.seed, self.streams + 3))["query_in"].shape[1]
+        return max(1, math.ceil(tasks / queries))
+
     def held_out(self, tasks: int) -> dict[str, np.ndarray]:
         """ceil(``tasks`` / Q) held-out episodes (Q queries each), stacked: ``{field: [E, ...]}``."""
         rng = _rng(self.train.seed, self.streams + 3)
-        first = self._episode(rng)
-        count = max(1, math.ceil(tasks / first["query_in"].shape[1]))
-        episodes = [first] + [self._episode(rng) for _ in range(count - 1)]
-        return {name: np.stack([episode[name] for episode in episodes]) for name in first}
+        episodes = [self._episode(rng) for _ in range(self._episodes_for(tasks))]
+        return {name: np.stack([episode[name] for episode in episodes]) for name in episodes[0]}
 
     def header(self, steps: int) -> list[str]:
         m = self.run.model
@@ -201,8 +201,7 @@ class Seq2SeqVerify(_RegisteredVerify):
         (ceil(``tasks`` / Q) of them; SCAN: the split's test set is scored by ``cogmeta evaluate``)."""
         from cogmeta.experiments.meta_seq2seq import Decoder, evaluation_episodes, score
 
-        queries = self._episode(_rng(self.train.seed, self.streams + 3))["query_in"].shape[1]
-        episodes = evaluation_episodes(self.run, max(1, math.ceil(tasks / queries)))
+        episodes = evaluation_episodes(self.run, self._episodes_for(tasks))
         accuracy = score(self.run.task, episodes, Decoder(self.run, weights, backend))
         return {"retrieval %": np.asarray(accuracy.retrieval), "generalization %": np.asarray(accuracy.generalization)}
 

@@ -42,8 +42,7 @@ from flax import nnx
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.tasks.bandit import BanditBatch
-from jax_impl import amortized, backend, bounded_gru, recurrent, rl2, seq2seq
-from jax_impl.bandit import step
+from jax_impl import amortized, backend, bandit, bounded_gru, recurrent, rl2, seq2seq
 from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner
 from jax_impl.numerics import resolve_dtype
@@ -165,8 +164,7 @@ def train_trajectory(config: RunConfig, weights: Mapping[str, np.ndarray], batch
         if not isinstance(config, RunConfig):
             trainer, step = _FAMILIES[config.family].trainer(config, weights, batches)
         else:
-            zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-            trainer = backend.make_tutorial_trainer(config, Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
+            trainer = backend.make_tutorial_trainer(config, _starting_at(weights))
             step = lambda observations: trainer.run_on(_array(np.asarray(observations)[None], config))  # noqa: E731
         losses, norms, rates, params, aux = [], [], [], [], {}
         for batch in batches:
@@ -252,8 +250,7 @@ class _Bounded:
 
     @classmethod
     def trainer(cls, config, weights, batches):
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = Trainer(cls.objective(config), Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
+        trainer = Trainer(cls.objective(config), _starting_at(weights))
         return trainer, lambda batch: trainer.run_on(cls.batch(batch, config, leading=True))
 
     @classmethod
@@ -361,7 +358,7 @@ class _RL2:
             logits_0, values_0, state = model(jnp.zeros((size, arms + 2), dtype), model.initial_state(size, dtype))
             time = jnp.broadcast_to(rl2.trial_times(max(horizon, 2), dtype)[1], (size, 1))
             onehot = (first[:, None] == jnp.arange(arms)).astype(dtype)
-            inputs = jnp.concatenate([onehot, step(data, 0, first, validate=False)[:, None], time], axis=-1)
+            inputs = jnp.concatenate([onehot, bandit.step(data, 0, first, validate=False)[:, None], time], axis=-1)
             logits_1, values_1, state = model(inputs, state)
             played = rl2.rollout(model, data)
             (loss, aux), grads = jax.value_and_grad(objective.loss, has_aux=True)(params, data, 0, member)
@@ -383,8 +380,7 @@ class _RL2:
 
     @classmethod
     def trainer(cls, config, weights, batches):
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = Trainer(rl2.RL2Objective(config.run), Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
+        trainer = Trainer(rl2.RL2Objective(config.run), _starting_at(weights))
         return trainer, lambda batch: trainer.run_on(cls.batch(batch, config, leading=True))
 
     @classmethod
@@ -440,9 +436,7 @@ class _Seq2Seq:
 
     @classmethod
     def trainer(cls, config, weights, batches):
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = Trainer(seq2seq.Seq2SeqObjective(config.run), Checkpoint(0, dict(weights), zeros, dict(zeros),
-                                                                           "verify"))
+        trainer = Trainer(seq2seq.Seq2SeqObjective(config.run), _starting_at(weights))
         return trainer, lambda batch: trainer.run_on(cls.batch(batch, config, leading=True))
 
     @classmethod
@@ -460,6 +454,12 @@ class _Seq2Seq:
 
 
 _FAMILIES = {"bounded-gru": _Bounded, "amortized": _Amortized, "rl2": _RL2, "seq2seq": _Seq2Seq}
+
+
+def _starting_at(weights: Mapping[str, np.ndarray]) -> Checkpoint:
+    """A checkpoint at step 0 holding ``weights`` and zero Adam moments: where every trainer of a check starts."""
+    zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+    return Checkpoint(0, dict(weights), zeros, dict(zeros), "verify")
 
 
 @contextlib.contextmanager

@@ -37,8 +37,7 @@ import torch
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.tasks.bandit import BanditBatch
-from torch_impl import amortized, backend, bounded_gru, recurrent, rl2, seq2seq
-from torch_impl.bandit import step
+from torch_impl import amortized, backend, bandit, bounded_gru, recurrent, rl2, seq2seq
 from torch_impl.heads import predictive_params
 from torch_impl.numerics import configure, resolve_dtype
 from torch_impl.optim import clip_by_global_norm, init_adam
@@ -143,8 +142,7 @@ def train_trajectory(config: RunConfig, weights: Mapping[str, np.ndarray], batch
     if not isinstance(config, RunConfig):
         trainer, step = _FAMILIES[config.family].trainer(config, weights, batches)
     else:
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = backend.make_tutorial_trainer(config, Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"))
+        trainer = backend.make_tutorial_trainer(config, _starting_at(weights))
         step = lambda observations: trainer.run_on([_tensor(observations, config)])  # noqa: E731
     losses, norms, rates, params, aux = [], [], [], [], {}
     for batch in batches:
@@ -227,9 +225,7 @@ class _Bounded:
 
     @classmethod
     def trainer(cls, config, weights, batches):
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = Trainer(cls.objective(config), Checkpoint(0, dict(weights), zeros, dict(zeros), "verify"),
-                          device=_device(config))
+        trainer = Trainer(cls.objective(config), _starting_at(weights), device=_device(config))
         return trainer, lambda batch: trainer.run_on([cls.batch(batch, config)])
 
     @classmethod
@@ -331,7 +327,7 @@ class _RL2:
                                               model.initial_state(size, dtype, device))
             time = rl2.trial_times(max(horizon, 2), dtype)[1].to(device).expand(size, 1)
             onehot = (first[:, None] == torch.arange(arms, device=device)).to(dtype)
-            inputs = torch.cat([onehot, step(data, 0, first, validate=False)[:, None], time], dim=-1)
+            inputs = torch.cat([onehot, bandit.step(data, 0, first, validate=False)[:, None], time], dim=-1)
             logits_1, values_1, state = model(inputs, state)
             played = rl2.rollout(model, data)
         states = state if isinstance(state, tuple) else (state,)
@@ -349,9 +345,7 @@ class _RL2:
 
     @classmethod
     def trainer(cls, config, weights, batches):
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = Trainer(rl2.RL2Objective(cls.run_config(config)), Checkpoint(0, dict(weights), zeros, dict(zeros),
-                                                                              "verify"), device=_device(config))
+        trainer = Trainer(rl2.RL2Objective(cls.run_config(config)), _starting_at(weights), device=_device(config))
         return trainer, lambda batch: trainer.run_on([cls.batch(batch, config)])
 
     @classmethod
@@ -397,9 +391,7 @@ class _Seq2Seq:
 
     @classmethod
     def trainer(cls, config, weights, batches):
-        zeros = {name: np.zeros_like(value) for name, value in weights.items()}
-        trainer = Trainer(seq2seq.Seq2SeqObjective(config.run), Checkpoint(0, dict(weights), zeros, dict(zeros),
-                                                                           "verify"), device=_device(config))
+        trainer = Trainer(seq2seq.Seq2SeqObjective(config.run), _starting_at(weights), device=_device(config))
         return trainer, lambda batch: trainer.run_on([cls.batch(batch, config)])
 
     @classmethod
@@ -419,6 +411,12 @@ class _Seq2Seq:
 
 
 _FAMILIES = {"bounded-gru": _Bounded, "amortized": _Amortized, "rl2": _RL2, "seq2seq": _Seq2Seq}
+
+
+def _starting_at(weights: Mapping[str, np.ndarray]) -> Checkpoint:
+    """A checkpoint at step 0 holding ``weights`` and zero Adam moments: where every trainer of a check starts."""
+    zeros = {name: np.zeros_like(value) for name, value in weights.items()}
+    return Checkpoint(0, dict(weights), zeros, dict(zeros), "verify")
 
 
 def _device(config) -> torch.device:

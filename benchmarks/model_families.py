@@ -45,17 +45,17 @@ class HeuristicsPoint:
 
     def __init__(self, backend: str, steps: int, seeds: int = 3):
         from cogmeta.backends import load_module
-        from cogmeta.experiments.heuristics import BoundedRecipe
-        from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
+        from cogmeta.experiments.heuristics import base_config
+        from cogmeta.tasks.paired_comparison import CONDITIONS
 
         bounded, engine = load_module(backend, "bounded_gru"), load_module(backend, "engine")
-        recipe = BoundedRecipe(pretrain_steps=steps)
-        objective = bounded.BoundedObjective(PairedComparisonTask(), recipe.hidden_size, recipe.train_config("float32"))
+        config = base_config(pretrain_steps=steps)
+        objective = bounded.make_objective(config)
         self.grid = [(c, s) for c in range(len(CONDITIONS)) for s in range(seeds)]
         self.members = [objective.member(s, condition=c) for c, s in self.grid]
         self.engine = engine.Engine(objective, bounded.STRATEGY)
         self.updates = len(self.grid) * steps
-        self.label = f"{len(self.grid)} members x {steps} steps (H {recipe.hidden_size}, batch {recipe.batch_size})"
+        self.label = f"{len(self.grid)} members x {steps} steps (H {config.model.hidden_size}, batch {config.train.batch_size})"
 
     def run(self) -> None:
         self.engine.train([s for _, s in self.grid], members=self.members, progress=False)

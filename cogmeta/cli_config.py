@@ -26,12 +26,12 @@ from typing import Any, Iterator
 
 from cogmeta.checkpoint import checkpoint_step
 from cogmeta.cli_options import given_or_default, integer, naming_options, real
-from cogmeta.config import JaxOptions, ModelConfig, RLConfig, RunConfig, TorchOptions, TrainConfig
+from cogmeta.config import BoundConfig, JaxOptions, ModelConfig, RLConfig, RunConfig, TorchOptions, TrainConfig
 from cogmeta.families import MODEL_FAMILIES, all_task_names, family_of_task, model_family
 
 #: Config sections whose fields become options, in ``--help`` order.
-SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig, "rl": RLConfig, "torch": TorchOptions,
-                             "jax": JaxOptions}
+SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig, "rl": RLConfig, "bound": BoundConfig,
+                             "torch": TorchOptions, "jax": JaxOptions}
 
 
 @dataclasses.dataclass(frozen=True)

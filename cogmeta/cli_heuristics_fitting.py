@@ -39,7 +39,7 @@ def _trials_estimate(tasks: int, trials: int = 1):
 
 def add_parser(studies) -> argparse.ArgumentParser:
     """Register ``heuristics-fit`` on the ``experiment`` parser's study subcommands."""
-    from cogmeta.experiments.heuristics import BoundedRecipe
+    from cogmeta.experiments.heuristics import FINETUNE_STEPS, base_config
     from cogmeta.experiments.heuristics_fitting import DEFAULT_BETAS, EXACT_SAMPLES, MODELS
     from cogmeta.experiments.heuristics_recovery import DEFAULT_CANDIDATES, DEFAULT_GENERATORS
 
@@ -64,12 +64,12 @@ def add_parser(studies) -> argparse.ArgumentParser:
                         help=f"candidate models (of: {', '.join(MODELS)}; default: all with --data, "
                              f"{' '.join(DEFAULT_CANDIDATES)} with --simulate)")
     parser.add_argument("--weights", type=Path, default=None, metavar="DIR",
-                        help="folder of the meta-learned model's weights, bmli-<condition>-beta<beta>.safetensors; "
-                             "missing ones are trained there (default: runs/heuristics-bmli-weights)")
-    defaults = BoundedRecipe()
-    parser.add_argument("--pretrain-steps", type=integer(None, MAX_COUNT), default=defaults.pretrain_steps,
+                        help="folder of the meta-learned model's run folders, <condition>-beta<beta>-seed0/ (as "
+                             "`cogmeta experiment heuristics` writes them under OUT/runs); missing ones are trained "
+                             "there (default: runs/heuristics-bmli-weights)")
+    parser.add_argument("--pretrain-steps", type=integer(None, MAX_COUNT), default=base_config().train.steps,
                         help="training recipe for missing weights: steps at beta = 0")
-    parser.add_argument("--finetune-steps", type=integer(None, MAX_COUNT), default=defaults.finetune_steps,
+    parser.add_argument("--finetune-steps", type=integer(None, MAX_COUNT), default=FINETUNE_STEPS,
                         help="training recipe for missing weights: steps per beta > 0")
     parser.add_argument("--no-lapse", action="store_true", help="do not fit a lapse rate (k - 1 for every model)")
     parser.add_argument("--exact-samples", type=integer(None, MAX_EXACT_SAMPLES), default=None,
@@ -96,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
     """Handler: fit the participants of ``--data``, or run the recovery study with ``--simulate``; the values,
     ``--out``, ``--weights`` and the memory are checked first (ValueError naming the option)."""
     from cogmeta._validation import require_int
-    from cogmeta.experiments.heuristics import BoundedRecipe, check_beta
+    from cogmeta.experiments.heuristics import base_config, check_beta
     from cogmeta.experiments.heuristics_fitting import MODELS, run_fit
     from cogmeta.experiments.heuristics_recovery import DEFAULT_CANDIDATES, expand_generators, run_recovery
 
-    with naming_options(args):
-        recipe = BoundedRecipe(pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps)
+    with naming_options(args, {"steps": "--pretrain-steps"}):
+        base = base_config(pretrain_steps=args.pretrain_steps)
+        finetune_steps = require_int("heuristics-fit", "finetune_steps", args.finetune_steps, 0)
         if args.exact_samples is not None:
             require_int("heuristics-fit", "exact_samples", args.exact_samples, 1)
         if args.simulate:
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if "bmli" in models or (args.simulate and "bmli" in args.generators):  # weights are read, or trained there
         check_out(args.weights, "runs/heuristics-bmli-weights", "--weights")
     common = dict(condition=args.condition, betas=args.betas, weights_folder=args.weights, out=out,
-                  recipe=recipe, figures=not args.no_figures)
+                  base=base, finetune_steps=finetune_steps, figures=not args.no_figures)
     if args.simulate:
         from cogmeta.memory import require_fits
 

@@ -25,7 +25,7 @@ MAX_SEEDS, MAX_SEED = 100_000, 2**31 - 1
 
 
 #: Model families whose objective the backends' engines train (``*_impl.engine.objective_for``).
-SWEEPABLE = ("meta_learner", "rl2")
+SWEEPABLE = ("meta_learner", "rl2", "bounded_gru")
 
 
 def add_sweep_parser(commands) -> None:
@@ -45,7 +45,7 @@ def add_sweep_parser(commands) -> None:
     sweep.add_argument("--out", type=Path, default=None, help="sweep folder (default: runs/sweep-<task>-<backend>-<time>)")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # a sweep trains all its steps (no --until-kl) on the CPU (its torch engine has no device options)
-    add_config_options(sweep, sections=("model", "train", "rl", "torch", "jax"),
+    add_config_options(sweep, sections=("model", "train", "rl", "bound", "torch", "jax"),
                        skip=("until_kl", "until_kl_every", "device", "cuda_graphs"))
     sweep.set_defaults(handler=_sweep)
 

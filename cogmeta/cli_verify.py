@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cogmeta.cli_config import add_config_options, config_from_args, given_options
 from cogmeta.cli_options import check_out_folder, integer
-from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
+from cogmeta.tasks.paired_comparison import PairedComparisonTask
 from cogmeta.verify_families import FAMILIES, QUERY_SETS
 
 #: Options of the families besides the tutorial (dest -> families that take it); the tutorial takes none of them.
@@ -80,13 +80,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
                              "study, or the amortized posterior of learning-to-infer (config options only)")
     # the config options of `cogmeta train` (instead of --run or --config), generated from the config
     add_config_options(parser, sections=("model", "train", "rl", "torch"), skip=_NOT_VERIFY_OPTIONS, family=False)
-    task = PairedComparisonTask()
     bounded = parser.add_argument_group(
         "--family bounded-gru (defaults: the heuristics study's recipe: hidden 64, batch 64, Adam lr 1e-3, clip 40, "
-        "float32)")
-    bounded.add_argument("--condition", choices=CONDITIONS, default=None, help=f"default: {task.condition}")
-    bounded.add_argument("--num-cues", type=integer(2, 64), default=None, help=f"K (default: {task.num_cues})")
-    bounded.add_argument("--num-trials", type=integer(1, 100_000), default=None, help=f"T (default: {task.num_trials})")
+        "float32; the paired-comparison task's --condition none, --num-cues 4, --num-trials 10)")
+    # --condition, --num-cues and --num-trials are the paired-comparison task's generated options (above)
     beta = parser._option_string_actions["--beta"]  # the coin task's, shared (one option, two meanings)
     beta.help += ("; --family bounded-gru: the KL weight >= 0 (default: 0; beta > 0 allows at most 200 steps: the "
                   "KL amplifies rounding once weights get pruned, docs/framework-differences.md#kl-amplifies-rounding)")

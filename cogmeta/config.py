@@ -238,6 +238,39 @@ class RLConfig:
         return float(self.entropy_weight + (self.entropy_final - self.entropy_weight) * fraction)
 
 
+@dataclass(frozen=True)
+class BoundConfig:
+    """The description-length bound of the ``bounded_gru`` family (Binz et al. 2022; read by no other family).
+
+    Update k minimises ``NLL + w_k * KL(q(W) || p(W))`` over the sparse-variational weights, with
+    ``w_k = beta * min((k + 1) / warmup_steps, 1)`` (``warmup_steps = 0``: ``w_k = beta``;
+    ``cogmeta.contract.kl_weight``). The paper's recipe trains at beta = 0 first, then fine-tunes that model
+    at each beta > 0 from its weights with every log sigma reset to -5: ``start_from`` names the beta = 0 run.
+
+    Attributes:
+        beta: weight of the KL term, >= 0 (0: meta-learned inference without a bound).
+        warmup_steps: updates over which the KL weight ramps up to beta, >= 0.
+        stream: index of the training batches' random stream, >= 0 (step k of seed s draws from
+            ``SeedSequence([s, condition, stream, k])``; the heuristics study gives fine-tuning at its i-th
+            beta the stream 1 + i, so that it sees other tasks than pretraining).
+        start_from: a run folder (or its ``weights.safetensors``) of the same model whose weights start
+            this run, log sigma reset to -5 (None: fresh weights from the seed).
+    """
+
+    beta: float = field(default=0.0, metadata={"flag": "--bound-beta"})  # --beta is the coin task's prior
+    warmup_steps: int = 0
+    stream: int = 0
+    start_from: str | None = None
+
+    def __post_init__(self) -> None:
+        owner = "BoundConfig"
+        object.__setattr__(self, "beta", require_in_range(owner, "beta", self.beta, 0.0, 1e6))
+        object.__setattr__(self, "warmup_steps", require_int(owner, "warmup_steps", self.warmup_steps, 0, MAX_COUNT))
+        object.__setattr__(self, "stream", require_int(owner, "stream", self.stream, 0, MAX_COUNT))
+        if self.start_from is not None and (not isinstance(self.start_from, str) or not self.start_from.strip()):
+            raise ValueError(f"{owner}.start_from must be a run folder or weights file path, got {self.start_from!r}")
+
+
 def read_config_json(path: str | Path, parse):
     """``parse(data)`` of the JSON object in a run's ``config.json``; every error names the file.
 
@@ -271,12 +304,15 @@ class RunConfig:
     torch: TorchOptions = field(default_factory=TorchOptions)
     jax: JaxOptions = field(default_factory=JaxOptions)
     rl: RLConfig = field(default_factory=RLConfig)
+    bound: BoundConfig = field(default_factory=BoundConfig)
 
     def __post_init__(self) -> None:
         family = self.family
-        if "rl" not in family.sections and self.rl != RLConfig():
-            raise ValueError(f"RunConfig.rl (the A2C objective) does not apply to model family {family.name!r}; "
-                             "leave it at its defaults (it is read by the rl2 family)")
+        for name, cls, what, reader in (("rl", RLConfig, "the A2C objective", "rl2"),
+                                        ("bound", BoundConfig, "the description-length bound", "bounded_gru")):
+            if name not in family.sections and getattr(self, name) != cls():
+                raise ValueError(f"RunConfig.{name} ({what}) does not apply to model family {family.name!r}; "
+                                 f"leave it at its defaults (it is read by the {reader} family)")
         if self.task is None:
             object.__setattr__(self, "task", family.make_task(family.default_task))
         name = getattr(self.task, "name", None)
@@ -334,7 +370,7 @@ class RunConfig:
                              f"{', '.join(sections)}")
         kwargs: dict[str, Any] = {}
         for name, section_cls in (("model", ModelConfig), ("train", TrainConfig), ("torch", TorchOptions), ("jax", JaxOptions),
-                                  ("rl", RLConfig)):
+                                  ("rl", RLConfig), ("bound", BoundConfig)):
             if name in data:
                 kwargs[name] = _build(section_cls, name, data[name], strict)
         if "task" in data:

@@ -42,7 +42,7 @@ class ModelFamily:
         evaluate_tasks: held-out tasks of ``cogmeta evaluate RUN`` by default.
         reports: module whose ``report_training(result, config, backend, tasks)`` and ``report_evaluation(run,
             backend, tasks, seed, figures)`` print the family's tables (None: the predictive KL of ``cogmeta.cli``).
-        sections: the optional ``RunConfig`` sections it reads (``"rl"``: the A2C objective); every other
+        sections: the optional ``RunConfig`` sections it reads (``"rl"``: the A2C objective; ``"bound"``: the description-length bound); every other
             family must leave them at their defaults, and only families that read one write it to config.json.
     """
 
@@ -108,6 +108,12 @@ def _bandit_tasks() -> Mapping[str, type]:
     return BANDIT_TASKS
 
 
+def _comparison_tasks() -> Mapping[str, type]:
+    from cogmeta.tasks.paired_comparison import PairedComparisonTask
+
+    return {PairedComparisonTask.name: PairedComparisonTask}
+
+
 def _check_meta_learner(config) -> None:
     del config  # every TrainConfig field applies to it
 
@@ -132,6 +138,17 @@ def _check_rl2(config) -> None:
     if config.train.until_kl is not None:
         raise ValueError("train.until_kl needs an exact Bayes predictive; the rl2 family's bandit tasks are scored by "
                          "reward (leave --until-kl out)")
+
+
+def _check_bounded_gru(config) -> None:
+    """No held-out KL (the exact predictive of paired comparisons is a Monte-Carlo estimate, scored by the
+    heuristics study); a warm-up no longer than the run."""
+    if config.train.until_kl is not None:
+        raise ValueError("train.until_kl needs an exact Bayes predictive; the bounded_gru family is scored by its "
+                         "held-out choice NLL (leave --until-kl out)")
+    if config.bound.warmup_steps > config.train.steps:
+        raise ValueError(f"bound.warmup_steps ({config.bound.warmup_steps}) must not exceed train.steps "
+                         f"({config.train.steps}): the KL weight would never reach beta")
 
 
 #: name -> family. The first is the default of ``ModelConfig.family``.
@@ -177,6 +194,22 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         summary_tasks=10_000,  # bandits every reference policy plays too
         evaluate_tasks=10_000,
         reports="cogmeta.cli_bandits",
+    ),
+    "bounded_gru": ModelFamily(
+        name="bounded_gru",
+        summary="sparse-variational GRU with a description-length bound (heuristics; Binz et al. 2022)",
+        cells=("gru",),
+        model_fields=frozenset({"cell", "hidden_size"}),
+        driver="cogmeta.experiments.bounded_runs",
+        task_registry=_comparison_tasks,
+        default_task="paired_comparison",
+        default_preset="heuristics-ranking",
+        check=_check_bounded_gru,
+        sections=frozenset({"bound"}),
+        shapes="cogmeta.experiments.bounded_runs:parameter_shapes",
+        summary_tasks=1_000,  # the heuristics study's held-out tasks per condition
+        evaluate_tasks=1_000,
+        reports="cogmeta.cli_heuristics",
     ),
 }
 

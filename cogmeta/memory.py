@@ -69,10 +69,14 @@ def require_evaluation_fits(option: str, num_tasks: int, sequence_length: int = 
 
 
 def training_bytes(config) -> tuple[int, str]:
-    """(bytes, arithmetic) of training the tutorial model of ``config`` (a ``cogmeta.config.RunConfig``)."""
+    """(bytes, arithmetic) of training the model of ``config`` (a ``cogmeta.config.RunConfig``): a recurrent core of
+    the tutorial's shape (every family but the bounded GRU, which has its own count: :func:`bounded_gru_bytes`)."""
     from cogmeta.weights import _GATES, parameter_shapes
 
     model, train = config.model, config.train
+    if model.family == "bounded_gru":
+        task = config.task
+        return bounded_gru_bytes(model.hidden_size, train.batch_size, task.num_trials, task.num_cues)
     size = 8 if train.dtype == "float64" else 4
     parameters = sum(prod(shape) for shape in parameter_shapes(config).values())
     gates, length = _GATES[model.cell], config.task.sequence_length

@@ -4,12 +4,14 @@
 
 ``tutorial-*`` are the tutorial's meta-learner (Binz 2022) on each predictive task; ``seq2seq-*-paper`` are
 Lake (2019)'s recipe (a GPU for SCAN) and ``seq2seq-*-cpu`` versions sized for a 2-core CPU; ``rl2-*`` the
-RL² agent trained by A2C on the bandits of Duan et al. (2016) and Wang et al. (2018) (``docs/tasks/bandits.md``).
+RL² agent trained by A2C on the bandits of Duan et al. (2016) and Wang et al. (2018) (``docs/tasks/bandits.md``);
+``heuristics-<condition>`` the first stage (beta = 0) of Binz et al. (2022)'s bounded GRU in the CPU recipe, which
+``cogmeta experiment heuristics`` fine-tunes per beta (``docs/tasks/heuristics.md``).
 """
 
 from __future__ import annotations
 
-from cogmeta.config import JaxOptions, ModelConfig, RLConfig, RunConfig, TrainConfig
+from cogmeta.config import BoundConfig, JaxOptions, ModelConfig, RLConfig, RunConfig, TrainConfig
 
 
 def _seq2seq(task, *, hidden_size: int = 200, num_layers: int = 2, dropout: float = 0.5, steps: int = 10_000,
@@ -40,6 +42,21 @@ def _rl2(task, *, steps: int = 6_000, hidden_size: int = 48, cell: str = "gru") 
     )
 
 
+def _heuristics(condition: str) -> RunConfig:
+    """Binz et al. (2022)'s bounded GRU, stage 1 (beta = 0, "meta-learned inference") of the short CPU recipe
+    (references/tasks.md s. 2.6): H = 64 (paper 128), 64 tasks per update (paper 32), Adam at a constant 1e-3
+    (paper 3e-4 for 10^6 steps), global-norm clip 40 (the paper's), 8,000 updates."""
+    from cogmeta.tasks.paired_comparison import PairedComparisonTask
+
+    return RunConfig(
+        task=PairedComparisonTask(condition=condition),
+        model=ModelConfig(family="bounded_gru", cell="gru", hidden_size=64),
+        train=TrainConfig(steps=8_000, batch_size=64, learning_rate=1e-3, schedule="constant", clip_norm=40.0,
+                          log_every=100, checkpoint_every=2_000, eval_every=1_000, eval_tasks=1_000),
+        bound=BoundConfig(),
+    )
+
+
 def _presets() -> dict[str, RunConfig]:
     from cogmeta.families import model_family
     from cogmeta.tasks.bandit import BernoulliBanditTask, DependentBanditTask
@@ -65,6 +82,7 @@ def _presets() -> dict[str, RunConfig]:
         # landed on either side of the 2 % line by seed (JAX 1.74 %, PyTorch 2.46 %), after 10,000 within it in both
         "rl2-bandit-k5": _rl2(BernoulliBanditTask(arms=5, horizon=100), steps=10_000, hidden_size=96),
     })
+    presets.update({f"heuristics-{condition}": _heuristics(condition) for condition in ("ranking", "direction", "none")})
     return presets
 
 

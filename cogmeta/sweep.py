@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cogmeta.backends import load_module
-from cogmeta.config import ModelConfig, RLConfig, RunConfig, TrainConfig
+from cogmeta.config import ModelConfig, RunConfig, TrainConfig
 from cogmeta.contract import MemberRun
 from cogmeta.io import atomic_write_text
 from cogmeta.runs import RunDir, lock_folder
@@ -105,6 +105,9 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
     engine = load_module(backend, "engine")  # validates the name before anything is written
     out = Path(out)
     members = expand(config, seeds, grid)
+    if any(member.config.bound.start_from is not None for member in members):
+        raise ValueError("a sweep trains every member from fresh weights; bound.start_from (fine-tuning from a run) "
+                         "is for single runs: `cogmeta train`, or `cogmeta experiment heuristics` for a whole grid")
     with lock_folder(out):
         if (out / "summary.csv").exists():
             raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
@@ -138,11 +141,21 @@ def _write_member(out: Path, member: Member, run: MemberRun, backend: str, eval_
                   seconds: float) -> dict[str, Any]:
     run_dir = RunDir.at(out / f"member-{member.index:03d}")
     with run_dir.writing():
-        return _write_member_folder(run_dir, member, run, backend, eval_tasks, seconds)
+        written = write_member_folder(run_dir, member.config, run, backend, eval_tasks)
+    config = member.config
+    row = {"member": member.index, "folder": run_dir.root.name, "seed": config.train.seed,
+           "learning_rate": config.train.learning_rate}
+    row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
+    row.update({"steps": run.steps, **written, "stopped": run.stopped, "seconds_per_member": seconds})
+    return row
 
 
-def _write_member_folder(run_dir: RunDir, member: Member, run: MemberRun, backend: str, eval_tasks: int | None,
-                         seconds: float) -> dict[str, Any]:
+def write_member_folder(run_dir: RunDir, config: RunConfig, run: MemberRun, backend: str,
+                        eval_tasks: int | None) -> dict[str, float]:
+    """Write one engine-trained member as an ordinary run folder of its model family: ``config.json``,
+    ``metrics.csv`` (the training loop's ``log_every`` window means, then the family's held-out score on
+    ``eval_tasks`` tasks unless 0; None: ``config.train.eval_tasks``) and ``weights.safetensors``.
+    The caller holds ``run_dir``'s lock. Returns ``{"final_loss": ..., <the family's metric>: score}``."""
     from cogmeta.metrics_log import MetricsLog
     from cogmeta.training import (
         _WindowLogger,  # the training driver's log_every window means
@@ -150,7 +163,6 @@ def _write_member_folder(run_dir: RunDir, member: Member, run: MemberRun, backen
     )
     from cogmeta.weights import save_weights
 
-    config = member.config
     if run_dir.config.exists():
         raise FileExistsError(f"{run_dir.root} already holds a run; choose a new output folder")
     config.save(run_dir.config)
@@ -166,12 +178,7 @@ def _write_member_folder(run_dir: RunDir, member: Member, run: MemberRun, backen
         score = workload.score_weights(config, run.weights, backend, num_tasks)
         log.append([(run.steps, workload.metric, score)])
     save_weights(run_dir.weights, run.weights, config, framework=backend)
-    row = {"member": member.index, "folder": run_dir.root.name, "seed": config.train.seed,
-           "learning_rate": config.train.learning_rate}
-    row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
-    row.update({"steps": run.steps, "final_loss": logger.last_loss, workload.metric: score, "stopped": run.stopped,
-                "seconds_per_member": seconds})
-    return row
+    return {"final_loss": logger.last_loss, workload.metric: score}
 
 
 def _shared_config(config: RunConfig) -> RunConfig:
@@ -184,8 +191,7 @@ def _shared_config(config: RunConfig) -> RunConfig:
 def _resolve_key(key: str, config: RunConfig) -> str:
     key = ALIASES.get(key, key).replace("-", "_")
     sections = {"model": ModelConfig, "train": TrainConfig, "task": type(config.task)}
-    if "rl" in config.family.sections:
-        sections["rl"] = RLConfig
+    sections.update({name: type(getattr(config, name)) for name in sorted(config.family.sections)})
     if "." in key:
         section, _, name = key.partition(".")
         if section in sections and name in {f.name for f in dataclasses.fields(sections[section])}:

@@ -58,7 +58,7 @@ class BoundedGRUVerify:
         beta: the KL weight (>= 0; default 0, the pretraining stage).
         warmup: steps over which the KL weight ramps up to beta (>= 0; 0: beta from the first step).
         train: batch size, Adam, clipping, seed and dtype (default: the study's recipe,
-            ``cogmeta.experiments.heuristics.BoundedRecipe``: batch 64, lr 1e-3, clip 40, constant schedule).
+            preset ``heuristics-ranking``: batch 64, lr 1e-3, clip 40, constant schedule).
     """
 
     task: PairedComparisonTask = field(default_factory=PairedComparisonTask)
@@ -157,10 +157,11 @@ class BoundedGRUVerify:
 
 
 def bounded_train_config(**changes) -> TrainConfig:
-    """The heuristics study's optimiser recipe (``BoundedRecipe.train_config``) with ``changes``."""
-    from cogmeta.experiments.heuristics import BoundedRecipe
+    """The heuristics study's optimiser recipe (the ``train`` section of preset ``heuristics-ranking``) with
+    ``changes``."""
+    from cogmeta.presets import preset
 
-    return dataclasses.replace(BoundedRecipe().train_config("float32"), **changes)
+    return dataclasses.replace(preset("heuristics-ranking").train, **changes)
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,14 @@ import numpy as np
 from flax import nnx
 
 from cogmeta._validation import require_int, require_real
-from cogmeta.config import TrainConfig
+from cogmeta.config import RunConfig, TrainConfig
+from cogmeta.contract import Checkpoint
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
-from jax_impl.numerics import resolve_dtype
+from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.paired_comparison_samplers import model_inputs, sample_batch
 from jax_impl.recurrent_layers import gru_layer
 from jax_impl.svdo import LinearSVDO
-from jax_impl.trainer import default_member, stack_on_host
+from jax_impl.trainer import Trainer, default_member, stack_on_host
 from jax_impl.weights import canonical_to_state, load_canonical
 
 LAYERS = ("ih", "hh", "mu", "logscale")
@@ -146,17 +147,19 @@ class BoundedObjective:
     Args:
         task: the paired-comparison task (its ``condition`` is the members' default).
         hidden_size: H, the GRU's units.
-        train: steps, batch size, Adam, clipping and dtype (``BoundedRecipe.train_config``).
+        train: steps, batch size, Adam, clipping and dtype (a ``bounded_gru`` preset's ``train`` section).
         beta: the members' default KL weight (>= 0).
         warmup: steps over which the KL weight ramps up to beta (>= 0).
+        stream: the members' default random stream (>= 0; ``BoundConfig.stream``).
     """
 
     def __init__(self, task: PairedComparisonTask, hidden_size: int, train: TrainConfig, beta: float = 0.0,
-                 warmup: int = 0):
+                 warmup: int = 0, stream: int = 0):
         self.task, self.train = task, train
         self.hidden_size = require_int("BoundedObjective", "hidden_size", hidden_size, 1)
         self.beta = _check_beta(beta)
         self.warmup = require_int("BoundedObjective", "warmup", warmup, 0)
+        self.stream = require_int("BoundedObjective", "stream", stream, 0)
         self.dtype = resolve_dtype(train.dtype)
         self.graphdef = nnx.split(self._model(0), nnx.Param)[0]
 
@@ -168,13 +171,13 @@ class BoundedObjective:
         return nnx.split(self._model(seed), nnx.Param)[1]
 
     def member(self, seed: int, learning_rate: float | None = None, condition: int | None = None,
-               beta: float | None = None, stream: int = 0) -> dict:
+               beta: float | None = None, stream: int | None = None) -> dict:
         """Run ``seed``'s member: ``condition`` (an index into ``CONDITIONS``; default the task's), ``beta``
         (default the objective's) and ``key`` (the class docstring; ``stream`` 0: pretraining,
         1 + i: fine-tuning at the i-th beta of a grid)."""
         condition = self.task.condition_index if condition is None else require_int(
             "BoundedObjective.member", "condition", condition, 0, len(CONDITIONS) - 1)
-        stream = require_int("BoundedObjective.member", "stream", stream, 0)
+        stream = self.stream if stream is None else require_int("BoundedObjective.member", "stream", stream, 0)
         key = jax.random.fold_in(jax.random.key(seed), condition)
         if stream > 0:
             key = jax.random.fold_in(key, stream)
@@ -197,6 +200,21 @@ class BoundedObjective:
         inputs = model_inputs(batch.cues, batch.targets)
         loss, (nll, kl) = bounded_loss(model, inputs, batch.cues, batch.targets, weight, injected, key)
         return loss, {"nll": nll, "kl": kl}
+
+
+def make_objective(config: RunConfig) -> BoundedObjective:
+    """The objective of a ``bounded_gru`` run: ``config.task``, ``model.hidden_size``, ``train`` and the
+    ``bound`` section's beta, warm-up and stream."""
+    bound = config.bound
+    return BoundedObjective(config.task, config.model.hidden_size, config.train, bound.beta, bound.warmup_steps,
+                            bound.stream)
+
+
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on :func:`make_objective`, ``config.jax.steps_per_call`` steps per compiled call (64-bit
+    types switched on for a float64 run), resumed (or started, for fine-tuning) from ``checkpoint`` if given."""
+    configure(dtype=config.train.dtype)
+    return Trainer(make_objective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
 
 
 def engine_start(objective: BoundedObjective, weights: list[Mapping[str, np.ndarray]]) -> dict:

@@ -68,13 +68,19 @@ def choose_strategy(strategy: str, members: int = 2) -> str:
 
 def objective_for(config: RunConfig) -> Objective:
     """The objective that a ``RunConfig`` of a sweepable model family trains: the tutorial meta-learner's
-    (``jax_impl.backend.MetaLearnerObjective``) or the RL² agent's (``jax_impl.rl2.RL2Objective``)."""
+    (``jax_impl.backend.MetaLearnerObjective``), the RL² agent's (``jax_impl.rl2.RL2Objective``) or the
+    bounded GRU's (``jax_impl.bounded_gru.make_objective``)."""
     if config.model.family == "rl2":
         from jax_impl.rl2 import RL2Objective
 
         return RL2Objective(config)
+    if config.model.family == "bounded_gru":
+        from jax_impl.bounded_gru import make_objective
+
+        return make_objective(config)
     if config.model.family != "meta_learner":
-        raise ValueError(f"the sweep engine trains the meta_learner and rl2 families, not {config.model.family!r}")
+        raise ValueError(f"the sweep engine trains the meta_learner, rl2 and bounded_gru families, not "
+                         f"{config.model.family!r}")
     return MetaLearnerObjective(config)
 
 

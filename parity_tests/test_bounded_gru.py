@@ -8,6 +8,8 @@ KL -> loss and gradients -> end-to-end Adam steps of the one trainer (``Trainer.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +26,7 @@ import torch_impl.paired_comparison_samplers as torch_samplers
 import torch_impl.trainer as torch_trainer
 import torch_impl.weights as torch_weights
 from cogmeta.contract import Checkpoint
-from cogmeta.experiments.heuristics import BoundedRecipe
+from cogmeta.experiments.heuristics import base_config
 from cogmeta.tasks import draw_noise
 from cogmeta.tasks.paired_comparison import (
     CONDITIONS,
@@ -155,7 +157,7 @@ def _train_both(dtype: str, seed: int, steps: int, beta: float, warmup: int, lr:
     reference, _ = _models(dtype, seed)
     cues, targets, eps = _data(dtype, seed, steps)
     task = PairedComparisonTask(condition="none", num_cues=CUES, num_trials=6)
-    train = BoundedRecipe(learning_rate=lr, clip_norm=1.0, pretrain_steps=steps).train_config(dtype)
+    train = dataclasses.replace(base_config(learning_rate=lr, pretrain_steps=steps, dtype=dtype).train, clip_norm=1.0)
     weights = torch_weights.model_to_canonical(reference)
     zeros = {name: np.zeros_like(value) for name, value in weights.items()}
     start = Checkpoint(0, weights, zeros, zeros, "torch")

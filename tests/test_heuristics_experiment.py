@@ -9,22 +9,33 @@ import pytest
 
 from cogmeta.baselines.exact_bayes import ExactPredictive
 from cogmeta.contract import kl_weight
+from cogmeta.experiments.bounded_runs import reset_log_sigma
 from cogmeta.experiments.heuristics import (
     BARS,
-    BoundedRecipe,
     aggregate,
+    base_config,
     bernoulli_kl,
     cell_metrics,
     check_bars,
     exact_checks,
     exact_metrics,
+    finetune_config,
     format_summary,
-    reset_log_sigma,
+    pretrain_config,
 )
 from cogmeta.experiments.seeds import spread
 from cogmeta.tasks.paired_comparison import ComparisonBatch, PairedComparisonTask
 
-TINY = BoundedRecipe(hidden_size=4, batch_size=8, pretrain_steps=6, finetune_steps=4, betas=(0.01,))
+#: A tiny stage 1 (H 4, batch 8, 6 steps); stage 2: :data:`TINY_FINETUNE` steps at each of :data:`TINY_BETAS`.
+TINY = base_config(hidden_size=4, batch_size=8, pretrain_steps=6)
+TINY_FINETUNE, TINY_BETAS = 4, (0.01,)
+
+
+def _train(steps: int):
+    """TINY's train section with ``steps`` updates."""
+    import dataclasses
+
+    return dataclasses.replace(TINY.train, steps=steps)
 
 
 def test_kl_weight_warmup():
@@ -88,7 +99,7 @@ def test_aggregate_and_bars_decide_on_the_seed_mean():
     assert [(text.split(":")[0], round(value, 6), met) for text, value, _, met in bars] == [
         ("ranking", 0.6, False), ("ranking", round((0.74 + 0.77 + 0.77) / 3, 6), True)]
     assert sum(low <= g for g in gini) == 2  # a majority of seeds meets the bar; the mean does not
-    text = format_summary(rows, TINY, "jax", 1.0)
+    text = format_summary(rows, "a tiny recipe", "jax", 1.0)
     assert f"0.600 ± {cell.sem:.3f}, seeds [0.400, 0.700], n = 3 (target [{low}, 1.0]) NOT MET" in text
     assert f"| ranking | 0.03 | {' / '.join(['0.50 ± 0.00'] * 3)} / 0.60 ± {cell.sem:.2f} | 0.700 ± 0.000 |" in text
 
@@ -144,11 +155,27 @@ def test_reset_log_sigma_touches_only_log_sigma():
     assert np.all(weights["ih.log_sigma"] == 0.0)  # a new dict: the stage-1 weights stay as they were
 
 
-def test_recipe_needs_a_pretraining_step():
-    with pytest.raises(ValueError, match=r"BoundedRecipe.pretrain_steps must lie in \[1, inf\], got 0"):
-        BoundedRecipe(pretrain_steps=0)
-    assert BoundedRecipe(betas=(0.03, 0.0, 0.01)).finetune_betas == (0.03, 0.01)
-    assert TINY.train_config(steps=4).steps == 4 and TINY.train_config().steps == TINY.pretrain_steps
+def test_stage_configs_are_runs_of_the_bounded_family():
+    """Stage 1 is the preset at beta = 0 on the cell's condition and seed; stage 2 at the i-th beta starts from
+    stage 1's folder on stream 1 + i with the KL weight ramped up over half its steps; bad values are refused
+    by the config, naming the field."""
+    from cogmeta.presets import preset
+
+    stage1 = pretrain_config(TINY, "direction", 3)
+    assert stage1.model.family == "bounded_gru" and stage1.task.condition == "direction" and stage1.train.seed == 3
+    assert stage1.bound.beta == 0.0 and stage1.train.steps == 6 and stage1.model.hidden_size == 4
+    stage2 = finetune_config(stage1, 0.03, 1, 10, "runs/x/direction-beta0-seed3")
+    assert (stage2.bound.beta, stage2.bound.warmup_steps, stage2.bound.stream) == (0.03, 5, 2)
+    assert stage2.bound.start_from == "runs/x/direction-beta0-seed3" and stage2.train.steps == 10
+    assert base_config() == preset("heuristics-ranking")
+    with pytest.raises(ValueError, match=r"TrainConfig.steps must lie in \[1, "):
+        base_config(pretrain_steps=0)
+    with pytest.raises(ValueError, match="BoundConfig.beta must lie in"):
+        finetune_config(stage1, -0.1, 0, 10, None)
+    with pytest.raises(ValueError, match="betas must be >= 0"):
+        from cogmeta.experiments.heuristics import check_betas
+
+        check_betas((0.01, -1.0))
 
 
 def test_torch_members_streams_and_resume():
@@ -158,10 +185,10 @@ def test_torch_members_streams_and_resume():
     from torch_impl.bounded_gru import BoundedObjective
     from torch_impl.trainer import Trainer
 
-    train = TINY.train_config(steps=6)
-    objective = BoundedObjective(PairedComparisonTask(num_trials=4), TINY.hidden_size, train, beta=0.01, warmup=3)
+    train = _train(6)
+    objective = BoundedObjective(PairedComparisonTask(num_trials=4), TINY.model.hidden_size, train, beta=0.01, warmup=3)
     member = objective.member(0)
-    assert member == {"seed": 0, "learning_rate": TINY.learning_rate, "condition": 2, "beta": 0.01, "stream": 0}
+    assert member == {"seed": 0, "learning_rate": TINY.train.learning_rate, "condition": 2, "beta": 0.01, "stream": 0}
 
     def cues(member, step):
         return objective.sample(step, member).cues
@@ -200,7 +227,7 @@ def test_jax_grid_equals_single_runs():
     from jax_impl.trainer import make_member_chunk
     from jax_impl.weights import state_to_canonical
 
-    objective = BoundedObjective(PairedComparisonTask(num_trials=5), TINY.hidden_size, TINY.train_config(steps=5), warmup=3)
+    objective = BoundedObjective(PairedComparisonTask(num_trials=5), TINY.model.hidden_size, _train(5), warmup=3)
 
     def key_data(member):
         return np.asarray(jax.random.key_data(member["key"]))
@@ -234,8 +261,9 @@ def test_tiny_experiment_end_to_end(backend, tmp_path, monkeypatch):
 
     monkeypatch.setenv("COGMETA_CACHE", str(tmp_path / "cache"))
     lines = []
-    rows = run_experiment(("ranking", "direction"), backend, TINY, seeds=(0, 1), out=tmp_path, eval_tasks=20,
-                          figures=True, echo=lines.append, progress=False, exact_samples=2**10)
+    rows = run_experiment(("ranking", "direction"), backend, TINY, seeds=(0, 1), out=tmp_path, betas=TINY_BETAS,
+                          finetune_steps=TINY_FINETUNE, eval_tasks=20, figures=True, echo=lines.append, progress=False,
+                          exact_samples=2**10)
     assert any(f"[{backend}] pretrain: 4 run(s) x 6 steps" in line for line in lines)
     assert any(f"[{backend}] fine-tune: 4 run(s) x 4 steps" in line for line in lines)
     cells = {(r["condition"], r["beta"]) for r in rows if r["backend"] == backend}
@@ -263,10 +291,11 @@ def test_cli_bad_input(capsys):
     assert exit_info.value.code == 2
     assert "invalid choice: 'both' (choose from 'ranking', 'direction', 'none', 'all')" in capsys.readouterr().err
     # bad values: the recipe's ValueError, reported by main as one line with exit code 2 (nothing trains)
-    for args, message in ((["--betas", "-0.1"], "BoundedRecipe.betas must be >= 0"),
+    for args, message in ((["--betas", "-0.1"], "betas must be >= 0"),
                           (["--seeds", "0"], "heuristics.seeds must lie in [1, inf], got 0"),
-                          (["--hidden-size", "0"], "BoundedRecipe.hidden_size"),
-                          (["--lr", "0"], "BoundedRecipe.learning_rate must be > 0"),
+                          (["--hidden-size", "0"], "ModelConfig.hidden_size"),
+                          (["--lr", "0"], "TrainConfig.learning_rate must be > 0"),
+                          (["--pretrain-steps", "0"], "TrainConfig.steps must lie in [1, "),
                           (["--eval-tasks", "0"], "heuristics.eval_tasks"),
                           (["--exact-samples", "-1"], "heuristics.exact_samples must lie in [0, inf], got -1")):
         assert main(["experiment", "heuristics", "ranking", *args]) == 2
@@ -283,7 +312,7 @@ def test_jax_bars_over_five_seeds(tmp_path, monkeypatch):
     pytest.importorskip("jax")
     from cogmeta.experiments.heuristics import run_experiment
 
-    rows = run_experiment(("ranking", "direction", "none"), "jax", BoundedRecipe(), seeds=range(5), out=tmp_path,
+    rows = run_experiment(("ranking", "direction", "none"), "jax", seeds=range(5), out=tmp_path,
                           figures=False, echo=lambda line: None, progress=False)
     bars = check_bars(rows)
     assert len(bars) == 4 and all(met for _, _, _, met in bars), bars

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cogmeta.experiments.heuristics import BoundedRecipe, check_beta
+from cogmeta.experiments.heuristics import check_beta, check_betas
 from cogmeta.lkj import lkj_offdiagonal_variance, sample_lkj_cholesky
 from cogmeta.tasks.paired_comparison import PairedComparisonTask
 
@@ -106,6 +106,6 @@ def test_bad_beta():
     with pytest.raises(ValueError, match=">= 0"):
         check_beta(-0.1)
     with pytest.raises(ValueError, match="betas"):
-        BoundedRecipe(betas=(0.01, -1.0))
+        check_betas((0.01, -1.0))
     with pytest.raises(ValueError, match="eta"):
         sample_lkj_cholesky(np.random.default_rng(0), 4, 0.0, 3)

@@ -26,13 +26,13 @@ import torch
 from torch import nn
 
 from cogmeta._validation import require_int, require_real
-from cogmeta.config import TrainConfig
-from cogmeta.contract import kl_weight
+from cogmeta.config import RunConfig, TrainConfig
+from cogmeta.contract import Checkpoint, kl_weight
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
-from torch_impl.numerics import resolve_dtype
+from torch_impl.numerics import configure, resolve_dtype
 from torch_impl.paired_comparison_samplers import model_inputs, sample_batch
 from torch_impl.svdo import LinearSVDO
-from torch_impl.trainer import default_member
+from torch_impl.trainer import Trainer, default_member
 from torch_impl.weights import load_canonical
 
 LAYERS = ("ih", "hh", "mu", "logscale")
@@ -148,17 +148,23 @@ class BoundedObjective:
     Args:
         task: the paired-comparison task (its ``condition`` is the members' default).
         hidden_size: H, the GRU's units.
-        train: steps, batch size, Adam, clipping and dtype (``BoundedRecipe.train_config``).
+        train: steps, batch size, Adam, clipping and dtype (a ``bounded_gru`` preset's ``train`` section).
         beta: the members' default KL weight (>= 0).
         warmup: steps over which the KL weight ramps up to beta (>= 0).
+        stream: the members' default random stream (>= 0; ``BoundConfig.stream``).
     """
 
+    #: ``torch.func.vmap`` cannot batch the weight noise that the loss draws from each step's generator, so the
+    #: engine trains these members one after another (:data:`STRATEGY`).
+    vmappable = False
+
     def __init__(self, task: PairedComparisonTask, hidden_size: int, train: TrainConfig, beta: float = 0.0,
-                 warmup: int = 0):
+                 warmup: int = 0, stream: int = 0):
         self.task, self.train = task, train
         self.hidden_size = require_int("BoundedObjective", "hidden_size", hidden_size, 1)
         self.beta = _check_beta(beta)
         self.warmup = require_int("BoundedObjective", "warmup", warmup, 0)
+        self.stream = require_int("BoundedObjective", "stream", stream, 0)
         self.dtype = resolve_dtype(train.dtype)
         self._tasks = [replace(task, condition=condition) for condition in CONDITIONS]  # by condition index
 
@@ -169,13 +175,13 @@ class BoundedObjective:
             return BoundedMetaLearner(self.task.num_cues, self.hidden_size, self.dtype)
 
     def member(self, seed: int, learning_rate: float | None = None, condition: int | None = None,
-               beta: float | None = None, stream: int = 0) -> dict:
+               beta: float | None = None, stream: int | None = None) -> dict:
         """Run ``seed``'s member: ``condition`` (an index into ``CONDITIONS``; default the task's), ``beta``
         (default the objective's) and ``stream`` (0: pretraining, 1 + i: fine-tuning at the i-th beta of a
         grid), which with the seed and the condition seed the step generators."""
         condition = self.task.condition_index if condition is None else require_int(
             "BoundedObjective.member", "condition", condition, 0, len(CONDITIONS) - 1)
-        stream = require_int("BoundedObjective.member", "stream", stream, 0)
+        stream = self.stream if stream is None else require_int("BoundedObjective.member", "stream", stream, 0)
         beta = self.beta if beta is None else _check_beta(beta)
         return default_member(self.train, seed, learning_rate, condition=condition, beta=beta, stream=stream)
 
@@ -195,6 +201,21 @@ class BoundedObjective:
         inputs = model_inputs(batch.cues, batch.targets)
         loss, nll, kl = bounded_loss(model, inputs, batch.cues, batch.targets, weight, injected, generator)
         return loss, {"nll": nll, "kl": kl}
+
+
+def make_objective(config: RunConfig) -> BoundedObjective:
+    """The objective of a ``bounded_gru`` run: ``config.task``, ``model.hidden_size``, ``train`` and the
+    ``bound`` section's beta, warm-up and stream."""
+    bound = config.bound
+    return BoundedObjective(config.task, config.model.hidden_size, config.train, bound.beta, bound.warmup_steps,
+                            bound.stream)
+
+
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on :func:`make_objective` (``config.train.log_every`` steps per call) at
+    ``config.torch.threads`` threads, resumed (or started, for fine-tuning) from ``checkpoint`` if given."""
+    configure(config.torch.threads)
+    return Trainer(make_objective(config), checkpoint, steps_per_call=config.train.log_every)
 
 
 def engine_start(objective: BoundedObjective, weights: list[Mapping[str, np.ndarray]]) -> dict:

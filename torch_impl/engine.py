@@ -50,7 +50,8 @@ STRATEGIES = ("auto", "loop", "vmap")
 
 
 def choose_strategy(strategy: str, members: int = 2) -> str:
-    """Resolve ``auto``: ``loop`` for one member (the plain trainer), ``vmap`` for several."""
+    """Resolve ``auto``: ``loop`` for one member (the plain trainer), ``vmap`` for several (``Engine`` asks for
+    ``loop`` whatever was requested when the objective says ``vmappable = False``)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown seed strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if strategy != "auto":
@@ -60,13 +61,19 @@ def choose_strategy(strategy: str, members: int = 2) -> str:
 
 def objective_for(config: RunConfig) -> Objective:
     """The objective that a ``RunConfig`` of a sweepable model family trains: the tutorial meta-learner's
-    (``torch_impl.backend.MetaLearnerObjective``) or the RL² agent's (``torch_impl.rl2.RL2Objective``)."""
+    (``torch_impl.backend.MetaLearnerObjective``), the RL² agent's (``torch_impl.rl2.RL2Objective``) or the
+    bounded GRU's (``torch_impl.bounded_gru.make_objective``)."""
     if config.model.family == "rl2":
         from torch_impl.rl2 import RL2Objective
 
         return RL2Objective(config)
+    if config.model.family == "bounded_gru":
+        from torch_impl.bounded_gru import make_objective
+
+        return make_objective(config)
     if config.model.family != "meta_learner":
-        raise ValueError(f"the sweep engine trains the meta_learner and rl2 families, not {config.model.family!r}")
+        raise ValueError(f"the sweep engine trains the meta_learner, rl2 and bounded_gru families, not "
+                         f"{config.model.family!r}")
     return MetaLearnerObjective(config)
 
 
@@ -113,7 +120,11 @@ class Engine:
                              + ("" if members is None else f", {len(members)} members"))
         members = [self.objective.member(s, r) for s, r in zip(seeds, rates)] if members is None else list(members)
         models = [self.objective.init(seed) for seed in seeds] if models is None else list(models)
-        self.strategy = choose_strategy(self.requested, len(seeds))
+        vmappable = getattr(self.objective, "vmappable", True)  # False: its loss draws from a torch.Generator
+        if not vmappable and self.requested == "vmap":
+            raise ValueError(f"{type(self.objective).__name__} cannot be trained with the 'vmap' strategy (its loss "
+                             f"draws random numbers from a torch.Generator); use strategy 'loop' or 'auto'")
+        self.strategy = choose_strategy(self.requested if vmappable else "loop", len(seeds))
         if self.compile and self.strategy != "loop":
             raise ValueError("compile=True is available with the 'loop' strategy only")
         bar = progress_bar(progress, train.steps * (len(seeds) if self.strategy == "loop" else 1),

@@ -5,9 +5,10 @@ Framework-free: the backends are imported only inside :func:`train_grid` and :fu
 
 Recipe (short CPU version of the paper's, references/tasks.md s. 2.6): stage 1 trains the model at
 beta = 0 ("MI", meta-learned inference); stage 2 copies it, resets every log sigma to -5 and
-fine-tunes with loss = NLL + kl_weight_k * KL, kl_weight_k = beta * min((k + 1) / warmup, 1). Both
-stages are members of the backend's ``BoundedObjective`` (``*_impl/bounded_gru.py``) trained together
-by the one engine (``*_impl/engine.py``).
+fine-tunes with loss = NLL + kl_weight_k * KL, kl_weight_k = beta * min((k + 1) / warmup, 1). Every
+cell of both stages is a run of the ``bounded_gru`` model family (preset ``heuristics-<condition>``, its
+``bound`` section: :func:`pretrain_config`, :func:`finetune_config`), and the cells of a stage are trained
+together by the backend's engine (``*_impl/engine.py``) and written as run folders of that family.
 
 Evaluation: every cell (condition x beta x seed) on the same held-out tasks, beside the baselines and the
 task's exact Bayes predictive under the condition's own prior (:func:`exact_reference`, importance
@@ -18,10 +19,11 @@ sampling with :data:`EXACT_SAMPLES` prior samples, cached on disk); KL(exact || 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
-from cogmeta._validation import require_int, require_positive, require_real
+from cogmeta._validation import require_int, require_real
 from cogmeta.backends import BACKENDS
+from cogmeta.config import RunConfig
 from cogmeta.sparse_variational import kept_fraction
 
 
@@ -33,74 +35,76 @@ def check_beta(beta: object, owner: str = "beta") -> float:
     return value
 
 
-@dataclass(frozen=True)
-class BoundedRecipe:
-    """Hyperparameters of the two training stages.
-
-    Attributes:
-        hidden_size: H (paper: 128; the CPU recipe uses 64, which changes the scale of beta: the KL is a
-            sum over weights while the NLL is a mean).
-        batch_size: tasks per step (paper: 32).
-        learning_rate: Adam step size (paper: 3e-4 with 1e6 steps; 1e-3 for the short recipe).
-        clip_norm: global gradient-norm clip (paper: 40).
-        pretrain_steps: stage-1 steps at beta = 0 (>= 1).
-        finetune_steps: stage-2 steps per beta.
-        warmup_fraction: share of the fine-tuning steps over which the KL weight ramps up (paper: 0.5).
-        betas: the beta grid of stage 2 (each >= 0).
-    """
-
-    hidden_size: int = 64
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    clip_norm: float = 40.0
-    pretrain_steps: int = 8_000
-    finetune_steps: int = 3_000
-    warmup_fraction: float = 0.5
-    betas: tuple[float, ...] = (0.03, 0.01)
-
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        for name in ("hidden_size", "batch_size"):
-            object.__setattr__(self, name, require_int(owner, name, getattr(self, name), 1))
-        object.__setattr__(self, "pretrain_steps", require_int(owner, "pretrain_steps", self.pretrain_steps, 1))
-        object.__setattr__(self, "finetune_steps", require_int(owner, "finetune_steps", self.finetune_steps, 0))
-        for name in ("learning_rate", "clip_norm"):
-            object.__setattr__(self, name, require_positive(owner, name, getattr(self, name)))
-        fraction = require_real(owner, "warmup_fraction", self.warmup_fraction)
-        if not 0 <= fraction <= 1:
-            raise ValueError(f"{owner}.warmup_fraction must lie in [0, 1], got {fraction!r}")
-        object.__setattr__(self, "warmup_fraction", fraction)
-        betas = tuple(check_beta(beta, f"{owner}.betas") for beta in self.betas)
-        object.__setattr__(self, "betas", betas)
-
-    @property
-    def warmup_steps(self) -> int:
-        return int(round(self.warmup_fraction * self.finetune_steps))
-
-    @property
-    def finetune_betas(self) -> tuple[float, ...]:
-        """The betas of stage 2 (those > 0; beta = 0 is the stage-1 model itself)."""
-        return tuple(beta for beta in self.betas if beta > 0)
-
-    def train_config(self, dtype: str = "float32", seed: int = 0, steps: int | None = None):
-        """The optimiser part as a :class:`cogmeta.config.TrainConfig`: Adam at a constant learning rate,
-        clipping, ``steps`` updates (default ``pretrain_steps``)."""
-        from cogmeta.config import TrainConfig
-
-        return TrainConfig(steps=self.pretrain_steps if steps is None else steps, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate, schedule="constant", clip_norm=self.clip_norm, dtype=dtype,
-                           seed=seed)
+#: Stage 2 of the short CPU recipe (references/tasks.md s. 2.6): updates per beta, the share of them over which
+#: the KL weight ramps up (the paper's 0.5), and the beta grid (at H = 64 these are the "strong" bounds).
+FINETUNE_STEPS = 3_000
+WARMUP_FRACTION = 0.5
+BETAS = (0.03, 0.01)
 
 
-def reset_log_sigma(weights):
-    """Canonical ``weights`` with every ``<layer>.log_sigma`` set to -5 (a new dict; the paper's fine-tuning
-    starts from the beta = 0 model this way)."""
-    import numpy as np
+def check_betas(betas) -> tuple[float, ...]:
+    """The betas of a grid, each checked (>= 0), in the order given."""
+    return tuple(check_beta(beta, "heuristics.betas") for beta in betas)
 
-    from cogmeta.sparse_variational import LOG_SIGMA_INIT
 
-    return {name: np.full_like(value, LOG_SIGMA_INIT) if name.endswith(".log_sigma") else value
-            for name, value in weights.items()}
+def base_config(hidden_size: int | None = None, batch_size: int | None = None, learning_rate: float | None = None,
+                pretrain_steps: int | None = None, dtype: str | None = None) -> RunConfig:
+    """The study's stage-1 run: preset ``heuristics-ranking`` (the condition is set per cell) with the values
+    given (None keeps the preset's)."""
+    import dataclasses
+
+    from cogmeta.presets import preset
+
+    config = preset("heuristics-ranking")
+    model = {} if hidden_size is None else {"hidden_size": hidden_size}
+    train = {key: value for key, value in (("batch_size", batch_size), ("learning_rate", learning_rate),
+                                           ("steps", pretrain_steps), ("dtype", dtype)) if value is not None}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model),
+                               train=dataclasses.replace(config.train, **train))
+
+
+def warmup_steps(finetune_steps: int, fraction: float = WARMUP_FRACTION) -> int:
+    """Updates of stage 2 over which the KL weight ramps up to beta."""
+    return int(round(fraction * finetune_steps))
+
+
+def cell_name(condition: str, beta: float, seed: int) -> str:
+    """The run folder of one cell of the grid: ``<condition>-beta<beta>-seed<seed>``."""
+    return f"{condition}-beta{beta:g}-seed{seed}"
+
+
+def pretrain_config(base: RunConfig, condition: str, seed: int) -> RunConfig:
+    """Stage 1 of cell (condition, seed): ``base`` at beta = 0 on that condition with that seed."""
+    import dataclasses
+
+    from cogmeta.config import BoundConfig
+
+    return dataclasses.replace(base, task=dataclasses.replace(base.task, condition=condition),
+                               train=dataclasses.replace(base.train, seed=seed), bound=BoundConfig())
+
+
+def finetune_config(pretrained: RunConfig, beta: float, index: int, steps: int, start_from: str | None,
+                    fraction: float = WARMUP_FRACTION) -> RunConfig:
+    """Stage 2 at the ``index``-th beta of the grid: ``steps`` updates from the stage-1 run ``start_from``
+    (log sigma reset to -5, a fresh Adam; None: the caller passes the start weights itself), the KL weight
+    ramped up over ``fraction`` of them, random stream ``1 + index`` (other tasks than stage 1 and than the
+    other betas)."""
+    import dataclasses
+
+    from cogmeta.config import BoundConfig
+
+    return dataclasses.replace(pretrained, train=dataclasses.replace(pretrained.train, steps=steps),
+                               bound=BoundConfig(beta=beta, warmup_steps=warmup_steps(steps, fraction),
+                                                 stream=1 + index, start_from=start_from))
+
+
+def describe_recipe(base: RunConfig, betas, finetune_steps: int, fraction: float = WARMUP_FRACTION) -> str:
+    """One line: the two stages' sizes and optimiser."""
+    train = base.train
+    return (f"H = {base.model.hidden_size}, batch {train.batch_size}, Adam lr {train.learning_rate:g}, clip "
+            f"{train.clip_norm:g}, {train.steps} steps at beta = 0, then {finetune_steps} steps per beta "
+            f"({', '.join(f'{b:g}' for b in betas if b > 0) or 'none'}; KL warm-up over "
+            f"{warmup_steps(finetune_steps, fraction)})")
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -141,7 +145,11 @@ LABELS = {"equal_weighting": "EW", "single_cue": "SC", "best_cue": "BC", "probit
 EXACT_SAMPLES = 2**16
 
 
-def eval_batch(task, condition: str, tasks: int, seed: int = 12345):
+#: Seed of the study's held-out tasks (+ the condition's index).
+EVAL_SEED = 12345
+
+
+def eval_batch(task, condition: str, tasks: int, seed: int = EVAL_SEED):
     """Held-out tasks shared by both backends: numpy sampler, fixed seed per condition."""
     from dataclasses import replace
 
@@ -224,17 +232,19 @@ def heuristic_probabilities(batch, noise_std: float) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------------- training
-def train_grid(task, recipe: BoundedRecipe, conditions, seeds, backend: str, dtype: str = "float32",
-               progress: bool = False, echo=print) -> dict:
+def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS, finetune_steps: int = FINETUNE_STEPS,
+               warmup_fraction: float = WARMUP_FRACTION, out: str | Path | None = None, progress: bool = False,
+               echo=print) -> dict:
     """Both stages of the recipe for every (condition, seed), beta grid included, in ``backend``.
 
-    Stage 1 trains the members (condition, seed) at beta = 0 from fresh weights (``init(seed)``);
-    stage 2 the members (beta, condition, seed), beta in :attr:`BoundedRecipe.finetune_betas`, from
-    their stage-1 weights with log sigma reset to -5, the KL weight ramping up over
-    ``recipe.warmup_steps``. Each stage is one ``Engine(objective, STRATEGY).train`` call of the
-    backend (JAX: one compiled program vmapped over its members; torch: the members one after another).
-    Member streams: condition index c, ``stream`` 0 in stage 1 and 1 + i at the i-th fine-tuning beta
-    (``BoundedObjective.member``).
+    Stage 1 trains :func:`pretrain_config` of each (condition, seed) from fresh weights; stage 2
+    :func:`finetune_config` of each (beta, condition, seed), beta > 0 in ``betas``, from its stage-1 weights.
+    Each stage is one ``Engine(objective, STRATEGY).train`` call of the backend (JAX: one compiled program
+    vmapped over its members; torch: the members one after another); every member is a run of the
+    ``bounded_gru`` family, and with ``out`` each is written as its run folder ``OUT/<cell_name>`` (config,
+    weights, metrics; ``cogmeta evaluate`` reads it), stage 2's ``bound.start_from`` naming stage 1's folder.
+    A cell whose folder already holds its finished run is read, not trained again (an interrupted grid
+    continues; the members left train together, a smaller program than the whole stage).
 
     Returns ``{(condition, beta, seed): canonical weights}``; beta = 0 holds the stage-1 ("MI") model.
     Raises FloatingPointError when a member's loss or gradient became non-finite.
@@ -242,97 +252,147 @@ def train_grid(task, recipe: BoundedRecipe, conditions, seeds, backend: str, dty
     import time
 
     from cogmeta.backends import load_module
+    from cogmeta.experiments.bounded_runs import reset_log_sigma
+    from cogmeta.runs import RunDir
+    from cogmeta.sweep import write_member_folder
     from cogmeta.tasks.paired_comparison import CONDITIONS
 
     bounded, engine = load_module(backend, "bounded_gru"), load_module(backend, "engine")
-    cells = [(condition, int(seed)) for condition in conditions for seed in seeds]
+    finetune_betas = tuple(beta for beta in check_betas(betas) if beta > 0)
+    out = None if out is None else Path(out)
     started = time.time()
 
-    def stage(label, objective, grid, start=None):
-        """``grid``: (condition, beta, seed, stream) per member -> its MemberRun."""
-        members = [objective.member(seed, condition=CONDITIONS.index(condition), beta=beta, stream=stream)
-                   for condition, beta, seed, stream in grid]
+    def folder(config: RunConfig) -> Path | None:
+        return None if out is None else out / cell_name(config.task.condition, config.bound.beta, config.train.seed)
+
+    def stage(label, configs, start=None):
+        """Train ``configs`` (one objective, members differing in condition, seed, beta and stream) together;
+        a cell whose run folder already holds this config's weights is read instead (its ``MemberRun`` None)."""
+        done = {i: stored for i, c in enumerate(configs) if (stored := _stored_weights(folder(c), c)) is not None}
+        todo = [i for i in range(len(configs)) if i not in done]
+        if done:
+            echo(f"  [{backend}] {label}: {len(done)} run(s) read from their folders in {out}")
+        if not todo:
+            return [done[i] for i in range(len(configs))]
+        trained = dict(zip(todo, _train_stage(label, [configs[i] for i in todo],
+                                              None if start is None else [start[i] for i in todo])))
+        return [done[i] if i in done else trained[i] for i in range(len(configs))]
+
+    def _train_stage(label, configs, start):
+        objective = bounded.make_objective(configs[0])
+        members = [objective.member(c.train.seed, condition=CONDITIONS.index(c.task.condition), beta=c.bound.beta,
+                                    stream=c.bound.stream) for c in configs]
         runs = engine.Engine(objective, bounded.STRATEGY).train(
-            [seed for _, _, seed, _ in grid], members=members, progress=progress, label=f"heuristics {label}",
+            [c.train.seed for c in configs], members=members, progress=progress, label=f"heuristics {label}",
             **({} if start is None else bounded.engine_start(objective, start)))
-        for (condition, beta, seed, _), run in zip(grid, runs):
+        for config, run in zip(configs, runs):
             if run.stopped:
-                raise FloatingPointError(f"{label} {condition} beta {beta:g} seed {seed}: non-finite loss or gradient "
-                                         f"at step {run.steps + 1}; lower the learning rate or beta")
+                raise FloatingPointError(f"{label} {config.task.condition} beta {config.bound.beta:g} seed "
+                                         f"{config.train.seed}: non-finite loss or gradient at step {run.steps + 1}; "
+                                         f"lower the learning rate or beta")
+            if out is not None:
+                run_dir = RunDir.at(folder(config))
+                with run_dir.writing():
+                    write_member_folder(run_dir, config, run, backend, 0)
         nll = sum(float(run.metrics.aux["nll"][-1]) for run in runs) / len(runs)
         kl = sum(float(run.metrics.aux["kl"][-1]) for run in runs) / len(runs)
         echo(f"  [{backend}] {label}: {len(runs)} run(s) x {objective.train.steps} steps, last nll {nll:.4f}, "
              f"kl {kl:.1f} (mean over runs; {time.time() - started:.0f} s)")
-        return runs
+        return [run.weights for run in runs]
 
-    pretrain = bounded.BoundedObjective(task, recipe.hidden_size, recipe.train_config(dtype))
-    runs = stage("pretrain", pretrain, [(condition, 0.0, seed, 0) for condition, seed in cells])
-    results = {(condition, 0.0, seed): run.weights for (condition, seed), run in zip(cells, runs)}
-    if recipe.finetune_betas and recipe.finetune_steps > 0:
-        finetune = bounded.BoundedObjective(task, recipe.hidden_size,
-                                            recipe.train_config(dtype, steps=recipe.finetune_steps),
-                                            warmup=recipe.warmup_steps)
-        grid = [(condition, beta, seed, 1 + i) for i, beta in enumerate(recipe.finetune_betas) for condition, seed in cells]
-        start = [reset_log_sigma(results[(condition, 0.0, seed)]) for condition, _, seed, _ in grid]
-        tuned = stage("fine-tune", finetune, grid, start)
-        results.update({(condition, beta, seed): run.weights for (condition, beta, seed, _), run in zip(grid, tuned)})
+    pretrain = [pretrain_config(base, condition, int(seed)) for condition in conditions for seed in seeds]
+    weights = stage("pretrain", pretrain)
+    results = {(c.task.condition, 0.0, c.train.seed): w for c, w in zip(pretrain, weights)}
+    if finetune_betas and finetune_steps > 0:
+        finetune = [finetune_config(c, beta, i, finetune_steps, None if out is None else str(folder(c)),
+                                    warmup_fraction) for i, beta in enumerate(finetune_betas) for c in pretrain]
+        start = [reset_log_sigma(results[(c.task.condition, 0.0, c.train.seed)]) for c in finetune]
+        tuned = stage("fine-tune", finetune, start)
+        results.update({(c.task.condition, c.bound.beta, c.train.seed): w for c, w in zip(finetune, tuned)})
     return results
+
+
+def _stored_weights(folder: Path | None, config: RunConfig):
+    """The weights of a finished run of ``config`` in ``folder``; None when there is none yet (a folder holding
+    another config, or a config without weights, is an error: it would be overwritten or mixed)."""
+    from cogmeta.runs import RunDir
+    from cogmeta.weights import load_weights
+
+    if folder is None:
+        return None
+    run = RunDir.at(folder)
+    if not run.config.is_file():
+        return None
+    if RunConfig.load(run.config) != config:
+        raise FileExistsError(f"{run.root} holds another run than this grid's cell (its config.json differs); "
+                              f"choose a new output folder")
+    if not run.weights.is_file():
+        raise FileExistsError(f"{run.root} holds an unfinished run of this cell (no weights.safetensors); delete "
+                              f"the folder to train it again")
+    return load_weights(run.weights, config)
 
 
 # ---------------------------------------------------------------------------------------- driver
 def run_experiment(
     conditions,
     backend: str,
-    recipe: BoundedRecipe,
+    base: RunConfig | None = None,
     seeds=(0,),
     out=None,
+    *,
+    betas=BETAS,
+    finetune_steps: int = FINETUNE_STEPS,
     eval_tasks: int = 1000,
     figures: bool = True,
-    task=None,
     echo=print,
     progress: bool = True,
     exact_samples: int = EXACT_SAMPLES,
 ) -> list[dict]:
-    """Train the grid in ``backend`` ("torch"/"jax"; :func:`train_grid`), evaluate every cell
-    (:func:`evaluate_grid`) and write tables and figure.
+    """Train the grid in ``backend`` ("torch"/"jax"; :func:`train_grid`, stage 1 = ``base``, default
+    :func:`base_config`), evaluate every cell (:func:`evaluate_grid`) and write tables and figure.
 
-    Writes into ``out`` (default ``runs/heuristics-<backend>``): ``heuristics.csv`` (one row per
-    condition x beta x seed, plus the baselines and the exact reference), ``heuristics-summary.csv``
-    (mean, sem, min, max and n over seeds per condition x beta x metric), ``summary.md`` (mean +- sem
-    next to the paper's numbers, the baselines, the bars decided on the seed means) and
-    ``heuristics-gini.png``. ``exact_samples``: M of the exact reference (0: leave it out).
+    Writes into ``out`` (default ``runs/heuristics-<backend>``): ``runs/<cell>/`` (one run folder per
+    condition x beta x seed), ``heuristics.csv`` (one row per cell, plus the baselines and the exact
+    reference), ``heuristics-summary.csv`` (mean, sem, min, max and n over seeds per condition x beta x
+    metric), ``summary.md`` (mean +- sem next to the paper's numbers, the baselines, the bars decided on the
+    seed means) and ``heuristics-gini.png``. ``exact_samples``: M of the exact reference (0: leave it out).
     ``progress``: the engine's progress bars (stderr). Returns the rows.
     """
     import time
-    from pathlib import Path
 
     from cogmeta.backends import load_module
-    from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
+    from cogmeta.tasks.paired_comparison import CONDITIONS
 
     for condition in conditions:
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)} or 'all'")
     exact_samples = require_int("heuristics", "exact_samples", exact_samples, 0)
-    task = PairedComparisonTask() if task is None else task
+    base = base_config() if base is None else base
+    if base.model.family != "bounded_gru":
+        raise ValueError(f"the heuristics study trains the bounded_gru family, got a {base.model.family!r} config")
+    betas = check_betas(betas)
     out = Path(out) if out is not None else Path("runs") / f"heuristics-{backend}"
     load_module(backend, "numerics").configure(threads=1 if backend == "torch" else 0)  # torch: 1 thread, TF32 off; JAX: its own threads, 32-bit
 
     started = time.time()
-    echo(f"heuristics: training {len(conditions)} condition(s) x {1 + len(recipe.finetune_betas)} beta(s) "
+    echo(f"heuristics: training {len(conditions)} condition(s) x {1 + sum(b > 0 for b in betas)} beta(s) "
          f"x {len(seeds)} seed(s) with {backend}")
-    weights = train_grid(task, recipe, list(conditions), list(seeds), backend, progress=progress, echo=echo)
+    weights = train_grid(base, list(conditions), list(seeds), backend, betas=betas, finetune_steps=finetune_steps,
+                         out=out / "runs", progress=progress, echo=echo)
     train_seconds = time.time() - started
-    rows = evaluate_grid(weights, task, conditions, backend, recipe, eval_tasks, exact_samples, echo=echo)
-    write_outputs(rows, recipe, backend, train_seconds, out, figures, echo, exact_samples)
+    rows = evaluate_grid(weights, base.task, conditions, backend, base.model.hidden_size, eval_tasks, exact_samples,
+                         echo=echo)
+    write_outputs(rows, describe_recipe(base, betas, finetune_steps), backend, train_seconds, out, figures, echo,
+                  exact_samples)
     return rows
 
 
-def evaluate_grid(weights, task, conditions, backend: str, recipe: BoundedRecipe, eval_tasks: int = 1000,
-                  exact_samples: int = EXACT_SAMPLES, echo=print) -> list[dict]:
+def evaluate_grid(weights, task, conditions, backend: str, hidden_size: int, eval_tasks: int = 1000,
+                  exact_samples: int = EXACT_SAMPLES, echo=print, seed: int = EVAL_SEED) -> list[dict]:
     """Rows of :func:`cell_metrics` (+ :func:`exact_metrics` when ``exact_samples`` > 0) for every trained
-    cell ``weights[(condition, beta, seed)]`` (``backend``'s ``predict``, pruned weights), then for the
-    baselines of :data:`HEURISTICS` and the exact reference (``backend`` "baseline", ``seed`` = the name),
-    all on the same :func:`eval_batch` tasks."""
+    cell ``weights[(condition, beta, seed)]`` (``backend``'s ``predict`` of GRU-``hidden_size``, pruned
+    weights), then for the baselines of :data:`HEURISTICS` and the exact reference (``backend`` "baseline",
+    ``seed`` = the name), all on the same :func:`eval_batch` tasks (drawn from ``seed``)."""
     import time
 
     from cogmeta.backends import load_module
@@ -341,7 +401,7 @@ def evaluate_grid(weights, task, conditions, backend: str, recipe: BoundedRecipe
     bounded = load_module(backend, "bounded_gru")
     rows, baseline_rows = [], []
     for condition in conditions:
-        batch = eval_batch(task, condition, eval_tasks)
+        batch = eval_batch(task, condition, eval_tasks, seed)
         references = heuristic_probabilities(batch, task.noise_std)
         exact = None
         if exact_samples:
@@ -356,7 +416,7 @@ def evaluate_grid(weights, task, conditions, backend: str, recipe: BoundedRecipe
         for (cond, beta, seed), tensors in sorted(weights.items()):
             if cond != condition:
                 continue
-            mean, prob = bounded.predict(tensors, batch.cues, batch.targets, recipe.hidden_size, "pruned")
+            mean, prob = bounded.predict(tensors, batch.cues, batch.targets, hidden_size, "pruned")
             rows.append({"backend": backend, "condition": cond, "beta": beta, "seed": seed,
                          "kept_weights": kept_fraction(tensors), **cell_metrics(mean, prob, batch, references),
                          **versus_exact(prob)})
@@ -375,7 +435,7 @@ def evaluate_grid(weights, task, conditions, backend: str, recipe: BoundedRecipe
     return rows + baseline_rows
 
 
-def write_outputs(rows: list[dict], recipe: BoundedRecipe, backend: str, seconds: float, out, figures: bool = True,
+def write_outputs(rows: list[dict], recipe: str, backend: str, seconds: float, out, figures: bool = True,
                   echo=print, exact_samples: int = EXACT_SAMPLES) -> str:
     """Write ``heuristics.csv``, ``heuristics-summary.csv``, ``summary.md`` (echoed) and, if ``figures``,
     ``heuristics-gini.png`` into ``out``; returns the summary."""
@@ -393,10 +453,32 @@ def write_outputs(rows: list[dict], recipe: BoundedRecipe, backend: str, seconds
     if figures:
         from cogmeta.figures import save_figure
 
-        save_figure(plot_gini(rows, recipe), out / "heuristics-gini.png")
+        save_figure(plot_gini(rows), out / "heuristics-gini.png")
         echo(f"figure: {out / 'heuristics-gini.png'}")
     echo(f"tables: {out / 'heuristics.csv'}, {out / 'heuristics-summary.csv'}, summary: {out / 'summary.md'}")
     return summary
+
+
+def format_cells(rows: list[dict]) -> str:
+    """A plain-text table of :func:`evaluate_grid`'s rows, one line per model cell or baseline: Gini of |m_t| at
+    :data:`GINI_TRIALS`, accuracy (mean probability of the right choice), KL(heuristic || model) summed over
+    trials for each of :data:`HEURISTICS`, the share of weights kept after pruning."""
+    import math
+
+    def number(value, digits):
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+    header = (f"{'model':<24} {'Gini ' + ' / '.join(map(str, GINI_TRIALS)):<26} {'accuracy':>8}  "
+              + "  ".join(f"{'KL ' + LABELS[h].split()[0]:>9}" for h in HEURISTICS) + f"  {'kept':>6}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        label = (f"{row['backend']} beta {row['beta']:g} seed {row['seed']}" if row["backend"] in BACKENDS
+                 else LABELS.get(row["seed"], str(row["seed"])))
+        gini = " / ".join(number(row.get(f"gini_{t}"), 2) for t in GINI_TRIALS)
+        kls = "  ".join(f"{number(row.get(f'kl_{h}'), 2):>9}" for h in HEURISTICS)
+        lines.append(f"{label:<24} {gini:<26} {number(row['accuracy'], 3):>8}  {kls}  "
+                     f"{number(row.get('kept_weights'), 3):>6}")
+    return "\n".join(lines)
 
 
 def write_csv(rows: list[dict], path) -> None:
@@ -494,7 +576,7 @@ def exact_checks(rows: list[dict]) -> list[tuple[str, bool]]:
     return checks
 
 
-def format_summary(rows: list[dict], recipe: BoundedRecipe, backend: str, seconds: float,
+def format_summary(rows: list[dict], recipe: str, backend: str, seconds: float,
                    exact_samples: int = EXACT_SAMPLES) -> str:
     """Markdown: library numbers (mean +- sem over seeds) next to the paper's, the baselines and the exact
     reference, and the bars decided on the seed means with their spread."""
@@ -508,9 +590,7 @@ def format_summary(rows: list[dict], recipe: BoundedRecipe, backend: str, second
     has_exact = any(r["seed"] == "exact_bayes" for r in rows)
     heuristics = " / ".join(LABELS[h] for h in HEURISTICS)
     lines = [f"# Heuristics from bounded meta-learned inference ({backend})", "",
-             f"Recipe: H = {recipe.hidden_size}, batch {recipe.batch_size}, Adam lr {recipe.learning_rate:g}, clip {recipe.clip_norm:g}, "
-             f"{recipe.pretrain_steps} steps at beta = 0, then {recipe.finetune_steps} steps per beta "
-             f"(KL warm-up over {recipe.warmup_steps}); {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); training took "
+             f"Recipe: {recipe}; {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); training took "
              f"{seconds:.0f} s. Evaluation: pruned weights (log alpha < 3). Each entry: mean ± standard error over "
              "the seeds (just the mean for one seed).", "",
              f"| condition | beta | Gini 1 / 2 / 4 / 8 | accuracy | KL to {heuristics} (sum over trials) "
@@ -551,7 +631,7 @@ def format_summary(rows: list[dict], recipe: BoundedRecipe, backend: str, second
     return "\n".join(lines) + "\n"
 
 
-def plot_gini(rows: list[dict], recipe: BoundedRecipe):
+def plot_gini(rows: list[dict]):
     """The paper's figure: Gini of |m_t| per trial for each beta (seed means, dots = seeds), one panel
     per condition, with the equal-weighting (0) and single-cue (0.75) reference lines."""
     import numpy as np

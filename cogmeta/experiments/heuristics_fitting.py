@@ -22,7 +22,6 @@ Framework-free: the backend is imported only to run the meta-learned model (:fun
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -319,41 +318,35 @@ def plot_fit(result: FitResult):
 
 
 # ---------------------------------------------------------------------------------------- weights
-def weights_path(folder: str | Path, condition: str, beta: float) -> Path:
-    """``FOLDER/bmli-<condition>-beta<beta>.safetensors``."""
-    return Path(folder) / f"bmli-{condition}-beta{beta:g}.safetensors"
+def weights_path(folder: str | Path, condition: str, beta: float, seed: int = 0) -> Path:
+    """``FOLDER/<condition>-beta<beta>-seed<seed>/weights.safetensors``: a run folder of the heuristics grid."""
+    from cogmeta.experiments.heuristics import cell_name
+
+    return Path(folder) / cell_name(condition, beta, seed) / "weights.safetensors"
 
 
-def load_or_train_weights(folder: str | Path, condition: str, betas: Sequence[float], backend: str, recipe=None,
-                          seed: int = 0, echo=print) -> dict[float, dict[str, np.ndarray]]:
-    """{beta: canonical weights} of the meta-learned model, read from ``folder`` (:func:`weights_path`); the
-    betas missing there are trained with ``cogmeta.experiments.heuristics.train_grid`` in ``backend``
-    (``recipe``: a ``BoundedRecipe``, default the study's) and saved, with the recipe in their metadata."""
-    from cogmeta.experiments.heuristics import BoundedRecipe, train_grid
-    from cogmeta.io import atomic_save_safetensors
-    from cogmeta.tasks.paired_comparison import PairedComparisonTask
+def load_or_train_weights(folder: str | Path, condition: str, betas: Sequence[float], backend: str, base=None,
+                          seed: int = 0, finetune_steps: int | None = None,
+                          echo=print) -> dict[float, dict[str, np.ndarray]]:
+    """{beta: canonical weights} of the meta-learned model: the run folders of the heuristics grid in ``folder``
+    (:func:`weights_path`); the cells missing there are trained into it by
+    ``cogmeta.experiments.heuristics.train_grid`` in ``backend`` (stage 1 ``base``, default the study's
+    ``base_config()``; ``finetune_steps`` per beta, default the study's)."""
+    from cogmeta.experiments.heuristics import FINETUNE_STEPS, base_config, train_grid
     from cogmeta.weights import read_safetensors
 
     folder = Path(folder)
-    missing = [beta for beta in betas if not weights_path(folder, condition, beta).is_file()]
+    missing = [beta for beta in betas if not weights_path(folder, condition, beta, seed).is_file()]
     if missing:
-        recipe = BoundedRecipe(betas=tuple(b for b in missing if b > 0)) if recipe is None else recipe
-        from dataclasses import replace
-
-        recipe = replace(recipe, betas=tuple(b for b in missing if b > 0))
+        base = base_config() if base is None else base
+        steps = FINETUNE_STEPS if finetune_steps is None else finetune_steps
         echo(f"training the meta-learned model for beta {', '.join(f'{b:g}' for b in missing)} ({condition}, {backend}; "
-             f"{recipe.pretrain_steps} + {recipe.finetune_steps} steps) into {folder}")
-        trained = train_grid(PairedComparisonTask(condition=condition), recipe, [condition], [seed], backend, echo=echo)
-        folder.mkdir(parents=True, exist_ok=True)
-        description = json.dumps({"condition": condition, "backend": backend, "seed": seed,
-                                  "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()}})
-        for (_, beta, _), tensors in trained.items():
-            if beta in missing:
-                atomic_save_safetensors(weights_path(folder, condition, beta), tensors,
-                                        {"format": "cogmeta-bounded-gru", "beta": f"{beta:g}", "trained": description})
+             f"{base.train.steps} + {steps} steps) into {folder}")
+        train_grid(base, [condition], [seed], backend, betas=[b for b in missing if b > 0], finetune_steps=steps,
+                   out=folder, echo=echo)
     weights = {}
     for beta in betas:
-        tensors, _ = read_safetensors(weights_path(folder, condition, beta), "weights file of the meta-learned model")
+        tensors, _ = read_safetensors(weights_path(folder, condition, beta, seed), "weights file of the meta-learned model")
         model_sizes(tensors)
         weights[beta] = tensors
     return weights
@@ -391,7 +384,8 @@ def write_fit(result: FitResult, out: str | Path, title: str, figures: bool = Tr
 
 def run_fit(data: str | Path, backend: str, condition: str = "ranking", betas: Sequence[float] = DEFAULT_BETAS,
             models: Sequence[str] = MODELS, weights_folder: str | Path | None = None, out: str | Path | None = None,
-            lapse: bool = True, exact_samples: int = EXACT_SAMPLES, negate_cues: bool = False, recipe=None,
+            lapse: bool = True, exact_samples: int = EXACT_SAMPLES, negate_cues: bool = False, base=None,
+            finetune_steps: int | None = None,
             figures: bool = True, echo=print) -> FitResult:
     """Fit every model to every participant of the CSV ``data`` and write table, summary and figure into ``out``
     (default ``runs/heuristics-fit-<backend>``). The meta-learned model's weights come from ``weights_folder``
@@ -410,7 +404,7 @@ def run_fit(data: str | Path, backend: str, condition: str = "ranking", betas: S
     if "bmli" in models:
         configure_backend(backend)
         folder = Path("runs") / "heuristics-bmli-weights" if weights_folder is None else weights_folder
-        weights = load_or_train_weights(folder, condition, betas, backend, recipe, echo=echo)
+        weights = load_or_train_weights(folder, condition, betas, backend, base, finetune_steps=finetune_steps, echo=echo)
     probs = model_probabilities(participants, models, condition, weights, backend, exact_samples)
     result = fit_participants(participants, probs, models, lapse)
     out = Path("runs") / f"heuristics-fit-{backend}" if out is None else Path(out)

@@ -188,7 +188,8 @@ def run_recovery(backend: str, condition: str = "ranking", betas: Sequence[float
                  generators: Sequence[str] = DEFAULT_GENERATORS, candidates: Sequence[str] = DEFAULT_CANDIDATES,
                  participants_per_generator: int = 20, num_tasks: int = 30, num_trials: int = 10, lapse: float = 0.1,
                  weights_folder=None, out=None, fit_lapse: bool = True, exact_samples: int = 2**14, seed: int = 0,
-                 recipe=None, figures: bool = True, echo=print) -> tuple[list, FitResult]:
+                 base=None, finetune_steps: int | None = None, figures: bool = True,
+                 echo=print) -> tuple[list, FitResult]:
     """The recovery study (module doc): simulate, fit, write ``simulated.csv``, ``recovery.csv`` (fit rows with
     the generator), ``recovery.md`` (confusion matrix, beta recovery, fit summary) and the figures into ``out``
     (default ``runs/heuristics-recovery-<backend>``). Returns (generators per participant, FitResult)."""
@@ -217,7 +218,8 @@ def run_recovery(backend: str, condition: str = "ranking", betas: Sequence[float
     if "bmli" in candidates or "bmli" in generators:
         configure_backend(backend)
         folder = Path("runs") / "heuristics-bmli-weights" if weights_folder is None else weights_folder
-        weights = load_or_train_weights(folder, condition, betas, backend, recipe, echo=echo)
+        weights = load_or_train_weights(folder, condition, betas, backend, base, finetune_steps=finetune_steps,
+                                        echo=echo)
     echo(f"heuristics-fit --simulate: {count} participant(s) x {len(generator_list)} generator(s), {tasks} tasks x "
          f"{trials} trials, lapse {lapse:g}, condition {condition}; fitting {', '.join(candidates)} with {backend}")
     participants, truth = simulate(generator_list, count, tasks, trials, lapse, condition, weights, backend, seed)

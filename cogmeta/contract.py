@@ -15,6 +15,7 @@ by inheriting; ``tests/test_contract.py`` checks that every registered task and 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -83,6 +84,17 @@ def register_task(cls: _Task) -> _Task:
         raise ValueError(f"two tasks are registered as {name!r}: {TASKS[name].__name__} and {cls.__name__}")
     TASKS[name] = cls
     return cls
+
+
+def build_task(cls: type, **params: Any) -> Any:
+    """``cls(**params)`` for a task dataclass, with an error naming the parameters it does not have (every task
+    registry's constructor: ``cogmeta.tasks.make_task``, ``cogmeta.families.ModelFamily.make_task``)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ValueError(f"task {cls.name!r} has no parameter(s) {', '.join(unknown)}; its parameters are "
+                         f"{', '.join(names) or '(none)'}")
+    return cls(**params)
 
 
 def task_class(name: str) -> type:

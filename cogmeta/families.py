@@ -14,7 +14,6 @@ Adding a family: a ``ModelFamily`` entry below, its driver module, and an object
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
@@ -72,13 +71,9 @@ class ModelFamily:
         return tasks[name]
 
     def make_task(self, name: str, **params: Any):
-        cls = self.task_class(name)
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(params) - set(names))
-        if unknown:
-            raise ValueError(f"task {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are "
-                             f"{', '.join(names) or '(none)'}")
-        return cls(**params)
+        from cogmeta.contract import build_task
+
+        return build_task(self.task_class(name), **params)
 
     def load_driver(self) -> ModuleType:
         return importlib.import_module(self.driver)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cogmeta.contract import TASKS, TaskSpec, task_class
+from cogmeta.contract import TASKS, TaskSpec, build_task, task_class
 from cogmeta.tasks.base import NoiseSpec, TaskBatch, model_inputs
 from cogmeta.tasks.coin import CoinTask
 from cogmeta.tasks.drift import DriftingMeanTask
@@ -23,13 +23,7 @@ def task_fields(name: str) -> tuple[str, ...]:
 
 def make_task(name: str, **params: Any) -> Task:
     """Build task ``name`` from keyword parameters, with errors for unknown names and fields."""
-    cls = task_class(name)
-    unknown = sorted(set(params) - set(task_fields(name)))
-    if unknown:
-        raise ValueError(
-            f"task {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are {', '.join(task_fields(name))}"
-        )
-    return cls(**params)
+    return build_task(task_class(name), **params)
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:

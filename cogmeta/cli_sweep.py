@@ -5,7 +5,9 @@
 
 Every config option of ``cogmeta train`` (generated from the config: ``cogmeta.cli_config``) is accepted and
 sets the value shared by all members; ``--grid KEY=V1,V2`` varies one setting (keys: see
-``cogmeta.sweep.parse_grid``). Seeds are ``--seed``, ``--seed + 1``, ..., ``--seed + N - 1``.
+``cogmeta.sweep.parse_grid``). Seeds are ``--seed``, ``--seed + 1``, ..., ``--seed + N - 1``. Every registered
+model family sweeps: the engine families (``cogmeta.sweep.ENGINE_FAMILIES``) train a group's members together,
+the seq2seq family trains them one after another through the run-folder loop (``--strategy`` does not apply).
 """
 
 from __future__ import annotations
@@ -17,15 +19,13 @@ from pathlib import Path
 from cogmeta.backends import BACKENDS
 from cogmeta.cli_config import add_config_options, config_from_args
 from cogmeta.cli_options import check_out_folder, integer
+from cogmeta.sweep import ENGINE_FAMILIES
 
 #: Seed strategies of both engines (each backend rejects the ones it does not have).
 STRATEGIES = ("auto", "vmap", "map", "loop")
 #: Most seeds per grid point (a sweep writes a run folder per member), and the largest seed (TrainConfig.seed).
 MAX_SEEDS, MAX_SEED = 100_000, 2**31 - 1
 
-
-#: Model families whose objective the backends' engines train (``*_impl.engine.objective_for``).
-SWEEPABLE = ("meta_learner", "rl2", "bounded_gru")
 
 
 def add_sweep_parser(commands) -> None:
@@ -54,9 +54,6 @@ def _sweep(args: argparse.Namespace) -> int:
     from cogmeta.sweep import parse_grid, run_sweep
 
     config = config_from_args(args)
-    if config.model.family not in SWEEPABLE:
-        raise ValueError(f"cogmeta sweep trains the model families {', '.join(SWEEPABLE)} (their objectives run in the "
-                         f"engines); {config.model.family!r} runs train one seed at a time with `cogmeta train --seeds N`")
     if args.steps_per_call is not None and args.steps_per_call > config.train.steps:
         raise ValueError(f"argument --steps-per-call {args.steps_per_call}: more than the {config.train.steps} steps of "
                          f"each member (--steps); give at most {config.train.steps}")
@@ -67,7 +64,8 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid, config)
     out = args.out or Path("runs") / f"sweep-{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     check_out_folder(out)
-    _require_sweep_fits(config, grid, args.seeds, args.strategy)
+    if config.model.family in ENGINE_FAMILIES:  # the others train one member at a time, as `cogmeta train` does
+        _require_sweep_fits(config, grid, args.seeds, args.strategy)
     seeds = range(config.train.seed, config.train.seed + args.seeds)
     rows = run_sweep(config, out, args.backend, seeds, grid, strategy=args.strategy, progress=not args.no_progress)
     print((out / "summary.md").read_text(), end="")

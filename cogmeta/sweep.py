@@ -42,6 +42,10 @@ ALIASES = {"lr": "train.learning_rate", "hidden": "model.hidden_size", "batch": 
            "layers": "model.num_layers"}
 #: Settings a backend engine varies inside one program (one value per member).
 VECTORIZED = ("train.seed", "train.learning_rate")
+#: Model families whose members a backend's engine trains together (``*_impl/engine.py``: ``objective_for``). The
+#: others (seq2seq, whose episodes are drawn and padded in Python) train member after member through the one
+#: run-folder loop (``cogmeta.training.train``), each member a run folder with its checkpoint and figures.
+ENGINE_FAMILIES = ("meta_learner", "rl2", "bounded_gru")
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,9 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
             raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
         rows = []
         for group in group_members(members):
+            if config.model.family not in ENGINE_FAMILIES:
+                rows += [_train_member(out, member, backend, eval_tasks, progress) for member in group]
+                continue
             shared = _shared_config(group[0].config)
             began = time.perf_counter()
             runs = engine.train_members(shared, [m.config.train.seed for m in group],
@@ -147,6 +154,25 @@ def _write_member(out: Path, member: Member, run: MemberRun, backend: str, eval_
            "learning_rate": config.train.learning_rate}
     row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
     row.update({"steps": run.steps, **written, "stopped": run.stopped, "seconds_per_member": seconds})
+    return row
+
+
+def _train_member(out: Path, member: Member, backend: str, eval_tasks: int | None, progress: bool) -> dict[str, Any]:
+    """One member of a family outside :data:`ENGINE_FAMILIES`: an ordinary ``cogmeta train`` run into
+    ``OUT/member-NNN``, scored by its family's ``score_run`` on ``eval_tasks`` tasks (None: the family's
+    ``summary_tasks``, as ``cogmeta train`` scores it)."""
+    from cogmeta.training import train
+
+    config = member.config
+    began = time.perf_counter()
+    result = train(config, out / f"member-{member.index:03d}", backend, progress=progress, figures=False)
+    count = config.family.summary_tasks if eval_tasks is None else eval_tasks
+    scores = config.family.load_driver().score_run(result.run_dir, backend, count) if count > 0 else {}
+    row = {"member": member.index, "folder": result.run_dir.name, "seed": config.train.seed,
+           "learning_rate": config.train.learning_rate}
+    row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
+    row.update({"steps": result.steps, "final_loss": result.final_loss, **scores, "stopped": False,
+                "seconds_per_member": time.perf_counter() - began})
     return row
 
 

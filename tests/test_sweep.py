@@ -89,3 +89,32 @@ def test_cli_sweep_rejects_a_strategy_the_backend_lacks(tmp_path, capsys):
     assert main(["sweep", "--backend", "torch", "--strategy", "map", "--seeds", "1", "--steps", "1",
                  "--no-progress", "--out", str(tmp_path / "s")]) == 2
     assert "unknown seed strategy 'map'; choose one of auto, loop, vmap" in capsys.readouterr().err
+
+
+def test_cli_sweep_trains_seq2seq_members_through_the_run_folder_loop(tmp_path, capsys):
+    """The seq2seq family (no engine: its episodes are drawn in Python) sweeps member after member; each member
+    folder is an ordinary run, equal bit for bit to `cogmeta train` of the member's config, and the summary
+    holds the family's scores (accuracies) rather than a held-out KL."""
+    pytest.importorskip("torch")
+    from cogmeta.cli import main
+    from cogmeta.weights import read_safetensors
+
+    tiny = ["--preset", "seq2seq-me-cpu", "--steps", "12", "--log-every", "6", "--checkpoint-every", "6",
+            "--hidden-size", "6", "--backend", "torch", "--no-progress"]
+    assert main(["sweep", *tiny, "--seeds", "2", "--grid", "lr=1e-3,3e-3", "--out", str(tmp_path / "sweep")]) == 0
+    with open(tmp_path / "sweep" / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["seed"], row["learning_rate"]) for row in rows] == [("0", "0.001"), ("1", "0.001"), ("0", "0.003"),
+                                                                     ("1", "0.003")]
+    assert {"generalization", "retrieval", "final_loss"} <= set(rows[0]) and "heldout_kl" not in rows[0]
+    member = tmp_path / "sweep" / "member-003"
+    assert (member / "checkpoint.safetensors").is_file()
+    assert RunConfig.load(member / "config.json").train.learning_rate == 0.003
+    capsys.readouterr()
+    assert main(["train", *tiny, "--seed", "1", "--learning-rate", "3e-3", "--summary-tasks", "0", "--no-figures",
+                 "--out", str(tmp_path / "single")]) == 0
+    swept, _ = read_safetensors(member / "weights.safetensors")
+    single, _ = read_safetensors(tmp_path / "single" / "weights.safetensors")
+    assert swept.keys() == single.keys()
+    for name in swept:
+        np.testing.assert_array_equal(swept[name], single[name], err_msg=name)

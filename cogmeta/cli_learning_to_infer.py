@@ -1,12 +1,13 @@
-"""``cogmeta experiment learning-to-infer EXPERIMENT``: the study's parser and handler (registered in ``cli.py``).
+"""The command line of the ``amortized`` family: what ``cogmeta train`` / ``evaluate`` print for its runs (one
+simulated participant), and the study ``cogmeta experiment learning-to-infer EXPERIMENT`` (registered in ``cli.py``).
 
     cogmeta experiment learning-to-infer eu|sample-size --backend torch|jax [--participants 400 --hidden 1
         --seed 0 --repeats 1 --optimizer sgd|adam --lr 0.05 --draws generative|paper --out DIR --no-figures]
 
 Learning to infer (Dasgupta, Schulz, Tenenbaum & Gershman 2020): base-rate neglect and conservatism of
 amortized inference. Numbers are parsed strictly, with upper bounds, while parsing; values below their ranges
-raise ValueError from :class:`~cogmeta.experiments.learning_to_infer.EUConfig` / ``SampleSizeConfig`` with the
-option named, and ``--out``, the seed range of the repeats and the memory of a population are checked before
+raise ValueError from the participant's run config (presets ``l2i-eu-id`` / ``l2i-sample-size``) or the study's
+checks with the option named, and ``--out``, the seed range of the repeats and the memory of a population are checked before
 any training: ``cogmeta.cli.main`` reports each as one ``cogmeta: error: ...`` line with exit code 2.
 """
 
@@ -20,12 +21,12 @@ from cogmeta.cli_options import integer, naming_options, real
 #: The study's experiments (``cogmeta.experiments.learning_to_infer.EXPERIMENTS``; not imported here so
 #: that building the parser loads no experiment code).
 CHOICES = ("eu", "sample-size")
-#: Most participants and RBF units (the configs' bounds: ``learning_to_infer._validate``, ``check_hidden``).
+#: Most participants and RBF units (the study's bounds: ``learning_to_infer.check_participants``, ``check_hidden_sizes``).
 MAX_PARTICIPANTS, MAX_HIDDEN = 10_000_000, 100_000
 #: Most repeats (populations trained one after another; each takes seconds to minutes).
 MAX_REPEATS = 10_000
-#: The configs' fields whose option is named otherwise.
-_FLAGS = {"learning_rate": "--lr"}
+#: Config fields whose option is named otherwise.
+_FLAGS = {"learning_rate": "--lr", "hidden_size": "--hidden"}
 
 
 def add_parser(studies) -> argparse.ArgumentParser:
@@ -65,16 +66,23 @@ def run(args: argparse.Namespace) -> int:
 
     with naming_options(args, _FLAGS):
         repeats = require_int("learning-to-infer", "repeats", args.repeats, 1)
-        config = learning_to_infer.experiment_config(args.experiment, participants=args.participants,
-                                                     hidden=args.hidden, seed=args.seed, optimizer=args.optimizer,
-                                                     learning_rate=args.lr, draws=args.draws)
-    last = config.seed + repeats * config.participants - 1
+        if args.experiment == "eu" and args.hidden is not None and len(args.hidden) != 1:
+            raise ValueError(f"the EU experiment takes one hidden size, got {list(args.hidden)}")
+        base = learning_to_infer.base_config(
+            args.experiment, hidden=args.hidden[0] if args.experiment == "eu" and args.hidden else None,
+            seed=args.seed, optimizer=args.optimizer, learning_rate=args.lr, draws=args.draws)
+        participants = learning_to_infer.check_participants(
+            learning_to_infer.PARTICIPANTS[args.experiment] if args.participants is None else args.participants)
+        hidden = (base.model.hidden_size,) if args.experiment == "eu" else learning_to_infer.check_hidden_sizes(
+            args.hidden or learning_to_infer.SAMPLE_SIZE_HIDDEN)
+    first = base.train.seed
+    last = first + repeats * participants - 1
     if last > MAX_SEED:
-        raise ValueError(f"argument --repeats {repeats}: {repeats} repeat(s) x {config.participants} participants from "
-                         f"--seed {config.seed} need participant seeds up to {last}, beyond the largest seed {MAX_SEED}; "
+        raise ValueError(f"argument --repeats {repeats}: {repeats} repeat(s) x {participants} participants from "
+                         f"--seed {first} need participant seeds up to {last}, beyond the largest seed {MAX_SEED}; "
                          f"lower --repeats, --participants or --seed")
     out = check_out(args.out)
-    nbytes, arithmetic = population_bytes(config.participants, config.steps, max(_hidden_sizes(config)))
+    nbytes, arithmetic = population_bytes(participants, base.train.steps, max(hidden))
     require_fits(nbytes, f"a population needs at least {arithmetic}", "lower --participants (or --hidden)")
     learning_to_infer.run_experiment(args.experiment, args.backend, out, participants=args.participants,
                                      hidden=args.hidden, seed=args.seed, figures=not args.no_figures,
@@ -82,5 +90,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hidden_sizes(config) -> tuple[int, ...]:
-    return config.hidden if isinstance(config.hidden, tuple) else (config.hidden,)
+def report_training(result, config, backend: str, eval_tasks: int) -> None:
+    """What ``cogmeta train`` prints after an amortized run: time, final loss and, unless ``eval_tasks`` is 0, the
+    evaluation on that many held-out queries."""
+    print(f"trained {result.steps} queries in {result.seconds:.1f} s with {backend}; final KL (window mean) "
+          f"{result.final_loss:.5f}")
+    if eval_tasks > 1:
+        report_evaluation(result.run_dir, backend, eval_tasks, figures=False)
+    print(f"run folder: {result.run_dir}")
+
+
+def report_evaluation(run, backend: str | None, num_tasks: int, seed: int | None = None, figures: bool = True) -> int:
+    """``cogmeta evaluate RUN`` for an amortized run (one participant): its mean KL to the exact posterior on
+    ``num_tasks`` held-out queries and the study's own measure of it, the EU regression coefficients
+    (b_prior, b_lik, b_0 on the EU test queries; ``urn_queries``) or alpha_L per sample-size bin on its
+    study's queries (``urn_study``); ``RUN/evaluation-<backend>.csv``."""
+    from cogmeta.config import RunConfig
+    from cogmeta.experiments import amortized_runs
+    from cogmeta.experiments.learning_to_infer import participant_evaluation
+    from cogmeta.io import atomic_write_text
+    from cogmeta.runs import RunDir
+    from cogmeta.weights import load_weights, trained_with
+
+    del figures  # the learning curve is written at the end of training; the numbers are the evaluation
+    run_dir = RunDir.at(run)
+    config = RunConfig.load(run_dir.config)
+    backend = backend or trained_with(run_dir.weights) or "torch"
+    weights = load_weights(run_dir.weights, config)
+    seed = amortized_runs.CHECK_SEED if seed is None else seed
+    scores = {"heldout_kl": amortized_runs.heldout_kl(config, weights, backend, num_tasks, seed),
+              **participant_evaluation(config, weights, backend)}
+    task = config.task
+    what = (f"study {task.study} (participant {task.participant})" if task.name == "urn_study"
+            else f"{task.queries} queries")
+    print(f"{run_dir.root}: {what}, {task.draws} draws, amortized posterior H{config.model.hidden_size}, trained with "
+          f"{trained_with(run_dir.weights) or 'unknown'}, evaluated with {backend}")
+    for name, value in scores.items():
+        print(f"  {name:<14}{value:>10.4f}")
+    atomic_write_text(run_dir.evaluation(backend),
+                      "metric,value\n" + "".join(f"{name},{value!r}\n" for name, value in scores.items()))
+    return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from cogmeta.cli_config import add_config_options, config_from_args, given_options
 from cogmeta.cli_options import check_out_folder, integer
 from cogmeta.tasks.paired_comparison import PairedComparisonTask
-from cogmeta.verify_families import FAMILIES, QUERY_SETS
+from cogmeta.verify_families import FAMILIES
 
 #: Options of the families besides the tutorial (dest -> families that take it); the tutorial takes none of them.
 _FAMILY_OPTIONS = {"condition": ("bounded-gru",), "num_cues": ("bounded-gru",), "num_trials": ("bounded-gru",),
@@ -89,11 +89,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                   "KL amplifies rounding once weights get pruned, docs/framework-differences.md#kl-amplifies-rounding)")
     bounded.add_argument("--warmup", type=integer(0), default=None,
                          help="steps over which the KL weight ramps up to beta (default: 0)")
-    amortized = parser.add_argument_group(
-        "--family amortized (defaults: one participant, hidden 1, SGD lr 0.05, float32, one query per step)")
-    amortized.add_argument("--queries", choices=QUERY_SETS, default=None,
-                           help="urn query distribution: the EU study's ID or UD set, the noise blocks or the "
-                                "sample-size ladder (default: ID)")
+    parser.add_argument_group(
+        "--family amortized (defaults: one participant, hidden 1, SGD lr 0.05, float32, one query per step; "
+        "--queries ID, UD, noise or ladder, the urn_queries task's generated option, default ID)")
     parser.set_defaults(handler=run_verify)
     return parser
 

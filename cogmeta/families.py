@@ -41,6 +41,8 @@ class ModelFamily:
         evaluate_tasks: held-out tasks of ``cogmeta evaluate RUN`` by default.
         reports: module whose ``report_training(result, config, backend, tasks)`` and ``report_evaluation(run,
             backend, tasks, seed, figures)`` print the family's tables (None: the predictive KL of ``cogmeta.cli``).
+        fixed_length: its runs draw their whole training stream from the seed and ``train.steps`` when they
+            start, so a resumed run keeps its steps (the amortized family's query streams).
         sections: the optional ``RunConfig`` sections it reads (``"rl"``: the A2C objective; ``"bound"``: the description-length bound); every other
             family must leave them at their defaults, and only families that read one write it to config.json.
     """
@@ -59,6 +61,7 @@ class ModelFamily:
     summary_tasks: int = 2_000
     evaluate_tasks: int = 20_000
     reports: str | None = None
+    fixed_length: bool = False
 
     def tasks(self) -> Mapping[str, type]:
         return self.task_registry()
@@ -109,6 +112,12 @@ def _comparison_tasks() -> Mapping[str, type]:
     return {PairedComparisonTask.name: PairedComparisonTask}
 
 
+def _amortized_tasks() -> Mapping[str, type]:
+    from cogmeta.tasks.urn_tasks import AMORTIZED_TASKS
+
+    return AMORTIZED_TASKS
+
+
 def _check_meta_learner(config) -> None:
     del config  # every TrainConfig field applies to it
 
@@ -144,6 +153,24 @@ def _check_bounded_gru(config) -> None:
     if config.bound.warmup_steps > config.train.steps:
         raise ValueError(f"bound.warmup_steps ({config.bound.warmup_steps}) must not exceed train.steps "
                          f"({config.train.steps}): the KL weight would never reach beta")
+
+
+def _check_amortized(config) -> None:
+    """Dasgupta et al.'s participants: one query per update at a constant learning rate, no clipping; an
+    ``urn_study`` run is exactly its epochs x block of updates."""
+    train, task = config.train, config.task
+    for name, value, wanted in (("batch_size", train.batch_size, 1), ("schedule", train.schedule, "constant"),
+                                ("clip_norm", train.clip_norm, None)):
+        if value != wanted:
+            raise ValueError(f"train.{name} must be {wanted!r} for the amortized family (one query per update at a "
+                             f"constant learning rate without clipping, as the paper trains its participants), got "
+                             f"{value!r}")
+    if train.until_kl is not None:
+        raise ValueError("train.until_kl: the amortized family is scored by its held-out KL to the exact posterior "
+                         "(metric heldout_kl), not stopped by it (leave --until-kl out)")
+    if task.name == "urn_study" and train.steps != task.steps:
+        raise ValueError(f"train.steps must be epochs x (noise_queries + study_queries) = {task.steps} for the "
+                         f"urn_study task, got {train.steps} (set --epochs, not --steps)")
 
 
 #: name -> family. The first is the default of ``ModelConfig.family``.
@@ -205,6 +232,22 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         summary_tasks=1_000,  # the heuristics study's held-out tasks per condition
         evaluate_tasks=1_000,
         reports="cogmeta.cli_heuristics",
+    ),
+    "amortized": ModelFamily(
+        name="amortized",
+        summary="amortized posterior (Linear -> RBF -> Linear) of a simulated participant (Dasgupta et al. 2020)",
+        cells=("rbf",),
+        model_fields=frozenset({"cell", "hidden_size"}),
+        driver="cogmeta.experiments.amortized_runs",
+        task_registry=_amortized_tasks,
+        default_task="urn_queries",
+        default_preset="l2i-eu-id",
+        check=_check_amortized,
+        shapes="cogmeta.experiments.amortized_runs:parameter_shapes",
+        summary_tasks=2_000,
+        evaluate_tasks=10_000,
+        reports="cogmeta.cli_learning_to_infer",
+        fixed_length=True,
     ),
 }
 

@@ -6,7 +6,9 @@
 Lake (2019)'s recipe (a GPU for SCAN) and ``seq2seq-*-cpu`` versions sized for a 2-core CPU; ``rl2-*`` the
 RL² agent trained by A2C on the bandits of Duan et al. (2016) and Wang et al. (2018) (``docs/tasks/bandits.md``);
 ``heuristics-<condition>`` the first stage (beta = 0) of Binz et al. (2022)'s bounded GRU in the CPU recipe, which
-``cogmeta experiment heuristics`` fine-tunes per beta (``docs/tasks/heuristics.md``).
+``cogmeta experiment heuristics`` fine-tunes per beta (``docs/tasks/heuristics.md``); ``l2i-*`` one simulated
+participant of Dasgupta et al. (2020), of which ``cogmeta experiment learning-to-infer`` trains populations
+(``docs/tasks/learning-to-infer.md``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,18 @@ def _heuristics(condition: str) -> RunConfig:
     )
 
 
+def _learning_to_infer(task, steps: int, learning_rate: float) -> RunConfig:
+    """Dasgupta et al. (2020)'s participant: H = 1 RBF unit, plain SGD on one query per update at a constant
+    learning rate, no clipping (``amortized_spec.train_config``); a held-out check every 1,000 queries."""
+    from dataclasses import replace
+
+    from cogmeta.experiments.amortized_spec import train_config
+
+    return RunConfig(task=task, model=ModelConfig(family="amortized", hidden_size=1),
+                     train=replace(train_config(steps, learning_rate, "sgd", "float32"), log_every=100,
+                                   checkpoint_every=1_000, eval_every=1_000, eval_tasks=1_000))
+
+
 def _presets() -> dict[str, RunConfig]:
     from cogmeta.families import model_family
     from cogmeta.tasks.bandit import BernoulliBanditTask, DependentBanditTask
@@ -83,6 +97,13 @@ def _presets() -> dict[str, RunConfig]:
         "rl2-bandit-k5": _rl2(BernoulliBanditTask(arms=5, horizon=100), steps=10_000, hidden_size=96),
     })
     presets.update({f"heuristics-{condition}": _heuristics(condition) for condition in ("ranking", "direction", "none")})
+    from cogmeta.tasks.urn_tasks import UrnQueryTask, UrnStudyTask
+
+    # the EU experiment: 50 epochs x 100 queries at lr .05; the sample-size experiment: 50 epochs x (100 noise +
+    # 100 study) queries at lr .01, as the paper's run_Benj.py
+    presets.update({"l2i-eu-id": _learning_to_infer(UrnQueryTask("ID"), 5_000, 0.05),
+                    "l2i-eu-ud": _learning_to_infer(UrnQueryTask("UD"), 5_000, 0.05),
+                    "l2i-sample-size": _learning_to_infer(UrnStudyTask(), UrnStudyTask().steps, 0.01)})
     return presets
 
 

@@ -289,6 +289,11 @@ def resumable_config(run: RunDir, config: RunConfig) -> RunConfig:
                        for key in sorted(set(have) | set(want)) if have.get(key) != want.get(key)]
         raise ValueError(f"cannot resume {run.root} with a different config; only train.steps may change: "
                          f"{'; '.join(differences)} (stored config: {run.config})")
+    if config.train.steps != stored.train.steps and config.family.fixed_length:
+        raise ValueError(f"cannot resume {run.root} with train.steps={config.train.steps}: a run of model family "
+                         f"{config.model.family!r} draws its whole training stream for its {stored.train.steps} steps "
+                         f"when it starts; resume it with --steps {stored.train.steps} (or leave --steps out), or "
+                         f"train a new run")
     done = checkpoint_step(run.checkpoint)
     if config.train.steps != stored.train.steps and done is not None and done <= stored.train.steps \
             and config.train.steps <= done:

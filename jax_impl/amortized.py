@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cogmeta.config import TrainConfig
+from cogmeta.config import RunConfig, TrainConfig
+from cogmeta.contract import Checkpoint
 from cogmeta.experiments.amortized_spec import (
     BETA_INIT,
     CENTRE_INIT,
@@ -56,8 +57,8 @@ from cogmeta.experiments.amortized_spec import (
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from jax_impl.engine import Engine
 from jax_impl.linear import Linear
-from jax_impl.numerics import resolve_dtype
-from jax_impl.trainer import default_member, stack_on_host
+from jax_impl.numerics import configure, resolve_dtype
+from jax_impl.trainer import Trainer, default_member, stack_on_host
 from jax_impl.urn_samplers import sample_queries, seed_key
 from jax_impl.weights import canonical_to_state
 
@@ -218,6 +219,29 @@ def sample_training_queries(distributions: Sequence[UrnQueryDistribution], seeds
             parts.append(jax.tree.map(np.asarray, draw(keys)))
     return UrnQueries(*(np.stack([q[f] for q in parts], axis=2).reshape(
         (len(seeds), -1) + parts[0][f].shape[2:])[:, :steps] for f in range(len(UrnQueries._fields))))
+
+
+def training_queries(config: RunConfig) -> UrnQueries:
+    """A run's whole query stream ``[1, train.steps, ...]`` (numpy): ``urn_queries`` draws it with
+    :func:`sample_training_queries` for the run's seed, ``urn_study`` takes its participant's block (numpy)."""
+    task, train = config.task, config.train
+    if task.name == "urn_study":
+        queries, _ = task.queries(train.seed)
+        return UrnQueries(*(np.asarray(value)[None] for value in queries))
+    return sample_training_queries([task.distribution()], [train.seed], train.steps, train.dtype)
+
+
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on one participant of ``config`` (an ``amortized`` run: :func:`training_queries`, its
+    initial weights from ``task.participant_seed``), ``config.jax.steps_per_call`` queries per compiled call
+    (64-bit types switched on for a float64 run), resumed from ``checkpoint`` (either framework's) if given."""
+    configure(dtype=config.train.dtype)
+    train, seed = config.train, config.task.participant_seed(config.train.seed)
+    queries = training_queries(config)
+    objective = AmortizedObjective(queries.inputs, queries.log_odds, hidden=config.model.hidden_size,
+                                   learning_rate=train.learning_rate, optimizer=train.optimizer, dtype=train.dtype,
+                                   seeds=[seed])
+    return Trainer(objective, checkpoint, seed=seed, steps_per_call=config.jax.steps_per_call)
 
 
 def train_population(objective: AmortizedObjective) -> PopulationRun:

@@ -51,9 +51,9 @@ def test_a_flag_of_the_other_study_is_a_usage_error(argv, flag, capsys):
     (["experiment", "heuristics", "ranking", "--betas", "0.03", "-0.1"], "heuristics.betas"),
     (["experiment", "heuristics", "ranking", "--seeds", "0"], "heuristics.seeds"),
     (["experiment", "heuristics", "direction", "--finetune-steps", "-1"], "heuristics.finetune_steps"),
-    (["experiment", "learning-to-infer", "eu", "--participants", "0"], "EUConfig.participants"),
-    (["experiment", "learning-to-infer", "sample-size", "--participants", "-3"], "SampleSizeConfig.participants"),
-    (["experiment", "learning-to-infer", "eu", "--seed", "-1"], "EUConfig.seed"),
+    (["experiment", "learning-to-infer", "eu", "--participants", "0"], "learning-to-infer.participants"),
+    (["experiment", "learning-to-infer", "sample-size", "--participants", "-3"], "learning-to-infer.participants"),
+    (["experiment", "learning-to-infer", "eu", "--seed", "-1"], "TrainConfig.seed"),
 ])
 def test_a_bad_value_is_one_line_naming_the_field(argv, field, capsys):
     assert main(argv) == 2

@@ -305,8 +305,7 @@ def test_stopped_participants_count_as_diverged(backend):
     log_odds = np.stack([train.log_odds] * 3)
     log_odds[2, 4] = -np.inf  # participant 2's fifth query: an infinite KL
     queries = train._replace(inputs=np.stack([train.inputs] * 3), log_odds=log_odds)
-    model = l2i.train_and_predict(amortized, queries, train.inputs, [0, 1, 2], hidden=1, learning_rate=0.05,
-                                  optimizer="sgd")
+    model = l2i.train_and_predict(amortized, queries, train.inputs, [0, 1, 2], l2i.base_config("eu"))
     assert model.shape == (3, 20)
     assert np.all(np.isfinite(model[:2])) and np.all(np.isnan(model[2]))
 
@@ -314,7 +313,7 @@ def test_stopped_participants_count_as_diverged(backend):
 # ------------------------------------------------------------------------------ analyses
 def test_regression_and_alpha_recover_known_coefficients():
     rng = np.random.default_rng(10)
-    q = l2i.eu_test_queries(l2i.EUConfig())
+    q = l2i.eu_test_queries(l2i.base_config("eu"))
     x_prior, x_lik = prior_log_odds(q), likelihood_log_odds(q)
     model = np.stack([0.3 * x_prior + 0.7 * x_lik + 0.1, x_prior + x_lik])
     np.testing.assert_allclose(l2i.regress_eu(x_prior, x_lik, model), [[0.3, 0.7, 0.1], [1, 1, 0]], atol=1e-10)
@@ -332,18 +331,31 @@ def test_regression_and_alpha_recover_known_coefficients():
 
 
 def test_configs_and_runner_validate():
-    with pytest.raises(ValueError, match=r"EUConfig.participants must lie in \[1"):
-        l2i.EUConfig(participants=0)
-    with pytest.raises(ValueError, match=r"SampleSizeConfig.hidden must lie in \[1"):
-        l2i.SampleSizeConfig(hidden=(1, 0))
-    with pytest.raises(ValueError, match=r"EUConfig.learning_rate must be > 0"):
-        l2i.EUConfig(learning_rate=-1.0)
-    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; choose one of sgd, adam"):
-        l2i.SampleSizeConfig(optimizer="lbfgs")
-    with pytest.raises(ValueError, match=r"unknown draws 'exact'; choose one of generative, paper"):
-        l2i.EUConfig(draws="exact")
-    with pytest.raises(ValueError, match=r"unknown draws 'both'"):
-        l2i.SampleSizeConfig(draws="both")
+    """The experiments' participants are presets of the one RunConfig (family amortized); bad values are refused
+    by the config or the study's checks, naming the field."""
+    from cogmeta.presets import preset
+
+    assert l2i.base_config("eu") == preset("l2i-eu-id") and l2i.base_config("sample-size") == preset("l2i-sample-size")
+    eu = l2i.base_config("eu", hidden=3, seed=7, optimizer="adam", learning_rate=0.01, draws="paper")
+    assert (eu.model.hidden_size, eu.train.seed, eu.train.optimizer, eu.train.learning_rate, eu.task.draws) == (
+        3, 7, "adam", 0.01, "paper")
+    assert eu.train.steps == 5_000 and l2i.base_config("sample-size").train.steps == 50 * 200
+    with pytest.raises(ValueError, match=r"learning-to-infer.participants must lie in \[1"):
+        l2i.check_participants(0)
+    with pytest.raises(ValueError, match=r"learning-to-infer.hidden must lie in \[1"):
+        l2i.check_hidden_sizes((1, 0))
+    with pytest.raises(ValueError, match=r"TrainConfig.learning_rate must be > 0"):
+        l2i.base_config("eu", learning_rate=-1.0)
+    with pytest.raises(ValueError, match=r"TrainConfig.optimizer must be one of"):
+        l2i.base_config("sample-size", optimizer="lbfgs")
+    with pytest.raises(ValueError, match=r"UrnQueryTask.draws must be one of"):
+        l2i.base_config("eu", draws="exact")
+    with pytest.raises(ValueError, match=r"UrnStudyTask.draws must be one of"):
+        l2i.base_config("sample-size", draws="both")
+    with pytest.raises(ValueError, match=r"unknown draws 'both'; choose one of generative, paper"):
+        l2i.check_draws("both")
+    with pytest.raises(ValueError, match="trains participants of the amortized family on task 'urn_study'"):
+        l2i.run_sample_size("torch", l2i.base_config("eu"))
     specs = l2i.eu_distributions("paper")
     assert specs["ID"].swapped_draws and specs["UD"].swapped_draws and specs["UD"].priors == EU_UD.priors
     assert not any(spec.swapped_draws for spec in l2i.eu_distributions("generative").values())
@@ -353,20 +365,22 @@ def test_configs_and_runner_validate():
         l2i.run_experiment("eu", "numpy")
 
 
-def test_repeat_configs_have_disjoint_participant_seeds():
-    configs = l2i.repeat_configs(l2i.SampleSizeConfig(participants=13, seed=5), 3)
-    assert [c.seed for c in configs] == [5, 18, 31] and configs[0] == l2i.SampleSizeConfig(participants=13, seed=5)
-    seeds = [set(range(c.seed, c.seed + c.participants)) for c in configs]
+def test_repeat_bases_have_disjoint_participant_seeds():
+    base = l2i.base_config("sample-size", seed=5)
+    bases = l2i.repeat_bases(base, 13, 3)
+    assert [b.train.seed for b in bases] == [5, 18, 31] and bases[0] == base
+    seeds = [set(range(b.train.seed, b.train.seed + 13)) for b in bases]
     assert all(not (a & b) for i, a in enumerate(seeds) for b in seeds[i + 1:])
     with pytest.raises(ValueError, match=r"learning-to-infer.repeats must lie in \[1, inf\], got 0"):
-        l2i.repeat_configs(l2i.EUConfig(), 0)
+        l2i.repeat_bases(l2i.base_config("eu"), 400, 0)
     with pytest.raises(ValueError, match=r"learning-to-infer.repeats = 3 needs participant seeds up to .* lower --repeats"):
-        l2i.repeat_configs(l2i.EUConfig(seed=2**31 - 500), 3)
+        l2i.repeat_bases(l2i.base_config("eu", seed=2**31 - 500), 400, 3)
 
 
 def _sample_size_result(seed, alphas, diverged=0):
-    config = l2i.SampleSizeConfig(participants=2, hidden=(1,), seed=seed)
-    return l2i.SampleSizeResult("jax", config, {1: np.asarray(alphas, float)}, ("PM65", "PSM65"), 1.0, {1: diverged})
+    base = l2i.base_config("sample-size", seed=seed)
+    return l2i.SampleSizeResult("jax", base, 2, (1,), {1: np.asarray(alphas, float)}, ("PM65", "PSM65"), 1.0,
+                                {1: diverged})
 
 
 def test_repeats_aggregate_a_known_table():
@@ -389,7 +403,8 @@ def test_repeats_aggregate_a_known_table():
                                                           "0,0,jax,1,N=1,1.1,0.96"]
     coefficients = [{"ID": np.array([[0.0, 0.6, 0.1], [0.2, 0.8, 0.1]]), "UD": np.array([[1.0, 0.0, 0.0]] * 2)},
                     {"ID": np.array([[0.1, 0.5, 0.0], [0.1, 0.5, 0.0]]), "UD": np.array([[0.8, 0.1, 0.0]] * 2)}]
-    eu = l2i.EURepeats([l2i.EUResult("torch", l2i.EUConfig(seed=400 * r), c, 1.0) for r, c in enumerate(coefficients)], 2.0)
+    eu = l2i.EURepeats([l2i.EUResult("torch", l2i.base_config("eu", seed=400 * r), 400, c, 1.0)
+                        for r, c in enumerate(coefficients)], 2.0)
     spreads = eu.spreads()
     assert spreads["ID"]["b_lik"].mean == pytest.approx(0.6) and spreads["ID"]["b_lik"].sem == pytest.approx(0.1)
     assert spreads["UD"]["b_prior"].mean == pytest.approx(0.9) and eu.summary()["UD"]["sem_prior"] == pytest.approx(0.1)
@@ -399,12 +414,19 @@ def test_repeats_aggregate_a_known_table():
 def test_sample_size_repeats_equal_separate_runs():
     """JAX: repeat r is exactly the separate run at seed ``seed + r * participants``."""
     pytest.importorskip("jax")
-    config = l2i.SampleSizeConfig(participants=13, epochs=2, hidden=(1,))
-    repeated = l2i.run_sample_size_repeats("jax", config, 2)
+    base = _two_epochs(l2i.base_config("sample-size"))
+    repeated = l2i.run_sample_size_repeats("jax", base, 13, (1,), 2)
     for result, seed in zip(repeated.results, (0, 13)):
-        alone = l2i.run_sample_size("jax", dataclasses.replace(config, seed=seed))
-        assert result.config.seed == seed
+        alone = l2i.run_sample_size("jax", dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed)),
+                                    13, (1,))
+        assert result.base.train.seed == seed
         np.testing.assert_array_equal(result.alphas[1], alone.alphas[1])
+
+
+def _two_epochs(base):
+    """A sample-size participant run over 2 epochs of its block (400 updates) instead of 50."""
+    return dataclasses.replace(base, task=dataclasses.replace(base.task, epochs=2),
+                               train=dataclasses.replace(base.train, steps=400))
 
 
 def test_cli_draws_option_reaches_the_config(tmp_path, capsys):
@@ -412,7 +434,7 @@ def test_cli_draws_option_reaches_the_config(tmp_path, capsys):
     args = ["experiment", "learning-to-infer", "eu", "--backend", "jax", "--participants", "2", "--no-figures"]
     assert main(args + ["--draws", "paper", "--out", str(tmp_path)]) == 0
     assert "paper draws" in capsys.readouterr().out
-    assert json.loads((tmp_path / "learning-to-infer-eu-jax-config.json").read_text())["draws"] == "paper"
+    assert json.loads((tmp_path / "learning-to-infer-eu-jax-config.json").read_text())["run"]["task"]["draws"] == "paper"
     with pytest.raises(SystemExit) as exit_info:
         main(args + ["--draws", "exact"])
     assert exit_info.value.code == 2
@@ -430,9 +452,11 @@ def test_cli_rejects_unknown_experiment(capsys):
 
 def test_cli_bad_values_are_one_line_errors(capsys):
     """Bad values: the config's ValueError, reported by main as one line with exit code 2 (nothing trains)."""
-    for args, message in ((["eu", "--participants", "0"], "EUConfig.participants must lie in [1, 10000000], got 0"),
-                          (["sample-size", "--hidden", "0"], "SampleSizeConfig.hidden"),
-                          (["eu", "--lr", "-1"], "EUConfig.learning_rate must be > 0"),
+    for args, message in ((["eu", "--participants", "0"],
+                           "learning-to-infer.participants must lie in [1, 10000000], got 0"),
+                          (["sample-size", "--hidden", "0"], "learning-to-infer.hidden"),
+                          (["eu", "--hidden", "0"], "ModelConfig.hidden_size must lie in [1, "),
+                          (["eu", "--lr", "-1"], "TrainConfig.learning_rate must be > 0"),
                           (["eu", "--hidden", "1", "8"], "the EU experiment takes one hidden size"),
                           (["sample-size", "--repeats", "0"], "learning-to-infer.repeats must lie in [1, inf], got 0")):
         assert main(["experiment", "learning-to-infer", *args]) == 2
@@ -443,8 +467,7 @@ def test_cli_bad_values_are_one_line_errors(capsys):
 # ------------------------------------------------------------------------------ reproductions
 def test_eu_biases_short(backend, tmp_path):
     """8 participants, the paper's 50 epochs: ID-trained neglects the prior, UD-trained the likelihood."""
-    config = l2i.EUConfig(participants=8)
-    result = l2i.run_eu(backend, config)
+    result = l2i.run_eu(backend, participants=8)
     s = result.summary()
     assert abs(s["ID"]["b_prior"]) < 0.15 and s["ID"]["b_lik"] > 0.4, s
     assert s["UD"]["b_prior"] > 0.4 and abs(s["UD"]["b_lik"]) < 0.15, s
@@ -457,7 +480,7 @@ def test_eu_biases_short(backend, tmp_path):
 def test_sample_size_short():
     """JAX, 4 participants per study: alpha_L falls from N = 1 to N > 20 and is larger with 8 units."""
     pytest.importorskip("jax")
-    result = l2i.run_sample_size("jax", l2i.SampleSizeConfig(participants=52))
+    result = l2i.run_sample_size("jax", participants=52)
     s = result.summary()
     assert s[1]["1"] > s[1]["21-48"] + 0.3, s
     assert s[8]["all"] > s[1]["all"], s
@@ -493,7 +516,7 @@ def test_sample_size_full_bars(backend):
     assert s[1]["1"] > s[1]["2-4"] > s[1]["21-48"], s
     assert 0.8 < s[1]["1"] < 1.2, s
     assert s[8]["all"] > s[1]["all"], s
-    assert all(d <= 0.02 * result.config.participants for d in result.diverged.values()), result.diverged
+    assert all(d <= 0.02 * result.participants for d in result.diverged.values()), result.diverged
 
 
 @pytest.mark.slow
@@ -514,7 +537,7 @@ def test_sample_size_bars_over_five_repeats():
     bars: hidden-1 alpha_L falls N = 1 > 2-4 > 21-48 with N = 1 in [0.8, 1.2] and 21-48 < 0.6, and hidden 8
     is less conservative overall."""
     pytest.importorskip("jax")
-    repeated = l2i.run_sample_size_repeats("jax", l2i.SampleSizeConfig(), 5)
+    repeated = l2i.run_sample_size_repeats("jax", repeats=5)
     s = repeated.summary()
     assert s[1]["1"] > s[1]["2-4"] > s[1]["21-48"], repeated.table()
     assert 0.8 < s[1]["1"] < 1.2 and s[1]["21-48"] < 0.6, repeated.table()

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.experiments.amortized_spec import (
     BETA_INIT,
@@ -54,7 +55,7 @@ from cogmeta.experiments.amortized_spec import (
     validate_weights,
 )
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
-from torch_impl.numerics import resolve_dtype
+from torch_impl.numerics import configure, resolve_dtype
 from torch_impl.trainer import Trainer, default_member
 from torch_impl.urn_samplers import sample_queries, seed_generator
 
@@ -206,6 +207,29 @@ def sample_training_queries(distributions: Sequence[UrnQueryDistribution], seeds
         rows.append([np.stack([q[f].numpy() for q in parts], axis=1).reshape((-1,) + tuple(parts[0][f].shape[1:]))[:steps]
                      for f in range(len(UrnQueries._fields))])
     return UrnQueries(*(np.stack([row[f] for row in rows]) for f in range(len(UrnQueries._fields))))
+
+
+def training_queries(config: RunConfig) -> UrnQueries:
+    """A run's whole query stream ``[1, train.steps, ...]`` (numpy): ``urn_queries`` draws it with
+    :func:`sample_training_queries` for the run's seed, ``urn_study`` takes its participant's block (numpy)."""
+    task, train = config.task, config.train
+    if task.name == "urn_study":
+        queries, _ = task.queries(train.seed)
+        return UrnQueries(*(np.asarray(value)[None] for value in queries))
+    return sample_training_queries([task.distribution()], [train.seed], train.steps, train.dtype)
+
+
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+    """The one trainer on one participant of ``config`` (an ``amortized`` run: :func:`training_queries`, its
+    initial weights from ``task.participant_seed``) at ``config.torch.threads`` threads, ``train.log_every``
+    queries per call, resumed from ``checkpoint`` (either framework's) if given."""
+    configure(config.torch.threads)
+    train, seed = config.train, config.task.participant_seed(config.train.seed)
+    queries = training_queries(config)
+    objective = AmortizedObjective(queries.inputs, queries.log_odds, hidden=config.model.hidden_size,
+                                   learning_rate=train.learning_rate, optimizer=train.optimizer, dtype=train.dtype,
+                                   seeds=[seed])
+    return Trainer(objective, checkpoint, seed=seed, steps_per_call=train.log_every)
 
 
 def train_population(objective: AmortizedObjective) -> PopulationRun:

@@ -40,12 +40,10 @@ from typing import Sequence
 
 import numpy as np
 
-from cogmeta._validation import require_int, require_positive
-from cogmeta.experiments.amortized_spec import check_optimizer
+from cogmeta._validation import require_int
+from cogmeta.config import RunConfig
 from cogmeta.experiments.seeds import Spread, spread
 from cogmeta.tasks.urn import (
-    EU_ID,
-    EU_UD,
     UrnQueries,
     UrnQueryDistribution,
     concatenate,
@@ -53,14 +51,14 @@ from cogmeta.tasks.urn import (
     logit,
     prior_log_odds,
 )
-from cogmeta.tasks.urn_studies import STUDY_KEYS, participant_queries, study_of
+from cogmeta.tasks.urn_studies import STUDY_KEYS, study_of
+from cogmeta.tasks.urn_tasks import DRAWS, UrnQueryTask, check_draws  # noqa: F401 - DRAWS, check_draws re-exported
 
 EXPERIMENTS = ("eu", "sample-size")
-#: How the balls of sampled queries are drawn: "generative", as the generative process states (the default),
-#: or "paper", as the paper's code draws them (the prior-p urn with the other urn's heads-probability,
-#: ``UrnQueryDistribution.swapped_draws``). The query shown and its exact posterior are the same; how often
-#: each query occurs differs, which moves the coefficients (docs/tasks/learning-to-infer.md).
-DRAWS = ("generative", "paper")
+# DRAWS (imported above): how the balls of sampled queries are drawn, "generative" as the generative process
+# states (the default) or "paper" as the paper's code draws them (the prior-p urn with the other urn's
+# heads-probability, ``UrnQueryDistribution.swapped_draws``). The query shown and its exact posterior are the
+# same; how often each query occurs differs, which moves the coefficients (docs/tasks/learning-to-infer.md).
 
 #: The paper's EU coefficients (repo JSONs, 20 simulated participants x 400 queries, hidden 1).
 PAPER_EU = {"ID": {"b_prior": -0.004, "b_lik": 0.628}, "UD": {"b_prior": 0.797, "b_lik": -0.008}}
@@ -74,86 +72,50 @@ PAPER_STUDY_ALPHA = {1: {"PSM65": 0.03, "GT92": 0.24, "PM65": 0.42, "BH80": 0.90
 _TEST_SEED = 20_200
 
 
-@dataclass(frozen=True)
-class EUConfig:
-    """EU experiment: ``participants`` seeds per training condition, plain SGD one query per step.
-
-    400 participants by default (the paper simulated 20): the mean coefficient of 20 participants scatters
-    with sd ~0.05 from batch to batch, more than the UD-trained b_prior lies below Bayes (~0.99) and more
-    than the effect of ``draws`` (~0.03); 400 estimate it to ~0.01, in ~10 s per backend
-    (docs/tasks/learning-to-infer.md).
-    """
-
-    participants: int = 400
-    hidden: int = 1
-    learning_rate: float = 0.05
-    epochs: int = 50
-    queries_per_epoch: int = 100
-    test_per_type: int = 200
-    seed: int = 0
-    optimizer: str = "sgd"
-    draws: str = "generative"
-
-    def __post_init__(self) -> None:
-        _validate(self, ("participants", "hidden", "epochs", "queries_per_epoch", "test_per_type"))
-
-    @property
-    def steps(self) -> int:
-        return self.epochs * self.queries_per_epoch
+#: Participants of a population by default: EU 400 (the paper simulated 20: the mean coefficient of 20 scatters
+#: with sd ~0.05 from batch to batch, more than the UD-trained b_prior lies below Bayes and more than the effect of
+#: the draws; 400 estimate it to ~0.01, in ~10 s per backend); sample-size 260 = 20 per study.
+PARTICIPANTS = {"eu": 400, "sample-size": 260}
+#: RBF units of the sample-size experiment's populations by default (the paper's hidden 1 and 8).
+SAMPLE_SIZE_HIDDEN = (1, 8)
+#: Test queries per type (UD, then ID) of the EU experiment.
+TEST_PER_TYPE = 200
+#: The participant run (preset) of each experiment: one simulated participant of the one pipeline.
+PRESETS = {"eu": "l2i-eu-id", "sample-size": "l2i-sample-size"}
 
 
-@dataclass(frozen=True)
-class SampleSizeConfig:
-    """Sample-size experiment: one population per hidden size; participant s studies ``STUDIES[s % 13]``.
+def base_config(experiment: str, *, hidden: int | None = None, seed: int = 0, optimizer: str = "sgd",
+                learning_rate: float | None = None, draws: str = "generative") -> RunConfig:
+    """The participant run of ``experiment`` ("eu" or "sample-size"): preset ``l2i-eu-id`` or
+    ``l2i-sample-size`` with the values given (None keeps the preset's); ValueError naming the field."""
+    from cogmeta.presets import preset
 
-    Plain SGD at lr .01 for ``epochs`` passes over ``noise_queries`` noise then ``study_queries`` study
-    queries, as in the paper's ``run_Benj.py``; 260 participants = 20 per study.
-    """
-
-    participants: int = 260
-    hidden: tuple[int, ...] = (1, 8)
-    learning_rate: float = 0.01
-    epochs: int = 50
-    noise_queries: int = 100
-    study_queries: int = 100
-    seed: int = 0
-    optimizer: str = "sgd"
-    draws: str = "generative"
-
-    def __post_init__(self) -> None:
-        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
-        if not hidden:
-            raise ValueError("SampleSizeConfig.hidden needs at least one hidden size, got ()")
-        object.__setattr__(self, "hidden", tuple(require_int("SampleSizeConfig", "hidden", h, 1, 100_000) for h in hidden))
-        _validate(self, ("participants", "epochs", "noise_queries", "study_queries"))
-
-    @property
-    def steps(self) -> int:
-        return self.epochs * (self.noise_queries + self.study_queries)
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown learning-to-infer experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
+    config = preset(PRESETS[experiment])
+    train = {"seed": seed, "optimizer": optimizer, **({} if learning_rate is None else {"learning_rate": learning_rate})}
+    model = {} if hidden is None else {"hidden_size": hidden}
+    return dataclasses.replace(config, task=dataclasses.replace(config.task, draws=draws),
+                               model=dataclasses.replace(config.model, **model),
+                               train=dataclasses.replace(config.train, **train))
 
 
-def _validate(config, integers: Sequence[str]) -> None:
-    owner = type(config).__name__
-    for name in integers:
-        require_int(owner, name, getattr(config, name), 1, 10_000_000)
-    require_int(owner, "seed", config.seed, 0, 2**31 - 1)
-    require_positive(owner, "learning_rate", config.learning_rate)
-    check_optimizer(config.optimizer)
-    check_draws(config.draws)
+def _check_base(base: RunConfig, task: str) -> RunConfig:
+    if base.model.family != "amortized" or base.task.name != task:
+        raise ValueError(f"this experiment trains participants of the amortized family on task {task!r}, got a "
+                         f"{base.model.family!r} config of task {base.task.name!r}")
+    return base
 
 
-def check_draws(draws: str) -> bool:
-    """Validate a :data:`DRAWS` name; returns ``UrnQueryDistribution.swapped_draws`` for it."""
-    if draws not in DRAWS:
-        raise ValueError(f"unknown draws {draws!r}; choose one of {', '.join(DRAWS)} "
-                         "(generative: as the generative process states; paper: as the paper's code draws the balls)")
-    return draws == "paper"
+def check_participants(participants: int) -> int:
+    """A population size in [1, 10^7]."""
+    return require_int("learning-to-infer", "participants", participants, 1, 10_000_000)
 
 
 def eu_distributions(draws: str = "generative") -> dict[str, UrnQueryDistribution]:
-    """The EU training distributions {"ID": ..., "UD": ...} with balls drawn per :data:`DRAWS` ``draws``."""
-    swapped = check_draws(draws)
-    return {"ID": dataclasses.replace(EU_ID, swapped_draws=swapped), "UD": dataclasses.replace(EU_UD, swapped_draws=swapped)}
+    """The EU training distributions {"ID": ..., "UD": ...} with balls drawn per :data:`DRAWS` ``draws`` (the
+    ``urn_queries`` task's ID and UD sets)."""
+    return {name: UrnQueryTask(name, draws).distribution() for name in ("ID", "UD")}
 
 
 # --------------------------------------------------------------------------------- analyses
@@ -200,7 +162,8 @@ class EUResult:
     """Per-participant coefficients ``[S, 3]`` (b_prior, b_lik, b_0) per training condition ("ID", "UD")."""
 
     backend: str
-    config: EUConfig
+    base: RunConfig
+    participants: int
     coefficients: dict[str, np.ndarray]
     seconds: float
 
@@ -209,8 +172,9 @@ class EUResult:
                        "sem_prior": _sem(c[:, 0]), "sem_lik": _sem(c[:, 1])} for cond, c in self.coefficients.items()}
 
     def table(self) -> str:
-        lines = [f"EU experiment, {self.backend}, hidden {self.config.hidden}, {self.config.participants} participants, "
-                 f"{self.config.optimizer} lr {self.config.learning_rate:g}, {self.config.draws} draws ({self.seconds:.1f} s)",
+        b = self.base
+        lines = [f"EU experiment, {self.backend}, hidden {b.model.hidden_size}, {self.participants} participants, "
+                 f"{b.train.optimizer} lr {b.train.learning_rate:g}, {b.task.draws} draws ({self.seconds:.1f} s)",
                  f"{'trained on':<11}{'b_prior':>10}{'paper':>9}{'b_lik':>10}{'paper':>9}   (Bayes: 1, 1)"]
         for cond, s in self.summary().items():
             lines.append(f"{cond:<11}{s['b_prior']:>10.3f}{PAPER_EU[cond]['b_prior']:>9.3f}"
@@ -230,7 +194,9 @@ class SampleSizeResult:
     """Per hidden size: alpha_L ``[S, 6]`` (participants x (bins, all)); ``studies[s]`` is participant s's study."""
 
     backend: str
-    config: SampleSizeConfig
+    base: RunConfig
+    participants: int
+    hidden: tuple[int, ...]
     alphas: dict[int, np.ndarray]
     studies: tuple[str, ...]
     seconds: float
@@ -246,8 +212,9 @@ class SampleSizeResult:
         return {h: {k: _nanmedian(a[keys == k, -1]) for k in STUDY_KEYS if np.any(keys == k)} for h, a in self.alphas.items()}
 
     def table(self) -> str:
-        lines = [f"sample-size experiment, {self.backend}, {self.config.participants} participants, {self.config.optimizer} "
-                 f"lr {self.config.learning_rate:g}, {self.config.draws} draws ({self.seconds:.1f} s); "
+        b = self.base
+        lines = [f"sample-size experiment, {self.backend}, {self.participants} participants, {b.train.optimizer} "
+                 f"lr {b.train.learning_rate:g}, {b.task.draws} draws ({self.seconds:.1f} s); "
                  "alpha_L = median over participants (paper in brackets; Bayes: 1)",
                  f"{'hidden':<8}" + "".join(f"{'N=' + label if label != 'all' else 'all':>15}" for label in BIN_LABELS)]
         for h, s in self.summary().items():
@@ -273,7 +240,7 @@ class SampleSizeResult:
 
 @dataclass
 class EURepeats:
-    """EU results of K repeats (disjoint participant seeds, :func:`repeat_configs`): each entry of the table
+    """EU results of K repeats (disjoint participant seeds, :func:`repeat_bases`): each entry of the table
     as mean ± sem over the repeats' population means (:mod:`cogmeta.experiments.seeds`)."""
 
     results: list[EUResult]
@@ -284,8 +251,8 @@ class EURepeats:
         return self.results[0].backend
 
     @property
-    def config(self) -> EUConfig:
-        return self.results[0].config
+    def base(self) -> RunConfig:
+        return self.results[0].base
 
     def spreads(self) -> dict[str, dict[str, Spread]]:
         """``{condition: {statistic: Spread over repeats}}`` of b_prior, b_lik, b_0."""
@@ -299,10 +266,11 @@ class EURepeats:
                        "sem_prior": v["b_prior"].sem, "sem_lik": v["b_lik"].sem} for cond, v in self.spreads().items()}
 
     def table(self) -> str:
-        c = self.config
-        lines = [f"EU experiment, {self.backend}, hidden {c.hidden}, {len(self.results)} repeats x {c.participants} "
-                 f"participants (first seeds {', '.join(str(r.config.seed) for r in self.results)}), {c.optimizer} "
-                 f"lr {c.learning_rate:g}, {c.draws} draws ({self.seconds:.1f} s); mean ± sem over repeats",
+        b = self.base
+        lines = [f"EU experiment, {self.backend}, hidden {b.model.hidden_size}, {len(self.results)} repeats x "
+                 f"{self.results[0].participants} participants (first seeds "
+                 f"{', '.join(str(r.base.train.seed) for r in self.results)}), {b.train.optimizer} "
+                 f"lr {b.train.learning_rate:g}, {b.task.draws} draws ({self.seconds:.1f} s); mean ± sem over repeats",
                  f"{'trained on':<11}{'b_prior':>18}{'paper':>9}{'b_lik':>18}{'paper':>9}   (Bayes: 1, 1)"]
         for cond, v in self.spreads().items():
             lines.append(f"{cond:<11}{v['b_prior'].format(3):>18}{PAPER_EU[cond]['b_prior']:>9.3f}"
@@ -331,8 +299,8 @@ class SampleSizeRepeats:
         return self.results[0].backend
 
     @property
-    def config(self) -> SampleSizeConfig:
-        return self.results[0].config
+    def base(self) -> RunConfig:
+        return self.results[0].base
 
     def spreads(self) -> dict[int, dict[str, Spread]]:
         """``{hidden: {N bin or "all": Spread over repeats}}``."""
@@ -351,13 +319,14 @@ class SampleSizeRepeats:
     @property
     def diverged(self) -> dict[int, int]:
         """Diverged participants per hidden size, summed over repeats."""
-        return {h: sum(r.diverged.get(h, 0) for r in self.results) for h in self.config.hidden}
+        return {h: sum(r.diverged.get(h, 0) for r in self.results) for h in self.results[0].hidden}
 
     def table(self) -> str:
-        c = self.config
-        lines = [f"sample-size experiment, {self.backend}, {len(self.results)} repeats x {c.participants} participants "
-                 f"(first seeds {', '.join(str(r.config.seed) for r in self.results)}), {c.optimizer} "
-                 f"lr {c.learning_rate:g}, {c.draws} draws ({self.seconds:.1f} s); alpha_L = median over a repeat's "
+        b = self.base
+        lines = [f"sample-size experiment, {self.backend}, {len(self.results)} repeats x {self.results[0].participants} "
+                 f"participants (first seeds {', '.join(str(r.base.train.seed) for r in self.results)}), "
+                 f"{b.train.optimizer} lr {b.train.learning_rate:g}, {b.task.draws} draws ({self.seconds:.1f} s); "
+                 "alpha_L = median over a repeat's "
                  "participants, mean ± sem over repeats (paper in brackets; Bayes: 1)",
                  f"{'hidden':<8}" + "".join(f"{'N=' + label if label != 'all' else 'all':>20}" for label in BIN_LABELS)]
         for h, cells in self.spreads().items():
@@ -402,98 +371,141 @@ def load_backend(backend: str):
     return load_module(backend, "amortized")
 
 
-def train_and_predict(amortized, train: UrnQueries, test_inputs: np.ndarray, seeds: Sequence[int], *, hidden: int,
-                      learning_rate: float, optimizer: str) -> np.ndarray:
+def train_and_predict(amortized, train: UrnQueries, test_inputs: np.ndarray, seeds: Sequence[int], base: RunConfig,
+                      hidden: int | None = None) -> np.ndarray:
     """Train participant ``seeds[s]`` on ``train.inputs[s]`` (one query per step) with backend module
-    ``amortized`` (:func:`load_backend`); return its model log-odds ``[S, Q]`` on ``test_inputs`` (``[Q, 6]``
-    shared or ``[S, Q, 6]``), NaN for a participant that stopped on a non-finite loss or gradient."""
-    objective = amortized.AmortizedObjective(train.inputs, train.log_odds, hidden=hidden, learning_rate=learning_rate,
-                                             optimizer=optimizer, seeds=seeds)
+    ``amortized`` (:func:`load_backend`) at ``base``'s recipe (RBF units ``hidden``, default ``base``'s); return
+    its model log-odds ``[S, Q]`` on ``test_inputs`` (``[Q, 6]`` shared or ``[S, Q, 6]``), NaN for a
+    participant that stopped on a non-finite loss or gradient."""
+    train_config = base.train
+    objective = amortized.AmortizedObjective(train.inputs, train.log_odds,
+                                             hidden=base.model.hidden_size if hidden is None else hidden,
+                                             learning_rate=train_config.learning_rate,
+                                             optimizer=train_config.optimizer, dtype=train_config.dtype, seeds=seeds)
     run = amortized.train_population(objective)
-    model = amortized.predict_log_odds(run.weights, test_inputs)
+    model = amortized.predict_log_odds(run.weights, test_inputs, train_config.dtype)
     return np.where(run.stopped[:, None], np.nan, model)
 
 
-def eu_test_queries(config: EUConfig) -> UrnQueries:
-    """200 UD-type then 200 ID-type test queries (numpy float64, fixed seed), drawn as ``config.draws`` says."""
-    rng = np.random.default_rng([_TEST_SEED, config.seed])
-    specs = eu_distributions(config.draws)
-    return concatenate([specs["UD"].sample(rng, config.test_per_type), specs["ID"].sample(rng, config.test_per_type)])
+def eu_test_queries(base: RunConfig, test_per_type: int = TEST_PER_TYPE) -> UrnQueries:
+    """``test_per_type`` UD-type then as many ID-type test queries (numpy float64, seed (fixed, ``base``'s seed)),
+    their balls drawn as ``base.task.draws`` says."""
+    rng = np.random.default_rng([_TEST_SEED, base.train.seed])
+    specs = eu_distributions(base.task.draws)
+    return concatenate([specs["UD"].sample(rng, test_per_type), specs["ID"].sample(rng, test_per_type)])
 
 
-def repeat_configs(config, repeats: int) -> list:
-    """``repeats`` copies of ``config`` with disjoint participant seeds: repeat r starts at
-    ``config.seed + r * config.participants`` (so repeat 0 is ``config`` itself, and participant seeds and
-    query streams never overlap between repeats)."""
+def repeat_bases(base: RunConfig, participants: int, repeats: int) -> list[RunConfig]:
+    """``repeats`` copies of ``base`` with disjoint participant seeds: repeat r starts at
+    ``seed + r * participants`` (so repeat 0 is ``base`` itself, and participant seeds and query streams never
+    overlap between repeats)."""
     repeats = require_int("learning-to-infer", "repeats", repeats, 1)
-    last = config.seed + repeats * config.participants - 1
+    first = base.train.seed
+    last = first + repeats * participants - 1
     if last > 2**31 - 1:
         raise ValueError(f"learning-to-infer.repeats = {repeats} needs participant seeds up to {last} > 2^31 - 1; "
                          "lower --repeats, --participants or --seed")
-    return [dataclasses.replace(config, seed=config.seed + r * config.participants) for r in range(repeats)]
+    return [dataclasses.replace(base, train=dataclasses.replace(base.train, seed=first + r * participants))
+            for r in range(repeats)]
 
 
-def run_eu(backend: str, config: EUConfig = EUConfig()) -> EUResult:
-    """Train an ID and a UD population and regress their test log-odds on prior and likelihood log-odds."""
+def run_eu(backend: str, base: RunConfig | None = None, participants: int = PARTICIPANTS["eu"],
+           test_per_type: int = TEST_PER_TYPE) -> EUResult:
+    """Train an ID and a UD population of ``participants`` runs of ``base`` (default :func:`base_config` "eu";
+    participant s: seed + s, task queries "ID" or "UD") and regress their test log-odds on prior and likelihood
+    log-odds."""
+    base = _check_base(base_config("eu") if base is None else base, "urn_queries")
+    participants = check_participants(participants)
+    test_per_type = require_int("learning-to-infer", "test_per_type", test_per_type, 1, 10_000_000)
     amortized = load_backend(backend)
-    test = eu_test_queries(config)
-    seeds = list(range(config.seed, config.seed + config.participants))
+    test = eu_test_queries(base, test_per_type)
+    seeds = list(range(base.train.seed, base.train.seed + participants))
     start, coefficients = time.perf_counter(), {}
-    for cond, spec in eu_distributions(config.draws).items():
-        train = amortized.sample_training_queries([spec], seeds, config.steps)
-        model = train_and_predict(amortized, train, test.inputs, seeds, hidden=config.hidden,
-                                  learning_rate=config.learning_rate, optimizer=config.optimizer)
+    for cond, spec in eu_distributions(base.task.draws).items():
+        train = amortized.sample_training_queries([spec], seeds, base.train.steps, base.train.dtype)
+        model = train_and_predict(amortized, train, test.inputs, seeds, base)
         coefficients[cond] = regress_eu(prior_log_odds(test), likelihood_log_odds(test), model)
-    return EUResult(backend, config, coefficients, time.perf_counter() - start)
+    return EUResult(backend, base, participants, coefficients, time.perf_counter() - start)
 
 
-def run_eu_repeats(backend: str, config: EUConfig = EUConfig(), repeats: int = 1) -> "EURepeats":
-    """:func:`run_eu` for each of :func:`repeat_configs` (disjoint participant seeds), one after another.
+def run_eu_repeats(backend: str, base: RunConfig | None = None, participants: int = PARTICIPANTS["eu"],
+                   repeats: int = 1) -> "EURepeats":
+    """:func:`run_eu` for each of :func:`repeat_bases` (disjoint participant seeds), one after another.
 
-    Each repeat is exactly the run ``--seed config.seed + r * participants`` would give: a population's
-    hidden-1 participants can train chaotically, so training all repeats as one larger population (a
-    different vectorised program) would move them by rounding."""
+    Each repeat is exactly the run ``--seed seed + r * participants`` would give: a population's hidden-1
+    participants can train chaotically, so training all repeats as one larger population (a different
+    vectorised program) would move them by rounding."""
+    base = base_config("eu") if base is None else base
     start = time.perf_counter()
-    results = [run_eu(backend, c) for c in repeat_configs(config, repeats)]
+    results = [run_eu(backend, b, participants) for b in repeat_bases(base, participants, repeats)]
     return EURepeats(results, time.perf_counter() - start)
 
 
-def sample_size_queries(config: SampleSizeConfig) -> tuple[UrnQueries, UrnQueries]:
-    """Training queries ``[S, steps, ...]`` (the block repeated ``epochs`` times) and test queries ``[S, Q, ...]``."""
-    swapped = check_draws(config.draws)
-    blocks = [participant_queries(s, config.seed, config.noise_queries, config.study_queries, swapped)
-              for s in range(config.participants)]
-    train = UrnQueries(*(np.stack([np.tile(np.asarray(getattr(b[0], f)), (config.epochs,) + (1,) * (np.ndim(getattr(b[0], f)) - 1))
-                                   for b in blocks]) for f in UrnQueries._fields))
-    test = UrnQueries(*(np.stack([np.asarray(getattr(b[1], f)) for b in blocks]) for f in UrnQueries._fields))
+def sample_size_queries(base: RunConfig, participants: int) -> tuple[UrnQueries, UrnQueries]:
+    """Training queries ``[S, steps, ...]`` (the block repeated ``epochs`` times) and test queries ``[S, Q, ...]``:
+    participant s is the ``urn_study`` task of ``base`` with ``participant = s`` (``UrnStudyTask.queries``)."""
+    blocks = [dataclasses.replace(base.task, participant=s).queries(base.train.seed) for s in range(participants)]
+    train, test = (UrnQueries(*(np.stack([np.asarray(getattr(b[i], f)) for b in blocks]) for f in UrnQueries._fields))
+                   for i in (0, 1))
     return train, test
 
 
-def run_sample_size(backend: str, config: SampleSizeConfig = SampleSizeConfig()) -> SampleSizeResult:
-    """Train one population per hidden size on its participants' study blocks; alpha_L per N bin and study."""
+def run_sample_size(backend: str, base: RunConfig | None = None, participants: int = PARTICIPANTS["sample-size"],
+                    hidden: Sequence[int] = SAMPLE_SIZE_HIDDEN) -> SampleSizeResult:
+    """Train one population of ``participants`` runs of ``base`` (default :func:`base_config` "sample-size";
+    participant s: ``urn_study`` with ``participant = s``) per RBF size in ``hidden``; alpha_L per N bin and study."""
+    base = _check_base(base_config("sample-size") if base is None else base, "urn_study")
+    participants = check_participants(participants)
+    hidden = check_hidden_sizes(hidden)
     amortized = load_backend(backend)
-    train, test = sample_size_queries(config)
-    seeds = list(range(config.seed, config.seed + config.participants))
+    train, test = sample_size_queries(base, participants)
+    seeds = list(range(base.train.seed, base.train.seed + participants))
     llr = (2 * test.heads - test.draws) * logit(test.likelihood)
     start, alphas, diverged = time.perf_counter(), {}, {}
-    for hidden in config.hidden:
-        model = train_and_predict(amortized, train, test.inputs, seeds, hidden=hidden,
-                                  learning_rate=config.learning_rate, optimizer=config.optimizer)
+    for units in hidden:
+        model = train_and_predict(amortized, train, test.inputs, seeds, base, units)
         finite = np.all(np.isfinite(model), axis=1)
-        diverged[hidden] = int(np.sum(~finite))
-        alphas[hidden] = participant_alphas(llr, np.where(finite[:, None], model, np.nan), test.draws)
-    studies = tuple(study_of(s).key for s in range(config.participants))
-    return SampleSizeResult(backend, config, alphas, studies, time.perf_counter() - start, diverged)
+        diverged[units] = int(np.sum(~finite))
+        alphas[units] = participant_alphas(llr, np.where(finite[:, None], model, np.nan), test.draws)
+    studies = tuple(study_of(s).key for s in range(participants))
+    return SampleSizeResult(backend, base, participants, hidden, alphas, studies, time.perf_counter() - start, diverged)
 
 
-def run_sample_size_repeats(backend: str, config: SampleSizeConfig = SampleSizeConfig(),
+def run_sample_size_repeats(backend: str, base: RunConfig | None = None,
+                            participants: int = PARTICIPANTS["sample-size"], hidden: Sequence[int] = SAMPLE_SIZE_HIDDEN,
                             repeats: int = 1) -> "SampleSizeRepeats":
-    """:func:`run_sample_size` for each of :func:`repeat_configs` (disjoint participant seeds), one after
-    another, so that repeat r equals the run at ``--seed config.seed + r * participants`` (see
-    :func:`run_eu_repeats`)."""
+    """:func:`run_sample_size` for each of :func:`repeat_bases` (disjoint participant seeds), one after
+    another, so that repeat r equals the run at ``--seed seed + r * participants`` (see :func:`run_eu_repeats`)."""
+    base = base_config("sample-size") if base is None else base
     start = time.perf_counter()
-    results = [run_sample_size(backend, c) for c in repeat_configs(config, repeats)]
+    results = [run_sample_size(backend, b, participants, hidden) for b in repeat_bases(base, participants, repeats)]
     return SampleSizeRepeats(results, time.perf_counter() - start)
+
+
+def check_hidden_sizes(hidden: Sequence[int]) -> tuple[int, ...]:
+    """The RBF sizes of the sample-size experiment's populations (one or more, each in [1, 10^5])."""
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if not hidden:
+        raise ValueError("learning-to-infer.hidden needs at least one hidden size, got ()")
+    return tuple(require_int("learning-to-infer", "hidden", h, 1, 100_000) for h in hidden)
+
+
+def participant_evaluation(config: RunConfig, weights, backend: str) -> dict[str, float]:
+    """The study's measure of one participant run (``cogmeta evaluate``): for ``urn_queries``, its EU regression
+    coefficients b_prior, b_lik, b_0 on the EU test queries (:func:`eu_test_queries` of its seed and draws); for
+    ``urn_study``, alpha_L per sample-size bin and overall on its study's queries."""
+    from cogmeta.experiments.amortized_runs import model_log_odds
+
+    if config.task.name == "urn_study":
+        test = config.task.queries(config.train.seed)[1]
+        model = model_log_odds(config, weights, backend, np.asarray(test.inputs))
+        llr = (2 * np.asarray(test.heads) - np.asarray(test.draws)) * logit(test.likelihood)
+        alphas = participant_alphas(llr[None], model[None], np.asarray(test.draws)[None])[0]
+        return {f"alpha_L N={label}": float(value) for label, value in zip(BIN_LABELS, alphas)}
+    test = eu_test_queries(config)
+    model = model_log_odds(config, weights, backend, np.asarray(test.inputs))
+    b_prior, b_lik, b_0 = regress_eu(prior_log_odds(test), likelihood_log_odds(test), model)
+    return {"b_prior": float(b_prior), "b_lik": float(b_lik), "b_0": float(b_0)}
 
 
 # --------------------------------------------------------------------------------- figures
@@ -554,44 +566,29 @@ def plot_sample_size(result: SampleSizeResult | SampleSizeRepeats, ax=None):
     return fig
 
 
-def experiment_config(name: str, *, participants: int | None = None, hidden: Sequence[int] | None = None,
-                      seed: int = 0, optimizer: str = "sgd", learning_rate: float | None = None,
-                      draws: str = "generative") -> EUConfig | SampleSizeConfig:
-    """The config of experiment ``name`` ("eu" or "sample-size"); None takes the experiment's default (ValueError
-    on bad values)."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown learning-to-infer experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
-    options = {key: value for key, value in (("participants", participants), ("learning_rate", learning_rate))
-               if value is not None}
-    if name == "eu":
-        if hidden is not None and len(hidden) != 1:
-            raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
-        return EUConfig(seed=seed, optimizer=optimizer, draws=draws, **options, **({"hidden": hidden[0]} if hidden else {}))
-    return SampleSizeConfig(seed=seed, optimizer=optimizer, draws=draws, **options,
-                            **({"hidden": tuple(hidden)} if hidden else {}))
-
-
 def run_experiment(name: str, backend: str, out: Path | None = None, *, participants: int | None = None,
                    hidden: Sequence[int] | None = None, seed: int = 0, figures: bool = True, optimizer: str = "sgd",
                    learning_rate: float | None = None, draws: str = "generative", repeats: int = 1):
     """Run experiment ``name`` ("eu" or "sample-size") with ``backend``; print the table; write CSV and figure to ``out``.
 
-    ``repeats`` K > 1: K populations with disjoint participant seeds (:func:`repeat_configs`), one after
+    ``repeats`` K > 1: K populations with disjoint participant seeds (:func:`repeat_bases`), one after
     another; the table and ``<stem>.csv`` give each entry as mean ± sem over the repeats (plus min, max,
     n), and ``<stem>-repeats.csv`` each repeat's own table. Returns the result (K > 1: the repeats')."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown learning-to-infer experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     from cogmeta.backends import BACKENDS
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
     repeats = require_int("learning-to-infer", "repeats", repeats, 1)
-    config = experiment_config(name, participants=participants, hidden=hidden, seed=seed, optimizer=optimizer,
-                               learning_rate=learning_rate, draws=draws)
+    if name == "eu" and hidden is not None and len(hidden) != 1:
+        raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
+    base = base_config(name, hidden=hidden[0] if name == "eu" and hidden else None, seed=seed, optimizer=optimizer,
+                       learning_rate=learning_rate, draws=draws)
+    participants = check_participants(PARTICIPANTS[name] if participants is None else participants)
     if name == "eu":
-        result, plot = run_eu_repeats(backend, config, repeats), plot_eu
+        result, plot = run_eu_repeats(backend, base, participants, repeats), plot_eu
     else:
-        result, plot = run_sample_size_repeats(backend, config, repeats), plot_sample_size
+        units = check_hidden_sizes(SAMPLE_SIZE_HIDDEN if not hidden else hidden)
+        result, plot = run_sample_size_repeats(backend, base, participants, units, repeats), plot_sample_size
     if repeats == 1:
         result = result.results[0]
     print(result.table())
@@ -604,8 +601,9 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
         atomic_write_text(out / f"{stem}.csv", result.to_csv())
         if repeats > 1:
             atomic_write_text(out / f"{stem}-repeats.csv", repeats_csv(result))
-        atomic_write_json(out / f"{stem}-config.json", {"experiment": name, "backend": backend, "repeats": repeats,
-                                                        "seconds": result.seconds, **dataclasses.asdict(config)})
+        atomic_write_json(out / f"{stem}-config.json", {
+            "experiment": name, "backend": backend, "repeats": repeats, "seconds": result.seconds,
+            "participants": participants, **({} if name == "eu" else {"hidden": list(units)}), "run": base.to_dict()})
         if figures:
             from cogmeta.figures import save_figure
 
@@ -621,5 +619,5 @@ def repeats_csv(repeated: EURepeats | SampleSizeRepeats) -> str:
         header, *rows = result.to_csv().splitlines()
         if r == 0:
             lines.append(f"repeat,first_seed,{header}")
-        lines += [f"{r},{result.config.seed},{row}" for row in rows]
+        lines += [f"{r},{result.base.train.seed},{row}" for row in rows]
     return "\n".join(lines) + "\n"

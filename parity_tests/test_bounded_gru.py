@@ -143,7 +143,7 @@ def test_loss_and_gradients(dtype, seed, record):
             return jax_model.bounded_loss(model, jnp.asarray(inputs), jnp.asarray(cues), jnp.asarray(targets), 3e-3,
                                           {k: jnp.asarray(v) for k, v in eps.items()})
 
-        (value, (nll_j, kl_j)), jgrads = jax.value_and_grad(fn, has_aux=True)(params)
+        (value, (nll_j, kl_j)), jgrads = jax.jit(jax.value_and_grad(fn, has_aux=True))(params)  # eager: 12 s
         jgrads = jax_weights.state_to_canonical(jgrads)
     record("loss", "svdo-gru", dtype, assert_all([("loss", np.asarray(value), loss.detach().numpy()),
                                                   ("nll", np.asarray(nll_j), nll.detach().numpy())], "forward", dtype))

@@ -46,6 +46,7 @@ def test_drift_flag_is_refused_for_another_task(tmp_path, capsys):
     assert code != 0 and "drift-std" in err
 
 
+@pytest.mark.slow  # 10 s of JAX compiling; the sweep itself is tested on every family in test_sweep.py
 def test_sweep_drift(tmp_path, capsys):
     pytest.importorskip("jax")
     out_dir = tmp_path / "sweep"

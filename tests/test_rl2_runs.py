@@ -72,7 +72,7 @@ def test_train_writes_the_run_folder_and_resumes_bit_for_bit(tmp_path, capsys, m
         main([str(a) for a in ["train", *TINY, "--backend", backend, "--steps", STEPS, "--out", cut]])
     monkeypatch.setattr(RL2Workload, "held_out", held_out)
     assert not (cut / "weights.safetensors").exists()
-    code, out, _ = run_cli(["train", "--resume", cut, "--no-progress", "--summary-tasks", "0"], capsys)
+    code, out, _ = run_cli(["train", "--resume", cut, "--no-progress", "--summary-tasks", "0", "--no-figures"], capsys)
     assert code == 0, out
     config = RunConfig.load(whole / "config.json")
     assert config.model.family == "rl2" and config.rl.entropy_final == 0.0
@@ -115,7 +115,7 @@ def test_torch_sweep_engine_vmap_equals_loop():
             np.testing.assert_allclose(a.weights[name], b.weights[name], rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)])  # jax: 20 s of compiling
 def test_sweep_writes_member_folders_scored_by_reward(tmp_path, capsys, backend):
     out = tmp_path / "sweep"
     code, stdout, _ = run_cli(["sweep", "--task", "bandit", "--backend", backend, "--seeds", 2, "--steps", 3,

@@ -83,7 +83,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, capsys, backend)
     assert final.step == EPISODES and all(np.array_equal(final.params[n], a[n]) for n in a)
 
 
-@pytest.mark.parametrize("first, second", [("torch", "jax"), ("jax", "torch")])
+@pytest.mark.parametrize("first, second", [pytest.param("torch", "jax", marks=pytest.mark.slow), ("jax", "torch")])
 def test_checkpoint_resumes_in_the_other_backend(tmp_path, first, second):
     pytest.importorskip("torch")
     pytest.importorskip("jax")

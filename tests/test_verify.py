@@ -265,8 +265,8 @@ BOUNDED = ["--family", "bounded-gru", "--condition", "ranking", "--num-cues", "3
 AMORTIZED = ["--family", "amortized", "--hidden-size", "2", "--heldout-tasks", "8", "--device", "cpu", "--no-figure"]
 
 
-@pytest.mark.parametrize("config", [tiny_bounded, lambda: tiny_bounded(beta=0.01), tiny_amortized,
-                                    lambda: tiny_amortized(optimizer="adam")],
+@pytest.mark.parametrize("config", [tiny_bounded, pytest.param(lambda: tiny_bounded(beta=0.01), marks=pytest.mark.slow),
+                                    tiny_amortized, lambda: tiny_amortized(optimizer="adam")],
                          ids=["bounded-gru", "bounded-gru-beta", "amortized-sgd", "amortized-adam"])
 def test_the_other_families_pass_every_rung_in_float64(config):
     report = verify(config(), steps=3, device="cpu", layers=True, heldout_tasks=8)

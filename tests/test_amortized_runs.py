@@ -139,3 +139,23 @@ def test_cli_train_evaluate_and_sweep(tmp_path, capsys):
                  *tiny[:-4], "--no-progress"]) == 0
     assert sorted(p.name for p in sweep.glob("member-*")) == ["member-000", "member-001", "member-002"]
     assert "heldout_kl" in (sweep / "summary.csv").read_text().splitlines()[0]
+
+
+def test_the_eu_study_writes_each_participant_as_a_run_folder(tmp_path):
+    """``run_experiment(..., out)`` writes participant s of each population as a run folder of its own config
+    (seed S + s, queries ID or UD) and weights; evaluated alone, participant 0 gives the study's own coefficients
+    for it (the same weights, the same test queries)."""
+    pytest.importorskip("torch")
+    from cogmeta.experiments import learning_to_infer as l2i
+    from cogmeta.experiments.learning_to_infer import participant_evaluation
+
+    result = l2i.run_experiment("eu", "torch", tmp_path, participants=3, figures=False)
+    runs = tmp_path / "runs" / "eu-torch"
+    assert sorted(p.name for p in runs.iterdir()) == [f"{c}-seed{s}" for c in ("ID", "UD") for s in range(3)]
+    for condition in ("ID", "UD"):
+        config = RunConfig.load(runs / f"{condition}-seed0" / "config.json")
+        assert config == dataclasses.replace(preset("l2i-eu-id"), task=UrnQueryTask(condition))
+        scores = participant_evaluation(config, _weights(runs / f"{condition}-seed0"), "torch")
+        # float32 predictions of a stacked population vs one participant: equal to rounding
+        np.testing.assert_allclose([scores["b_prior"], scores["b_lik"], scores["b_0"]],
+                                   result.coefficients[condition][0], rtol=1e-5, atol=1e-6)

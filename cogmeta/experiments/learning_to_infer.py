@@ -372,19 +372,49 @@ def load_backend(backend: str):
 
 
 def train_and_predict(amortized, train: UrnQueries, test_inputs: np.ndarray, seeds: Sequence[int], base: RunConfig,
-                      hidden: int | None = None) -> np.ndarray:
+                      hidden: int | None = None, write=None) -> np.ndarray:
     """Train participant ``seeds[s]`` on ``train.inputs[s]`` (one query per step) with backend module
     ``amortized`` (:func:`load_backend`) at ``base``'s recipe (RBF units ``hidden``, default ``base``'s); return
     its model log-odds ``[S, Q]`` on ``test_inputs`` (``[Q, 6]`` shared or ``[S, Q, 6]``), NaN for a
-    participant that stopped on a non-finite loss or gradient."""
+    participant that stopped on a non-finite loss or gradient. ``write(weights [S, ...], stopped [S])``, if
+    given, receives the trained population (:func:`write_participants`)."""
     train_config = base.train
     objective = amortized.AmortizedObjective(train.inputs, train.log_odds,
                                              hidden=base.model.hidden_size if hidden is None else hidden,
                                              learning_rate=train_config.learning_rate,
                                              optimizer=train_config.optimizer, dtype=train_config.dtype, seeds=seeds)
     run = amortized.train_population(objective)
+    if write is not None:
+        write(run.weights, run.stopped)
     model = amortized.predict_log_odds(run.weights, test_inputs, train_config.dtype)
     return np.where(run.stopped[:, None], np.nan, model)
+
+
+def write_participants(folder: Path | None, configs: Sequence[RunConfig], backend: str):
+    """A ``write`` for :func:`train_and_predict`: participant s as the run folder ``FOLDER/<name>`` of its run
+    ``configs[s]`` (family ``amortized``): ``config.json`` and ``weights.safetensors`` (canonical, loadable by
+    either framework; ``cogmeta evaluate`` reads it). A diverged participant gets no weights. None: no folders."""
+    if folder is None:
+        return None
+
+    def write(weights: dict[str, np.ndarray], stopped: np.ndarray) -> None:
+        from cogmeta.runs import RunDir
+        from cogmeta.weights import save_weights
+
+        for s, config in enumerate(configs):
+            task = config.task
+            name = (f"{task.queries}-seed{config.train.seed}" if task.name == "urn_queries"
+                    else f"hidden{config.model.hidden_size}-seed{config.train.seed}-participant{task.participant:03d}")
+            run = RunDir.at(Path(folder) / name)
+            with run.writing():
+                if run.config.exists():
+                    raise FileExistsError(f"{run.root} already holds a run; choose a new output folder")
+                config.save(run.config)
+                if not stopped[s]:
+                    save_weights(run.weights, {n: np.asarray(w[s]) for n, w in weights.items()}, config,
+                                 framework=backend)
+
+    return write
 
 
 def eu_test_queries(base: RunConfig, test_per_type: int = TEST_PER_TYPE) -> UrnQueries:
@@ -410,10 +440,10 @@ def repeat_bases(base: RunConfig, participants: int, repeats: int) -> list[RunCo
 
 
 def run_eu(backend: str, base: RunConfig | None = None, participants: int = PARTICIPANTS["eu"],
-           test_per_type: int = TEST_PER_TYPE) -> EUResult:
+           test_per_type: int = TEST_PER_TYPE, runs: Path | None = None) -> EUResult:
     """Train an ID and a UD population of ``participants`` runs of ``base`` (default :func:`base_config` "eu";
     participant s: seed + s, task queries "ID" or "UD") and regress their test log-odds on prior and likelihood
-    log-odds."""
+    log-odds. ``runs``: write every participant's run folder there (:func:`write_participants`)."""
     base = _check_base(base_config("eu") if base is None else base, "urn_queries")
     participants = check_participants(participants)
     test_per_type = require_int("learning-to-infer", "test_per_type", test_per_type, 1, 10_000_000)
@@ -423,13 +453,16 @@ def run_eu(backend: str, base: RunConfig | None = None, participants: int = PART
     start, coefficients = time.perf_counter(), {}
     for cond, spec in eu_distributions(base.task.draws).items():
         train = amortized.sample_training_queries([spec], seeds, base.train.steps, base.train.dtype)
-        model = train_and_predict(amortized, train, test.inputs, seeds, base)
+        configs = [dataclasses.replace(base, task=dataclasses.replace(base.task, queries=cond),
+                                       train=dataclasses.replace(base.train, seed=seed)) for seed in seeds]
+        model = train_and_predict(amortized, train, test.inputs, seeds, base, write=write_participants(runs, configs,
+                                                                                                       backend))
         coefficients[cond] = regress_eu(prior_log_odds(test), likelihood_log_odds(test), model)
     return EUResult(backend, base, participants, coefficients, time.perf_counter() - start)
 
 
 def run_eu_repeats(backend: str, base: RunConfig | None = None, participants: int = PARTICIPANTS["eu"],
-                   repeats: int = 1) -> "EURepeats":
+                   repeats: int = 1, runs: Path | None = None) -> "EURepeats":
     """:func:`run_eu` for each of :func:`repeat_bases` (disjoint participant seeds), one after another.
 
     Each repeat is exactly the run ``--seed seed + r * participants`` would give: a population's hidden-1
@@ -437,7 +470,7 @@ def run_eu_repeats(backend: str, base: RunConfig | None = None, participants: in
     vectorised program) would move them by rounding."""
     base = base_config("eu") if base is None else base
     start = time.perf_counter()
-    results = [run_eu(backend, b, participants) for b in repeat_bases(base, participants, repeats)]
+    results = [run_eu(backend, b, participants, runs=runs) for b in repeat_bases(base, participants, repeats)]
     return EURepeats(results, time.perf_counter() - start)
 
 
@@ -451,9 +484,10 @@ def sample_size_queries(base: RunConfig, participants: int) -> tuple[UrnQueries,
 
 
 def run_sample_size(backend: str, base: RunConfig | None = None, participants: int = PARTICIPANTS["sample-size"],
-                    hidden: Sequence[int] = SAMPLE_SIZE_HIDDEN) -> SampleSizeResult:
+                    hidden: Sequence[int] = SAMPLE_SIZE_HIDDEN, runs: Path | None = None) -> SampleSizeResult:
     """Train one population of ``participants`` runs of ``base`` (default :func:`base_config` "sample-size";
-    participant s: ``urn_study`` with ``participant = s``) per RBF size in ``hidden``; alpha_L per N bin and study."""
+    participant s: ``urn_study`` with ``participant = s``) per RBF size in ``hidden``; alpha_L per N bin and study.
+    ``runs``: write every participant's run folder there (:func:`write_participants`)."""
     base = _check_base(base_config("sample-size") if base is None else base, "urn_study")
     participants = check_participants(participants)
     hidden = check_hidden_sizes(hidden)
@@ -463,7 +497,11 @@ def run_sample_size(backend: str, base: RunConfig | None = None, participants: i
     llr = (2 * test.heads - test.draws) * logit(test.likelihood)
     start, alphas, diverged = time.perf_counter(), {}, {}
     for units in hidden:
-        model = train_and_predict(amortized, train, test.inputs, seeds, base, units)
+        configs = [dataclasses.replace(base, task=dataclasses.replace(base.task, participant=s),
+                                       model=dataclasses.replace(base.model, hidden_size=units))
+                   for s in range(participants)]
+        model = train_and_predict(amortized, train, test.inputs, seeds, base, units,
+                                  write=write_participants(runs, configs, backend))
         finite = np.all(np.isfinite(model), axis=1)
         diverged[units] = int(np.sum(~finite))
         alphas[units] = participant_alphas(llr, np.where(finite[:, None], model, np.nan), test.draws)
@@ -473,12 +511,13 @@ def run_sample_size(backend: str, base: RunConfig | None = None, participants: i
 
 def run_sample_size_repeats(backend: str, base: RunConfig | None = None,
                             participants: int = PARTICIPANTS["sample-size"], hidden: Sequence[int] = SAMPLE_SIZE_HIDDEN,
-                            repeats: int = 1) -> "SampleSizeRepeats":
+                            repeats: int = 1, runs: Path | None = None) -> "SampleSizeRepeats":
     """:func:`run_sample_size` for each of :func:`repeat_bases` (disjoint participant seeds), one after
     another, so that repeat r equals the run at ``--seed seed + r * participants`` (see :func:`run_eu_repeats`)."""
     base = base_config("sample-size") if base is None else base
     start = time.perf_counter()
-    results = [run_sample_size(backend, b, participants, hidden) for b in repeat_bases(base, participants, repeats)]
+    results = [run_sample_size(backend, b, participants, hidden, runs)
+               for b in repeat_bases(base, participants, repeats)]
     return SampleSizeRepeats(results, time.perf_counter() - start)
 
 
@@ -584,11 +623,12 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
     base = base_config(name, hidden=hidden[0] if name == "eu" and hidden else None, seed=seed, optimizer=optimizer,
                        learning_rate=learning_rate, draws=draws)
     participants = check_participants(PARTICIPANTS[name] if participants is None else participants)
+    runs = None if out is None else Path(out) / "runs" / f"{name}-{backend}"
     if name == "eu":
-        result, plot = run_eu_repeats(backend, base, participants, repeats), plot_eu
+        result, plot = run_eu_repeats(backend, base, participants, repeats, runs), plot_eu
     else:
         units = check_hidden_sizes(SAMPLE_SIZE_HIDDEN if not hidden else hidden)
-        result, plot = run_sample_size_repeats(backend, base, participants, units, repeats), plot_sample_size
+        result, plot = run_sample_size_repeats(backend, base, participants, units, repeats, runs), plot_sample_size
     if repeats == 1:
         result = result.results[0]
     print(result.table())

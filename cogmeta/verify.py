@@ -283,8 +283,9 @@ def verify(config: VerifyConfig, steps: int = DEFAULT_STEPS, device: str = "all"
                          f"--steps or check beta 0")
     config = registered_verify(config)
     if run_weights is not None and not (isinstance(config, RunConfig) or hasattr(config, "evaluation_figures")):
-        raise ValueError(f"run weights can be checked for runs of registered model families only, not for a "
-                         f"{config.family!r} config")
+        raise ValueError(f"the held-out evaluation of a run's weights is implemented for the meta_learner, rl2 and "
+                         f"seq2seq families, not for runs of family {config.family!r}; check the run's config with --config "
+                         f"RUN/config.json")
     if isinstance(heldout_tasks, bool) or not isinstance(heldout_tasks, int) or heldout_tasks < 1:
         raise ValueError(f"heldout_tasks must be a whole number >= 1, got {heldout_tasks!r}")
     if device not in DEVICE_CHOICES:

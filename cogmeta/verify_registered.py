@@ -37,7 +37,7 @@ from cogmeta.config import RunConfig
 from cogmeta.verify_families import STREAM, scaled_gradients, uniform_weights
 
 #: The model families of ``RunConfig.model.family`` that this module wraps (the meta-learner is checked as is).
-REGISTERED = ("rl2", "seq2seq")
+REGISTERED = ("rl2", "seq2seq", "bounded_gru", "amortized")
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -206,8 +206,29 @@ class Seq2SeqVerify(_RegisteredVerify):
         return {"retrieval %": np.asarray(accuracy.retrieval), "generalization %": np.asarray(accuracy.generalization)}
 
 
+def bounded_gru_verify(config: RunConfig):
+    """A ``bounded_gru`` run config as ``cogmeta verify --family bounded-gru`` checks it (its task, H, beta,
+    warm-up and train section; both frameworks start from verify's own weights, so ``bound.start_from`` plays
+    no part)."""
+    from cogmeta.verify_families import BoundedGRUVerify
+
+    return BoundedGRUVerify(config.task, config.model.hidden_size, config.bound.beta, config.bound.warmup_steps,
+                            config.train)
+
+
+def amortized_verify(config: RunConfig):
+    """An ``amortized`` run config (task ``urn_queries``) as ``cogmeta verify --family amortized`` checks it."""
+    from cogmeta.verify_families import AmortizedVerify
+
+    if config.task.name != "urn_queries":
+        raise ValueError(f"verify checks amortized participants on the urn_queries task; a {config.task.name!r} run "
+                         f"trains on the same model and loss: check it with --family amortized --queries noise")
+    return AmortizedVerify(config.model.hidden_size, config.task.queries, config.train)
+
+
 #: ``model.family`` -> the wrapper verify checks it with.
-WRAPPERS = {"rl2": RL2Verify, "seq2seq": Seq2SeqVerify}
+WRAPPERS = {"rl2": RL2Verify, "seq2seq": Seq2SeqVerify, "bounded_gru": bounded_gru_verify,
+            "amortized": amortized_verify}
 
 
 def registered_verify(config: RunConfig):
@@ -216,4 +237,5 @@ def registered_verify(config: RunConfig):
     return config if wrapper is None else wrapper(config)
 
 
-__all__ = ["REGISTERED", "RL2Verify", "Seq2SeqVerify", "WRAPPERS", "registered_verify"]
+__all__ = ["REGISTERED", "RL2Verify", "Seq2SeqVerify", "WRAPPERS", "amortized_verify", "bounded_gru_verify",
+           "registered_verify"]

@@ -141,3 +141,29 @@ def test_a_seq2seq_run_folder_with_another_weights_format(tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", "--run", str(run)]) == 2
     assert "another cogmeta version" in capsys.readouterr().err
+
+
+def test_bounded_and_amortized_run_configs_are_checked_as_their_family_configs(tmp_path):
+    """A ``bounded_gru`` or ``amortized`` RunConfig (a preset, a run folder's config.json) is checked as the
+    ``--family`` config it describes, and passes every rung in float64; an ``urn_study`` participant and a
+    run's weights are refused with what to do instead."""
+    from cogmeta.verify_families import AmortizedVerify, BoundedGRUVerify
+
+    bounded = preset("heuristics-direction")
+    bounded = dataclasses.replace(bounded, model=dataclasses.replace(bounded.model, hidden_size=5),
+                                  train=dataclasses.replace(bounded.train, batch_size=4, dtype="float64"))
+    wrapped = registered_verify(bounded)
+    assert isinstance(wrapped, BoundedGRUVerify) and wrapped.task.condition == "direction"
+    assert (wrapped.hidden_size, wrapped.beta, wrapped.train) == (5, 0.0, bounded.train)
+    report = verify(bounded, steps=3, device="cpu", layers=True, heldout_tasks=8)
+    assert report.passed, report.format()
+    amortized = preset("l2i-eu-ud")
+    amortized = dataclasses.replace(amortized, train=dataclasses.replace(amortized.train, dtype="float64"))
+    wrapped = registered_verify(amortized)
+    assert isinstance(wrapped, AmortizedVerify) and (wrapped.queries, wrapped.hidden) == ("UD", 1)
+    report = verify(amortized, steps=3, device="cpu", layers=True, heldout_tasks=8)
+    assert report.passed, report.format()
+    with pytest.raises(ValueError, match="check it with --family amortized --queries noise"):
+        registered_verify(preset("l2i-sample-size"))
+    with pytest.raises(ValueError, match="held-out evaluation of a run's weights is implemented for"):
+        verify(bounded, steps=2, device="cpu", run_weights={"x": [0.0]})

@@ -178,6 +178,13 @@ def write_evaluation_figure(run: RunDir, evaluation: Evaluation, backend: str) -
     return save_figure(fig, run.figures / f"kl_per_step-{backend}.png")
 
 
+def save_learning_curve(run: RunDir, plot, config: RunConfig) -> Path:
+    """``RUN/figures/learning_curve.png`` of ``plot(rows, config)`` on the run's metrics log (the families whose
+    workload draws its own learning curve: ``plot_training`` of the bounded GRU, the amortized participant)."""
+    run.figures.mkdir(parents=True, exist_ok=True)
+    return save_figure(plot(read_metrics(run.metrics), config), run.figures / "learning_curve.png")
+
+
 def save_figure(fig, path: str | Path) -> Path:
     """Write ``fig`` as a PNG atomically (temp file, then rename) and close it."""
     from cogmeta.io import atomic_write_with

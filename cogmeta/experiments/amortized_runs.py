@@ -104,11 +104,9 @@ class AmortizedWorkload:
         return heldout_kl(config, weights, backend, num_tasks)
 
     def write_figures(self, run: RunDir, config: RunConfig, weights, backend: str) -> None:
-        from cogmeta.figures import save_figure
-        from cogmeta.metrics_log import read_metrics
+        from cogmeta.figures import save_learning_curve
 
-        run.figures.mkdir(parents=True, exist_ok=True)
-        save_figure(plot_training(read_metrics(run.metrics), config), run.figures / "learning_curve.png")
+        save_learning_curve(run, plot_training, config)
 
 
 WORKLOAD = AmortizedWorkload()

@@ -6,7 +6,8 @@ names its tasks (a task registry of its own: the predictive tasks of ``cogmeta.c
 tutorial meta-learner, the episode tasks for meta seq2seq), the recurrent cells it supports, the
 ``ModelConfig`` fields it reads (every other model field must keep its default, so that a flag that would
 be ignored is an error), and the driver module that trains, resumes and evaluates its run folders
-(``train_run(config, run_dir, backend, ...)``; ``cogmeta.training`` itself for the meta-learner).
+(its ``WORKLOAD``, the hooks of the one run-folder loop ``cogmeta.training.train``, or a ``train_run`` of its own:
+seq2seq; ``cogmeta.training`` itself for the meta-learner).
 
 Adding a family: a ``ModelFamily`` entry below, its driver module, and an objective in each backend
 (``docs/extending.md``).
@@ -29,7 +30,8 @@ class ModelFamily:
         summary: one line for ``--help`` and errors.
         cells: the recurrent cells it can be built with.
         model_fields: the ``ModelConfig`` fields it reads besides ``family``.
-        driver: module whose ``train_run`` is the run-folder loop (the meta-learner: ``cogmeta.training.train``).
+        driver: module with the family's ``WORKLOAD`` for the one run-folder loop (or a ``train_run`` loop of its
+            own: seq2seq), ``score_run`` and ``parameter_shapes`` (the meta-learner: ``cogmeta.training``).
         task_registry: returns the family's tasks, name -> frozen dataclass (imported lazily).
         default_task: the task a config of this family gets when none is named.
         default_preset: the ``cogmeta.presets`` entry that ``cogmeta train --family NAME`` starts from.

@@ -62,8 +62,11 @@ def train(
             family's driver decides, the tutorial meta-learner's is :data:`PREDICTIVE`).
     """
     if workload is None and config.family.driver != __name__:  # the family's driver (``cogmeta.families``)
-        return config.family.load_driver().train_run(config, run_dir, backend, resume=resume, progress=progress,
-                                                     figures=figures, devices=devices)
+        driver = config.family.load_driver()
+        if not hasattr(driver, "WORKLOAD"):  # a family with a loop of its own (seq2seq: episodes drawn in Python)
+            return driver.train_run(config, run_dir, backend, resume=resume, progress=progress, figures=figures,
+                                    devices=devices)
+        workload = driver.WORKLOAD
     workload = PREDICTIVE if workload is None else workload
     run = RunDir.at(run_dir)
     checkpoint = None

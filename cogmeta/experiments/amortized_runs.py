@@ -1,8 +1,8 @@
 """The ``amortized`` model family's run folders: one simulated participant of learning to infer (Dasgupta et al. 2020).
 
-    train_run(config, out, backend)        the one run-folder loop of ``cogmeta.training.train`` with this
-                                           family's workload (:data:`WORKLOAD`); resumes with ``resume=True``
-    score_run(run, backend, count)         the run's held-out KL to the exact posterior
+    WORKLOAD                         the family's hooks of the one run-folder loop (``cogmeta.training.train``, which
+                                     finds them through ``cogmeta.families``): trainer, held-out score, figures
+    score_run(run, backend, count)   the run's held-out KL to the exact posterior
 
 A run is one participant: an amortized posterior q(B | query) = sigmoid(f(x)) (``*_impl/amortized.py``,
 Linear(6, H) -> RBF -> Linear(H, 2)) trained by plain SGD (or Adam) on one query per update, loss
@@ -28,7 +28,6 @@ from typing import Any, Callable
 import numpy as np
 
 from cogmeta.config import RunConfig
-from cogmeta.contract import TrainResult
 from cogmeta.runs import RunDir
 
 #: Seed of the held-out queries of an ``urn_queries`` run (``urn_study`` runs are held out on their own
@@ -131,13 +130,6 @@ def plot_training(rows, config: RunConfig):
     return fig
 
 
-def train_run(config: RunConfig, out: str | Path, backend: str, **options) -> TrainResult:
-    """Train the participant of ``config`` with ``backend`` into the run folder ``out`` (the one loop of
-    ``cogmeta.training.train``; ``options``: resume, progress, figures, devices)."""
-    from cogmeta.training import train
-
-    return train(config, out, backend, workload=WORKLOAD, **options)
-
 
 def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]:
     """The run's mean held-out KL to the exact posterior on ``count`` queries (``urn_study``: its study queries)."""
@@ -149,5 +141,4 @@ def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]
 
 
 __all__ = ["AmortizedWorkload", "CHECK_SEED", "WORKLOAD", "backend_module", "bernoulli_kl_from_log_odds",
-           "heldout_kl", "heldout_queries", "model_log_odds", "parameter_shapes", "plot_training", "score_run",
-           "train_run"]
+           "heldout_kl", "heldout_queries", "model_log_odds", "parameter_shapes", "plot_training", "score_run"]

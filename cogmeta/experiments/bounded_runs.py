@@ -1,8 +1,8 @@
 """The ``bounded_gru`` model family's run folders: the sparse-variational GRU of Binz et al. (2022).
 
-    train_run(config, out, backend)        the one run-folder loop of ``cogmeta.training.train`` with this
-                                           family's workload (:data:`WORKLOAD`); resumes with ``resume=True``
-    score_run(run, backend, count)         held-out choice NLL and accuracy of a finished run
+    WORKLOAD                         the family's hooks of the one run-folder loop (``cogmeta.training.train``, which
+                                     finds them through ``cogmeta.families``): trainer, held-out score, figures
+    score_run(run, backend, count)   held-out choice NLL and accuracy of a finished run
 
 A run trains ``loss = NLL + w_k * KL`` on paired comparisons of one cue condition (``config.task``), with the
 bound of ``config.bound`` (``cogmeta.config.BoundConfig``). The paper's recipe is two runs: one at beta = 0
@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cogmeta.config import RunConfig
-from cogmeta.contract import Checkpoint, TrainResult
+from cogmeta.contract import Checkpoint
 from cogmeta.runs import RunDir
 
 #: Seed of the held-out tasks of the training loop's periodic check (``train.eval_tasks`` of them).
@@ -162,13 +162,6 @@ def plot_training(rows, config: RunConfig):
     return fig
 
 
-def train_run(config: RunConfig, out: str | Path, backend: str, **options) -> TrainResult:
-    """Train the bounded GRU of ``config`` with ``backend`` into the run folder ``out`` (the one loop of
-    ``cogmeta.training.train``; ``options``: resume, progress, figures, devices)."""
-    from cogmeta.training import train
-
-    return train(config, out, backend, workload=WORKLOAD, **options)
-
 
 def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]:
     """The run's held-out choice NLL and accuracy on ``count`` tasks of its condition."""
@@ -180,5 +173,4 @@ def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]
 
 
 __all__ = ["CHECK_SEED", "LAYERS", "BoundedWorkload", "WORKLOAD", "backend_module", "choice_scores", "heldout_batch",
-           "parameter_shapes", "plot_training", "reset_log_sigma", "score_run", "start_checkpoint", "start_weights",
-           "train_run"]
+           "parameter_shapes", "plot_training", "reset_log_sigma", "score_run", "start_checkpoint", "start_weights"]

@@ -1,9 +1,9 @@
 """The ``rl2`` model family's run folders: an RL² agent meta-trained by A2C on bandit episodes.
 
-    train_run(config, out, backend)           the one run-folder loop of ``cogmeta.training.train`` with this
-                                              family's workload (:data:`WORKLOAD`); resumes with ``resume=True``
-    evaluate_run(run, backend, num_tasks)     the trained policy beside every classic bandit policy on the same
-                                              held-out bandits (``cogmeta.bandit_evaluation``)
+    WORKLOAD                         the family's hooks of the one run-folder loop (``cogmeta.training.train``, which
+                                     finds them through ``cogmeta.families``): trainer, held-out score, figures
+    score_run(run, backend, count)   a finished run's expected reward and regret on held-out bandits (the table
+                                     beside every classic policy: ``cogmeta.bandit_evaluation.evaluate``)
 
 The agent (``torch_impl.rl2`` / ``jax_impl.rl2``) reads, at trial t of an episode of n trials on k arms, the
 input ``[onehot(a_{t-1}), r_{t-1}, t / n]`` and outputs the policy logits over the k arms and a value. Its
@@ -30,7 +30,6 @@ from typing import Any, Callable
 import numpy as np
 
 from cogmeta.config import RunConfig
-from cogmeta.contract import TrainResult
 from cogmeta.runs import RunDir
 
 #: Seed of the held-out bandits of the training loop's periodic check (``train.eval_tasks`` of them).
@@ -104,13 +103,6 @@ def _check_batch(config: RunConfig, num_tasks: int):
     return config.task.sample(np.random.default_rng(CHECK_SEED), num_tasks, np.float64)
 
 
-def train_run(config: RunConfig, out: str | Path, backend: str, **options) -> TrainResult:
-    """Meta-train the RL² agent of ``config`` with ``backend`` into the run folder ``out`` (the one loop of
-    ``cogmeta.training.train``; ``options``: resume, progress, figures, devices)."""
-    from cogmeta.training import train
-
-    return train(config, out, backend, workload=WORKLOAD, **options)
-
 
 def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]:
     """The run's final score on ``count`` held-out bandits: ``{"mean_reward": ..., "regret": ...}`` (expected
@@ -125,5 +117,4 @@ def score_run(run_dir: str | Path, backend: str, count: int) -> dict[str, float]
     return {"mean_reward": row.mean_reward, "regret": row.regret}
 
 
-__all__ = ["CHECK_SEED", "RL2Workload", "WORKLOAD", "backend_module", "input_size", "parameter_shapes", "score_run",
-           "train_run"]
+__all__ = ["CHECK_SEED", "RL2Workload", "WORKLOAD", "backend_module", "input_size", "parameter_shapes", "score_run"]

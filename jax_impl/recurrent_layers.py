@@ -29,6 +29,8 @@ LSTM: i, f, g, o = s, s, tanh, s of (gi + h W_hh^T + b_hh);  c' = f c + i g,  h'
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -188,4 +190,71 @@ def _lstm_bwd(residuals, cotangents):
 lstm_layer.defvjp(_lstm_fwd, _lstm_bwd)
 
 
-__all__ = ["gru_layer", "lstm_cell", "lstm_layer", "split_gates"]
+# ------------------------------------------------------------------------------------------ masked LSTM
+def _masked_lstm_forward(projected, valid, w_hh, b_hh, reverse):
+    w_hh_t = w_hh.T
+    zeros = jnp.zeros((projected.shape[1], w_hh.shape[1]), projected.dtype)
+
+    def step(carry, inputs):
+        h_previous, c_previous = carry
+        gi, keep = inputs
+        h_new, c_new, (i, f, g, o) = lstm_cell(gi, h_previous, c_previous, w_hh_t, b_hh)
+        keep = keep[:, None]
+        carry = jnp.where(keep, h_new, h_previous), jnp.where(keep, c_new, c_previous)
+        return carry, (jnp.where(keep, h_new, jnp.zeros_like(h_new)), h_previous, c_previous, i, f, g, o, c_new)
+
+    (h_final, _), (outputs, *saved) = lax.scan(step, (zeros, zeros), (split_gates(projected, 4), valid),
+                                               reverse=reverse)
+    return outputs, h_final, saved
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def masked_lstm_layer(projected: jax.Array, valid: jax.Array, w_hh: jax.Array, b_hh: jax.Array,
+                      reverse: bool = False) -> tuple[jax.Array, jax.Array]:
+    """An LSTM over padded sequences from zero states: ``(outputs [T, B, H], final h [B, H])``.
+
+    ``valid [T, B]`` (bool) marks the real steps; on the others the state (h, c) is carried unchanged and the
+    output is 0, so each sequence ends in the state of its last real step (torch's packed sequences;
+    docs/framework-differences.md). ``reverse``: run from t = T - 1 down to 0 (the backward direction of a
+    bidirectional LSTM). The reverse pass is :func:`lstm_layer`'s with the mask: where a step is padding its
+    gate gradients are 0 and the state's gradient passes through unchanged,
+
+        dh_{t-1} = m_t dg_t W_hh + (1 - m_t) dh_t,    dc_{t-1} = m_t dc'_t f_t + (1 - m_t) dc_t,
+
+    and dW_hh = sum_t dg_t^T h_{t-1} with the carried (not the output) h_{t-1}.
+    """
+    outputs, h_final, _ = _masked_lstm_forward(projected, valid, w_hh, b_hh, reverse)
+    return outputs, h_final
+
+
+def _masked_lstm_fwd(projected, valid, w_hh, b_hh, reverse):
+    outputs, h_final, saved = _masked_lstm_forward(projected, valid, w_hh, b_hh, reverse)
+    return (outputs, h_final), (saved, valid, w_hh)
+
+
+def _masked_lstm_bwd(reverse, residuals, cotangents):
+    (h_previous, c_previous, i, f, g, o, c_new), valid, w_hh = residuals
+    d_outputs, dh_final = cotangents
+
+    def step(carry, inputs):
+        dh, dc = carry  # d(loss) / d(state after this step)
+        dy, keep, c_before, i, f, g, o, c = inputs
+        keep = keep[:, None]
+        dh_new, dc_new = jnp.where(keep, dh + dy, 0.0), jnp.where(keep, dc, 0.0)
+        tanh_c = jnp.tanh(c)
+        dc_new = dc_new + dh_new * o * (1 - tanh_c * tanh_c)
+        dgates = jnp.concatenate([dc_new * g * i * (1 - i), dc_new * c_before * f * (1 - f), dc_new * i * (1 - g * g),
+                                  dh_new * tanh_c * o * (1 - o)], axis=-1)
+        dh = jnp.matmul(dgates, w_hh, precision=HIGHEST) + jnp.where(keep, 0.0, dh)
+        dc = dc_new * f + jnp.where(keep, 0.0, dc)
+        return (dh, dc), dgates
+
+    (_, _), dgates = lax.scan(step, (dh_final, jnp.zeros_like(dh_final)),
+                              (d_outputs, valid, c_previous, i, f, g, o, c_new), reverse=not reverse)
+    return dgates, None, _weight_grad(dgates, h_previous), dgates.sum(axis=(0, 1))
+
+
+masked_lstm_layer.defvjp(_masked_lstm_fwd, _masked_lstm_bwd)
+
+
+__all__ = ["gru_layer", "lstm_cell", "lstm_layer", "masked_lstm_layer", "split_gates"]

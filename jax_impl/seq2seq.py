@@ -46,7 +46,7 @@ from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID
 from jax_impl.linear import Linear
 from jax_impl.numerics import HIGHEST, configure, matmul, resolve_dtype
 from jax_impl.recurrent import LSTM
-from jax_impl.recurrent_layers import lstm_cell, split_gates
+from jax_impl.recurrent_layers import masked_lstm_layer
 from jax_impl.trainer import Trainer, default_member
 from jax_impl.weights import canonical_to_state
 
@@ -66,23 +66,10 @@ class Embedding(nnx.Module):
 def _lstm_direction(x, valid, w_ih, w_hh, b_ih, b_hh, reverse: bool):
     """One LSTM direction over ``[T, B, I]``; state frozen where ``valid`` [T, B] is False.
 
-    Returns (outputs [T, B, H] with zeros where not valid, final h [B, H]).
+    Returns (outputs [T, B, H] with zeros where not valid, final h [B, H]): the custom-VJP masked layer
+    (``jax_impl.recurrent_layers.masked_lstm_layer``) on the input projection hoisted out of the loop.
     """
-    hidden = w_hh.shape[1]
-    projected = split_gates(matmul(x, w_ih) + b_ih, 4)  # 4 x [T, B, H], hoisted out of the scan
-    w_hh_t = w_hh.T  # transposed once, outside the loop
-
-    def cell(carry, inputs):
-        h, c = carry
-        gi, keep = inputs
-        h_new, c_new, _ = lstm_cell(gi, h, c, w_hh_t, b_hh)
-        keep = keep[:, None]
-        h, c = jnp.where(keep, h_new, h), jnp.where(keep, c_new, c)
-        return (h, c), jnp.where(keep, h_new, jnp.zeros_like(h_new))
-
-    zeros = jnp.zeros((x.shape[1], hidden), x.dtype)
-    (h, _), outputs = lax.scan(cell, (zeros, zeros), (projected, valid), reverse=reverse)
-    return outputs, h
+    return masked_lstm_layer(matmul(x, w_ih) + b_ih, valid, w_hh, b_hh, reverse)
 
 
 class BiLSTM(nnx.Module):

@@ -66,6 +66,7 @@ def jax_reference(seed: int, rate: float):
     return trainer.weights(), losses, trainer.step
 
 
+@pytest.mark.slow  # 14 s; parity_tests/test_engine.py checks a JAX member against the trainer in the default tier
 def test_jax_members_equal_single_runs_bitwise_with_every_strategy():
     from jax_impl.engine import Engine
 

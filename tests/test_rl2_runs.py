@@ -49,7 +49,7 @@ class Interrupted(Exception):
     """Stands in for a kill in the middle of a run (after the checkpoint of step 2, at the check of step 4)."""
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)])  # jax: 11-20 s
 def test_train_writes_the_run_folder_and_resumes_bit_for_bit(tmp_path, capsys, monkeypatch, backend):
     from cogmeta.experiments.rl2 import RL2Workload
 

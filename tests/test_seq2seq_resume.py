@@ -59,7 +59,7 @@ def weights(run, config):
     return load_weights(run / "weights.safetensors", config)
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)])  # jax: 14 s of compiling
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, capsys, backend):
     pytest.importorskip(backend)
     full, part = tmp_path / "full", tmp_path / "part"

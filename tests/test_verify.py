@@ -45,6 +45,7 @@ def test_a_tutorial_config_passes_every_rung_in_float64():
     assert {"cogmeta", "numpy", "torch", "jax", "flax"} <= set(report.versions)
 
 
+@pytest.mark.slow  # 10 s; test_a_tutorial_config_passes_every_rung_in_float64 is the default tier's tutorial check
 def test_a_two_layer_lstm_on_drift_passes_in_float64_and_float32():
     report = verify(tiny_config("drift", "lstm", num_layers=2, dtype="float32"), steps=2, device="cpu", heldout_tasks=8)
     assert report.passed, report.format()
@@ -277,6 +278,7 @@ def test_the_other_families_pass_every_rung_in_float64(config):
         (step, quantity) for step in (1, 2, 3) for quantity in ("params", "loss", "grad_norm")}
 
 
+@pytest.mark.slow  # 14 s; the bounded GRU passes every rung in the default tier (test_the_other_families_pass_...)
 def test_the_bounded_gru_compares_its_loss_terms_and_the_three_weight_modes():
     report = verify(tiny_bounded(beta=0.01, dtype="float32"), steps=2, device="cpu", layers=True, heldout_tasks=8)
     assert report.passed, report.format()

@@ -21,7 +21,7 @@ from cogmeta.cli_options import integer, naming_options, real
 #: The study's experiments (``cogmeta.experiments.learning_to_infer.EXPERIMENTS``; not imported here so
 #: that building the parser loads no experiment code).
 CHOICES = ("eu", "sample-size")
-#: Most participants and RBF units (the study's bounds: ``learning_to_infer.check_participants``, ``check_hidden_sizes``).
+#: Most participants and RBF units (the study's bounds: ``learning_to_infer.study_setup``).
 MAX_PARTICIPANTS, MAX_HIDDEN = 10_000_000, 100_000
 #: Most repeats (populations trained one after another; each takes seconds to minutes).
 MAX_REPEATS = 10_000
@@ -66,15 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
     with naming_options(args, _FLAGS):
         repeats = require_int("learning-to-infer", "repeats", args.repeats, 1)
-        if args.experiment == "eu" and args.hidden is not None and len(args.hidden) != 1:
-            raise ValueError(f"the EU experiment takes one hidden size, got {list(args.hidden)}")
-        base = learning_to_infer.base_config(
-            args.experiment, hidden=args.hidden[0] if args.experiment == "eu" and args.hidden else None,
-            seed=args.seed, optimizer=args.optimizer, learning_rate=args.lr, draws=args.draws)
-        participants = learning_to_infer.check_participants(
-            learning_to_infer.PARTICIPANTS[args.experiment] if args.participants is None else args.participants)
-        hidden = (base.model.hidden_size,) if args.experiment == "eu" else learning_to_infer.check_hidden_sizes(
-            args.hidden or learning_to_infer.SAMPLE_SIZE_HIDDEN)
+        base, participants, hidden = learning_to_infer.study_setup(
+            args.experiment, participants=args.participants, hidden=args.hidden, seed=args.seed,
+            optimizer=args.optimizer, learning_rate=args.lr, draws=args.draws)
     first = base.train.seed
     last = first + repeats * participants - 1
     if last > MAX_SEED:

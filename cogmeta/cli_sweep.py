@@ -6,8 +6,8 @@
 Every config option of ``cogmeta train`` (generated from the config: ``cogmeta.cli_config``) is accepted and
 sets the value shared by all members; ``--grid KEY=V1,V2`` varies one setting (keys: see
 ``cogmeta.sweep.parse_grid``). Seeds are ``--seed``, ``--seed + 1``, ..., ``--seed + N - 1``. Every registered
-model family sweeps: the engine families (``cogmeta.sweep.ENGINE_FAMILIES``) train a group's members together,
-the seq2seq family trains them one after another through the run-folder loop (``--strategy`` does not apply).
+model family sweeps: the families with ``engine_members`` (``cogmeta.families``) train a group's members together,
+the others (seq2seq, amortized) one after another through the run-folder loop (``--strategy`` does not apply).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 from cogmeta.backends import BACKENDS
 from cogmeta.cli_config import add_config_options, config_from_args
 from cogmeta.cli_options import check_out_folder, integer
-from cogmeta.sweep import ENGINE_FAMILIES
 
 #: Seed strategies of both engines (each backend rejects the ones it does not have).
 STRATEGIES = ("auto", "vmap", "map", "loop")
@@ -64,7 +63,7 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid, config)
     out = args.out or Path("runs") / f"sweep-{config.task.name}-{args.backend}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     check_out_folder(out)
-    if config.model.family in ENGINE_FAMILIES:  # the others train one member at a time, as `cogmeta train` does
+    if config.family.engine_members:  # the others train one member at a time, as `cogmeta train` does
         _require_sweep_fits(config, grid, args.seeds, args.strategy)
     seeds = range(config.train.seed, config.train.seed + args.seeds)
     rows = run_sweep(config, out, args.backend, seeds, grid, strategy=args.strategy, progress=not args.no_progress)

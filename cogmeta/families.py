@@ -43,6 +43,8 @@ class ModelFamily:
         evaluate_tasks: held-out tasks of ``cogmeta evaluate RUN`` by default.
         reports: module whose ``report_training(result, config, backend, tasks)`` and ``report_evaluation(run,
             backend, tasks, seed, figures)`` print the family's tables (None: the predictive KL of ``cogmeta.cli``).
+        engine_members: the backends' engines train several of its runs together (``*_impl/engine.objective_for``);
+            otherwise ``cogmeta sweep`` trains its members one after another through the run-folder loop.
         fixed_length: its runs draw their whole training stream from the seed and ``train.steps`` when they
             start, so a resumed run keeps its steps (the amortized family's query streams).
         sections: the optional ``RunConfig`` sections it reads (``"rl"``: the A2C objective; ``"bound"``: the description-length bound); every other
@@ -64,6 +66,7 @@ class ModelFamily:
     evaluate_tasks: int = 20_000
     reports: str | None = None
     fixed_length: bool = False
+    engine_members: bool = False
 
     def tasks(self) -> Mapping[str, type]:
         return self.task_registry()
@@ -187,6 +190,7 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         default_task="gaussian",
         default_preset="tutorial-gaussian",
         check=_check_meta_learner,
+        engine_members=True,
     ),
     "seq2seq": ModelFamily(
         name="seq2seq",
@@ -218,6 +222,7 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         summary_tasks=10_000,  # bandits every reference policy plays too
         evaluate_tasks=10_000,
         reports="cogmeta.cli_bandits",
+        engine_members=True,
     ),
     "bounded_gru": ModelFamily(
         name="bounded_gru",
@@ -234,6 +239,7 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         summary_tasks=1_000,  # the heuristics study's held-out tasks per condition
         evaluate_tasks=1_000,
         reports="cogmeta.cli_heuristics",
+        engine_members=True,
     ),
     "amortized": ModelFamily(
         name="amortized",

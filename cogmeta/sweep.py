@@ -42,10 +42,6 @@ ALIASES = {"lr": "train.learning_rate", "hidden": "model.hidden_size", "batch": 
            "layers": "model.num_layers"}
 #: Settings a backend engine varies inside one program (one value per member).
 VECTORIZED = ("train.seed", "train.learning_rate")
-#: Model families whose members a backend's engine trains together (``*_impl/engine.py``: ``objective_for``). The
-#: others (seq2seq, whose episodes are drawn and padded in Python) train member after member through the one
-#: run-folder loop (``cogmeta.training.train``), each member a run folder with its checkpoint and figures.
-ENGINE_FAMILIES = ("meta_learner", "rl2", "bounded_gru")
 
 
 @dataclass(frozen=True)
@@ -117,7 +113,7 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
             raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
         rows = []
         for group in group_members(members):
-            if config.model.family not in ENGINE_FAMILIES:
+            if not config.family.engine_members:  # member after member through the run-folder loop
                 rows += [_train_member(out, member, backend, eval_tasks, progress) for member in group]
                 continue
             shared = _shared_config(group[0].config)
@@ -149,16 +145,22 @@ def _write_member(out: Path, member: Member, run: MemberRun, backend: str, eval_
     run_dir = RunDir.at(out / f"member-{member.index:03d}")
     with run_dir.writing():
         written = write_member_folder(run_dir, member.config, run, backend, eval_tasks)
+    return _summary_row(member, run_dir.root.name, run.steps, written, run.stopped, seconds)
+
+
+def _summary_row(member: Member, folder: str, steps: int, scores: dict[str, float], stopped: bool,
+                 seconds: float) -> dict[str, Any]:
+    """One row of ``summary.csv``: the member, its grid settings, its steps, final loss and scores."""
     config = member.config
-    row = {"member": member.index, "folder": run_dir.root.name, "seed": config.train.seed,
+    row = {"member": member.index, "folder": folder, "seed": config.train.seed,
            "learning_rate": config.train.learning_rate}
     row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
-    row.update({"steps": run.steps, **written, "stopped": run.stopped, "seconds_per_member": seconds})
+    row.update({"steps": steps, **scores, "stopped": stopped, "seconds_per_member": seconds})
     return row
 
 
 def _train_member(out: Path, member: Member, backend: str, eval_tasks: int | None, progress: bool) -> dict[str, Any]:
-    """One member of a family outside :data:`ENGINE_FAMILIES`: an ordinary ``cogmeta train`` run into
+    """One member of a family without ``engine_members`` (``cogmeta.families``): an ordinary ``cogmeta train`` run into
     ``OUT/member-NNN``, scored by its family's ``score_run`` on ``eval_tasks`` tasks (None: the family's
     ``summary_tasks``, as ``cogmeta train`` scores it)."""
     from cogmeta.training import train
@@ -168,12 +170,8 @@ def _train_member(out: Path, member: Member, backend: str, eval_tasks: int | Non
     result = train(config, out / f"member-{member.index:03d}", backend, progress=progress, figures=False)
     count = config.family.summary_tasks if eval_tasks is None else eval_tasks
     scores = config.family.load_driver().score_run(result.run_dir, backend, count) if count > 0 else {}
-    row = {"member": member.index, "folder": result.run_dir.name, "seed": config.train.seed,
-           "learning_rate": config.train.learning_rate}
-    row.update({path.split(".")[-1]: value for path, value in member.settings.items() if path != "train.learning_rate"})
-    row.update({"steps": result.steps, "final_loss": result.final_loss, **scores, "stopped": False,
-                "seconds_per_member": time.perf_counter() - began})
-    return row
+    return _summary_row(member, result.run_dir.name, result.steps, {"final_loss": result.final_loss, **scores}, False,
+                        time.perf_counter() - began)
 
 
 def write_member_folder(run_dir: RunDir, config: RunConfig, run: MemberRun, backend: str,

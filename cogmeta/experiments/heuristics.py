@@ -19,11 +19,12 @@ sampling with :data:`EXACT_SAMPLES` prior samples, cached on disk); KL(exact || 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from cogmeta._validation import require_int, require_real
 from cogmeta.backends import BACKENDS
-from cogmeta.config import RunConfig
+from cogmeta.config import BoundConfig, RunConfig
 from cogmeta.sparse_variational import kept_fraction
 
 
@@ -51,8 +52,6 @@ def base_config(hidden_size: int | None = None, batch_size: int | None = None, l
                 pretrain_steps: int | None = None, dtype: str | None = None) -> RunConfig:
     """The study's stage-1 run: preset ``heuristics-ranking`` (the condition is set per cell) with the values
     given (None keeps the preset's)."""
-    import dataclasses
-
     from cogmeta.presets import preset
 
     config = preset("heuristics-ranking")
@@ -75,10 +74,6 @@ def cell_name(condition: str, beta: float, seed: int) -> str:
 
 def pretrain_config(base: RunConfig, condition: str, seed: int) -> RunConfig:
     """Stage 1 of cell (condition, seed): ``base`` at beta = 0 on that condition with that seed."""
-    import dataclasses
-
-    from cogmeta.config import BoundConfig
-
     return dataclasses.replace(base, task=dataclasses.replace(base.task, condition=condition),
                                train=dataclasses.replace(base.train, seed=seed), bound=BoundConfig())
 
@@ -89,10 +84,6 @@ def finetune_config(pretrained: RunConfig, beta: float, index: int, steps: int, 
     (log sigma reset to -5, a fresh Adam; None: the caller passes the start weights itself), the KL weight
     ramped up over ``fraction`` of them, random stream ``1 + index`` (other tasks than stage 1 and than the
     other betas)."""
-    import dataclasses
-
-    from cogmeta.config import BoundConfig
-
     return dataclasses.replace(pretrained, train=dataclasses.replace(pretrained.train, steps=steps),
                                bound=BoundConfig(beta=beta, warmup_steps=warmup_steps(steps, fraction),
                                                  stream=1 + index, start_from=start_from))
@@ -266,8 +257,8 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
         return None if out is None else out / cell_name(config.task.condition, config.bound.beta, config.train.seed)
 
     def stage(label, configs, start=None):
-        """Train ``configs`` (one objective, members differing in condition, seed, beta and stream) together;
-        a cell whose run folder already holds this config's weights is read instead (its ``MemberRun`` None)."""
+        """The weights of ``configs`` (one objective, members differing in condition, seed, beta and stream), trained
+        together; a cell whose run folder already holds this config's weights is read instead."""
         done = {i: stored for i, c in enumerate(configs) if (stored := _stored_weights(folder(c), c)) is not None}
         todo = [i for i in range(len(configs)) if i not in done]
         if done:

@@ -107,6 +107,21 @@ def _check_base(base: RunConfig, task: str) -> RunConfig:
     return base
 
 
+def study_setup(experiment: str, *, participants: int | None = None, hidden: Sequence[int] | None = None,
+                seed: int = 0, optimizer: str = "sgd", learning_rate: float | None = None,
+                draws: str = "generative") -> tuple[RunConfig, int, tuple[int, ...]]:
+    """What ``cogmeta experiment learning-to-infer EXPERIMENT`` trains, from its options (None: the experiment's
+    default): ``(participant run config, participants per population, RBF sizes)``; the EU experiment takes one
+    hidden size, the sample-size experiment one population per size. ValueError naming the field."""
+    if experiment == "eu" and hidden is not None and len(hidden) != 1:
+        raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
+    base = base_config(experiment, hidden=hidden[0] if experiment == "eu" and hidden else None, seed=seed,
+                       optimizer=optimizer, learning_rate=learning_rate, draws=draws)
+    participants = check_participants(PARTICIPANTS[experiment] if participants is None else participants)
+    units = (base.model.hidden_size,) if experiment == "eu" else check_hidden_sizes(hidden or SAMPLE_SIZE_HIDDEN)
+    return base, participants, units
+
+
 def check_participants(participants: int) -> int:
     """A population size in [1, 10^7]."""
     return require_int("learning-to-infer", "participants", participants, 1, 10_000_000)
@@ -390,10 +405,11 @@ def train_and_predict(amortized, train: UrnQueries, test_inputs: np.ndarray, see
     return np.where(run.stopped[:, None], np.nan, model)
 
 
-def write_participants(folder: Path | None, configs: Sequence[RunConfig], backend: str):
+def write_participants(folder: Path | None, configs, backend: str):
     """A ``write`` for :func:`train_and_predict`: participant s as the run folder ``FOLDER/<name>`` of its run
-    ``configs[s]`` (family ``amortized``): ``config.json`` and ``weights.safetensors`` (canonical, loadable by
-    either framework; ``cogmeta evaluate`` reads it). A diverged participant gets no weights. None: no folders."""
+    ``configs()[s]`` (family ``amortized``; built only when written): ``config.json`` and
+    ``weights.safetensors`` (canonical, loadable by either framework; ``cogmeta evaluate`` reads it). A diverged
+    participant gets no weights. ``folder`` None: no folders (returns None)."""
     if folder is None:
         return None
 
@@ -401,7 +417,7 @@ def write_participants(folder: Path | None, configs: Sequence[RunConfig], backen
         from cogmeta.runs import RunDir
         from cogmeta.weights import save_weights
 
-        for s, config in enumerate(configs):
+        for s, config in enumerate(configs()):
             task = config.task
             name = (f"{task.queries}-seed{config.train.seed}" if task.name == "urn_queries"
                     else f"hidden{config.model.hidden_size}-seed{config.train.seed}-participant{task.participant:03d}")
@@ -453,10 +469,13 @@ def run_eu(backend: str, base: RunConfig | None = None, participants: int = PART
     start, coefficients = time.perf_counter(), {}
     for cond, spec in eu_distributions(base.task.draws).items():
         train = amortized.sample_training_queries([spec], seeds, base.train.steps, base.train.dtype)
-        configs = [dataclasses.replace(base, task=dataclasses.replace(base.task, queries=cond),
-                                       train=dataclasses.replace(base.train, seed=seed)) for seed in seeds]
-        model = train_and_predict(amortized, train, test.inputs, seeds, base, write=write_participants(runs, configs,
-                                                                                                       backend))
+        def configs(cond=cond):
+            """The participants' runs (built only if they are written)."""
+            return [dataclasses.replace(base, task=dataclasses.replace(base.task, queries=cond),
+                                        train=dataclasses.replace(base.train, seed=seed)) for seed in seeds]
+
+        model = train_and_predict(amortized, train, test.inputs, seeds, base,
+                                  write=write_participants(runs, configs, backend))
         coefficients[cond] = regress_eu(prior_log_odds(test), likelihood_log_odds(test), model)
     return EUResult(backend, base, participants, coefficients, time.perf_counter() - start)
 
@@ -497,9 +516,12 @@ def run_sample_size(backend: str, base: RunConfig | None = None, participants: i
     llr = (2 * test.heads - test.draws) * logit(test.likelihood)
     start, alphas, diverged = time.perf_counter(), {}, {}
     for units in hidden:
-        configs = [dataclasses.replace(base, task=dataclasses.replace(base.task, participant=s),
-                                       model=dataclasses.replace(base.model, hidden_size=units))
-                   for s in range(participants)]
+        def configs(units=units):
+            """The participants' runs (built only if they are written)."""
+            return [dataclasses.replace(base, task=dataclasses.replace(base.task, participant=s),
+                                        model=dataclasses.replace(base.model, hidden_size=units))
+                    for s in range(participants)]
+
         model = train_and_predict(amortized, train, test.inputs, seeds, base, units,
                                   write=write_participants(runs, configs, backend))
         finite = np.all(np.isfinite(model), axis=1)
@@ -618,16 +640,12 @@ def run_experiment(name: str, backend: str, out: Path | None = None, *, particip
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
     repeats = require_int("learning-to-infer", "repeats", repeats, 1)
-    if name == "eu" and hidden is not None and len(hidden) != 1:
-        raise ValueError(f"the EU experiment takes one hidden size, got {list(hidden)}")
-    base = base_config(name, hidden=hidden[0] if name == "eu" and hidden else None, seed=seed, optimizer=optimizer,
-                       learning_rate=learning_rate, draws=draws)
-    participants = check_participants(PARTICIPANTS[name] if participants is None else participants)
+    base, participants, units = study_setup(name, participants=participants, hidden=hidden, seed=seed,
+                                            optimizer=optimizer, learning_rate=learning_rate, draws=draws)
     runs = None if out is None else Path(out) / "runs" / f"{name}-{backend}"
     if name == "eu":
         result, plot = run_eu_repeats(backend, base, participants, repeats, runs), plot_eu
     else:
-        units = check_hidden_sizes(SAMPLE_SIZE_HIDDEN if not hidden else hidden)
         result, plot = run_sample_size_repeats(backend, base, participants, units, repeats, runs), plot_sample_size
     if repeats == 1:
         result = result.results[0]

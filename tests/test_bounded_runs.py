@@ -182,3 +182,18 @@ def test_jax_resume_is_bit_exact(tmp_path):
     train(config, tmp_path / "part", "jax", resume=True, progress=False, figures=False)
     _assert_same(_weights(tmp_path / "whole"), _weights(tmp_path / "part"))
     assert (tmp_path / "whole" / "metrics.csv").read_text() == (tmp_path / "part" / "metrics.csv").read_text()
+
+
+def test_torch_engine_trains_bounded_members_one_by_one():
+    """``auto`` resolves to ``loop`` for the bounded GRU in PyTorch (its loss draws from a torch.Generator, which
+    ``torch.func.vmap`` cannot batch), and an explicit ``vmap`` is refused with that reason."""
+    pytest.importorskip("torch")
+    from torch_impl.bounded_gru import make_objective
+    from torch_impl.engine import Engine
+
+    config = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=2))
+    engine = Engine(make_objective(config), "auto")
+    runs = engine.train([0, 1], progress=False)
+    assert engine.strategy == "loop" and [run.steps for run in runs] == [2, 2]
+    with pytest.raises(ValueError, match="cannot be trained with the 'vmap' strategy"):
+        Engine(make_objective(config), "vmap").train([0, 1], progress=False)

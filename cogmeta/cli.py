@@ -37,6 +37,7 @@ from cogmeta.cli_heuristics import add_parser as add_heuristics_parser
 from cogmeta.cli_learning_to_infer import add_parser as add_learning_to_infer_parser
 from cogmeta.cli_options import OneLineParser, check_out_folder, given_or_default, integer, task_count
 from cogmeta.cli_sweep import add_sweep_parser
+from cogmeta.compilation_cache import enable_for_command as enable_compilation_cache
 from cogmeta.config import RunConfig
 from cogmeta.weights import trained_with
 
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every sub-command goes through here (``cogmeta seq2seq`` and the studies included), so this is the one
     boundary where exceptions become messages. Errors of other kinds keep their traceback (they are bugs).
     """
+    enable_compilation_cache()  # before any backend imports JAX: JAX reads its cache settings then
     parser = build_parser()
     args = parser.parse_args(argv)  # a usage error exits here with code 2 (one line: OneLineParser)
     if args.command is None:

@@ -20,8 +20,10 @@ Seed strategies (how the member axis S is laid over the hardware):
   "S sequential runs", without S compiles).
 
 ``auto`` picks ``vmap`` on accelerators and the single-member program for one member; on CPU with
-several members it *measures*: the first chunk is timed with each strategy (one extra compile each) and
-the fastest is kept (:attr:`Engine.calibration`), so S members are never trained slower than S
+several members it *measures*: each strategy trains a copy of the members for :data:`CALIBRATION_STEPS`
+steps (a short program of its own, compiled for the purpose, then timed on a second call) and the fastest
+is kept (:attr:`Engine.calibration`); the copies are dropped, so the members' training is the same under
+every strategy. So S members are never trained slower than S
 sequential runs (``loop``) by more than the timing noise. Which one wins depends on the sizes
 (docs/performance.md).
 
@@ -49,6 +51,10 @@ from jax_impl.trainer import Objective, StepOutputs, make_member_chunk, stack_me
 from jax_impl.weights import state_to_canonical
 
 STRATEGIES = ("auto", "vmap", "map", "loop")
+#: Steps of the timed calls with which ``auto`` compares the strategies. Timing whole chunks (500 steps by
+#: default, twice per strategy) cost more than a short sweep's training itself (docs/performance.md: 58 s of
+#: a 74 s, 8-member, 1,500-step sweep); the per-step cost that decides is visible in a few steps.
+CALIBRATION_STEPS = 20
 
 
 def choose_strategy(strategy: str, members: int = 2) -> str:
@@ -104,7 +110,7 @@ class Engine:
         self.train_config = objective.train
         self.requested = strategy
         self.strategy = choose_strategy(strategy)
-        self.calibration: dict[str, float] = {}  # seconds per chunk of each strategy tried by ``auto``
+        self.calibration: dict[str, float] = {}  # seconds per step of each strategy tried by ``auto``
         self.chunk = min(500 if chunk is None else chunk, self.train_config.steps)
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1 steps per call, got {self.chunk}")
@@ -151,17 +157,22 @@ class Engine:
             return program(params, opt_state, jnp.asarray(start), counts, members)
         results = []
         for s in range(len(counts)):
-            take = lambda tree: jax.tree.map(lambda x: x[s], tree)  # noqa: E731
-            results.append(program(take(params), take(opt_state), jnp.asarray(start), counts[s], take(members)))
+            index = jnp.asarray(s, jnp.int32)
+            results.append(program(_member_of(params, index), _member_of(opt_state, index), jnp.asarray(start),
+                                   counts[s], _member_of(members, index)))
         return stack_on_host(results)
 
-    def calibrate(self, params, opt_state, counts, members) -> str:
-        """Time one chunk (after a compiling call) with each strategy; keep and return the fastest."""
+    def calibrate(self, params, opt_state, members) -> str:
+        """Time :data:`CALIBRATION_STEPS` steps of every strategy on copies of the members (after a compiling
+        call) and keep and return the fastest; the members themselves are not advanced."""
+        steps = min(self.chunk, CALIBRATION_STEPS)
+        probe = self if steps == self.chunk else Engine(self.objective, "vmap", steps, self.map_batch)
+        counts = jnp.full(len(jax.tree.leaves(members)[0]), steps, jnp.int32)
         for strategy in ("loop", "map", "vmap"):
-            jax.block_until_ready(self.call(params, opt_state, 0, counts, members, strategy))
+            jax.block_until_ready(probe.call(params, opt_state, 0, counts, members, strategy))
             began = time.perf_counter()
-            jax.block_until_ready(self.call(params, opt_state, 0, counts, members, strategy))
-            self.calibration[strategy] = time.perf_counter() - began
+            jax.block_until_ready(probe.call(params, opt_state, 0, counts, members, strategy))
+            self.calibration[strategy] = (time.perf_counter() - began) / steps
         self.strategy = min(self.calibration, key=self.calibration.get)
         return self.strategy
 
@@ -195,7 +206,7 @@ class Engine:
         if self.requested == "auto":
             self.strategy = choose_strategy("auto", count_members)
             if count_members > 1 and jax.default_backend() == "cpu":
-                self.calibrate(params, opt_state, jnp.full(count_members, self.chunk, jnp.int32), stacked)
+                self.calibrate(params, opt_state, stacked)
         history: list[list[StepOutputs]] = [[] for _ in seeds]
         done = np.zeros(count_members, int)
         bar = progress_bar(progress, total, f"{label} (jax, {count_members} members, {self.strategy})")
@@ -228,6 +239,13 @@ class Engine:
             weights = {name: value[s].copy() for name, value in stacked_weights.items()}
             runs.append(MemberRun(seed, rates[s], weights, metrics, int(done[s]), not alive[s]))
         return runs
+
+
+@jax.jit
+def _member_of(tree, index):
+    """Member ``index`` of stacked ``[S, ...]`` arrays: one compiled gather for every member (indexing each array
+    eagerly dispatches one small program per array and member, seconds per chunk for a sweep's state)."""
+    return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, index, keepdims=False), tree)
 
 
 def make_train(config: RunConfig | Objective, strategy: str = "auto", chunk: int | None = None, map_batch: int | None = None) -> Callable:

@@ -76,7 +76,7 @@ def test_jax_members_equal_single_runs_bitwise_with_every_strategy():
     # auto on CPU timed every strategy on the first chunk and kept the fastest
     assert set(engine.calibration) == {"loop", "map", "vmap"} and engine.strategy == min(engine.calibration, key=engine.calibration.get)
     results = {"auto": runs}
-    for strategy in ("loop", "map", "vmap"):  # the programs compiled by the calibration are reused
+    for strategy in ("loop", "map", "vmap"):  # every strategy trains the members to the same bits
         engine.requested = engine.strategy = strategy
         results[strategy] = engine.train(*zip(*MEMBERS), progress=False)
     for strategy, runs in results.items():

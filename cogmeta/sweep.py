@@ -15,6 +15,14 @@ Output folder:
                             rl2: the expected total reward)
     OUT/summary.md          the same as a markdown table
 
+``workers`` > 1 splits the members over that many processes, each pinned to one CPU of those this process
+may use (member ``i`` goes to worker ``i mod workers``; within a worker the grouping above applies). The
+members are independent runs, so a second core nearly doubles a sweep's throughput, where one process
+could only use it inside a program (XLA's threads, PyTorch's intra-op threads, which this size of model
+does not fill). A member's weights do not depend on the worker it lands on: PyTorch trains members one
+after another, JAX as the chosen ``strategy`` (``loop`` is bit-identical across any split; ``vmap`` and
+``map`` batch a worker's members together, which may round differently in the last bit).
+
 The sweep holds ``OUT/.lock`` for its whole run and each member's ``.lock`` while writing it
 (``cogmeta.runs.lock_folder``), so a second sweep or training run into the same folder fails at once.
 
@@ -26,12 +34,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from cogmeta.backends import load_module
+from cogmeta.backends import BACKENDS, load_module
 from cogmeta.config import ModelConfig, RunConfig, TrainConfig
 from cogmeta.contract import MemberRun
 from cogmeta.io import atomic_write_text
@@ -100,9 +109,17 @@ def group_members(members: Sequence[Member]) -> list[list[Member]]:
 
 
 def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[int], grid: dict[str, list[Any]],
-              *, strategy: str = "auto", progress: bool = True, eval_tasks: int | None = None) -> list[dict[str, Any]]:
-    """Train every member with ``backend``'s engine, write the run folders and the summary; return its rows."""
-    engine = load_module(backend, "engine")  # validates the name before anything is written
+              *, strategy: str = "auto", progress: bool = True, eval_tasks: int | None = None,
+              workers: int = 1) -> list[dict[str, Any]]:
+    """Train every member with ``backend``'s engine, write the run folders and the summary; return its rows.
+
+    ``workers``: processes that share the members, one CPU each (module docstring); 1 trains them here.
+    """
+    _require_backend(backend)  # before anything is written
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if not isinstance(workers, int) or not 1 <= workers <= len(cpus):
+        raise ValueError(f"workers must be an integer from 1 to the {len(cpus)} CPU(s) this process may use, got "
+                         f"{workers!r}")
     out = Path(out)
     members = expand(config, seeds, grid)
     if any(member.config.bound.start_from is not None for member in members):
@@ -111,22 +128,72 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
     with lock_folder(out):
         if (out / "summary.csv").exists():
             raise FileExistsError(f"{out} already holds a sweep; choose a new output folder")
-        rows = []
-        for group in group_members(members):
-            if not config.family.engine_members:  # member after member through the run-folder loop
-                rows += [_train_member(out, member, backend, eval_tasks, progress) for member in group]
-                continue
-            shared = _shared_config(group[0].config)
-            began = time.perf_counter()
-            runs = engine.train_members(shared, [m.config.train.seed for m in group],
-                                        [m.config.train.learning_rate for m in group], strategy=strategy,
-                                        progress=progress)
-            seconds = time.perf_counter() - began
-            for member, run in zip(group, runs):
-                rows.append(_write_member(out, member, run, backend, eval_tasks, seconds / len(group)))
+        workers = min(workers, len(members))
+        if workers == 1:
+            rows = train_members(out, members, backend, strategy, progress, eval_tasks)
+        else:
+            rows = _train_in_workers(out, members, backend, strategy, progress, eval_tasks, cpus[:workers])
         rows.sort(key=lambda row: row["member"])
         write_summary(out, rows)
     return rows
+
+
+def _require_backend(backend: str) -> None:
+    """A known backend whose framework is installed (found without importing it: workers import their own)."""
+    import importlib.util
+
+    from cogmeta.backends import missing_framework_error
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
+    framework = BACKENDS[backend][1]
+    if importlib.util.find_spec(framework) is None:
+        raise missing_framework_error(backend, framework)
+
+
+def train_members(out: Path, members: Sequence[Member], backend: str, strategy: str, progress: bool,
+                  eval_tasks: int | None) -> list[dict[str, Any]]:
+    """Train ``members`` in this process, group after group (:func:`group_members`), and write their run folders
+    into ``out``; return their summary rows. The caller holds ``out``'s lock."""
+    engine = load_module(backend, "engine")
+    rows = []
+    for group in group_members(members):
+        if not group[0].config.family.engine_members:  # member after member through the run-folder loop
+            rows += [_train_member(out, member, backend, eval_tasks, progress) for member in group]
+            continue
+        shared = _shared_config(group[0].config)
+        began = time.perf_counter()
+        runs = engine.train_members(shared, [m.config.train.seed for m in group],
+                                    [m.config.train.learning_rate for m in group], strategy=strategy,
+                                    progress=progress)
+        seconds = time.perf_counter() - began
+        for member, run in zip(group, runs):
+            rows.append(_write_member(out, member, run, backend, eval_tasks, seconds / len(group)))
+    return rows
+
+
+def _train_in_workers(out: Path, members: Sequence[Member], backend: str, strategy: str, progress: bool,
+                      eval_tasks: int | None, cpus: Sequence[int]) -> list[dict[str, Any]]:
+    """:func:`train_members` of every ``len(cpus)``-th member in a fresh process pinned to each CPU (``spawn``: no
+    framework state is inherited; worker 0 draws the progress bar). A worker's error is raised here."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    shards = [list(members[index::len(cpus)]) for index in range(len(cpus))]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(cpus), mp_context=context) as pool:
+        futures = [pool.submit(_worker, cpu, out, shard, backend, strategy, progress and index == 0, eval_tasks)
+                   for index, (cpu, shard) in enumerate(zip(cpus, shards))]
+        return [row for future in futures for row in future.result()]
+
+
+def _worker(cpu: int, out: Path, members: Sequence[Member], backend: str, strategy: str, progress: bool,
+            eval_tasks: int | None) -> list[dict[str, Any]]:
+    """One worker process: pinned to ``cpu`` before a framework is imported (JAX sizes its thread pools from the
+    CPUs a process may use; PyTorch runs at ``config.torch.threads``, 1 by default), then :func:`train_members`."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+    return train_members(out, members, backend, strategy, progress, eval_tasks)
 
 
 def write_summary(out: Path, rows: list[dict[str, Any]]) -> None:

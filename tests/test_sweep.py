@@ -118,3 +118,47 @@ def test_cli_sweep_trains_seq2seq_members_through_the_run_folder_loop(tmp_path, 
     assert swept.keys() == single.keys()
     for name in swept:
         np.testing.assert_array_equal(swept[name], single[name], err_msg=name)
+
+
+@pytest.mark.parametrize("backend, strategy", [
+    ("torch", "auto"),
+    pytest.param("jax", "loop", marks=pytest.mark.slow),  # a JAX worker's start-up and compiles: ~15 s
+])
+def test_workers_train_the_same_members_as_one_process(tmp_path, backend, strategy):
+    """`--workers 2` splits the members over two processes pinned to one CPU each; every member's folder holds
+    the weights, steps and scores that one process gives it, bit for bit, and the summary lists all of them."""
+    import os
+
+    pytest.importorskip(backend)
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    from cogmeta.sweep import run_sweep
+    from cogmeta.weights import read_safetensors
+
+    config = RunConfig(model=ModelConfig(hidden_size=8), train=TrainConfig(steps=6, batch_size=4, eval_tasks=30))
+    grid = {"train.learning_rate": [1e-2, 3e-3]}
+    kwargs = dict(strategy=strategy, progress=False)
+    one = run_sweep(config, tmp_path / "one", backend, [0, 1, 2], grid, **kwargs)
+    two = run_sweep(config, tmp_path / "two", backend, [0, 1, 2], grid, workers=2, **kwargs)
+    assert [row["member"] for row in two] == list(range(6))
+    for mine, theirs in zip(one, two):
+        assert {k: v for k, v in mine.items() if k != "seconds_per_member"} == \
+               {k: v for k, v in theirs.items() if k != "seconds_per_member"}
+        a, _ = read_safetensors(tmp_path / "one" / mine["folder"] / "weights.safetensors")
+        b, _ = read_safetensors(tmp_path / "two" / theirs["folder"] / "weights.safetensors")
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=f"{mine['folder']} {name}")
+    assert (tmp_path / "two" / "summary.csv").read_text().count("\n") == 7
+
+
+def test_workers_must_fit_the_cpus(tmp_path):
+    import os
+
+    from cogmeta.sweep import run_sweep
+
+    cpus = len(os.sched_getaffinity(0))
+    with pytest.raises(ValueError, match=rf"workers must be an integer from 1 to the {cpus} CPU\(s\) this process may "
+                                         rf"use, got {cpus + 1}"):
+        run_sweep(CONFIG, tmp_path / "s", "torch", [0], {}, workers=cpus + 1, progress=False)
+    assert not (tmp_path / "s").exists()

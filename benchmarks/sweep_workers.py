@@ -1,0 +1,102 @@
+"""The second core for sweeps: `cogmeta sweep --workers 1` against `--workers 2`, both backends, whole processes.
+
+    python benchmarks/sweep_workers.py                 # -> benchmarks/results/sweep-workers-cpu.{md,csv}
+    python benchmarks/sweep_workers.py --seeds 8 --steps 1000 --repeats 3 --out /tmp/bench
+
+Each measurement starts ``cogmeta sweep --task gaussian --seeds S --steps N --workers W --backend B`` as a
+fresh process, as a user does, and times it whole (start-up, training, run folders, summary), in the
+user's default environment: no ``XLA_FLAGS`` (one JAX process may run parts of its program on both
+cores), PyTorch at its default 1 thread. Workers are pinned to one CPU each (``cogmeta.sweep``). The
+configurations take turns, one run of each per round, so that a change in load falls on all of them;
+JAX runs read a compilation cache that an untimed run of each configuration filled first (the
+steady state of a machine that has run the command before; ``cogmeta.compilation_cache``).
+
+The measure is member-updates per second (members x steps / whole-process seconds) and the gain of two
+workers over one for the same backend in the same round. Medians over the rounds. Timings are never
+asserted by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("backend", "workers", "round", "seconds", "member_updates_per_s")
+
+
+def run_once(backend: str, workers: int, scratch: Path, cache: Path, args) -> float:
+    """Seconds of one whole ``cogmeta sweep`` process."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("JAX_", "XLA_"))}
+    environ["COGMETA_JAX_CACHE"] = str(cache)
+    out = Path(tempfile.mkdtemp(dir=scratch, prefix="sweep-")) / "sweep"
+    command = [sys.executable, "-m", "cogmeta", "sweep", "--task", "gaussian", "--backend", backend,
+               "--seeds", str(args.seeds), "--steps", str(args.steps), "--workers", str(workers),
+               "--eval-tasks", "200", "--no-progress", "--out", str(out)]
+    began = time.perf_counter()
+    done = subprocess.run(command, env=environ, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: exit code {done.returncode}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=8, help="members of each sweep")
+    parser.add_argument("--steps", type=int, default=1000, help="optimizer steps of each member")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds")
+    parser.add_argument("--backends", default="torch,jax")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    cpus = len(os.sched_getaffinity(0))
+    if cpus < 2:
+        parser.error(f"this process may use {cpus} CPU; the comparison needs 2")
+    configurations = [(backend, workers) for backend in args.backends.split(",") for workers in (1, 2)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cogmeta-sweep-workers-") as scratch_name:
+        scratch = Path(scratch_name)
+        cache = scratch / "jax-cache"
+        for backend, workers in configurations:
+            if backend == "jax":
+                run_once(backend, workers, scratch, cache, args)  # fills the compilation cache, untimed
+        for index in range(args.repeats):
+            for backend, workers in configurations:
+                seconds = run_once(backend, workers, scratch, cache, args)
+                row = {"backend": backend, "workers": workers, "round": index, "seconds": round(seconds, 3),
+                       "member_updates_per_s": round(args.seeds * args.steps / seconds, 1)}
+                print(", ".join(f"{key} {row[key]}" for key in COLUMNS), flush=True)
+                rows.append(row)
+    lines = [f"# `cogmeta sweep --task gaussian --seeds {args.seeds} --steps {args.steps} --workers 1|2` (CPU)", "",
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpus} CPUs; load average "
+             f"{os.getloadavg()[0]:.2f} at the end; whole processes, medians of {args.repeats} rounds; "
+             f"`python benchmarks/sweep_workers.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             "| backend | workers | seconds | member-updates/s | gain of 2 workers (same rounds) |", "|---|---|---|---|---|"]
+    for backend in args.backends.split(","):
+        one = [row for row in rows if row["backend"] == backend and row["workers"] == 1]
+        two = [row for row in rows if row["backend"] == backend and row["workers"] == 2]
+        gains = [a["seconds"] / b["seconds"] for a, b in zip(one, two)]
+        for workers, mine in ((1, one), (2, two)):
+            gain = f"**{statistics.median(gains):.2f}x** ({min(gains):.2f}-{max(gains):.2f})" if workers == 2 else ""
+            lines.append(f"| {backend} | {workers} | {statistics.median(r['seconds'] for r in mine):.1f} | "
+                         f"{statistics.median(r['member_updates_per_s'] for r in mine):.0f} | {gain} |")
+    report = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "sweep-workers-cpu.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (args.out / "sweep-workers-cpu.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

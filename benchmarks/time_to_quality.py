@@ -1,0 +1,164 @@
+"""Time to quality of the README's main command, PyTorch against JAX, whole processes, interleaved, in one run.
+
+    python benchmarks/time_to_quality.py                  # -> benchmarks/results/time-to-quality-cpu.{md,csv}
+    python benchmarks/time_to_quality.py --repeats 5 --batch-size 64 --out /tmp/bench
+
+Each measurement starts ``cogmeta train --task gaussian --until-kl 0.001 --backend B`` as a fresh process,
+as a user does, and reads the line it prints (``training.py``): the step at which the held-out mean
+KL(Bayes || model) first fell below 0.001 nats, the seconds of training to that check (compilation
+included) and the seconds since the process started; the whole process (start-up, training, run folder
+and figures) is timed from here. Three configurations take turns, one run of each per round, so that a
+change in the machine's load falls on all of them:
+
+- ``torch``: PyTorch at 1 thread (``--threads 1``; a second thread is slower at this size, measured in
+  docs/performance.md);
+- ``jax cold``: JAX with an empty persistent compilation cache (a fresh ``COGMETA_JAX_CACHE`` folder per
+  run): the first run of a command on a machine;
+- ``jax warm``: JAX with the cache a previous run of the same command filled (one untimed run fills it):
+  every later run (``cogmeta.compilation_cache``).
+
+``--baseline PATH`` adds ``torch (baseline)`` and ``jax (baseline)``: the same command run from another
+checkout (``git worktree add PATH REV``), in the same rounds, for before/after figures from one run.
+
+XLA runs at one thread like PyTorch (``XLA_FLAGS`` as in ``benchmarks/suite.py``). Medians over the
+repeats; the ratios are JAX / PyTorch from the same run. Timings are never asserted by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = re.compile(r"at step (?P<step>\d+), after (?P<training>[\d.]+) s of training and (?P<start>[\d.]+) s of wall time")
+CONFIGURATIONS = ("torch", "jax cold", "jax warm")
+COLUMNS = ("configuration", "round", "step", "training_s", "start_to_target_s", "process_s")
+
+
+def command(backend: str, out: Path, args) -> list[str]:
+    """The measured ``cogmeta train`` command line."""
+    line = [sys.executable, "-m", "cogmeta", "train", "--task", "gaussian", "--until-kl", str(args.target),
+            "--backend", backend, "--out", str(out), "--no-progress"]
+    if args.batch_size is not None:
+        line += ["--batch-size", str(args.batch_size)]
+    if backend == "torch":
+        line += ["--threads", "1"]
+    if args.no_figures:
+        line += ["--no-figures"]
+    return line
+
+
+def run_once(configuration: str, scratch: Path, warm_cache: Path, args) -> dict:
+    """One whole process of ``configuration``; its figures from the printed line and the parent's clock.
+
+    A ``(baseline)`` configuration runs in ``args.baseline`` (``python -m`` imports the checkout it starts in).
+    """
+    baseline = configuration.endswith("(baseline)")
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("JAX_")}
+    environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    if configuration == "jax cold":
+        environ["COGMETA_JAX_CACHE"] = tempfile.mkdtemp(dir=scratch, prefix="cold-cache-")
+    elif configuration == "jax warm":
+        environ["COGMETA_JAX_CACHE"] = str(warm_cache)
+    else:
+        environ["COGMETA_JAX_CACHE"] = "off"
+    out = Path(tempfile.mkdtemp(dir=scratch, prefix="run-")) / "run"
+    began = time.perf_counter()
+    done = subprocess.run(command(configuration.split()[0], out, args), env=environ, capture_output=True, text=True,
+                          cwd=args.baseline if baseline else ROOT)
+    process = time.perf_counter() - began
+    match = REPORT.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"{configuration}: exit code {done.returncode}, no time-to-quality line\n"
+                           f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return {"step": int(match["step"]), "training_s": float(match["training"]),
+            "start_to_target_s": float(match["start"]), "process_s": round(process, 3)}
+
+
+def summarise(rows: list[dict], configurations) -> list[dict]:
+    """Medians per configuration."""
+    table = []
+    for configuration in configurations:
+        mine = [row for row in rows if row["configuration"] == configuration]
+        table.append({"configuration": configuration, "runs": len(mine),
+                      **{key: statistics.median(row[key] for row in mine)
+                         for key in ("step", "training_s", "start_to_target_s", "process_s")}})
+    return table
+
+
+def markdown(table: list[dict], args, environment: str) -> str:
+    by_name = {row["configuration"]: row for row in table}
+    lines = [f"# Time to quality: `cogmeta train --task gaussian --until-kl {args.target}`"
+             f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}", "",
+             f"{environment}", "",
+             "| configuration | runs | step | training s | process start to target s | whole process s |",
+             "|---|---|---|---|---|---|"]
+    if "torch (baseline)" in by_name:
+        environment_note = "`(baseline)`: the same command from the checkout given by `--baseline`."
+        lines.insert(3, environment_note)
+    for row in table:
+        lines.append(f"| {row['configuration']} | {row['runs']} | {row['step']:.0f} | {row['training_s']:.2f} | "
+                     f"{row['start_to_target_s']:.2f} | {row['process_s']:.2f} |")
+    for jax_name in [name for name in by_name if name.startswith("jax")]:
+        torch_name = "torch (baseline)" if jax_name.endswith("(baseline)") else "torch"
+        ratio = {key: by_name[jax_name][key] / by_name[torch_name][key]
+                 for key in ("training_s", "start_to_target_s", "process_s")}
+        lines.append(f"| ratio {jax_name} / {torch_name} (same run) | | | {ratio['training_s']:.2f} | "
+                     f"{ratio['start_to_target_s']:.2f} | {ratio['process_s']:.2f} |")
+    lines += ["", "Medians over the rounds; each round runs every configuration once, one after another "
+              "(`benchmarks/time_to_quality.py`)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (one run of each configuration per round)")
+    parser.add_argument("--target", type=float, default=1e-3, help="held-out mean KL target, nats")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the default recipe's batch size")
+    parser.add_argument("--no-figures", action="store_true", help="pass --no-figures to every run")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="PATH",
+                        help="also time the command run from this checkout (e.g. a git worktree of the previous commit)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    configurations = CONFIGURATIONS + (("torch (baseline)", "jax (baseline)") if args.baseline else ())
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    suffix = "" if args.batch_size is None else f"-b{args.batch_size}"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cogmeta-ttq-") as scratch_name:
+        scratch = Path(scratch_name)
+        warm_cache = scratch / "warm-cache"
+        # JAX writes the warm cache in an untimed run of the same command.
+        saved = run_once("jax warm", scratch, warm_cache, args)
+        print(f"filled the warm cache (that run: {saved['start_to_target_s']:.2f} s to target)", flush=True)
+        for index in range(args.repeats):
+            for configuration in configurations:
+                row = {"configuration": configuration, "round": index, **run_once(configuration, scratch, warm_cache, args)}
+                print(", ".join(f"{key} {row[key]}" for key in COLUMNS), flush=True)
+                rows.append(row)
+    import platform
+
+    environment = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
+                   f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.2f} at the end; "
+                   f"PyTorch 1 thread, XLA 1 thread; `python benchmarks/time_to_quality.py {' '.join(argv or sys.argv[1:])}`")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / f"time-to-quality-cpu{suffix}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    report = markdown(summarise(rows, configurations), args, environment)
+    (args.out / f"time-to-quality-cpu{suffix}.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

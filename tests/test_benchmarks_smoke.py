@@ -53,3 +53,22 @@ def test_gpu_check_script_is_valid_bash_and_names_its_stages():
     for stage in ("parity", "cuda-graph", "suite", "add-jump"):
         assert f"stage {stage} " in text
     assert "gpu-check" in _load("suite").PRESETS
+
+
+def test_time_to_quality_reads_the_line_cogmeta_train_prints(tmp_path, capsys):
+    """benchmarks/time_to_quality.py parses `cogmeta train --until-kl`'s report; the two must not drift apart."""
+    from cogmeta.cli import main
+
+    argv = ["train", "--task", "gaussian", "--backend", "torch", "--hidden-size", "4", "--steps", "20",
+            "--until-kl", "1e9", "--until-kl-every", "10", "--summary-tasks", "0", "--no-figures", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    match = _load("time_to_quality").REPORT.search(capsys.readouterr().out)
+    assert match is not None and int(match["step"]) == 0  # the untrained model is already below 1e9 nats
+    assert 0 <= float(match["training"]) <= float(match["start"])
+    command = _load("time_to_quality").command("torch", tmp_path / "out", _Args())
+    assert command[3:6] == ["train", "--task", "gaussian"] and "--until-kl" in command and "--threads" in command
+
+
+class _Args:
+    target, batch_size, no_figures = 1e-3, None, False

@@ -23,6 +23,8 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
     "recurrent_layers.py": {"*": "JAX only: GRU/LSTM layers with a hand-written reverse pass (custom VJP); PyTorch "
                                  "uses its fused nn.GRU/nn.LSTM kernels"},
     "linear.py": {"*": "JAX only: a dense layer holding torch's (out, in) weight layout; PyTorch has nn.Linear"},
+    "engine.py": {"CALIBRATION_STEPS": "JAX's auto times its three strategies on short copies of the members; "
+                                       "PyTorch's auto is a fixed rule (vmap for several members)"},
     "samplers.py": {"step_generator": "PyTorch's RNG is a stateful torch.Generator per step",
                     "step_key": "JAX's RNG is a functional key folded with the step"},
     "urn_samplers.py": {"seed_generator": "PyTorch's RNG is a stateful torch.Generator",

@@ -3,20 +3,21 @@
 - torch: 1 intra-op thread (reduction order fixed; also the fastest on 2 cores), TF32 off.
 - JAX: no GPU memory preallocation (torch and JAX may share a device); float64 via the
   ``jax.enable_x64(True)`` context in the tests that need it.
-- The ``cogmeta`` commands that tests start in subprocesses share one persistent JAX compilation cache in a
-  temporary folder, not the user's ``~/.cache/cogmeta/jax`` (``cogmeta.compilation_cache``).
+- No persistent JAX compilation cache (``COGMETA_JAX_CACHE=off``): a test that calls ``cogmeta.cli.main`` before
+  JAX is imported would otherwise switch it on for the whole session (every compiled program serialized to
+  disk), and no test may read the user's ``~/.cache/cogmeta/jax``; ``tests/test_compilation_cache.py`` sets
+  its own.
 - ``--runslow`` enables tests marked ``slow``.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import pytest
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-os.environ.setdefault("COGMETA_JAX_CACHE", tempfile.mkdtemp(prefix="cogmeta-tests-jax-cache-"))
+os.environ["COGMETA_JAX_CACHE"] = "off"
 
 
 def pytest_addoption(parser):

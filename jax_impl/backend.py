@@ -18,7 +18,7 @@ from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.samplers import model_inputs, sample_batch, step_key
 from jax_impl.trainer import FRAMEWORK, Trainer, default_member  # noqa: F401  (FRAMEWORK: the Backend contract)
-from jax_impl.weights import canonical_to_state, state_to_canonical
+from jax_impl.weights import canonical_to_state, model_to_canonical
 
 
 def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
@@ -29,15 +29,8 @@ def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
 
 
 def init_weights(config: RunConfig, seed: int | None = None) -> dict[str, np.ndarray]:
-    """Canonical initial weights of a fresh model (:func:`build_model`'s, drawn by one compiled program)."""
-    return state_to_canonical(_initial_state(config, config.train.seed if seed is None else seed))
-
-
-def _initial_state(config: RunConfig, seed: int) -> nnx.State:
-    """:func:`build_model`'s state, bit for bit, from one compiled program (``tests/test_jax_backend.py``):
-    drawn eagerly, each initialiser compiles and runs on its own (17 XLA programs, ~0.5 s of a run's start)."""
-    configure(dtype=config.train.dtype)
-    return _compiled_init(config)(jax.random.key(seed))  # the key nnx.Rngs(seed) makes
+    """Canonical initial weights of a fresh model."""
+    return model_to_canonical(build_model(config, seed))
 
 
 def native_batch(config: RunConfig, step, dtype) -> jax.Array:
@@ -55,7 +48,7 @@ class MetaLearnerObjective:
         self.graphdef = _graphdef(config)
 
     def init(self, seed: int):
-        return _initial_state(self.config, seed)
+        return nnx.split(build_model(self.config, seed))[1]
 
     def member(self, seed: int, learning_rate: float | None = None) -> dict:
         return default_member(self.train, seed, learning_rate)
@@ -99,13 +92,6 @@ def _graphdef(config: RunConfig):
     """The model's structure (:func:`_abstract_model`), merged with parameters inside compiled functions."""
     configure(dtype=config.train.dtype)
     return nnx.split(_abstract_model(config))[0]
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_init(config: RunConfig):
-    """``key -> the state of MetaLearner(config, rngs=nnx.Rngs(key))``, jitted once per architecture."""
-    dtype = resolve_dtype(config.train.dtype)
-    return jax.jit(lambda key: nnx.split(MetaLearner(config, dtype, rngs=nnx.Rngs(key)))[1])
 
 
 @functools.lru_cache(maxsize=16)

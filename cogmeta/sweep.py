@@ -17,11 +17,11 @@ Output folder:
 
 ``workers`` > 1 splits the members over that many processes, each pinned to one CPU of those this process
 may use (member ``i`` goes to worker ``i mod workers``; within a worker the grouping above applies). The
-members are independent runs, so a second core nearly doubles a sweep's throughput, where one process
-could only use it inside a program (XLA's threads, PyTorch's intra-op threads, which this size of model
-does not fill). A member's weights do not depend on the worker it lands on: PyTorch trains members one
-after another, JAX as the chosen ``strategy`` (``loop`` is bit-identical across any split; ``vmap`` and
-``map`` batch a worker's members together, which may round differently in the last bit).
+members are independent runs, so a second core raises a sweep's throughput (1.3-1.6x measured on a 2-core
+VM, docs/performance.md), where one process could only use it inside a program (XLA's threads, PyTorch's
+intra-op threads, which models of this size do not fill). Which worker a member lands on does not change
+its weights in PyTorch (``loop`` or ``vmap``) or JAX's ``loop`` (bit for bit, ``tests/test_sweep.py``);
+JAX's ``vmap`` and ``map`` batch a worker's members together, which may round differently in the last bit.
 
 The sweep holds ``OUT/.lock`` for its whole run and each member's ``.lock`` while writing it
 (``cogmeta.runs.lock_folder``), so a second sweep or training run into the same folder fails at once.

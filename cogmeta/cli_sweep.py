@@ -43,7 +43,7 @@ def add_sweep_parser(commands) -> None:
                        help="how members share the hardware (jax: vmap, map, loop; torch: loop, vmap) (default: auto)")
     sweep.add_argument("--workers", type=integer(1, 1024), default=1,
                        help="processes that share the members, one CPU each (at most the CPUs this process may use; "
-                            "2 on a 2-core machine nearly doubles a sweep's throughput) (default: 1)")
+                            "2 on the 2-core VM: 1.3-1.6x the throughput of one, docs/performance.md) (default: 1)")
     sweep.add_argument("--out", type=Path, default=None, help="sweep folder (default: runs/sweep-<task>-<backend>-<time>)")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # a sweep trains all its steps (no --until-kl) on the CPU (its torch engine has no device options)

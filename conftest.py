@@ -7,12 +7,16 @@
   JAX is imported would otherwise switch it on for the whole session (every compiled program serialized to
   disk), and no test may read the user's ``~/.cache/cogmeta/jax``; ``tests/test_compilation_cache.py`` sets
   its own.
+- JAX's global ``jax_enable_x64`` flag is restored after every test: a float64 run config switches it on for
+  the whole process (``jax_impl.numerics.configure``), and what a test sees must not depend on which tests ran
+  before it in the same process (pytest-xdist hands each worker a different subset and order).
 - ``--runslow`` enables tests marked ``slow``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -41,3 +45,14 @@ def pytest_configure(config):
     torch.set_num_threads(1)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+
+
+@pytest.fixture(autouse=True)
+def _restore_jax_x64():
+    """Put ``jax_enable_x64`` back as the test found it (a no-op while JAX is not imported)."""
+    jax = sys.modules.get("jax")
+    before = None if jax is None else jax.config.jax_enable_x64
+    yield
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.config.jax_enable_x64 != bool(before):
+        jax.config.update("jax_enable_x64", bool(before))

@@ -53,7 +53,8 @@ def test_every_jax_matmul_runs_at_highest_precision(cell):
 
     config = RunConfig(task=GaussianMeanTask(), model=ModelConfig(cell=cell, hidden_size=4, num_layers=2))
     graphdef, params = nnx.split(build_model(config))
-    inputs, targets = jnp.ones((7, 3, 2)), jnp.ones((7, 3, 1))
+    # float32 as the model: another test may have switched on jax_enable_x64 (a float64 config does, globally)
+    inputs, targets = jnp.ones((7, 3, 2), jnp.float32), jnp.ones((7, 3, 1), jnp.float32)
     loss = lambda params: sequence_nll(nnx.merge(graphdef, params), inputs, targets)
     program = jax.make_jaxpr(jax.value_and_grad(loss))(params)
     dots = _dot_generals(program.jaxpr)

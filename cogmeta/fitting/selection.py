@@ -31,7 +31,6 @@ P(r_m > r_j for all j != m) under Dir(alpha) (Monte Carlo, fixed seed).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 #: Bisection steps of the lapse fit (each halves the interval [0, 1]).
 BISECTION_STEPS = 60
@@ -85,6 +84,8 @@ def bic(log_lik, num_params, num_trials) -> np.ndarray:
 
 def bic_weights(bics: np.ndarray) -> np.ndarray:
     """Posterior model probabilities exp(-BIC/2) / sum exp(-BIC/2) over the last axis (equal priors)."""
+    from scipy import special  # here, not at import: scipy costs every cogmeta command ~0.15 s to load
+
     log_evidence = -0.5 * np.asarray(bics, np.float64)
     return np.exp(log_evidence - special.logsumexp(log_evidence, axis=-1, keepdims=True))
 
@@ -96,6 +97,8 @@ def random_effects_bms(log_evidence: np.ndarray, alpha0: float = 1.0, tolerance:
     Returns ``{"alpha": [M], "frequency": [M], "exceedance": [M], "assignment": [N, M]}`` (``assignment``:
     g_nm, the posterior probability that participant n uses model m under the group-level model).
     """
+    from scipy import special
+
     log_evidence = np.asarray(log_evidence, np.float64)
     if log_evidence.ndim != 2 or 0 in log_evidence.shape:
         raise ValueError(f"log_evidence must have shape [participants, models], got {log_evidence.shape}")

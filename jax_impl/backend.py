@@ -18,7 +18,7 @@ from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.samplers import model_inputs, sample_batch, step_key
 from jax_impl.trainer import FRAMEWORK, Trainer, default_member  # noqa: F401  (FRAMEWORK: the Backend contract)
-from jax_impl.weights import canonical_to_state, model_to_canonical
+from jax_impl.weights import abstract_split, canonical_to_state, model_to_canonical
 
 
 def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
@@ -75,23 +75,22 @@ def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: 
     """Predictive parameters ``[T, B]`` (float64 numpy) of the model with ``weights`` on ``observations``."""
     validate_weights(weights, config)
     configure(dtype=config.train.dtype)
-    _, template = nnx.split(_abstract_model(config))
-    params = canonical_to_state(jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template), weights)
+    _, template = _abstract_split(config)
+    params = canonical_to_state(template, weights)
     observations = jnp.asarray(np.asarray(observations), dtype=resolve_dtype(config.train.dtype))
     return predictive_params(config.task.family, _compiled_forward(config)(params, observations))
 
 
-def _abstract_model(config: RunConfig) -> MetaLearner:
-    """The model with shapes and dtypes but no values (``nnx.eval_shape``): drawing weights only to learn the
-    structure runs and compiles one eager XLA program per initialiser (about 0.3 s of a short run's start-up)."""
-    return nnx.eval_shape(lambda: MetaLearner(config, resolve_dtype(config.train.dtype), rngs=nnx.Rngs(0)))
+def _abstract_split(config: RunConfig):
+    """``(graphdef, abstract params)`` of the model (:func:`jax_impl.weights.abstract_split`: no weights drawn)."""
+    return abstract_split(lambda: MetaLearner(config, resolve_dtype(config.train.dtype), rngs=nnx.Rngs(0)))
 
 
 @functools.lru_cache(maxsize=16)
 def _graphdef(config: RunConfig):
-    """The model's structure (:func:`_abstract_model`), merged with parameters inside compiled functions."""
+    """The model's structure (:func:`_abstract_split`), merged with parameters inside compiled functions."""
     configure(dtype=config.train.dtype)
-    return nnx.split(_abstract_model(config))[0]
+    return _abstract_split(config)[0]
 
 
 @functools.lru_cache(maxsize=16)

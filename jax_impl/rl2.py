@@ -49,7 +49,7 @@ from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.recurrent import CORES
 from jax_impl.samplers import step_key
 from jax_impl.trainer import Trainer, default_member
-from jax_impl.weights import canonical_to_state, model_to_canonical
+from jax_impl.weights import abstract_split, canonical_to_state, model_to_canonical
 
 
 class Rollout(NamedTuple):
@@ -251,15 +251,20 @@ def play(config: RunConfig, weights: Mapping[str, np.ndarray], batch: BanditBatc
     configure(dtype=config.train.dtype)
     validate_weights(weights, config)
     dtype = resolve_dtype(config.train.dtype)
-    _, template = nnx.split(nnx.eval_shape(lambda: RL2Agent(config, dtype, rngs=nnx.Rngs(0))))
-    params = canonical_to_state(jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template), weights)
+    _, template = _abstract_split(config)
+    params = canonical_to_state(template, weights)
     return _as_numpy(_compiled_play(config, greedy)(params, from_numpy(batch, dtype)))
 
 
 @functools.lru_cache(maxsize=16)
 def _graphdef(config: RunConfig):
-    """The agent's structure (``nnx.eval_shape``: no weights drawn); ``loss`` merges it with the parameters."""
-    return nnx.split(nnx.eval_shape(lambda: RL2Agent(config, resolve_dtype(config.train.dtype), rngs=nnx.Rngs(0))))[0]
+    """The agent's structure (no weights drawn); ``loss`` merges it with the parameters."""
+    return _abstract_split(config)[0]
+
+
+def _abstract_split(config: RunConfig):
+    """``(graphdef, abstract params)`` of the agent (:func:`jax_impl.weights.abstract_split`: no weights drawn)."""
+    return abstract_split(lambda: RL2Agent(config, resolve_dtype(config.train.dtype), rngs=nnx.Rngs(0)))
 
 
 @functools.lru_cache(maxsize=16)

@@ -48,7 +48,7 @@ from jax_impl.numerics import HIGHEST, configure, matmul, resolve_dtype
 from jax_impl.recurrent import LSTM
 from jax_impl.recurrent_layers import masked_lstm_layer
 from jax_impl.trainer import Trainer, default_member
-from jax_impl.weights import canonical_to_state
+from jax_impl.weights import abstract_split, canonical_to_state
 
 MASK_KEYS = ("query", "support_in", "support_out", "decoder")
 
@@ -296,10 +296,8 @@ def episode_batches(episodes: Sequence[EpisodeArrays]) -> dict:
 def load_model(config, weights: Mapping[str, np.ndarray]) -> MetaSeq2Seq:
     """The model of ``config`` holding the canonical ``weights`` (built abstractly and filled: no random init)."""
     configure(dtype=config.train.dtype)
-    abstract = nnx.eval_shape(lambda: build_model(config, dtype=resolve_dtype(config.train.dtype)))
-    graphdef, template = nnx.split(abstract, nnx.Param)
-    zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template)
-    return nnx.merge(graphdef, canonical_to_state(zeros, weights))
+    graphdef, template = abstract_split(lambda: build_model(config, dtype=resolve_dtype(config.train.dtype)), nnx.Param)
+    return nnx.merge(graphdef, canonical_to_state(template, weights))
 
 
 def decode(model: MetaSeq2Seq, arrays: dict, steps: int) -> dict:

@@ -50,7 +50,7 @@ from jax_impl.optim import clip_by_global_norm, init_adam
 from jax_impl.paired_comparison_samplers import model_inputs as comparison_inputs
 from jax_impl.samplers import model_inputs
 from jax_impl.trainer import Trainer, make_train_on_batches, stack_on_host
-from jax_impl.weights import canonical_to_state, load_canonical, state_to_canonical
+from jax_impl.weights import abstract_split, canonical_to_state, state_to_canonical
 
 FRAMEWORK = "jax"
 
@@ -334,9 +334,8 @@ class _RL2:
     @classmethod
     def objective_and_params(cls, config, weights, steps: int):
         run = config.run
-        template = nnx.split(nnx.eval_shape(lambda: rl2.RL2Agent(run, resolve_dtype(run.train.dtype),
-                                                                  rngs=nnx.Rngs(0))))[1]
-        return rl2.RL2Objective(run), canonical_to_state(_zeros(template), weights)
+        template = abstract_split(lambda: rl2.RL2Agent(run, resolve_dtype(run.train.dtype), rngs=nnx.Rngs(0)))[1]
+        return rl2.RL2Objective(run), canonical_to_state(template, weights)
 
     @staticmethod
     def batch(batch: Mapping, config, leading: bool = False) -> BanditBatch:
@@ -404,9 +403,8 @@ class _Seq2Seq:
     @classmethod
     def objective_and_params(cls, config, weights, steps: int):
         objective = seq2seq.Seq2SeqObjective(config.run)
-        template = nnx.split(nnx.eval_shape(lambda: seq2seq.build_model(config.run, dtype=objective.dtype)),
-                             nnx.Param)[1]
-        return objective, canonical_to_state(_zeros(template), weights)
+        template = abstract_split(lambda: seq2seq.build_model(config.run, dtype=objective.dtype), nnx.Param)[1]
+        return objective, canonical_to_state(template, weights)
 
     @staticmethod
     def batch(batch: Mapping, config, leading: bool = False) -> dict:
@@ -483,18 +481,11 @@ def _devices(kind: str) -> list:
 
 
 def _model(config: RunConfig, weights: Mapping[str, np.ndarray]) -> MetaLearner:
-    """The model holding ``weights``: built abstractly (no random init to compile), zero-filled, then loaded."""
+    """The model holding ``weights``, built abstractly (no random init to compile), then filled."""
     dtype = resolve_dtype(config.train.dtype)
-    abstract = nnx.eval_shape(lambda: MetaLearner(config, dtype, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    model = nnx.merge(graphdef, jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), state))
-    load_canonical(model, weights)
-    return model
+    graphdef, template = abstract_split(lambda: MetaLearner(config, dtype, rngs=nnx.Rngs(0)))
+    return nnx.merge(graphdef, canonical_to_state(template, weights))
 
-
-def _zeros(template):
-    """A parameter state of zeros shaped like ``template`` (an abstract ``nnx.State``), to load weights into."""
-    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), template)
 
 
 def _array(value: np.ndarray, config) -> jax.Array:

@@ -521,3 +521,29 @@ def test_short_training_approaches_bayes_coin(tmp_path):
     kl_steps, kl_values = metric_series(read_metrics(result.run_dir / "metrics.csv"), "heldout_kl")
     assert kl_steps == [0, 300, 600] and kl_values[-1] < KL_BOUND
     _check_close_to_bayes(config, weights, untrained_kl=kl_values[0])
+
+
+def test_an_abstract_template_takes_weights_like_a_drawn_model():
+    """``abstract_split`` draws no weights, and canonical weights fill its abstract state exactly as they fill a
+    drawn model's (same names, dtypes and values); a wrong name or shape is refused either way."""
+    from jax_impl.backend import MetaLearner
+    from jax_impl.weights import abstract_split, canonical_to_state
+
+    config = RunConfig(task=GaussianMeanTask(), model=ModelConfig(cell="lstm", hidden_size=5, num_layers=2))
+    build = lambda: MetaLearner(config, jnp.float32, rngs=nnx.Rngs(3))  # noqa: E731
+    graphdef, abstract = abstract_split(build)
+    assert all(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(abstract))
+    drawn = nnx.split(build())[1]
+    weights = {name: np.random.default_rng(0).standard_normal(value.shape)  # float64: cast to the model's float32
+               for name, value in state_to_canonical(drawn).items()}
+    from_abstract, from_drawn = canonical_to_state(abstract, weights), canonical_to_state(drawn, weights)
+    assert graphdef == nnx.split(build())[0]
+    for name, value in state_to_canonical(from_abstract).items():
+        assert value.dtype == np.float32
+        np.testing.assert_array_equal(value, state_to_canonical(from_drawn)[name])
+        np.testing.assert_array_equal(value, weights[name].astype(np.float32))
+    with pytest.raises(ValueError, match="missing"):
+        canonical_to_state(abstract, {k: v for k, v in weights.items() if k != "head.bias"})
+    name = next(iter(weights))
+    with pytest.raises(ValueError, match="shape"):
+        canonical_to_state(abstract, {**weights, name: np.zeros((7, 7, 7))})

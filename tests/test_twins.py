@@ -46,7 +46,9 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
         "shard_leading_axis": "JAX: seed-axis sharding of stacked runs (vmap over devices); PyTorch has no equivalent",
         "vmap_over_seeds": "as shard_leading_axis"},
     "weights.py": {"canonical_to_state": "NNX state <-> canonical dict (torch uses load_state_dict)",
-                   "state_to_canonical": "NNX state <-> canonical dict (torch uses state_dict)"},
+                   "state_to_canonical": "NNX state <-> canonical dict (torch uses state_dict)",
+                   "abstract_split": "NNX: a module's structure without drawing its weights (nnx.eval_shape); "
+                                     "torch builds modules eagerly"},
     "paired_comparison_samplers.py": {
         "correctly_rounded_sqrt": "torch's float32 sqrt is not correctly rounded on every CPU; JAX's is",
         "draw_task_noise": "JAX draws the noise functionally from a key"},

@@ -96,14 +96,13 @@ def summarise(rows: list[dict], configurations) -> list[dict]:
 
 def markdown(table: list[dict], args, environment: str) -> str:
     by_name = {row["configuration"]: row for row in table}
+    baseline_note = (["`(baseline)`: the same command from the checkout given by `--baseline`.", ""]
+                     if "torch (baseline)" in by_name else [])
     lines = [f"# Time to quality: `cogmeta train --task gaussian --until-kl {args.target}`"
              f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}", "",
-             f"{environment}", "",
+             f"{environment}", "", *baseline_note,
              "| configuration | runs | step | training s | process start to target s | whole process s |",
              "|---|---|---|---|---|---|"]
-    if "torch (baseline)" in by_name:
-        environment_note = "`(baseline)`: the same command from the checkout given by `--baseline`."
-        lines.insert(3, environment_note)
     for row in table:
         lines.append(f"| {row['configuration']} | {row['runs']} | {row['step']:.0f} | {row['training_s']:.2f} | "
                      f"{row['start_to_target_s']:.2f} | {row['process_s']:.2f} |")

@@ -70,5 +70,21 @@ def test_time_to_quality_reads_the_line_cogmeta_train_prints(tmp_path, capsys):
     assert command[3:6] == ["train", "--task", "gaussian"] and "--until-kl" in command and "--threads" in command
 
 
+def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
+    """The markdown holds one row per configuration, the baseline note above the table, and each JAX/PyTorch
+    ratio computed from its own pair (the baseline JAX over the baseline PyTorch)."""
+    module = _load("time_to_quality")
+    names = ("torch", "jax (warm cache)", "torch (baseline)", "jax (baseline)")
+    table = [{"configuration": name, "runs": 3, "step": 300, "training_s": t, "start_to_target_s": 2 * t,
+              "process_s": 4 * t} for name, t in zip(names, (2.0, 1.0, 4.0, 3.0))]
+    lines = module.markdown(table, _Args(), "env").splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| configuration"))
+    assert any(line.startswith("`(baseline)`") for line in lines[:header])
+    rows = [line for line in lines if line.startswith("| ")]
+    assert [row.split(" | ")[0][2:] for row in rows[1:5]] == list(names)
+    assert "| ratio jax (warm cache) / torch (same run) | | | 0.50 | 0.50 | 0.50 |" in lines
+    assert "| ratio jax (baseline) / torch (baseline) (same run) | | | 0.75 | 0.75 | 0.75 |" in lines
+
+
 class _Args:
     target, batch_size, no_figures = 1e-3, None, False

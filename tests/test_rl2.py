@@ -262,3 +262,43 @@ def _check_metrics(metrics, trainer, arms: int) -> None:
     assert np.all((metrics.aux["entropy"] > 0) & (metrics.aux["entropy"] <= np.log(arms) + 1e-6))
     weights = trainer.weights()
     assert weights["policy.weight"].shape == (arms, HIDDEN) and weights["value.weight"].shape == (1, HIDDEN)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_trial_of_the_cell_equals_the_sequence_core(cell, dtype):
+    """``RL2Agent.forward`` steps its core with the cell functions; the result is the core's own on a length-1
+    sequence (two layers, so the layer loop and its state stacking are exercised): the GRU bit for bit, values
+    and gradients; the LSTM within rounding (``nn.LSTM`` may take oneDNN's kernel on the CPU)."""
+    torch, _, rl2 = _torch()
+    from cogmeta.config import ModelConfig
+
+    config = make_config(cell, dtype)
+    config = RunConfig(task=config.task, model=ModelConfig(family="rl2", cell=cell, hidden_size=HIDDEN, num_layers=2),
+                       train=config.train, rl=config.rl)
+    agent = rl2.build_model(config, seed=4)
+    torch_dtype = getattr(torch, dtype)
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(BATCH, ARMS + 2, generator=generator, dtype=torch_dtype)
+    state = tuple(torch.randn(2, BATCH, HIDDEN, generator=generator, dtype=torch_dtype) for _ in range(2))
+    state = state[0] if cell == "gru" else state
+
+    def through(step):
+        agent.zero_grad()
+        logits, values, new_state = step()
+        hidden = new_state if cell == "gru" else torch.cat(new_state)
+        (logits.square().sum() + values.sum() + hidden.sin().sum()).backward()
+        return [logits, values, hidden] + [p.grad.clone() for p in agent.parameters()]
+
+    def sequence_core():
+        hidden, new_state = agent.core(inputs[None], state)
+        return agent.policy(hidden[0]), agent.value(hidden[0])[..., 0], new_state
+
+    cell_results, core_results = through(lambda: agent(inputs, state)), through(sequence_core)
+    tolerance = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    for ours, theirs in zip(cell_results, core_results):
+        if cell == "gru":
+            assert torch.equal(ours, theirs)
+        else:
+            torch.testing.assert_close(ours, theirs, rtol=tolerance, atol=tolerance)

@@ -83,11 +83,12 @@ def sample_action(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     if probs.ndim != 2 or tuple(uniform.shape) != tuple(probs.shape[:1]):
         raise ValueError(f"sample_action: probs must be [B, k] and uniform [B], got {tuple(probs.shape)} and "
                          f"{tuple(uniform.shape)}")
-    total = torch.zeros_like(uniform)
-    count = torch.zeros(uniform.shape, dtype=torch.int64, device=uniform.device)
-    for arm in range(probs.shape[-1]):
-        total = total + probs[:, arm]  # cdf_arm
-        count = count + (total <= uniform)
+    total = probs[:, 0]
+    cdf = [total]
+    for arm in range(1, probs.shape[-1]):
+        total = total + probs[:, arm]  # cdf_arm, one rounding per addition
+        cdf.append(total)
+    count = torch.sum(torch.stack(cdf, dim=-1) <= uniform[:, None], dim=-1)  # one comparison of all k, not k
     return torch.clamp(count, max=probs.shape[-1] - 1)
 
 

@@ -87,10 +87,32 @@ class RL2Agent(nn.Module):
     def forward(self, inputs: torch.Tensor, state) -> tuple[torch.Tensor, torch.Tensor, object]:
         """One trial: ``inputs [B, k + 2]`` and the core's state -> ``(logits [B, k], values [B], new state)``.
 
-        The sequence core runs on a sequence of length 1 (each input depends on the previous action).
+        Each input depends on the previous action, so the core advances one step per call: layer by layer
+        with ``torch.gru_cell`` / ``torch.lstm_cell`` on the core's own tensors, the arithmetic of
+        ``nn.GRU``/``nn.LSTM`` without their sequence API (flattening, checks, a length-1 sequence), which cost
+        a sixth of a 100-trial update (``docs/performance.md``). GRU: bit-identical to ``self.core`` on a
+        length-1 sequence; LSTM: ``nn.LSTM`` may take oneDNN's kernel on the CPU, which rounds differently
+        in the last bits (``tests/test_rl2.py::test_one_trial_of_the_cell_equals_the_sequence_core``).
         """
-        hidden, state = self.core(inputs[None], state)
-        return self.policy(hidden[0]), self.value(hidden[0])[..., 0], state
+        core, x = self.core, inputs
+        if isinstance(core, nn.GRU):
+            layers = []
+            for j in range(core.num_layers):
+                x = torch.gru_cell(x, state[j], *_layer_tensors(core, j))
+                layers.append(x)
+            state = torch.stack(layers)
+        else:
+            hs, cs = [], []
+            for j in range(core.num_layers):
+                x, c = torch.lstm_cell(x, (state[0][j], state[1][j]), *_layer_tensors(core, j))
+                hs.append(x), cs.append(c)
+            state = (torch.stack(hs), torch.stack(cs))
+        return self.policy(x), self.value(x)[..., 0], state
+
+
+def _layer_tensors(core: nn.RNNBase, layer: int) -> tuple[torch.Tensor, ...]:
+    """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of ``layer``, the argument order of the cell functions."""
+    return tuple(getattr(core, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
 
 def trial_times(horizon: int, dtype: torch.dtype) -> torch.Tensor:

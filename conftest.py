@@ -7,6 +7,9 @@
   JAX is imported would otherwise switch it on for the whole session (every compiled program serialized to
   disk), and no test may read the user's ``~/.cache/cogmeta/jax``; ``tests/test_compilation_cache.py`` sets
   its own.
+- One JAX CPU device (``JAX_NUM_CPU_DEVICES=1``): the ``cogmeta`` command asks for one per CPU
+  (``cogmeta.host_devices``) when JAX is not imported yet, which would make an in-process test's engine split its
+  members over devices or not depending on test order; tests of several devices start a subprocess with their own.
 - JAX's global ``jax_enable_x64`` flag is restored after every test: a float64 run config switches it on for
   the whole process (``jax_impl.numerics.configure``), and what a test sees must not depend on which tests ran
   before it in the same process (pytest-xdist hands each worker a different subset and order).
@@ -22,6 +25,7 @@ import pytest
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ["COGMETA_JAX_CACHE"] = "off"
+os.environ["JAX_NUM_CPU_DEVICES"] = "1"
 
 
 def pytest_addoption(parser):

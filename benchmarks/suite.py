@@ -108,16 +108,18 @@ def update_flops(cell: str, hidden: int, batch: int, length: int, task: str = "g
 
 
 class JaxPoint:
-    """The JAX engine at one point and strategy, compiled ahead of time."""
+    """The JAX engine at one point and strategy, compiled ahead of time; ``devices`` > 1 splits the members over
+    that many host devices (``jax_impl.engine``: one per CPU core)."""
 
-    def __init__(self, config: RunConfig, members: int, strategy: str):
+    def __init__(self, config: RunConfig, members: int, strategy: str, devices: int = 1):
         import jax
         import jax.numpy as jnp
 
         from jax_impl.engine import Engine
         from jax_impl.trainer import stack_members
 
-        self.engine = Engine(config, strategy)
+        self.engine = Engine(config, strategy, devices=devices)
+        self.engine.devices = self.engine.resolve_devices(members)
         self.chunk = self.engine.chunk
         self.members = 1 if strategy == "loop" else members  # members per timed call
         params, opt_state = self.engine.init(range(members))
@@ -126,7 +128,7 @@ class JaxPoint:
             function = self.engine._member
             self.args = (params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk), self.engine.objective.member(0))
         else:
-            function = self.engine.run_members
+            function = self.engine._program(strategy) if devices > 1 else self.engine.run_members
             self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32),
                          stack_members([self.engine.objective.member(s) for s in range(members)]))
         began = time.perf_counter()
@@ -225,6 +227,9 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
     load_before = os.getloadavg()[0]
     strategies = ("loop",) if members == 1 else (("vmap",) if accelerator else ("loop", "map", "vmap"))
     jax_points = {s: JaxPoint(config, members, s) for s in strategies}
+    devices = len(jax.local_devices())
+    if members > 1 and devices > 1 and not accelerator and members % devices == 0:  # the members over every core
+        jax_points |= {f"{s}:{devices}dev": JaxPoint(config, members, s, devices) for s in ("map", "vmap")}
     torch_members = 1 if accelerator else members
     device = torch_device(accelerator)
     torch_config = dataclasses.replace(config, torch=TorchOptions(device=device, cuda_graphs=device != "cpu"))
@@ -257,6 +262,10 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
         "jax_over_torch_sequential": best_jax[0] / torch_loop_1t,
         "jax_seed_program_over_sequential": (max(rates.get("jax/map", 0), rates["jax/vmap"]) / rates["jax/loop"]
                                              if members > 1 and "jax/loop" in rates else float("nan")),
+        # the members over every core against the best one-device program (both in this process)
+        "jax_all_cores_over_one": (max(r for n, r in rates.items() if n.startswith("jax/") and "dev" in n)
+                                   / max(r for n, r in rates.items() if n.startswith("jax/") and "dev" not in n)
+                                   if any("dev" in n for n in rates) else float("nan")),
         "jax_gflops": best_jax[0] * flops / 1e9, "torch_gflops": best_torch[0] * flops / 1e9,
         "jax_fraction_of_sgemm_peak": best_jax[0] * flops / 1e9 / peak,
         "jax_cold_compile_s": max(p.cold_compile_s for p in jax_points.values()),
@@ -298,8 +307,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure these points instead of the preset's, e.g. 'lstm,128,32,64,1;gru,64,32,7,16'")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    # One XLA thread, like torch's 1 (set before jax is imported; the CPU matrix is a 1-thread comparison).
+    # One XLA thread per device, like torch's 1 (set before jax is imported; the single-member points are a
+    # 1-thread comparison), and one host device per CPU as the `cogmeta` command has (cogmeta.host_devices), so
+    # that points with several members also measure them split over every core.
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from cogmeta.host_devices import enable_for_command as enable_host_devices
+
+    enable_host_devices()
     import jax
     import torch
 
@@ -364,16 +378,19 @@ def write_results(out: Path, preset: str, rows: list[dict], environment: dict) -
     table = [f"# Benchmark suite ({preset}): JAX engine vs the best PyTorch configuration", "",
              "; ".join(f"{k}: {v}" for k, v in environment.items()), "",
              "Member-updates/s (S members x optimizer updates per second), medians of interleaved repeats. "
-             "Measured on a shared machine: see `load` (1-minute load average before the point).", "",
+             "Measured on a shared machine: see `load` (1-minute load average before the point). JAX impl "
+             "`map:2dev`/`vmap:2dev`: the members split over 2 host devices, one per core (the other rows use one "
+             "core; % SGEMM peak is of one core's).", "",
              "| task | cell | H | B | T | S | JAX upd/s | JAX impl | best torch upd/s | torch impl | JAX / best torch | "
-             "JAX / torch sequential | JAX seed program / JAX sequential | JAX GFLOP/s | % SGEMM peak | "
-             "compile cold / warm (s) | recompiles | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "JAX / torch sequential | JAX seed program / JAX sequential | JAX all cores / one device | JAX GFLOP/s | "
+             "% SGEMM peak | compile cold / warm (s) | recompiles | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r.get('task', 'gaussian')} | {r['cell']} | {r['hidden']} | {r['batch']} | {r['length']} | {r['members']} | "
                      f"{r['jax_updates_per_s']:.0f} | {r['jax_best']} | {r['torch_updates_per_s']:.0f} | {r['torch_best']} | "
                      f"{r['jax_over_best_torch']:.2f} | {r['jax_over_torch_sequential']:.2f} | "
-                     f"{r['jax_seed_program_over_sequential']:.2f} | {r['jax_gflops']:.1f} | "
+                     f"{r['jax_seed_program_over_sequential']:.2f} | {r.get('jax_all_cores_over_one', float('nan')):.2f} | "
+                     f"{r['jax_gflops']:.1f} | "
                      f"{100 * r['jax_fraction_of_sgemm_peak']:.0f} | {r['jax_cold_compile_s']:.2f} / {r['jax_warm_compile_s']:.2f} | "
                      f"{r['jax_recompiles']} | {r['load_before']:.1f} |")
     atomic_write_text(out / f"suite-{preset}.md", "\n".join(table) + "\n")

@@ -38,6 +38,7 @@ from cogmeta.cli_learning_to_infer import add_parser as add_learning_to_infer_pa
 from cogmeta.cli_options import OneLineParser, check_out_folder, given_or_default, integer, task_count
 from cogmeta.cli_sweep import add_sweep_parser
 from cogmeta.compilation_cache import enable_for_command as enable_compilation_cache
+from cogmeta.host_devices import enable_for_command as enable_host_devices
 from cogmeta.config import RunConfig
 from cogmeta.weights import trained_with
 
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return _EXIT_USAGE
+    # one JAX device per usable CPU (sweeps split their members over them), or the --devices N of a
+    # data-parallel JAX run (simulated on a CPU); before any backend imports JAX
+    enable_host_devices(cpus=getattr(args, "devices", None))
     try:
         return args.handler(args)
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """``cogmeta sweep``: train seeds x a grid of settings together and write a summary table.
 
     cogmeta sweep [--preset tutorial-coin | --task gaussian] --backend jax --seeds 16 --grid lr=1e-3,3e-3
-                  [--grid hidden=32,64] [--strategy auto|vmap|map|loop] [--workers N] [--out DIR] [config options]
+                  [--grid hidden=32,64] [--strategy auto|vmap|map|loop] [--workers auto|N] [--out DIR] [config options]
 
 Every config option of ``cogmeta train`` (generated from the config: ``cogmeta.cli_config``) is accepted and
 sets the value shared by all members; ``--grid KEY=V1,V2`` varies one setting (keys: see
@@ -41,15 +41,21 @@ def add_sweep_parser(commands) -> None:
                        help="a setting to vary, e.g. lr=1e-3,3e-3 or hidden=32,64 (repeatable)")
     sweep.add_argument("--strategy", choices=STRATEGIES, default="auto",
                        help="how members share the hardware (jax: vmap, map, loop; torch: loop, vmap) (default: auto)")
-    sweep.add_argument("--workers", type=integer(1, 1024), default=1,
-                       help="processes that share the members, one CPU each (at most the CPUs this process may use; "
-                            "2 on the 2-core VM: 1.3-1.6x the throughput of one, docs/performance.md) (default: 1)")
+    sweep.add_argument("--workers", type=_workers, default="auto",
+                       help="processes that share the members, one CPU each (at most the CPUs this process may use), "
+                            "or auto: every core, JAX's engine in one process over one device per CPU, otherwise one "
+                            "process per CPU once the sweep has 4,000 member-steps (docs/performance.md) (default: auto)")
     sweep.add_argument("--out", type=Path, default=None, help="sweep folder (default: runs/sweep-<task>-<backend>-<time>)")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # a sweep trains all its steps (no --until-kl) on the CPU (its torch engine has no device options)
     add_config_options(sweep, sections=("model", "train", "rl", "bound", "torch", "jax"),
                        skip=("until_kl", "until_kl_every", "device", "cuda_graphs"))
     sweep.set_defaults(handler=_sweep)
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: ``auto`` or a whole number from 1."""
+    return "auto" if text.strip().lower() == "auto" else integer(1, 1024)(text)
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -19,7 +19,10 @@ Output folder:
 may use (member ``i`` goes to worker ``i mod workers``; within a worker the grouping above applies). The
 members are independent runs, so a second core raises a sweep's throughput (1.3-1.6x measured on a 2-core
 VM, docs/performance.md), where one process could only use it inside a program (XLA's threads, PyTorch's
-intra-op threads, which models of this size do not fill). Which worker a member lands on does not change
+intra-op threads, which models of this size do not fill). ``workers="auto"`` (the command's default,
+:func:`auto_workers`) uses every core: JAX's engine families in one process, whose engine splits the members
+over one host device per CPU (``cogmeta.host_devices``, ``jax_impl.engine``; 1.9-2.3x measured), everything
+else in one process per CPU once the sweep is long enough to repay starting them. Which worker a member lands on does not change
 its weights in PyTorch (``loop`` or ``vmap``) or JAX's ``loop`` (bit for bit, ``tests/test_sweep.py``);
 JAX's ``vmap`` and ``map`` batch a worker's members together, which may round differently in the last bit.
 
@@ -51,6 +54,10 @@ ALIASES = {"lr": "train.learning_rate", "hidden": "model.hidden_size", "batch": 
            "layers": "model.num_layers"}
 #: Settings a backend engine varies inside one program (one value per member).
 VECTORIZED = ("train.seed", "train.learning_rate")
+#: Member-steps (the sum of every member's ``train.steps``) from which ``workers="auto"`` starts one process per
+#: CPU. Starting one costs 2-3 s (importing the framework), which a sweep shorter than this (seconds of
+#: training) does not win back; 4 members x 1,000 steps already gained 1.3-1.4x (docs/performance.md).
+AUTO_WORKERS_FROM = 4_000
 
 
 @dataclass(frozen=True)
@@ -110,18 +117,21 @@ def group_members(members: Sequence[Member]) -> list[list[Member]]:
 
 def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[int], grid: dict[str, list[Any]],
               *, strategy: str = "auto", progress: bool = True, eval_tasks: int | None = None,
-              workers: int = 1) -> list[dict[str, Any]]:
+              workers: int | str = 1) -> list[dict[str, Any]]:
     """Train every member with ``backend``'s engine, write the run folders and the summary; return its rows.
 
-    ``workers``: processes that share the members, one CPU each (module docstring); 1 trains them here.
+    ``workers``: processes that share the members, one CPU each (module docstring); 1 trains them here;
+    ``"auto"``: :func:`auto_workers`.
     """
     _require_backend(backend)  # before anything is written
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    if not isinstance(workers, int) or not 1 <= workers <= len(cpus):
-        raise ValueError(f"workers must be an integer from 1 to the {len(cpus)} CPU(s) this process may use, got "
-                         f"{workers!r}")
+    if workers != "auto" and (not isinstance(workers, int) or not 1 <= workers <= len(cpus)):
+        raise ValueError(f"workers must be 'auto' or an integer from 1 to the {len(cpus)} CPU(s) this process may use, "
+                         f"got {workers!r}")
     out = Path(out)
     members = expand(config, seeds, grid)
+    if workers == "auto":
+        workers = auto_workers(members, backend, len(cpus))
     if any(member.config.bound.start_from is not None for member in members):
         raise ValueError("a sweep trains every member from fresh weights; bound.start_from (fine-tuning from a run) "
                          "is for single runs: `cogmeta train`, or `cogmeta experiment heuristics` for a whole grid")
@@ -136,6 +146,17 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
         rows.sort(key=lambda row: row["member"])
         write_summary(out, rows)
     return rows
+
+
+def auto_workers(members: Sequence[Member], backend: str, cpus: int) -> int:
+    """Processes for ``workers="auto"``: 1 when JAX's engine trains every member (its members are split over one
+    host device per CPU inside the one program) or when the sweep is shorter than :data:`AUTO_WORKERS_FROM`
+    member-steps; else one per CPU, at most one per member."""
+    if backend == "jax" and all(member.config.family.engine_members for member in members):
+        return 1
+    if sum(member.config.train.steps for member in members) < AUTO_WORKERS_FROM:
+        return 1
+    return max(1, min(cpus, len(members)))
 
 
 def _require_backend(backend: str) -> None:
@@ -191,8 +212,11 @@ def _worker(cpu: int, out: Path, members: Sequence[Member], backend: str, strate
             eval_tasks: int | None) -> list[dict[str, Any]]:
     """One worker process: pinned to ``cpu`` before a framework is imported (JAX sizes its thread pools from the
     CPUs a process may use; PyTorch runs at ``config.torch.threads``, 1 by default), then :func:`train_members`."""
+    from cogmeta.host_devices import pin_worker
+
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
+    pin_worker()  # one JAX device: this worker's CPU, not the parent's count
     return train_members(out, members, backend, strategy, progress, eval_tasks)
 
 

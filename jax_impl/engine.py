@@ -19,6 +19,16 @@ Seed strategies (how the member axis S is laid over the hardware):
 - ``loop``: one compiled single-member program called S times from Python per chunk (the baseline
   "S sequential runs", without S compiles).
 
+Member devices: with ``devices`` = D > 1 the member axis is split over D devices (``jax.shard_map`` over
+the mesh ``jax_impl.distributed.seed_mesh(D)``), each device running its own S / D members with ``map`` or
+``vmap`` (``loop`` becomes ``map`` there); members are independent, so no collective runs. On a CPU the
+devices are host devices (``JAX_NUM_CPU_DEVICES``, which the ``cogmeta`` command sets to the CPUs the
+process may use: ``cogmeta.host_devices``), each executing on its own core: the whole machine trains one
+sweep in one compiled program. The default is every local device, at most one per member; S is padded to a
+multiple of D with frozen copies of the last member (their step count is 0), dropped again at the end.
+Each member computes the same operations on whichever device it lands, so its weights do not depend on D
+(``tests/test_distributed_jax.py``).
+
 ``auto`` picks ``vmap`` on accelerators and the single-member program for one member; on CPU with
 several members it *measures*: each strategy trains a copy of the members for :data:`CALIBRATION_STEPS`
 steps (a short program of its own, compiled for the purpose, then timed on a second call) and the fastest
@@ -41,11 +51,15 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import MemberRun, StepMetrics
 from cogmeta.progress import progress_bar
 from jax_impl.backend import MetaLearnerObjective
+from jax_impl.distributed import SEED_AXIS, place, seed_mesh
+from jax_impl.numerics import configure
 from jax_impl.optim import init_adam
 from jax_impl.trainer import Objective, StepOutputs, make_member_chunk, stack_members, stack_on_host
 from jax_impl.weights import state_to_canonical
@@ -75,7 +89,9 @@ def choose_strategy(strategy: str, members: int = 2) -> str:
 def objective_for(config: RunConfig) -> Objective:
     """The objective that a ``RunConfig`` of a sweepable model family trains: the tutorial meta-learner's
     (``jax_impl.backend.MetaLearnerObjective``), the RL² agent's (``jax_impl.rl2.RL2Objective``) or the
-    bounded GRU's (``jax_impl.bounded_gru.make_objective``)."""
+    bounded GRU's (``jax_impl.bounded_gru.make_objective``). A float64 config switches on JAX's 64-bit mode first
+    (``jax_impl.numerics.configure``), as a single run's trainer does."""
+    configure(dtype=config.train.dtype)
     if config.model.family == "rl2":
         from jax_impl.rl2 import RL2Objective
 
@@ -99,10 +115,12 @@ class Engine:
         strategy: ``auto``, ``vmap``, ``map`` or ``loop`` (see the module docstring).
         chunk: optimizer steps per compiled call (default 500, at most ``train.steps``).
         map_batch: with ``map``, members vmapped together inside each ``lax.map`` iteration.
+        devices: devices the member axis is split over (see the module docstring); None: every local device
+            (``jax.local_devices()``), at most one per member. More than JAX sees is an error.
     """
 
     def __init__(self, objective: Objective | RunConfig, strategy: str = "auto", chunk: int | None = None,
-                 map_batch: int | None = None):
+                 map_batch: int | None = None, devices: int | None = None):
         if isinstance(objective, RunConfig):
             chunk = objective.jax.steps_per_call if chunk is None else chunk
             objective = objective_for(objective)
@@ -117,6 +135,10 @@ class Engine:
         if map_batch is not None and map_batch < 1:
             raise ValueError(f"map_batch must be >= 1 members per map iteration, got {map_batch}")
         self.map_batch = map_batch
+        if devices is not None and (not isinstance(devices, int) or devices < 1):
+            raise ValueError(f"devices must be a positive integer (or None: every local device), got {devices!r}")
+        self.requested_devices = devices
+        self.devices = 1  # resolved per call of train (it depends on the member count)
         self._member = make_member_chunk(objective, self.chunk)
         self._programs: dict[str, Callable] = {}
 
@@ -137,11 +159,37 @@ class Engine:
         return jax.lax.map(lambda xs: member(*xs), (params, opt_state, counts, members), batch_size=self.map_batch)
 
     def _program(self, strategy: str) -> Callable:
-        """The jitted program of ``strategy`` (``loop``: the single-member chunk), built once."""
-        if strategy not in self._programs:
-            function = self._member if strategy == "loop" else functools.partial(self._run_members, strategy)
-            self._programs[strategy] = jax.jit(function)
-        return self._programs[strategy]
+        """The jitted program of ``strategy`` on :attr:`devices` devices (``loop`` on one: the single-member
+        chunk), built once."""
+        key = (strategy, self.devices)
+        if key not in self._programs:
+            if self.devices > 1:
+                members = P(SEED_AXIS)
+                # each device maps over its own members; check_vma=False: the per-member scans start from
+                # carries built inside the body, which shard_map's varying-axis check cannot type
+                function = jax.shard_map(functools.partial(self._run_members, "vmap" if strategy == "vmap" else "map"),
+                                         mesh=seed_mesh(self.devices), in_specs=(members, members, P(), members, members),
+                                         out_specs=members, check_vma=False)
+            elif strategy == "loop":
+                function = self._member
+            else:
+                function = functools.partial(self._run_members, strategy)
+            self._programs[key] = jax.jit(function)
+        return self._programs[key]
+
+    def resolve_devices(self, members: int) -> int:
+        """The devices that ``members`` members are split over: the requested count (every local device if
+        None), at most ``members``; an error names ``JAX_NUM_CPU_DEVICES`` when JAX sees fewer devices."""
+        available = len(jax.local_devices())
+        requested = self.requested_devices
+        if requested is None:  # every device, except for the sequential baseline that ``loop`` asks for
+            requested = 1 if self.requested == "loop" else available
+        if requested > available:
+            hint = (f" On a CPU, give JAX that many host devices by setting JAX_NUM_CPU_DEVICES={requested} before it "
+                    "starts (the `cogmeta` command sets it to the CPUs the process may use)."
+                    if jax.default_backend() == "cpu" else "")
+            raise ValueError(f"devices={requested} but JAX sees {available} local device(s); use 1 to {available}.{hint}")
+        return max(1, min(requested, members))
 
     # ------------------------------------------------------------------ host side
     def init(self, seeds: Sequence[int]) -> tuple:
@@ -153,7 +201,7 @@ class Engine:
         """One compiled chunk for all members (``loop``: one call per member)."""
         strategy = self.strategy if strategy is None else strategy
         program = self._program(strategy)
-        if strategy != "loop":
+        if strategy != "loop" or self.devices > 1:
             return program(params, opt_state, jnp.asarray(start), counts, members)
         results = []
         for s in range(len(counts)):
@@ -168,7 +216,8 @@ class Engine:
         steps = min(self.chunk, CALIBRATION_STEPS)
         probe = self if steps == self.chunk else Engine(self.objective, "vmap", steps, self.map_batch)
         counts = jnp.full(len(jax.tree.leaves(members)[0]), steps, jnp.int32)
-        for strategy in ("loop", "map", "vmap"):
+        probe.devices = self.devices
+        for strategy in ("loop", "map", "vmap") if self.devices == 1 else ("map", "vmap"):
             jax.block_until_ready(probe.call(params, opt_state, 0, counts, members, strategy))
             began = time.perf_counter()
             jax.block_until_ready(probe.call(params, opt_state, 0, counts, members, strategy))
@@ -202,20 +251,26 @@ class Engine:
         else:
             opt_state = jax.vmap(init_adam)(params)
         total, count_members = train.steps, len(seeds)
-        alive = np.ones(count_members, bool)
+        self.devices = self.resolve_devices(count_members)
+        padded = -count_members % self.devices  # frozen copies of the last member fill the last device
+        alive = np.concatenate([np.ones(count_members, bool), np.zeros(padded, bool)])
+        if self.devices > 1:
+            params, opt_state, stacked = place(jax.tree.map(lambda x: _pad_members(x, padded), (params, opt_state, stacked)),
+                                               NamedSharding(seed_mesh(self.devices), P(SEED_AXIS)))
         if self.requested == "auto":
             self.strategy = choose_strategy("auto", count_members)
             if count_members > 1 and jax.default_backend() == "cpu":
                 self.calibrate(params, opt_state, stacked)
         history: list[list[StepOutputs]] = [[] for _ in seeds]
         done = np.zeros(count_members, int)
-        bar = progress_bar(progress, total, f"{label} (jax, {count_members} members, {self.strategy})")
+        where = "" if self.devices == 1 else f" over {self.devices} devices"
+        bar = progress_bar(progress, total, f"{label} (jax, {count_members} members, {self.strategy}{where})")
         step = 0
         while step < total:
             count = min(self.chunk, total - step)
             counts = jnp.asarray(np.where(alive, count, 0), jnp.int32)
             params, opt_state, outputs = self.call(params, opt_state, step, counts, stacked)
-            host = jax.tree.map(lambda x: np.asarray(x)[:, :count], outputs)
+            host = jax.tree.map(lambda x: np.asarray(x)[:count_members, :count], outputs)
             for s in np.flatnonzero(alive):
                 finite = np.isfinite(host.loss[s]) & np.isfinite(host.grad_norm[s])
                 attempted = count if finite.all() else int(np.argmin(finite)) + 1
@@ -230,7 +285,7 @@ class Engine:
                 bar.set_postfix(loss=f"{float(np.nanmean(host.loss[:, -1])):.4f}", alive=int(alive.sum()))
         if bar is not None:
             bar.close()
-        self.final_params = params
+        self.final_params = jax.tree.map(lambda x: x[:count_members], params) if padded else params
         runs = []
         stacked_weights = state_to_canonical(params)  # one transfer; member s is row s of every array
         for s, seed in enumerate(seeds):
@@ -241,6 +296,11 @@ class Engine:
         return runs
 
 
+def _pad_members(leaf, count: int):
+    """``leaf [S, ...]`` followed by ``count`` copies of its last member (``[S + count, ...]``)."""
+    return leaf if count == 0 else jnp.concatenate([leaf, jnp.repeat(leaf[-1:], count, axis=0)])
+
+
 @jax.jit
 def _member_of(tree, index):
     """Member ``index`` of stacked ``[S, ...]`` arrays: one compiled gather for every member (indexing each array
@@ -248,9 +308,10 @@ def _member_of(tree, index):
     return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, index, keepdims=False), tree)
 
 
-def make_train(config: RunConfig | Objective, strategy: str = "auto", chunk: int | None = None, map_batch: int | None = None) -> Callable:
+def make_train(config: RunConfig | Objective, strategy: str = "auto", chunk: int | None = None,
+               map_batch: int | None = None, devices: int | None = None) -> Callable:
     """``train(seeds, learning_rates=None, progress=True) -> [MemberRun]``, compiled once for all calls."""
-    return Engine(config, strategy, chunk, map_batch).train
+    return Engine(config, strategy, chunk, map_batch, devices).train
 
 
 def train_members(config: RunConfig, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,

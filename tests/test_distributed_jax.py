@@ -70,11 +70,20 @@ def test_seed_axis_sharded_equals_each_seed_alone(results):
     assert results["seed_axis"]["8"] <= TOLERANCE
 
 
-def test_sweep_engine_seed_axis_sharded_equals_unsharded(results):
-    if results["engine_seed_axis"] is None:
-        pytest.skip("jax_impl.engine (the sweep engine) is not available")
-    assert results["engine_seed_axis"]["devices"] == 8
-    assert results["engine_seed_axis"]["error"] <= TOLERANCE
+@pytest.mark.parametrize("strategy", ["map", "vmap"])
+@pytest.mark.parametrize("devices", ["auto", "4"])
+def test_sweep_engine_members_over_devices_equal_one_device(results, strategy, devices):
+    key = f"{strategy} {devices}"
+    used, spread_over, runs, steps = results["engine_devices"][key]
+    # auto: one device per member (6 of the 8); 4 devices: 6 members padded to 8, the copies dropped again
+    assert used == (6 if devices == "auto" else 4) and spread_over == used
+    assert runs == 6 and steps == [results["steps"]] * 6
+    assert results["engine_devices_error"][key] <= TOLERANCE
+
+
+def test_sweep_engine_asks_for_no_more_devices_than_jax_sees(results):
+    message = results["engine_too_many_devices"]
+    assert "devices=9 but JAX sees 8" in message and "JAX_NUM_CPU_DEVICES=9" in message
 
 
 def test_bad_input_errors(results):

@@ -8,6 +8,7 @@ equal ``cogmeta.evaluation`` run on the member's folder.
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -158,7 +159,37 @@ def test_workers_must_fit_the_cpus(tmp_path):
     from cogmeta.sweep import run_sweep
 
     cpus = len(os.sched_getaffinity(0))
-    with pytest.raises(ValueError, match=rf"workers must be an integer from 1 to the {cpus} CPU\(s\) this process may "
-                                         rf"use, got {cpus + 1}"):
+    with pytest.raises(ValueError, match=rf"workers must be 'auto' or an integer from 1 to the {cpus} CPU\(s\) this "
+                                         rf"process may use, got {cpus + 1}"):
         run_sweep(CONFIG, tmp_path / "s", "torch", [0], {}, workers=cpus + 1, progress=False)
     assert not (tmp_path / "s").exists()
+
+
+def test_auto_workers_use_every_core_where_it_pays():
+    """JAX's engine families: one process (the engine splits the members over one device per CPU); everything
+    else: one process per CPU (at most one per member) from AUTO_WORKERS_FROM member-steps on, one below."""
+    from cogmeta.presets import preset
+    from cogmeta.sweep import AUTO_WORKERS_FROM, auto_workers
+
+    def members(config, count, steps):
+        return expand(dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps)),
+                      list(range(count)), {})
+
+    long = AUTO_WORKERS_FROM // 4
+    assert auto_workers(members(CONFIG, 8, long), "jax", 2) == 1
+    assert auto_workers(members(CONFIG, 8, long), "torch", 2) == 2
+    assert auto_workers(members(CONFIG, 8, long), "torch", 16) == 8  # at most one per member
+    assert auto_workers(members(CONFIG, 3, long), "torch", 2) == 1  # 3 x 1,000 member-steps: too short to repay
+    assert auto_workers(members(CONFIG, 4, long), "torch", 1) == 1
+    seq2seq = preset("seq2seq-me-cpu")  # no engine: JAX trains its members one after another, so processes help
+    assert not seq2seq.family.engine_members
+    assert auto_workers(members(seq2seq, 2, AUTO_WORKERS_FROM), "jax", 2) == 2
+
+
+@pytest.mark.parametrize("text, expected", [("auto", "auto"), ("AUTO", "auto"), ("2", 2)])
+def test_cli_workers_accepts_auto_or_a_count(text, expected):
+    from cogmeta.cli_sweep import _workers
+
+    assert _workers(text) == expected
+    with pytest.raises(Exception, match="must be a whole number in"):
+        _workers("0")

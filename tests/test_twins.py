@@ -74,8 +74,11 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
     ("paired_comparison_samplers.py", "transform"): {"condition": "as sample_batch"},
     ("engine.py", "Engine"): {"chunk": "JAX: optimizer steps per compiled call (torch takes one Python step per step)",
                               "map_batch": "JAX: members vmapped together per lax.map iteration (torch has no map)",
-                              "compile": "PyTorch: opt-in torch.compile of the loop members (JAX always compiles)"},
-    ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine"},
+                              "compile": "PyTorch: opt-in torch.compile of the loop members (JAX always compiles)",
+                              "devices": "JAX: members split over devices inside one program (one per CPU core from "
+                                         "the command); PyTorch uses the cores with worker processes (sweep --workers)"},
+    ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine",
+                                  "devices": "as Engine"},
     ("trainer.py", "make_train_step"): {"model": "PyTorch: the nn.Module the step updates in place (JAX's step takes "
                                                      "the params as an argument)"},
     ("trainer.py", "make_train_on_batches"): {"model": "as make_train_step"},

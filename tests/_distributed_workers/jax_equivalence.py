@@ -147,33 +147,30 @@ def seed_axis(config: RunConfig, results: dict) -> None:
             normalized_error({k: v[s] for k, v in trained.items()}, alone[s]) for s in range(seeds))
 
 
-def engine_seed_axis(config: RunConfig, results: dict) -> None:
-    """The sweep engine's member function (issue 6, ``jax_impl.engine``) vmapped with its seed axis over 8
-    devices vs the engine's own unsharded ``vmap`` program: 8 members (seeds, learning rates), one chunk."""
+def engine_member_devices(config: RunConfig, results: dict) -> None:
+    """The sweep engine (``jax_impl.engine.Engine``) with its members split over devices vs on one device:
+    6 members (seeds, learning rates) trained whole by ``map`` and ``vmap`` on 1 device, on every device (auto:
+    one per member, 6) and on 4 (padded to 8 with frozen copies): weights and logged losses per member."""
+    from jax_impl.engine import Engine
+
+    seeds, rates = [100 + s for s in range(6)], [float(r) for r in np.linspace(3e-3, 1e-2, 6)]
+    results["engine_devices"], results["engine_devices_error"] = {}, {}
+    results["steps"] = config.train.steps
+    for strategy in ("map", "vmap"):
+        reference = Engine(config, strategy, chunk=50, devices=1).train(seeds, rates, progress=False)
+        for devices in (None, 4):
+            engine = Engine(config, strategy, chunk=50, devices=devices)
+            runs = engine.train(seeds, rates, progress=False)
+            key = f"{strategy} {'auto' if devices is None else devices}"
+            results["engine_devices"][key] = [engine.devices, len(jax.tree.leaves(engine.final_params)[0].sharding.device_set),
+                                              len(runs), [run.steps for run in runs]]
+            results["engine_devices_error"][key] = max(
+                max(normalized_error(run.weights, ref.weights) for run, ref in zip(runs, reference)),
+                max(float(np.max(np.abs(run.metrics.loss - ref.metrics.loss))) for run, ref in zip(runs, reference)))
     try:
-        from jax_impl.engine import Engine
-        from jax_impl.trainer import make_member_chunk, stack_members
-    except ImportError:
-        results["engine_seed_axis"] = None
-        return
-    import jax.numpy as jnp
-
-    steps, members = 50, 8
-    engine = Engine(config, strategy="vmap", chunk=steps)
-    seeds = jnp.arange(members, dtype=jnp.int32) + 100
-    rates = jnp.linspace(3e-3, 1e-2, members)
-    counts = jnp.full((members,), steps, jnp.int32)
-    params, opt_state = engine.init([int(s) for s in seeds])
-    members_ = stack_members([engine.objective.member(int(s), float(r)) for s, r in zip(seeds, rates)])
-    expected, _, _ = engine.call(params, opt_state, 0, counts, members_)
-    member = make_member_chunk(engine.objective, steps)
-    sharded = vmap_over_seeds(lambda p, o, c, m: member(p, o, 0, c, m), seed_mesh(8))
-    trained, _, _ = sharded(*(jax.tree.map(np.asarray, x) for x in (params, opt_state, counts, members_)))
-    leaf = jax.tree.leaves(trained)[0]
-    got, want = state_to_canonical(jax.tree.map(np.asarray, trained)), state_to_canonical(jax.tree.map(np.asarray, expected))
-    results["engine_seed_axis"] = {"devices": len(leaf.sharding.device_set), "error": max(
-        normalized_error({k: v[m] for k, v in got.items()}, {k: v[m] for k, v in want.items()}) for m in range(members))}
-
+        Engine(config, "map", devices=9).train([0, 1], progress=False)
+    except ValueError as error:
+        results["engine_too_many_devices"] = str(error)
 
 def bad_input(config: RunConfig, results: dict) -> None:
     import dataclasses
@@ -209,7 +206,7 @@ def main() -> None:
     config = task_batch(out, results)
     cross_framework(config, results)
     seed_axis(config, results)
-    engine_seed_axis(config, results)
+    engine_member_devices(config, results)
     bad_input(config, results)
     print("RESULTS " + json.dumps(results))
 

@@ -38,8 +38,8 @@ from cogmeta.cli_learning_to_infer import add_parser as add_learning_to_infer_pa
 from cogmeta.cli_options import OneLineParser, check_out_folder, given_or_default, integer, task_count
 from cogmeta.cli_sweep import add_sweep_parser
 from cogmeta.compilation_cache import enable_for_command as enable_compilation_cache
-from cogmeta.host_devices import enable_for_command as enable_host_devices
 from cogmeta.config import RunConfig
+from cogmeta.host_devices import enable_for_command as enable_host_devices
 from cogmeta.weights import trained_with
 
 _EXIT_USAGE, _EXIT_FAILURE = 2, 1

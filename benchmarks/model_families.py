@@ -13,6 +13,10 @@ the study command runs, after a warm-up call (allocation, and JAX's compilation,
 - ``learning-to-infer``: ``train_population`` of 400 participants (hidden 1, SGD, one query per step),
   the EU experiment's population. JAX: the engine's ``vmap`` of the trainer's scan; PyTorch: one trainer
   run of the stacked population model (docs/framework-differences.md, populations).
+
+JAX runs as the study commands run it, with one host device per CPU (``cogmeta.host_devices``): the
+engine splits the members of the heuristics grid and the participants of a population over them. Those
+two points are also measured on one device (``Engine(..., devices=1)``), the same program on one core.
 - ``seq2seq``: the ``seq2seq-me-cpu`` preset (H = 64, one layer), one run, ``Trainer.run_on`` over host-drawn
   episodes, as ``cogmeta train --preset seq2seq-me-cpu`` feeds them.
 
@@ -43,7 +47,7 @@ class HeuristicsPoint:
 
     name = "heuristics"
 
-    def __init__(self, backend: str, steps: int, seeds: int = 3):
+    def __init__(self, backend: str, steps: int, seeds: int = 3, devices: int | None = None):
         from cogmeta.backends import load_module
         from cogmeta.experiments.heuristics import base_config
         from cogmeta.tasks.paired_comparison import CONDITIONS
@@ -53,7 +57,8 @@ class HeuristicsPoint:
         objective = bounded.make_objective(config)
         self.grid = [(c, s) for c in range(len(CONDITIONS)) for s in range(seeds)]
         self.members = [objective.member(s, condition=c) for c, s in self.grid]
-        self.engine = engine.Engine(objective, bounded.STRATEGY)
+        devices = {} if backend == "torch" else {"devices": devices}
+        self.engine = engine.Engine(objective, bounded.STRATEGY, **devices)
         self.updates = len(self.grid) * steps
         self.label = f"{len(self.grid)} members x {steps} steps (H {config.model.hidden_size}, batch {config.train.batch_size})"
 
@@ -66,7 +71,7 @@ class PopulationPoint:
 
     name = "learning-to-infer"
 
-    def __init__(self, backend: str, steps: int, participants: int = 400):
+    def __init__(self, backend: str, steps: int, participants: int = 400, devices: int | None = None):
         from cogmeta.backends import load_module
         from cogmeta.tasks.urn import EU_ID
 
@@ -77,9 +82,10 @@ class PopulationPoint:
                                                         seeds=seeds)
         self.updates = participants * steps
         self.label = f"{participants} participants x {steps} steps (hidden 1, SGD)"
+        self.devices = {} if backend == "torch" else {"devices": devices}
 
     def run(self) -> None:
-        self.module.train_population(self.objective)
+        self.module.train_population(self.objective, **self.devices)
 
 
 class Seq2SeqPoint:
@@ -107,21 +113,25 @@ class Seq2SeqPoint:
 
 POINTS = {"heuristics": (HeuristicsPoint, 200), "learning-to-infer": (PopulationPoint, 2000),
           "seq2seq": (Seq2SeqPoint, 50)}
+#: The points whose JAX engine splits members over devices: also measured on one device.
+MEMBER_POINTS = ("heuristics", "learning-to-infer")
 
 
 def measure(name: str, repeats: int) -> dict:
     """Interleaved timed calls of both backends at one point: medians, ratio, load average."""
+    import jax
     import torch
 
     torch.set_num_threads(1)
     cls, steps = POINTS[name]
     load_before = os.getloadavg()[0]
     points = {}
-    for backend in ("jax", "torch"):
+    variants = [("jax", "jax", {})] + ([("jax 1 device", "jax", {"devices": 1})] if name in MEMBER_POINTS else [])
+    for key, backend, options in variants + [("torch", "torch", {})]:
         began = time.perf_counter()
-        points[backend] = cls(backend, steps)
-        points[backend].run()  # warm-up: JAX compiles here
-        points[backend].first_call_s = time.perf_counter() - began
+        points[key] = cls(backend, steps, **options)
+        points[key].run()  # warm-up: JAX compiles here
+        points[key].first_call_s = time.perf_counter() - began
     times: dict[str, list[float]] = {b: [] for b in points}
     cpu: dict[str, list[float]] = {b: [] for b in points}
     for _ in range(repeats):
@@ -138,7 +148,11 @@ def measure(name: str, repeats: int) -> dict:
             "jax_first_call_s": points["jax"].first_call_s, "torch_first_call_s": points["torch"].first_call_s,
             "jax_median_s": statistics.median(times["jax"]), "torch_median_s": statistics.median(times["torch"]),
             "jax_cpu_ms_per_update": 1e3 * cpu_per_update["jax"], "torch_cpu_ms_per_update": 1e3 * cpu_per_update["torch"],
-            "cpu_time_ratio": cpu_per_update["torch"] / cpu_per_update["jax"], "repeats": repeats, "load_before": load_before, "load_after": os.getloadavg()[0]}
+            "cpu_time_ratio": cpu_per_update["torch"] / cpu_per_update["jax"],
+            "jax_devices": len(jax.local_devices()) if name in MEMBER_POINTS else 1,
+            "jax_one_device_updates_per_s": rates.get("jax 1 device", rates["jax"]),
+            "jax_one_device_over_torch": rates.get("jax 1 device", rates["jax"]) / rates["torch"],
+            "repeats": repeats, "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
 def write(out: Path, rows: list[dict]) -> None:
@@ -152,12 +166,17 @@ def write(out: Path, rows: list[dict]) -> None:
     os.replace(path.with_suffix(".csv.tmp"), path)
     lines = [f"# Model families, JAX vs PyTorch (CPU, {os.cpu_count()} cores, PyTorch 1 thread; "
              f"{time.strftime('%Y-%m-%d')}; benchmarks/model_families.py)", "",
-             "| family | work per timed call | JAX updates/s | PyTorch updates/s | JAX / PyTorch (wall) "
-             "| CPU ms per update JAX / PyTorch | ratio (CPU) | first call JAX / PyTorch s | load |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "JAX as the commands run it: the members of a grid or population split over one host device per CPU "
+             "(`cogmeta.host_devices`); beside it the same JAX program on one device. PyTorch: one process.", "",
+             "| family | work per timed call | JAX updates/s (devices) | JAX on 1 device | PyTorch updates/s | "
+             "JAX / PyTorch (wall) | JAX on 1 device / PyTorch | CPU ms per update JAX / PyTorch | ratio (CPU) | "
+             "first call JAX / PyTorch s | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['family']} | {r['work']} | {r['jax_updates_per_s']:,.0f} | {r['torch_updates_per_s']:,.0f} | "
-                     f"**{r['jax_over_torch']:.2f}** | {r['jax_cpu_ms_per_update']:.3g} / {r['torch_cpu_ms_per_update']:.3g} | "
+        lines.append(f"| {r['family']} | {r['work']} | {r['jax_updates_per_s']:,.0f} ({r['jax_devices']}) | "
+                     f"{r['jax_one_device_updates_per_s']:,.0f} | {r['torch_updates_per_s']:,.0f} | "
+                     f"**{r['jax_over_torch']:.2f}** | {r['jax_one_device_over_torch']:.2f} | "
+                     f"{r['jax_cpu_ms_per_update']:.3g} / {r['torch_cpu_ms_per_update']:.3g} | "
                      f"{r['cpu_time_ratio']:.2f} | {r['jax_first_call_s']:.1f} / {r['torch_first_call_s']:.1f} | "
                      f"{r['load_before']:.1f}-{r['load_after']:.1f} |")
     (out / "model-families-cpu.md.tmp").write_text("\n".join(lines) + "\n")
@@ -172,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    from cogmeta.host_devices import enable_for_command as enable_host_devices
+
+    enable_host_devices()  # one JAX device per CPU, as the study commands have (before JAX is imported)
     rows = []
     for name in args.families:
         row = measure(name, args.repeats)

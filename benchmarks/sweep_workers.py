@@ -1,4 +1,4 @@
-"""The second core for sweeps: `cogmeta sweep --workers 1` against `--workers 2`, both backends, whole processes.
+"""The second core for sweeps: one core against two, both backends, whole `cogmeta sweep` processes.
 
     python benchmarks/sweep_workers.py                 # -> benchmarks/results/sweep-workers-cpu.{md,csv}
     python benchmarks/sweep_workers.py --seeds 8 --steps 1000 --repeats 3 --out /tmp/bench
@@ -6,8 +6,14 @@
 Each measurement starts ``cogmeta sweep --task gaussian --seeds S --steps N --workers W --backend B`` as a
 fresh process, as a user does, and times it whole (start-up, training, run folders, summary), in the
 user's default environment: no ``XLA_FLAGS`` (one JAX process may run parts of its program on both
-cores), PyTorch at its default 1 thread. Workers are pinned to one CPU each (``cogmeta.sweep``). The
-configurations take turns, one run of each per round, so that a change in load falls on all of them;
+cores), PyTorch at its default 1 thread. Workers are pinned to one CPU each (``cogmeta.sweep``). Ways to
+use the cores, each against the same backend on one core (``--workers 1``; JAX with ``JAX_NUM_CPU_DEVICES=1``):
+
+- ``2 processes``: ``--workers 2`` (both backends);
+- ``2 devices`` (JAX): one process whose engine splits the members over one host device per CPU, what
+  ``cogmeta sweep`` does by default (``cogmeta.host_devices``, ``jax_impl.engine``).
+
+The configurations take turns, one run of each per round, so that a change in load falls on all of them;
 JAX runs read a compilation cache that an untimed run of each configuration filled first (the
 steady state of a machine that has run the command before; ``cogmeta.compilation_cache``).
 
@@ -29,13 +35,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("backend", "workers", "round", "seconds", "member_updates_per_s")
+COLUMNS = ("backend", "cores", "round", "seconds", "member_updates_per_s")
+#: (backend, how the cores are used, --workers, JAX devices per process): one core, then the ways to use two.
+CONFIGURATIONS = (("torch", "1 process", 1, 1), ("torch", "2 processes", 2, 1), ("jax", "1 device", 1, 1),
+                  ("jax", "2 processes", 2, 1), ("jax", "2 devices", 1, 2))
 
 
-def run_once(backend: str, workers: int, scratch: Path, cache: Path, args) -> float:
+def run_once(backend: str, workers: int, devices: int, scratch: Path, cache: Path, args) -> float:
     """Seconds of one whole ``cogmeta sweep`` process."""
     environ = {key: value for key, value in os.environ.items() if not key.startswith(("JAX_", "XLA_"))}
     environ["COGMETA_JAX_CACHE"] = str(cache)
+    environ["JAX_NUM_CPU_DEVICES"] = str(devices)
     out = Path(tempfile.mkdtemp(dir=scratch, prefix="sweep-")) / "sweep"
     command = [sys.executable, "-m", "cogmeta", "sweep", "--task", "gaussian", "--backend", backend,
                "--seeds", str(args.seeds), "--steps", str(args.steps), "--workers", str(workers),
@@ -59,34 +69,37 @@ def main(argv: list[str] | None = None) -> int:
     cpus = len(os.sched_getaffinity(0))
     if cpus < 2:
         parser.error(f"this process may use {cpus} CPU; the comparison needs 2")
-    configurations = [(backend, workers) for backend in args.backends.split(",") for workers in (1, 2)]
+    backends = args.backends.split(",")
+    configurations = [c for c in CONFIGURATIONS if c[0] in backends]
     rows = []
     with tempfile.TemporaryDirectory(prefix="cogmeta-sweep-workers-") as scratch_name:
         scratch = Path(scratch_name)
         cache = scratch / "jax-cache"
-        for backend, workers in configurations:
+        for backend, _, workers, devices in configurations:
             if backend == "jax":
-                run_once(backend, workers, scratch, cache, args)  # fills the compilation cache, untimed
+                run_once(backend, workers, devices, scratch, cache, args)  # fills the compilation cache, untimed
         for index in range(args.repeats):
-            for backend, workers in configurations:
-                seconds = run_once(backend, workers, scratch, cache, args)
-                row = {"backend": backend, "workers": workers, "round": index, "seconds": round(seconds, 3),
+            for backend, cores, workers, devices in configurations:
+                seconds = run_once(backend, workers, devices, scratch, cache, args)
+                row = {"backend": backend, "cores": cores, "round": index, "seconds": round(seconds, 3),
                        "member_updates_per_s": round(args.seeds * args.steps / seconds, 1)}
                 print(", ".join(f"{key} {row[key]}" for key in COLUMNS), flush=True)
                 rows.append(row)
-    lines = [f"# `cogmeta sweep --task gaussian --seeds {args.seeds} --steps {args.steps} --workers 1|2` (CPU)", "",
+    lines = [f"# `cogmeta sweep --task gaussian --seeds {args.seeds} --steps {args.steps}` on one core and on two (CPU)", "",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpus} CPUs; load average "
              f"{os.getloadavg()[0]:.2f} at the end; whole processes, medians of {args.repeats} rounds; "
              f"`python benchmarks/sweep_workers.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
-             "| backend | workers | seconds | member-updates/s | gain of 2 workers (same rounds) |", "|---|---|---|---|---|"]
-    for backend in args.backends.split(","):
-        one = [row for row in rows if row["backend"] == backend and row["workers"] == 1]
-        two = [row for row in rows if row["backend"] == backend and row["workers"] == 2]
-        gains = [a["seconds"] / b["seconds"] for a, b in zip(one, two)]
-        for workers, mine in ((1, one), (2, two)):
-            gain = f"**{statistics.median(gains):.2f}x** ({min(gains):.2f}-{max(gains):.2f})" if workers == 2 else ""
-            lines.append(f"| {backend} | {workers} | {statistics.median(r['seconds'] for r in mine):.1f} | "
-                         f"{statistics.median(r['member_updates_per_s'] for r in mine):.0f} | {gain} |")
+             "| backend | cores used as | seconds | member-updates/s | gain over one core (same rounds) |",
+             "|---|---|---|---|---|"]
+    for backend in backends:
+        mine = [c for c in configurations if c[0] == backend]
+        one = [row for row in rows if row["backend"] == backend and row["cores"] == mine[0][1]]
+        for _, cores, _, _ in mine:
+            these = [row for row in rows if row["backend"] == backend and row["cores"] == cores]
+            gains = [a["seconds"] / b["seconds"] for a, b in zip(one, these)]
+            gain = "" if cores == mine[0][1] else f"**{statistics.median(gains):.2f}x** ({min(gains):.2f}-{max(gains):.2f})"
+            lines.append(f"| {backend} | {cores} | {statistics.median(r['seconds'] for r in these):.1f} | "
+                         f"{statistics.median(r['member_updates_per_s'] for r in these):.0f} | {gain} |")
     report = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "sweep-workers-cpu.csv", "w", newline="") as handle:

@@ -244,19 +244,21 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Tra
     return Trainer(objective, checkpoint, seed=seed, steps_per_call=config.jax.steps_per_call)
 
 
-def train_population(objective: AmortizedObjective) -> PopulationRun:
+def train_population(objective: AmortizedObjective, devices: int | None = None) -> PopulationRun:
     """Train every participant of ``objective`` for ``train.steps`` steps in one compiled program.
 
     ``jax_impl.engine.Engine``, strategy ``vmap`` (the member's ``lax.scan`` over steps, ``vmap``-ed over
-    participants), the whole run in one call. Each participant's result is bit-identical to a run of its
-    own (``jax_impl.trainer.Trainer``), whatever S. A participant whose loss or gradient becomes non-finite
-    stops there, as a run of its own would.
+    participants), the whole run in one call, the participants split over ``devices`` (default: every local
+    device; the ``cogmeta`` command shows one per CPU, ``cogmeta.host_devices``). On one device each
+    participant's result is bit-identical to a run of its own (``jax_impl.trainer.Trainer``), whatever S;
+    split over several, to the compiler's rounding (docs/framework-differences.md, "whole machine"). A
+    participant whose loss or gradient becomes non-finite stops there, as a run of its own would.
     """
     with jax.enable_x64(objective.train.dtype == "float64"):
         params = stack_on_host([objective.init(seed) for seed in objective.seeds])
         members = [objective.member(seed) for seed in objective.seeds]
-        runs = _engine(objective.hidden, objective.train).train(objective.seeds, members=members, params=params,
-                                                                progress=False, label="participants")
+        runs = _engine(objective.hidden, objective.train, devices).train(
+            objective.seeds, members=members, params=params, progress=False, label="participants")
     return PopulationRun({name: np.stack([run.weights[name] for run in runs]) for name in PARAMETER_NAMES},
                          np.array([run.steps for run in runs]), np.array([run.stopped for run in runs]))
 
@@ -275,7 +277,7 @@ def predict_log_odds(weights: Mapping[str, np.ndarray], inputs: np.ndarray, dtyp
 
 
 @functools.lru_cache(maxsize=8)
-def _engine(hidden: int, train: TrainConfig) -> Engine:
+def _engine(hidden: int, train: TrainConfig, devices: int | None = None) -> Engine:
     """One engine, hence one compiled program, per architecture and recipe: the traced step reads only the
     member (queries, seed, learning rate), the graph of H units and ``train``, so populations that differ
     only in their queries (the EU experiment's two conditions) share it (measured: ~1 s of compilation saved)."""
@@ -283,7 +285,7 @@ def _engine(hidden: int, train: TrainConfig) -> Engine:
                                   learning_rate=train.learning_rate, optimizer=train.optimizer, dtype=train.dtype)
     if template.train != train:
         raise ValueError(f"not an amortized recipe (amortized_spec.train_config): {train}")
-    return Engine(template, "vmap", chunk=train.steps)
+    return Engine(template, "vmap", chunk=train.steps, devices=devices)
 
 
 def _variable(model: AmortizedPosterior, name: str) -> nnx.Param:

@@ -58,7 +58,7 @@ from cogmeta.config import RunConfig
 from cogmeta.contract import MemberRun, StepMetrics
 from cogmeta.progress import progress_bar
 from jax_impl.backend import MetaLearnerObjective
-from jax_impl.distributed import SEED_AXIS, place, seed_mesh
+from jax_impl.distributed import SEED_AXIS, seed_mesh
 from jax_impl.numerics import configure
 from jax_impl.optim import init_adam
 from jax_impl.trainer import Objective, StepOutputs, make_member_chunk, stack_members, stack_on_host
@@ -255,8 +255,10 @@ class Engine:
         padded = -count_members % self.devices  # frozen copies of the last member fill the last device
         alive = np.concatenate([np.ones(count_members, bool), np.zeros(padded, bool)])
         if self.devices > 1:
-            params, opt_state, stacked = place(jax.tree.map(lambda x: _pad_members(x, padded), (params, opt_state, stacked)),
-                                               NamedSharding(seed_mesh(self.devices), P(SEED_AXIS)))
+            # device_put, not distributed.place: one process's devices, and members may hold typed PRNG keys
+            params, opt_state, stacked = jax.device_put(
+                jax.tree.map(lambda x: _pad_members(x, padded), (params, opt_state, stacked)),
+                NamedSharding(seed_mesh(self.devices), P(SEED_AXIS)))
         if self.requested == "auto":
             self.strategy = choose_strategy("auto", count_members)
             if count_members > 1 and jax.default_backend() == "cpu":

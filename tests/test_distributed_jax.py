@@ -81,6 +81,13 @@ def test_sweep_engine_members_over_devices_equal_one_device(results, strategy, d
     assert results["engine_devices_error"][key] <= TOLERANCE
 
 
+def test_heuristics_grid_over_devices_equals_one_device(results):
+    """The bounded GRU's members carry their condition and typed PRNG keys through the split."""
+    members, error, members_differ = results["engine_devices_bounded"]
+    assert members == 5 and members_differ > 1e-3  # distinct members, so equality is not trivial
+    assert error <= TOLERANCE
+
+
 def test_sweep_engine_asks_for_no_more_devices_than_jax_sees(results):
     message = results["engine_too_many_devices"]
     assert "devices=9 but JAX sees 8" in message and "JAX_NUM_CPU_DEVICES=9" in message

@@ -77,6 +77,8 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
                               "compile": "PyTorch: opt-in torch.compile of the loop members (JAX always compiles)",
                               "devices": "JAX: members split over devices inside one program (one per CPU core from "
                                          "the command); PyTorch uses the cores with worker processes (sweep --workers)"},
+    ("amortized.py", "train_population"): {"devices": "as engine.py's Engine: JAX splits the participants over "
+                                                      "devices (PyTorch trains them as one stacked model)"},
     ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine",
                                   "devices": "as Engine"},
     ("trainer.py", "make_train_step"): {"model": "PyTorch: the nn.Module the step updates in place (JAX's step takes "

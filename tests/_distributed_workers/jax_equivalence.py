@@ -167,6 +167,17 @@ def engine_member_devices(config: RunConfig, results: dict) -> None:
             results["engine_devices_error"][key] = max(
                 max(normalized_error(run.weights, ref.weights) for run, ref in zip(runs, reference)),
                 max(float(np.max(np.abs(run.metrics.loss - ref.metrics.loss))) for run, ref in zip(runs, reference)))
+    # the heuristics grid (bounded GRU): members that hold a condition and typed PRNG keys, 5 over 2 devices
+    from cogmeta.experiments.heuristics import base_config
+    from jax_impl import bounded_gru
+
+    bounded = bounded_gru.make_objective(base_config(hidden_size=8, batch_size=4, pretrain_steps=20, dtype="float64"))
+    grid = [(c, s) for c in range(3) for s in range(2)][:5]
+    members = [bounded.member(s, condition=c) for c, s in grid]
+    one, two = (Engine(bounded, bounded_gru.STRATEGY, devices=d).train([s for _, s in grid], members=members,
+                                                                       progress=False) for d in (1, 2))
+    results["engine_devices_bounded"] = [len(two), max(normalized_error(a.weights, b.weights) for a, b in zip(two, one)),
+                                         min(normalized_error(a.weights, b.weights) for a, b in zip(one[1:], one[:-1]))]
     try:
         Engine(config, "map", devices=9).train([0, 1], progress=False)
     except ValueError as error:

@@ -38,6 +38,7 @@ import dataclasses
 import itertools
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,9 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
         if workers == 1:
             rows = train_members(out, members, backend, strategy, progress, eval_tasks)
         else:
+            if progress:  # the bar below is worker 0's alone; say so, and how the members were split
+                print(f"sweep: {len(members)} members over {workers} worker processes, one CPU each "
+                      f"(the progress bar is worker 0's, {len(members[::workers])} members)", file=sys.stderr, flush=True)
             rows = _train_in_workers(out, members, backend, strategy, progress, eval_tasks, cpus[:workers])
         rows.sort(key=lambda row: row["member"])
         write_summary(out, rows)

@@ -26,8 +26,9 @@ devices are host devices (``JAX_NUM_CPU_DEVICES``, which the ``cogmeta`` command
 process may use: ``cogmeta.host_devices``), each executing on its own core: the whole machine trains one
 sweep in one compiled program. The default is every local device, at most one per member; S is padded to a
 multiple of D with frozen copies of the last member (their step count is 0), dropped again at the end.
-Each member computes the same operations on whichever device it lands, so its weights do not depend on D
-(``tests/test_distributed_jax.py``).
+Each member computes the same operations on whichever device it lands; the split program is compiled
+separately, so its weights agree with the one-device program's to rounding (1e-15 in float64,
+``tests/test_distributed_jax.py``; in float32 an RL² member's sampled actions can part after a few updates).
 
 ``auto`` picks ``vmap`` on accelerators and the single-member program for one member; on CPU with
 several members it *measures*: each strategy trains a copy of the members for :data:`CALIBRATION_STEPS`

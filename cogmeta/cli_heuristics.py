@@ -19,7 +19,7 @@ import argparse
 
 from cogmeta._validation import require_int
 from cogmeta.cli_experiment import MAX_SEED, add_shared_options, add_study_parser, check_out
-from cogmeta.cli_options import fitting_count, integer, naming_options, real
+from cogmeta.cli_options import fitting_count, integer, naming_options, real, workers_option
 from cogmeta.config import MAX_COUNT
 from cogmeta.experiments.heuristics import BETAS, EXACT_SAMPLES, FINETUNE_STEPS, base_config
 
@@ -84,6 +84,10 @@ def add_parser(studies) -> argparse.ArgumentParser:
                         default=1000, help="held-out tasks per condition")
     parser.add_argument("--exact-samples", type=integer(None, MAX_EXACT_SAMPLES), default=EXACT_SAMPLES,
                         help="prior samples M of the exact Bayes reference (cached on disk; 0: leave it out)")
+    parser.add_argument("--workers", type=workers_option, default="auto",
+                        help="torch: processes that share each stage's cells, one CPU each, or auto (one per CPU once "
+                             "a stage has 4,000 member-steps); JAX trains a stage in one program over one device per "
+                             "CPU (default: auto)")
     parser.set_defaults(handler=run)
     return parser
 
@@ -91,6 +95,7 @@ def add_parser(studies) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Handler: validate (ValueError naming the option), check --out and memory, train the grid, evaluate,
     write the table and figure."""
+    from cogmeta.cpu_workers import usable_cpus
     from cogmeta.experiments.heuristics import check_betas, run_experiment
 
     with naming_options(args, _FLAGS):
@@ -105,12 +110,16 @@ def run(args: argparse.Namespace) -> int:
     if first + seeds - 1 > MAX_SEED:
         raise ValueError(f"argument --seeds {seeds}: seeds {first}..{first + seeds - 1} go beyond the largest seed "
                          f"{MAX_SEED}; lower --seed or --seeds")
+    cpus = len(usable_cpus())
+    if args.workers != "auto" and args.workers > cpus:
+        raise ValueError(f"argument --workers {args.workers}: more than the {cpus} CPU(s) this process may use; give 1 "
+                         f"to {cpus} or auto")
     conditions = _CONDITIONS if args.experiment == "all" else (args.experiment,)
     out = check_out(args.out, f"runs/heuristics-{args.backend}")
     _require_fits(base, betas, args.backend, len(conditions), seeds, eval_tasks)
     run_experiment(conditions, args.backend, base, range(first, first + seeds), out, betas=betas,
                    finetune_steps=finetune_steps, eval_tasks=eval_tasks, figures=not args.no_figures,
-                   exact_samples=exact_samples)
+                   exact_samples=exact_samples, workers=args.workers)
     return 0
 
 

@@ -66,6 +66,11 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
     return parse
 
 
+def workers_option(text: str) -> int | str:
+    """An argparse ``type`` for ``--workers``: ``auto`` or a whole number from 1 (``cogmeta.cpu_workers``)."""
+    return "auto" if text.strip().lower() == "auto" else integer(1, 1024)(text)
+
+
 def real(low: float | None = None, high: float | None = None) -> Callable[[str], float]:
     """An argparse ``type``: a finite number (not NaN or an infinity) in ``[low, high]``."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cogmeta.backends import BACKENDS
 from cogmeta.cli_config import add_config_options, config_from_args
-from cogmeta.cli_options import check_out_folder, integer
+from cogmeta.cli_options import check_out_folder, integer, workers_option
 
 #: Seed strategies of both engines (each backend rejects the ones it does not have).
 STRATEGIES = ("auto", "vmap", "map", "loop")
@@ -41,7 +41,7 @@ def add_sweep_parser(commands) -> None:
                        help="a setting to vary, e.g. lr=1e-3,3e-3 or hidden=32,64 (repeatable)")
     sweep.add_argument("--strategy", choices=STRATEGIES, default="auto",
                        help="how members share the hardware (jax: vmap, map, loop; torch: loop, vmap) (default: auto)")
-    sweep.add_argument("--workers", type=_workers, default="auto",
+    sweep.add_argument("--workers", type=workers_option, default="auto",
                        help="processes that share the members, one CPU each (at most the CPUs this process may use), "
                             "or auto: every core, JAX's engine in one process over one device per CPU, otherwise one "
                             "process per CPU once the sweep has 4,000 member-steps (docs/performance.md) (default: auto)")
@@ -51,11 +51,6 @@ def add_sweep_parser(commands) -> None:
     add_config_options(sweep, sections=("model", "train", "rl", "bound", "torch", "jax"),
                        skip=("until_kl", "until_kl_every", "device", "cuda_graphs"))
     sweep.set_defaults(handler=_sweep)
-
-
-def _workers(text: str) -> int | str:
-    """``--workers``: ``auto`` or a whole number from 1."""
-    return "auto" if text.strip().lower() == "auto" else integer(1, 1024)(text)
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from typing import Any, Sequence
 from cogmeta.backends import BACKENDS, load_module
 from cogmeta.config import ModelConfig, RunConfig, TrainConfig
 from cogmeta.contract import MemberRun
+from cogmeta.cpu_workers import auto_processes, run_pinned, usable_cpus
 from cogmeta.io import atomic_write_text
 from cogmeta.runs import RunDir, lock_folder
 
@@ -55,10 +55,6 @@ ALIASES = {"lr": "train.learning_rate", "hidden": "model.hidden_size", "batch": 
            "layers": "model.num_layers"}
 #: Settings a backend engine varies inside one program (one value per member).
 VECTORIZED = ("train.seed", "train.learning_rate")
-#: Member-steps (the sum of every member's ``train.steps``) from which ``workers="auto"`` starts one process per
-#: CPU. Starting one costs 2-3 s (importing the framework), which a sweep shorter than this (seconds of
-#: training) does not win back; 4 members x 1,000 steps already gained 1.3-1.4x (docs/performance.md).
-AUTO_WORKERS_FROM = 4_000
 
 
 @dataclass(frozen=True)
@@ -125,7 +121,7 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
     ``"auto"``: :func:`auto_workers`.
     """
     _require_backend(backend)  # before anything is written
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cpus = usable_cpus()
     if workers != "auto" and (not isinstance(workers, int) or not 1 <= workers <= len(cpus)):
         raise ValueError(f"workers must be 'auto' or an integer from 1 to the {len(cpus)} CPU(s) this process may use, "
                          f"got {workers!r}")
@@ -153,14 +149,11 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
 
 
 def auto_workers(members: Sequence[Member], backend: str, cpus: int) -> int:
-    """Processes for ``workers="auto"``: 1 when JAX's engine trains every member (its members are split over one
-    host device per CPU inside the one program) or when the sweep is shorter than :data:`AUTO_WORKERS_FROM`
-    member-steps; else one per CPU, at most one per member."""
-    if backend == "jax" and all(member.config.family.engine_members for member in members):
-        return 1
-    if sum(member.config.train.steps for member in members) < AUTO_WORKERS_FROM:
-        return 1
-    return max(1, min(cpus, len(members)))
+    """Processes for ``workers="auto"`` (``cogmeta.cpu_workers.auto_processes``): 1 when JAX's engine trains every
+    member (its members are split over one host device per CPU inside the one program) or when the sweep is
+    shorter than ``AUTO_WORKERS_FROM`` member-steps; else one per CPU, at most one per member."""
+    engine_devices = backend == "jax" and all(member.config.family.engine_members for member in members)
+    return auto_processes(len(members), sum(member.config.train.steps for member in members), cpus, engine_devices)
 
 
 def _require_backend(backend: str) -> None:
@@ -199,29 +192,11 @@ def train_members(out: Path, members: Sequence[Member], backend: str, strategy: 
 
 def _train_in_workers(out: Path, members: Sequence[Member], backend: str, strategy: str, progress: bool,
                       eval_tasks: int | None, cpus: Sequence[int]) -> list[dict[str, Any]]:
-    """:func:`train_members` of every ``len(cpus)``-th member in a fresh process pinned to each CPU (``spawn``: no
-    framework state is inherited; worker 0 draws the progress bar). A worker's error is raised here."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    shards = [list(members[index::len(cpus)]) for index in range(len(cpus))]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(cpus), mp_context=context) as pool:
-        futures = [pool.submit(_worker, cpu, out, shard, backend, strategy, progress and index == 0, eval_tasks)
-                   for index, (cpu, shard) in enumerate(zip(cpus, shards))]
-        return [row for future in futures for row in future.result()]
-
-
-def _worker(cpu: int, out: Path, members: Sequence[Member], backend: str, strategy: str, progress: bool,
-            eval_tasks: int | None) -> list[dict[str, Any]]:
-    """One worker process: pinned to ``cpu`` before a framework is imported (JAX sizes its thread pools from the
-    CPUs a process may use; PyTorch runs at ``config.torch.threads``, 1 by default), then :func:`train_members`."""
-    from cogmeta.host_devices import pin_worker
-
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {cpu})
-    pin_worker()  # one JAX device: this worker's CPU, not the parent's count
-    return train_members(out, members, backend, strategy, progress, eval_tasks)
+    """:func:`train_members` of every ``len(cpus)``-th member in a process pinned to each CPU
+    (``cogmeta.cpu_workers.run_pinned``; worker 0 draws the progress bar). A worker's error is raised here."""
+    shards = [(out, list(members[index::len(cpus)]), backend, strategy, progress and index == 0, eval_tasks)
+              for index in range(len(cpus))]
+    return [row for rows in run_pinned(train_members, shards, cpus) for row in rows]
 
 
 def write_summary(out: Path, rows: list[dict[str, Any]]) -> None:

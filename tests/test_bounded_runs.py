@@ -118,6 +118,30 @@ def test_the_grid_reads_finished_cells_instead_of_training_them(tmp_path):
                    echo=lambda line: None)
 
 
+def test_torch_grid_over_two_worker_processes_equals_one_process(tmp_path):
+    """`workers=2` splits each stage's cells over two processes pinned to one CPU each (PyTorch's way to the second
+    core): every cell's weights are bit-identical to one process's, in order, and written to the same folders."""
+    import os
+
+    pytest.importorskip("torch")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    from cogmeta.experiments.heuristics import train_grid
+
+    kwargs = dict(betas=(0.01,), finetune_steps=6, echo=lambda line: None)
+    one = train_grid(TINY, ["ranking", "none"], [0, 1], "torch", workers=1, out=tmp_path / "one", **kwargs)
+    lines = []
+    two = train_grid(TINY, ["ranking", "none"], [0, 1], "torch", workers=2, out=tmp_path / "two",
+                     **{**kwargs, "echo": lines.append})
+    assert any("pretrain: 4 runs over 2 worker processes" in line for line in lines)
+    assert one.keys() == two.keys() and len(one) == 8
+    for key in one:
+        _assert_same(one[key], two[key])
+        _assert_same(_weights(tmp_path / "two" / f"{key[0]}-beta{key[1]:g}-seed{key[2]}"), one[key])
+    with pytest.raises(ValueError, match="workers must be 'auto' or an integer from 1 to the"):
+        train_grid(TINY, ["ranking"], [0], "torch", workers=0, **kwargs)
+
+
 def test_start_from_errors(tmp_path):
     pytest.importorskip("torch")
     from cogmeta.training import train

@@ -168,8 +168,9 @@ def test_workers_must_fit_the_cpus(tmp_path):
 def test_auto_workers_use_every_core_where_it_pays():
     """JAX's engine families: one process (the engine splits the members over one device per CPU); everything
     else: one process per CPU (at most one per member) from AUTO_WORKERS_FROM member-steps on, one below."""
+    from cogmeta.cpu_workers import AUTO_WORKERS_FROM
     from cogmeta.presets import preset
-    from cogmeta.sweep import AUTO_WORKERS_FROM, auto_workers
+    from cogmeta.sweep import auto_workers
 
     def members(config, count, steps):
         return expand(dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps)),
@@ -188,8 +189,8 @@ def test_auto_workers_use_every_core_where_it_pays():
 
 @pytest.mark.parametrize("text, expected", [("auto", "auto"), ("AUTO", "auto"), ("2", 2)])
 def test_cli_workers_accepts_auto_or_a_count(text, expected):
-    from cogmeta.cli_sweep import _workers
+    from cogmeta.cli_options import workers_option
 
-    assert _workers(text) == expected
+    assert workers_option(text) == expected
     with pytest.raises(Exception, match="must be a whole number in"):
-        _workers("0")
+        workers_option("0")

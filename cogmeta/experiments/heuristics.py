@@ -225,13 +225,15 @@ def heuristic_probabilities(batch, noise_std: float) -> dict[str, object]:
 # ---------------------------------------------------------------------------------------- training
 def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS, finetune_steps: int = FINETUNE_STEPS,
                warmup_fraction: float = WARMUP_FRACTION, out: str | Path | None = None, progress: bool = False,
-               echo=print) -> dict:
+               echo=print, workers: int | str = "auto") -> dict:
     """Both stages of the recipe for every (condition, seed), beta grid included, in ``backend``.
 
     Stage 1 trains :func:`pretrain_config` of each (condition, seed) from fresh weights; stage 2
     :func:`finetune_config` of each (beta, condition, seed), beta > 0 in ``betas``, from its stage-1 weights.
     Each stage is one ``Engine(objective, STRATEGY).train`` call of the backend (JAX: one compiled program
-    vmapped over its members; torch: the members one after another); every member is a run of the
+    vmapped over its members, split over one host device per CPU; torch: the members one after another, in
+    ``workers`` processes pinned to one CPU each, ``cogmeta.cpu_workers``; ``auto``: one per CPU for a stage of
+    at least ``AUTO_WORKERS_FROM`` member-steps, one for JAX); every member is a run of the
     ``bounded_gru`` family, and with ``out`` each is written as its run folder ``OUT/<cell_name>`` (config,
     weights, metrics; ``cogmeta evaluate`` reads it), stage 2's ``bound.start_from`` naming stage 1's folder.
     A cell whose folder already holds its finished run is read, not trained again (an interrupted grid
@@ -242,13 +244,14 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
     """
     import time
 
-    from cogmeta.backends import load_module
+    from cogmeta.cpu_workers import auto_processes, run_pinned, usable_cpus
     from cogmeta.experiments.bounded_runs import reset_log_sigma
     from cogmeta.runs import RunDir
     from cogmeta.sweep import write_member_folder
-    from cogmeta.tasks.paired_comparison import CONDITIONS
 
-    bounded, engine = load_module(backend, "bounded_gru"), load_module(backend, "engine")
+    if workers != "auto" and (not isinstance(workers, int) or not 1 <= workers <= len(usable_cpus())):
+        raise ValueError(f"workers must be 'auto' or an integer from 1 to the {len(usable_cpus())} CPU(s) this process "
+                         f"may use, got {workers!r}")
     finetune_betas = tuple(beta for beta in check_betas(betas) if beta > 0)
     out = None if out is None else Path(out)
     started = time.time()
@@ -270,12 +273,18 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
         return [done[i] if i in done else trained[i] for i in range(len(configs))]
 
     def _train_stage(label, configs, start):
-        objective = bounded.make_objective(configs[0])
-        members = [objective.member(c.train.seed, condition=CONDITIONS.index(c.task.condition), beta=c.bound.beta,
-                                    stream=c.bound.stream) for c in configs]
-        runs = engine.Engine(objective, bounded.STRATEGY).train(
-            [c.train.seed for c in configs], members=members, progress=progress, label=f"heuristics {label}",
-            **({} if start is None else bounded.engine_start(objective, start)))
+        cpus = usable_cpus()
+        processes = (auto_processes(len(configs), sum(c.train.steps for c in configs), len(cpus), backend == "jax")
+                     if workers == "auto" else min(int(workers), len(configs)))
+        if processes == 1:
+            runs = train_members(backend, configs, start, f"heuristics {label}", progress)
+        else:
+            echo(f"  [{backend}] {label}: {len(configs)} runs over {processes} worker processes, one CPU each")
+            shards = [(backend, configs[i::processes], None if start is None else start[i::processes],
+                       f"heuristics {label}", progress and i == 0) for i in range(processes)]
+            parts = run_pinned(train_members, shards, cpus[:processes])
+            runs = [parts[i % processes][i // processes] for i in range(len(configs))]  # member i went to shard i % P
+        objective_steps = configs[0].train.steps
         for config, run in zip(configs, runs):
             if run.stopped:
                 raise FloatingPointError(f"{label} {config.task.condition} beta {config.bound.beta:g} seed "
@@ -287,7 +296,7 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
                     write_member_folder(run_dir, config, run, backend, 0)
         nll = sum(float(run.metrics.aux["nll"][-1]) for run in runs) / len(runs)
         kl = sum(float(run.metrics.aux["kl"][-1]) for run in runs) / len(runs)
-        echo(f"  [{backend}] {label}: {len(runs)} run(s) x {objective.train.steps} steps, last nll {nll:.4f}, "
+        echo(f"  [{backend}] {label}: {len(runs)} run(s) x {objective_steps} steps, last nll {nll:.4f}, "
              f"kl {kl:.1f} (mean over runs; {time.time() - started:.0f} s)")
         return [run.weights for run in runs]
 
@@ -301,6 +310,22 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
         tuned = stage("fine-tune", finetune, start)
         results.update({(c.task.condition, c.bound.beta, c.train.seed): w for c, w in zip(finetune, tuned)})
     return results
+
+
+def train_members(backend: str, configs: list[RunConfig], start: list | None, label: str, progress: bool) -> list:
+    """One stage's ``configs`` (one objective; members differing in condition, seed, beta and stream) trained by
+    ``backend``'s engine, from ``start`` weights if given: ``[MemberRun]`` in the order of ``configs``. Module-level
+    so that a worker process (``cogmeta.cpu_workers.run_pinned``) can run a shard of them."""
+    from cogmeta.backends import load_module
+    from cogmeta.tasks.paired_comparison import CONDITIONS
+
+    bounded, engine = load_module(backend, "bounded_gru"), load_module(backend, "engine")
+    objective = bounded.make_objective(configs[0])
+    members = [objective.member(c.train.seed, condition=CONDITIONS.index(c.task.condition), beta=c.bound.beta,
+                                stream=c.bound.stream) for c in configs]
+    return engine.Engine(objective, bounded.STRATEGY).train(
+        [c.train.seed for c in configs], members=members, progress=progress, label=label,
+        **({} if start is None else bounded.engine_start(objective, start)))
 
 
 def _stored_weights(folder: Path | None, config: RunConfig):
@@ -338,6 +363,7 @@ def run_experiment(
     echo=print,
     progress: bool = True,
     exact_samples: int = EXACT_SAMPLES,
+    workers: int | str = "auto",
 ) -> list[dict]:
     """Train the grid in ``backend`` ("torch"/"jax"; :func:`train_grid`, stage 1 = ``base``, default
     :func:`base_config`), evaluate every cell (:func:`evaluate_grid`) and write tables and figure.
@@ -369,7 +395,7 @@ def run_experiment(
     echo(f"heuristics: training {len(conditions)} condition(s) x {1 + sum(b > 0 for b in betas)} beta(s) "
          f"x {len(seeds)} seed(s) with {backend}")
     weights = train_grid(base, list(conditions), list(seeds), backend, betas=betas, finetune_steps=finetune_steps,
-                         out=out / "runs", progress=progress, echo=echo)
+                         out=out / "runs", progress=progress, echo=echo, workers=workers)
     train_seconds = time.time() - started
     rows = evaluate_grid(weights, base.task, conditions, backend, base.model.hidden_size, eval_tasks, exact_samples,
                          echo=echo)

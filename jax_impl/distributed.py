@@ -43,6 +43,7 @@ from cogmeta.distributed import config_digest, require_divisible
 from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
 from jax_impl.backend import MetaLearnerObjective
+from jax_impl.numerics import configure
 from jax_impl.trainer import FRAMEWORK, Trainer, make_run_steps
 from jax_impl.weights import state_to_canonical
 
@@ -218,6 +219,7 @@ class DataParallelTrainer(Trainer):
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
                  timeout_s: float | None = None):
         initialize_from_env(timeout_s=timeout_s)
+        configure(dtype=config.train.dtype)  # before the objective resolves its dtype (float64 needs 64-bit mode)
         devices = len(jax.devices()) if devices is None else devices
         require_divisible(config.train.batch_size, devices, "devices")
         self.mesh = task_mesh(devices)

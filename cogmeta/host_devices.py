@@ -5,7 +5,7 @@ another: the small recurrent models of this library keep one core busy and leave
 intra-op thread does not help at these sizes; docs/performance.md). JAX can instead show N *host devices*
 (``JAX_NUM_CPU_DEVICES``), each executing its part of a sharded program on its own thread. The sweep
 engine (``jax_impl.engine.Engine``) splits its members over every local device, so with one device per
-core, S members train in one compiled program on all cores (2.0-2.3x on the 2-core VM for 16 members,
+core, S members train in one compiled program on all cores (2.0-2.6x on the 2-core VM for 16 members,
 docs/performance.md). A single run uses the first device only and is unchanged.
 
 The ``cogmeta`` command sets ``JAX_NUM_CPU_DEVICES`` to the number of CPUs the process may use

@@ -21,7 +21,7 @@ members are independent runs, so a second core raises a sweep's throughput (1.3-
 VM, docs/performance.md), where one process could only use it inside a program (XLA's threads, PyTorch's
 intra-op threads, which models of this size do not fill). ``workers="auto"`` (the command's default,
 :func:`auto_workers`) uses every core: JAX's engine families in one process, whose engine splits the members
-over one host device per CPU (``cogmeta.host_devices``, ``jax_impl.engine``; 1.9-2.3x measured), everything
+over one host device per CPU (``cogmeta.host_devices``, ``jax_impl.engine``; 2.0-2.6x measured), everything
 else in one process per CPU once the sweep is long enough to repay starting them. Which worker a member lands on does not change
 its weights in PyTorch (``loop`` or ``vmap``) or JAX's ``loop`` (bit for bit, ``tests/test_sweep.py``);
 JAX's ``vmap`` and ``map`` batch a worker's members together, which may round differently in the last bit.

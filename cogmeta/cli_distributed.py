@@ -19,7 +19,9 @@ def add_devices_argument(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--devices", type=integer(1, 65_536), default=None, metavar="N",
                        help="data-parallel training: split every batch over N devices (JAX: a device mesh; "
                             "torch: start with `torchrun --nproc-per-node=N -m cogmeta train ...`). "
-                            "Default: one device (or torchrun's process count)")
+                            "Default: JAX on a CPU splits the batch over one device per core when each gets at "
+                            "least 16 tasks (`--devices 1`: one core); otherwise one device (or torchrun's process "
+                            "count)")
 
 
 def prepare_devices(args: argparse.Namespace) -> None:

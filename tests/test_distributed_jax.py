@@ -52,6 +52,13 @@ def test_task_batch_sharding_equals_single_device(results, devices):
     assert results["task_batch"][devices] <= TOLERANCE
 
 
+def test_a_run_splits_its_batch_over_host_devices_by_default(results):
+    """Without --devices, a CPU run splits its batch over the most devices that leave each 16 tasks or more."""
+    assert results["auto_devices"] == {"8": 1, "12": 1, "16": 1, "32": 2, "64": 4, "128": 8}
+    assert results["auto_trainer_devices"] == 2
+    assert results["auto_split_error"] <= TOLERANCE
+
+
 def test_parameters_live_on_every_device_of_the_mesh(results):
     assert results["param_devices"] == {"1": 1, "8": 8}
 

@@ -23,6 +23,9 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
     "recurrent_layers.py": {"*": "JAX only: GRU/LSTM layers with a hand-written reverse pass (custom VJP); PyTorch "
                                  "uses its fused nn.GRU/nn.LSTM kernels"},
     "linear.py": {"*": "JAX only: a dense layer holding torch's (out, in) weight layout; PyTorch has nn.Linear"},
+    "launch.py": {"AUTO_SPLIT_FROM": "JAX splits a CPU run's batch over its host devices by default; PyTorch's twin "
+                                     "is DDP under torchrun, started by the user",
+                  "auto_devices": "as AUTO_SPLIT_FROM"},
     "engine.py": {"CALIBRATION_STEPS": "JAX's auto times its three strategies on short copies of the members; "
                                        "PyTorch's auto is a fixed rule (vmap for several members)"},
     "samplers.py": {"step_generator": "PyTorch's RNG is a stateful torch.Generator per step",

@@ -208,6 +208,27 @@ def compare_run(run: Path) -> None:
     print("RESULTS " + json.dumps({"error": error, "moved": normalized_error(single.weights(), build_canonical(config))}))
 
 
+def auto_split(out: Path, results: dict) -> None:
+    """``cogmeta train`` without ``--devices`` on 8 CPU devices: the batch is split by ``jax_impl.launch.auto_devices``
+    (shares of at least 16 tasks: batch 32 -> 2 devices) and the run equals the single-device trainer."""
+    import dataclasses
+
+    from jax_impl.launch import auto_devices, make_trainer
+
+    args = list(CLI_ARGS)
+    args[args.index("--batch-size") + 1] = "32"
+    code = cli_main(args + ["--out", str(out / "auto")])
+    assert code == 0, f"cogmeta train (auto devices) exited with {code}"
+    config = RunConfig.load(RunDir.at(out / "auto").config)
+    results["auto_devices"] = {str(batch): auto_devices(dataclasses.replace(
+        config, train=dataclasses.replace(config.train, batch_size=batch))) for batch in (8, 12, 16, 32, 64, 128)}
+    results["auto_trainer_devices"] = getattr(make_trainer(config), "devices", 1)
+    single = Trainer(config)
+    while single.step < STEPS:
+        single.run(STEPS_PER_CALL)
+    results["auto_split_error"] = normalized_error(load_weights(RunDir.at(out / "auto").weights, config), single.weights())
+
+
 def main() -> None:
     if sys.argv[1] == "compare":
         compare_run(Path(sys.argv[2]))
@@ -215,6 +236,7 @@ def main() -> None:
     out = Path(sys.argv[1])
     results = {"devices": len(jax.devices())}
     config = task_batch(out, results)
+    auto_split(out, results)
     cross_framework(config, results)
     seed_axis(config, results)
     engine_member_devices(config, results)

@@ -1,9 +1,12 @@
 """The ``--devices N`` option of ``cogmeta train`` (data-parallel training; docs/scale-out.md).
 
-JAX: one process drives N devices of a mesh (``jax_impl.distributed``). On a CPU, N simulated devices
-need ``JAX_NUM_CPU_DEVICES`` before JAX starts its backend; the command sets it when it can (correctness
-checks only: simulated devices share the same cores). PyTorch: one process per device started by
-``torchrun`` (``torch_impl.distributed``); ``--devices`` may be left out there.
+JAX: one process drives N devices of a mesh (``jax_impl.distributed``). On a CPU, N host devices need
+``JAX_NUM_CPU_DEVICES`` before JAX starts its backend; the command sets it (``cogmeta.host_devices``: one per
+usable CPU, or N when ``--devices N`` asks for more). Each host device runs on its own thread, so up to the
+number of cores they run in parallel (without ``--devices``, a run splits its batch over them when each gets
+enough tasks: ``jax_impl.launch.auto_devices``); beyond it they share cores (correctness checks only).
+PyTorch: one process per device started by ``torchrun`` (``torch_impl.distributed``); ``--devices`` may be left
+out there.
 """
 
 from __future__ import annotations

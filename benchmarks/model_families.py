@@ -13,12 +13,12 @@ the study command runs, after a warm-up call (allocation, and JAX's compilation,
 - ``learning-to-infer``: ``train_population`` of 400 participants (hidden 1, SGD, one query per step),
   the EU experiment's population. JAX: the engine's ``vmap`` of the trainer's scan; PyTorch: one trainer
   run of the stacked population model (docs/framework-differences.md, populations).
+- ``seq2seq``: the ``seq2seq-me-cpu`` preset (H = 64, one layer), one run, ``Trainer.run_on`` over host-drawn
+  episodes, as ``cogmeta train --preset seq2seq-me-cpu`` feeds them.
 
 JAX runs as the study commands run it, with one host device per CPU (``cogmeta.host_devices``): the
 engine splits the members of the heuristics grid and the participants of a population over them. Those
 two points are also measured on one device (``Engine(..., devices=1)``), the same program on one core.
-- ``seq2seq``: the ``seq2seq-me-cpu`` preset (H = 64, one layer), one run, ``Trainer.run_on`` over host-drawn
-  episodes, as ``cogmeta train --preset seq2seq-me-cpu`` feeds them.
 
 The measure is *member-updates per second* (members x optimizer updates / s), and beside it the CPU
 seconds (all threads, ``time.process_time``) per update, which other jobs on a shared machine disturb

@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return _EXIT_USAGE
-    # one JAX device per usable CPU (sweeps split their members over them), or the --devices N of a
-    # data-parallel JAX run (simulated on a CPU); before any backend imports JAX
+    # one JAX device per usable CPU (sweeps split their members, single runs their batch, over them), or the
+    # --devices N of a data-parallel run; before any backend imports JAX
     enable_host_devices(cpus=getattr(args, "devices", None))
     try:
         return args.handler(args)

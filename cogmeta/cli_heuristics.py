@@ -95,7 +95,7 @@ def add_parser(studies) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Handler: validate (ValueError naming the option), check --out and memory, train the grid, evaluate,
     write the table and figure."""
-    from cogmeta.cpu_workers import usable_cpus
+    from cogmeta.cpu_workers import require_workers
     from cogmeta.experiments.heuristics import check_betas, run_experiment
 
     with naming_options(args, _FLAGS):
@@ -110,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if first + seeds - 1 > MAX_SEED:
         raise ValueError(f"argument --seeds {seeds}: seeds {first}..{first + seeds - 1} go beyond the largest seed "
                          f"{MAX_SEED}; lower --seed or --seeds")
-    cpus = len(usable_cpus())
-    if args.workers != "auto" and args.workers > cpus:
-        raise ValueError(f"argument --workers {args.workers}: more than the {cpus} CPU(s) this process may use; give 1 "
-                         f"to {cpus} or auto")
+    require_workers(args.workers, "argument --workers")  # before the output folder is made
     conditions = _CONDITIONS if args.experiment == "all" else (args.experiment,)
     out = check_out(args.out, f"runs/heuristics-{args.backend}")
     _require_fits(base, betas, args.backend, len(conditions), seeds, eval_tasks)

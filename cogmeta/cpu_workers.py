@@ -34,6 +34,15 @@ def usable_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def require_workers(workers, name: str = "workers") -> None:
+    """``workers`` must be ``"auto"`` or an integer from 1 to the CPUs this process may use (ValueError naming
+    ``name`` otherwise)."""
+    cpus = len(usable_cpus())
+    if workers != "auto" and (not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= cpus):
+        raise ValueError(f"{name} must be 'auto' or an integer from 1 to the {cpus} CPU(s) this process may use, "
+                         f"got {workers!r}")
+
+
 def auto_processes(runs: int, member_steps: int, cpus: int, devices_in_one_process: bool = False) -> int:
     """Processes for ``runs`` independent runs of ``member_steps`` optimizer steps in all on ``cpus`` CPUs: 1 when one
     process already spreads them over the cores (JAX's engine over host devices) or when the work is shorter

@@ -22,19 +22,15 @@ import os
 import sys
 from typing import MutableMapping
 
+from cogmeta.cpu_workers import usable_cpus
+
 #: JAX's environment variable for the number of host (CPU) devices.
 ENVIRONMENT_VARIABLE = "JAX_NUM_CPU_DEVICES"
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def enable_for_command(environ: MutableMapping[str, str] = os.environ, cpus: int | None = None) -> int | None:
-    """Set ``JAX_NUM_CPU_DEVICES`` to ``cpus`` (default :func:`usable_cpus`) unless the user set it.
+    """Set ``JAX_NUM_CPU_DEVICES`` to ``cpus`` (default: the CPUs this process may use,
+    ``cogmeta.cpu_workers.usable_cpus``) unless the user set it.
 
     Returns the device count set, or None: when the variable was already set (left as it is), when JAX was
     imported already (it read its environment then), or in a multi-host launch (``JAX_COORDINATOR_ADDRESS``
@@ -42,7 +38,7 @@ def enable_for_command(environ: MutableMapping[str, str] = os.environ, cpus: int
     """
     if "jax" in sys.modules or ENVIRONMENT_VARIABLE in environ or environ.get("JAX_COORDINATOR_ADDRESS", ""):
         return None
-    count = usable_cpus() if cpus is None else int(cpus)
+    count = len(usable_cpus()) if cpus is None else int(cpus)
     if count < 1:
         raise ValueError(f"need at least one CPU device, got {count}")
     environ[ENVIRONMENT_VARIABLE] = str(count)
@@ -52,4 +48,4 @@ def enable_for_command(environ: MutableMapping[str, str] = os.environ, cpus: int
 def pin_worker(environ: MutableMapping[str, str] = os.environ) -> None:
     """In a sweep worker pinned to its CPUs (before JAX is imported): one device per CPU it may use now,
     whatever the parent process chose for itself."""
-    environ[ENVIRONMENT_VARIABLE] = str(usable_cpus())
+    environ[ENVIRONMENT_VARIABLE] = str(len(usable_cpus()))

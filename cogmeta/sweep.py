@@ -46,7 +46,7 @@ from typing import Any, Sequence
 from cogmeta.backends import BACKENDS, load_module
 from cogmeta.config import ModelConfig, RunConfig, TrainConfig
 from cogmeta.contract import MemberRun
-from cogmeta.cpu_workers import auto_processes, run_pinned, usable_cpus
+from cogmeta.cpu_workers import auto_processes, require_workers, run_pinned, usable_cpus
 from cogmeta.io import atomic_write_text
 from cogmeta.runs import RunDir, lock_folder
 
@@ -121,10 +121,8 @@ def run_sweep(config: RunConfig, out: str | Path, backend: str, seeds: Sequence[
     ``"auto"``: :func:`auto_workers`.
     """
     _require_backend(backend)  # before anything is written
+    require_workers(workers)
     cpus = usable_cpus()
-    if workers != "auto" and (not isinstance(workers, int) or not 1 <= workers <= len(cpus)):
-        raise ValueError(f"workers must be 'auto' or an integer from 1 to the {len(cpus)} CPU(s) this process may use, "
-                         f"got {workers!r}")
     out = Path(out)
     members = expand(config, seeds, grid)
     if workers == "auto":

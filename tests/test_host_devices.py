@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cogmeta.host_devices import ENVIRONMENT_VARIABLE, enable_for_command, pin_worker, usable_cpus
+from cogmeta.cpu_workers import usable_cpus
+from cogmeta.host_devices import ENVIRONMENT_VARIABLE, enable_for_command, pin_worker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,8 +30,8 @@ def without_jax(monkeypatch):
 
 def test_the_command_asks_for_one_device_per_usable_cpu(without_jax):
     environ = {}
-    assert enable_for_command(environ) == usable_cpus() == len(os.sched_getaffinity(0))
-    assert environ == {ENVIRONMENT_VARIABLE: str(usable_cpus())}
+    assert enable_for_command(environ) == len(usable_cpus()) == len(os.sched_getaffinity(0))
+    assert environ == {ENVIRONMENT_VARIABLE: str(len(usable_cpus()))}
     environ = {}
     assert enable_for_command(environ, cpus=8) == 8  # `cogmeta train --devices 8`: simulated devices
     assert environ[ENVIRONMENT_VARIABLE] == "8"
@@ -58,13 +59,13 @@ def test_bad_count_is_refused(without_jax):
 def test_a_pinned_worker_takes_its_own_cpus_whatever_its_parent_chose():
     environ = {ENVIRONMENT_VARIABLE: "16"}
     pin_worker(environ)
-    assert environ[ENVIRONMENT_VARIABLE] == str(usable_cpus())
+    assert environ[ENVIRONMENT_VARIABLE] == str(len(usable_cpus()))
 
 
 @pytest.mark.jax
 def test_cogmeta_sweep_splits_its_members_over_one_device_per_cpu(tmp_path):
     pytest.importorskip("jax")
-    cpus = usable_cpus()
+    cpus = len(usable_cpus())
     if cpus < 2:
         pytest.skip("needs 2 CPUs")
     script = ("import sys; from cogmeta.cli import main; code = main(sys.argv[1:]); import jax; "

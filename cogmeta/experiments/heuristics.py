@@ -244,14 +244,12 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
     """
     import time
 
-    from cogmeta.cpu_workers import auto_processes, run_pinned, usable_cpus
+    from cogmeta.cpu_workers import auto_processes, require_workers, run_pinned, usable_cpus
     from cogmeta.experiments.bounded_runs import reset_log_sigma
     from cogmeta.runs import RunDir
     from cogmeta.sweep import write_member_folder
 
-    if workers != "auto" and (not isinstance(workers, int) or not 1 <= workers <= len(usable_cpus())):
-        raise ValueError(f"workers must be 'auto' or an integer from 1 to the {len(usable_cpus())} CPU(s) this process "
-                         f"may use, got {workers!r}")
+    require_workers(workers)
     finetune_betas = tuple(beta for beta in check_betas(betas) if beta > 0)
     out = None if out is None else Path(out)
     started = time.time()
@@ -275,14 +273,14 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
     def _train_stage(label, configs, start):
         cpus = usable_cpus()
         processes = (auto_processes(len(configs), sum(c.train.steps for c in configs), len(cpus), backend == "jax")
-                     if workers == "auto" else min(int(workers), len(configs)))
+                     if workers == "auto" else min(workers, len(configs)))
         if processes == 1:
-            runs = train_members(backend, configs, start, f"heuristics {label}", progress)
+            runs = train_cells(backend, configs, start, f"heuristics {label}", progress)
         else:
             echo(f"  [{backend}] {label}: {len(configs)} runs over {processes} worker processes, one CPU each")
             shards = [(backend, configs[i::processes], None if start is None else start[i::processes],
                        f"heuristics {label}", progress and i == 0) for i in range(processes)]
-            parts = run_pinned(train_members, shards, cpus[:processes])
+            parts = run_pinned(train_cells, shards, cpus[:processes])
             runs = [parts[i % processes][i // processes] for i in range(len(configs))]  # member i went to shard i % P
         objective_steps = configs[0].train.steps
         for config, run in zip(configs, runs):
@@ -312,7 +310,7 @@ def train_grid(base: RunConfig, conditions, seeds, backend: str, *, betas=BETAS,
     return results
 
 
-def train_members(backend: str, configs: list[RunConfig], start: list | None, label: str, progress: bool) -> list:
+def train_cells(backend: str, configs: list[RunConfig], start: list | None, label: str, progress: bool) -> list:
     """One stage's ``configs`` (one objective; members differing in condition, seed, beta and stream) trained by
     ``backend``'s engine, from ``start`` weights if given: ``[MemberRun]`` in the order of ``configs``. Module-level
     so that a worker process (``cogmeta.cpu_workers.run_pinned``) can run a shard of them."""

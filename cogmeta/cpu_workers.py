@@ -21,17 +21,12 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
+from cogmeta.host_devices import pin_worker, usable_cpus
+
 #: Member-steps (the sum of every run's optimizer steps) from which :func:`auto_processes` starts one process per
 #: CPU. Starting one costs 2-3 s (importing the framework), which shorter work (seconds of training) does not win
 #: back; 4 sweep members x 1,000 steps already gained 1.3-1.4x (docs/performance.md).
 AUTO_WORKERS_FROM = 4_000
-
-
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on, in order (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def require_workers(workers, name: str = "workers") -> None:
@@ -68,8 +63,6 @@ def run_pinned(function: Callable[..., Any], shards: Sequence[tuple], cpus: Sequ
 
 def _pinned(cpu: int, function: Callable[..., Any], arguments: tuple) -> Any:
     """In the worker: pin to ``cpu``, one JAX device for it, then run."""
-    from cogmeta.host_devices import pin_worker
-
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
     pin_worker()  # one JAX device: this worker's CPU, not the parent's count

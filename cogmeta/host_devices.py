@@ -22,15 +22,21 @@ import os
 import sys
 from typing import MutableMapping
 
-from cogmeta.cpu_workers import usable_cpus
-
 #: JAX's environment variable for the number of host (CPU) devices.
 ENVIRONMENT_VARIABLE = "JAX_NUM_CPU_DEVICES"
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on, in order (its affinity mask where the OS has one); the host devices and
+    the worker processes (``cogmeta.cpu_workers``) are sized from it."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def enable_for_command(environ: MutableMapping[str, str] = os.environ, cpus: int | None = None) -> int | None:
-    """Set ``JAX_NUM_CPU_DEVICES`` to ``cpus`` (default: the CPUs this process may use,
-    ``cogmeta.cpu_workers.usable_cpus``) unless the user set it.
+    """Set ``JAX_NUM_CPU_DEVICES`` to ``cpus`` (default: the CPUs this process may use, :func:`usable_cpus`)
+    unless the user set it.
 
     Returns the device count set, or None: when the variable was already set (left as it is), when JAX was
     imported already (it read its environment then), or in a multi-host launch (``JAX_COORDINATOR_ADDRESS``

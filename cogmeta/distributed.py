@@ -75,6 +75,25 @@ def shard_bounds(batch_size: int, rank: int, workers: int, what: str = "devices"
     return rank * local, (rank + 1) * local
 
 
+#: The task axis of the tutorial's observations ``[T, B, 1]``, what its data-parallel trainers split.
+OBSERVATION_TASK_AXIS = 1
+
+
+def take_shard(batch, axes, start: int, stop: int):
+    """Tasks ``start:stop`` of a batch: every array leaf sliced along its task axis.
+
+    ``batch`` is one array (numpy, torch or JAX) or a NamedTuple of them, and ``axes`` the matching int or
+    NamedTuple of task axes (e.g. :data:`OBSERVATION_TASK_AXIS`, ``cogmeta.tasks.bandit.EPISODE_AXES``). Plain
+    basic slicing, so a torch tensor comes back as a view, as the twins' single-device code would see it.
+    """
+    if isinstance(axes, int):
+        return batch[(slice(None),) * axes + (slice(start, stop),)]
+    if not isinstance(batch, tuple) or type(batch) is not type(axes):
+        raise TypeError(f"the batch ({type(batch).__name__}) and its task axes ({type(axes).__name__}) must have the "
+                        f"same structure: one array with an int axis, or NamedTuples of the same type")
+    return type(batch)(*(take_shard(leaf, axis, start, stop) for leaf, axis in zip(batch, axes)))
+
+
 @dataclass(frozen=True)
 class LaunchEnv:
     """Where this process sits in a ``torchrun`` launch (read from the ``env://`` variables)."""

@@ -12,6 +12,7 @@ from flax import nnx
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
+from cogmeta.distributed import OBSERVATION_TASK_AXIS
 from cogmeta.weights import validate_weights
 from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner, sequence_nll
@@ -41,6 +42,8 @@ def native_batch(config: RunConfig, step, dtype) -> jax.Array:
 class MetaLearnerObjective:
     """The tutorial workload (``jax_impl.trainer.Objective``): the mean NLL of :class:`MetaLearner` on the task's
     batches, batch k of run ``seed`` drawn from ``step_key(seed, k)`` (traceable in both)."""
+
+    batch_axes = OBSERVATION_TASK_AXIS  # the task axis of each batch leaf (data-parallel trainers split it)
 
     def __init__(self, config: RunConfig):
         self.config, self.train = config, config.train

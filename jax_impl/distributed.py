@@ -4,11 +4,13 @@ JAX scales out by *sharding* arrays over a ``jax.sharding.Mesh`` of devices and 
 program run on all of them (SPMD); there is one Python process per host, not per device.
 
 Task-batch axis (one run, several devices). Parameters and the Adam state are replicated
-(``P()``); the observations ``[T, B, 1]`` of every step are split along B (``P(None, "tasks", None)``),
-the same global batch a single device would have drawn (sampled from the step's key, then sliced).
-The per-device code is a ``jax.shard_map`` that averages the per-device losses and gradients:
+(``P()``); every leaf of a step's batch is split along its task axis, which the objective declares
+(``batch_axes``: the tutorial's observations ``[T, B, 1]`` along B, ``P(None, "tasks")``; RL²'s
+``BanditBatch`` along its episodes), the same global batch a single device would have drawn (sampled from
+the step's key, then sliced). The per-device code is a ``jax.shard_map`` that averages the per-device
+losses, metrics and gradients:
 
-    L = pmean_d( mean_{t, i in shard d} nll_{t,i} ),   g = pmean_d( grad of the shard-d mean )
+    L = pmean_d( mean_{i in shard d} loss_i ),   g = pmean_d( grad of the shard-d mean )
 
 (= the single-device loss and gradient for equal shards): one all-reduce of the gradients per step,
 the collective DistributedDataParallel runs. Clipping and Adam then run replicated, so every device
@@ -172,37 +174,44 @@ def local(tree):
     return jax.tree.map(read, tree)
 
 
+def task_specs(axes, axis: str = BATCH_AXIS):
+    """The ``PartitionSpec`` of every batch leaf whose task axis is the matching int of ``axes`` (an int or a
+    NamedTuple of ints, the objective's ``batch_axes``): ``P(None, ..., axis)`` with the task axis at that place."""
+    return jax.tree.map(lambda index: P(*([None] * index), axis), axes)
+
+
 def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -> Callable:
-    """``(params, observations [T, B, 1], step, member) -> ((global mean loss, aux), its gradient)`` with B
-    split over ``mesh`` (the ``loss_and_grad`` of ``jax_impl.trainer.make_train_step``).
+    """``(params, batch, step, member) -> ((global mean loss, aux), its gradient)`` with the batch's tasks split over
+    ``mesh`` (the ``loss_and_grad`` of ``jax_impl.trainer.make_train_step``).
 
-    Each device evaluates ``objective.loss`` and its gradient on its ``B / devices`` tasks; ``pmean`` (one
-    all-reduce) turns both into the global mean, replicated (``P()``) on every device. The objective's
-    loss must be a mean over the task axis (the tutorial's is).
+    Each device evaluates ``objective.loss`` and its gradient on its ``B / devices`` tasks (every leaf cut along
+    its task axis, ``objective.batch_axes``); ``pmean`` (one all-reduce) turns loss, aux and gradient into the
+    global mean, replicated (``P()``) on every device. The objective's loss and aux must be means over the task
+    axis (the tutorial's NLL and RL²'s A2C loss are), so that equal shards average to the single-device values.
     """
-    local_loss_and_grad = jax.value_and_grad(lambda params, observations: objective.loss(params, observations, 0, None)[0])
+    local_loss_and_grad = jax.value_and_grad(objective.loss, has_aux=True)
 
-    def average(params, observations):
-        return jax.lax.pmean(local_loss_and_grad(params, observations), axis)
+    def average(params, batch, step, member):
+        return jax.lax.pmean(local_loss_and_grad(params, batch, step, member), axis)
 
+    specs = task_specs(objective.batch_axes, axis)
     # check_vma=False: the recurrent scan starts from a zero (device-invariant) state and produces
     # per-device values, which the varying-axis type check rejects. With it off, the gradient is
     # taken per device (no collective is differentiated) and averaged explicitly, as DDP does.
-    per_device = jax.shard_map(average, mesh=mesh, in_specs=(P(), P(None, axis, None)), out_specs=(P(), P()),
+    per_device = jax.shard_map(average, mesh=mesh, in_specs=(P(), specs, P(), P()), out_specs=(P(), P()),
                                check_vma=False)
-    split = NamedSharding(mesh, P(None, axis, None))
+    split = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda x: isinstance(x, P))
 
-    def loss_and_grad(params, observations, step, member):
+    def loss_and_grad(params, batch, step, member):
         # make_mesh gives Explicit axes: the batch drawn in the step is typed as replicated, and
         # shard_map wants its declared split, so slice it explicitly (no communication needed).
-        loss, grads = per_device(params, jax.reshard(observations, split))
-        return (loss, {}), grads
+        return per_device(params, jax.reshard(batch, split), step, member)
 
     return loss_and_grad
 
 
 class DataParallelTrainer(Trainer):
-    """:class:`jax_impl.trainer.Trainer` (tutorial objective) with the task batch of every step split over ``devices`` devices.
+    """:class:`jax_impl.trainer.Trainer` with the task batch of every step split over ``devices`` devices.
 
     Same steps, same batches and (to rounding) the same parameters as the single-device trainer.
     Every process builds it with the same config; it joins a multi-host job first when
@@ -214,16 +223,18 @@ class DataParallelTrainer(Trainer):
         checkpoint: resume state (every process loads the same file).
         devices: the first that many of ``jax.devices()`` (default: all, on every host).
         timeout_s: seconds to wait for the other hosts at start-up.
+        objective: what to train, built from ``config`` (default: the tutorial's ``MetaLearnerObjective``); it
+            declares the task axis of each batch leaf (``batch_axes``), and its loss is a mean over tasks.
     """
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
-                 timeout_s: float | None = None):
+                 timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective):
         initialize_from_env(timeout_s=timeout_s)
         configure(dtype=config.train.dtype)  # before the objective resolves its dtype (float64 needs 64-bit mode)
         devices = len(jax.devices()) if devices is None else devices
         require_divisible(config.train.batch_size, devices, "devices")
         self.mesh = task_mesh(devices)
-        super().__init__(MetaLearnerObjective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
+        super().__init__(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
         self.config = config
         require_same_config(config)
         replicated = NamedSharding(self.mesh, P())

@@ -4,18 +4,21 @@ JAX's model of several devices is one process per host driving all of its device
 builds a mesh over the task-batch axis; without it, a run on a CPU splits its batch over the host devices
 that the ``cogmeta`` command creates, one per core, when each gets enough tasks: :func:`auto_devices`);
 several hosts join through ``jax.distributed.initialize``
-(``jax_impl.distributed.initialize_from_env``). ``torchrun``'s one-process-per-device launch is refused.
+(``jax_impl.distributed.initialize_from_env``). ``torchrun``'s one-process-per-device launch is refused. Any
+objective that declares the task axes of its batch (``batch_axes``) can be split: the tutorial's and RL²'s.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import require_device_count, under_torchrun
-from jax_impl.backend import make_tutorial_trainer
-from jax_impl.trainer import Trainer
+from jax_impl.backend import MetaLearnerObjective
+from jax_impl.trainer import Objective, Trainer
 
 #: Tasks per device from which a single run on a CPU splits its batch over the host devices by default. Measured
 #: on the 2-core VM (the README's GRU-64, T 7, 8,000 steps, whole runs): batch 128 on two devices 1.75-1.8x
@@ -36,9 +39,11 @@ def auto_devices(config: RunConfig) -> int:
     return 1
 
 
-def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None) -> Trainer:
-    """The trainer of ``config`` (resumed from ``checkpoint``) on ``devices`` devices (None: :func:`auto_devices`
-    on one host, every host's devices in a multi-host job)."""
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None,
+                 objective: Callable[[RunConfig], Objective] = MetaLearnerObjective) -> Trainer:
+    """The trainer of ``objective(config)`` (default: the tutorial's; RL²'s ``jax_impl.rl2.make_trainer`` passes
+    its own), resumed from ``checkpoint``, on ``devices`` devices (None: :func:`auto_devices` on one host, every
+    host's devices in a multi-host job)."""
     require_device_count(devices)
     if under_torchrun():
         raise ValueError("torchrun starts one process per device, which is PyTorch's model; JAX uses one process per "
@@ -49,8 +54,8 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
     if devices is None and not multihost:
         devices = auto_devices(config)
     if devices == 1 and not multihost:
-        return make_tutorial_trainer(config, checkpoint)
-    return DataParallelTrainer(config, checkpoint, devices=devices)
+        return Trainer(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
+    return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective)
 
 
 __all__ = ["AUTO_SPLIT_FROM", "auto_devices", "make_trainer"]

@@ -41,7 +41,7 @@ from jax import lax
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
-from cogmeta.tasks.bandit import BanditBatch
+from cogmeta.tasks.bandit import EPISODE_AXES, BanditBatch
 from cogmeta.weights import validate_weights
 from jax_impl.bandit import from_numpy, sample_action, sample_episodes, step
 from jax_impl.linear import Linear
@@ -208,6 +208,8 @@ class RL2Objective:
     episodes, the batch of step k of run ``seed`` drawn from ``step_key(seed, k)`` (traceable); the entropy
     weight annealed by ``config.rl`` (:func:`entropy_weight`)."""
 
+    batch_axes = EPISODE_AXES  # the task axis of each batch leaf (data-parallel trainers split it)
+
     def __init__(self, config: RunConfig):
         self.config, self.train = config, config.train
         self.dtype = resolve_dtype(config.train.dtype)
@@ -234,11 +236,15 @@ class RL2Objective:
         return _as_numpy(_compiled_play(self.config, greedy)(params, from_numpy(batch, self.dtype)))
 
 
-def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None) -> Trainer:
     """The one trainer on :class:`RL2Objective`, ``config.jax.steps_per_call`` steps per compiled call (64-bit
-    types switched on for a float64 run), resumed from ``checkpoint`` (either framework's) if given."""
+    types switched on for a float64 run), resumed from ``checkpoint`` (either framework's) if given, its episodes
+    split over ``devices`` devices (``jax_impl.launch.make_trainer``: by default over the host devices of a CPU
+    when each gets at least ``AUTO_SPLIT_FROM`` episodes)."""
+    from jax_impl.launch import make_trainer as launch_trainer
+
     configure(dtype=config.train.dtype)
-    return Trainer(RL2Objective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
+    return launch_trainer(config, checkpoint, devices, objective=RL2Objective)
 
 
 def play(config: RunConfig, weights: Mapping[str, np.ndarray], batch: BanditBatch, greedy: bool = False) -> dict[str, np.ndarray]:

@@ -59,6 +59,19 @@ def test_a_run_splits_its_batch_over_host_devices_by_default(results):
     assert results["auto_split_error"] <= TOLERANCE
 
 
+@pytest.mark.parametrize("devices", ["2 (cli)", "2", "8"])
+def test_rl2_episodes_split_over_devices_equal_one_device(results, devices):
+    """RL²'s episodes split over devices: same parameters (A2C through sampled actions, annealed entropy weight)."""
+    assert results["rl2_moved"] > 1e-2, "training should move the weights (else equality is trivial)"
+    assert results["rl2_split"][devices] <= TOLERANCE
+    if devices != "2 (cli)":  # the episode rewards of every update: a metric averaged over the devices
+        assert results["rl2_split"][f"{devices} rewards"] <= TOLERANCE
+
+
+def test_rl2_runs_split_their_episodes_by_default(results):
+    assert results["rl2_auto_devices"] == 2  # 32 episodes: 16 per device
+
+
 def test_parameters_live_on_every_device_of_the_mesh(results):
     assert results["param_devices"] == {"1": 1, "8": 8}
 

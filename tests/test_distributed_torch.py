@@ -1,9 +1,9 @@
-"""PyTorch DistributedDataParallel (gloo, 2 processes started by torchrun) vs single-process training.
+"""PyTorch data parallelism (gloo, 2 processes started by torchrun) vs single-process training.
 
-The DDP run is the real command, ``torchrun --nproc-per-node=2 -m cogmeta train --backend torch``;
-the reference is the single-process ``Trainer`` on the same config in this process. Every rank draws
-the global batch of step k from the run's (seed, k) generator and keeps its half, DDP averages the
-gradients, so float64 parameters, Adam moments and logged losses must agree to rounding (1e-12
+The two-process run is the real command, ``torchrun --nproc-per-node=2 -m cogmeta train --backend torch``
+(the tutorial task and RL²'s bandits); the reference is the single-process ``Trainer`` on the same config in
+this process. Every rank draws the global batch of step k from the run's (seed, k) generator and keeps its
+half, the ranks average the gradients, so float64 parameters, Adam moments and logged losses must agree to rounding (1e-12
 normalized). Bad launches (no rendezvous address, configs that differ between ranks, an indivisible
 batch, a peer that never arrives) must end with a clear error, never hang: every subprocess has a
 timeout and is killed with its process group when it outlives it.
@@ -48,7 +48,7 @@ def no_launch_env(monkeypatch):
     return monkeypatch
 
 
-def test_ddp_two_processes_equal_single_process(tmp_path, no_launch_env):
+def test_tutorial_two_processes_equal_single_process(tmp_path, no_launch_env):
     from torch_impl.backend import make_tutorial_trainer as Trainer
 
     out = tmp_path / "ddp"
@@ -63,10 +63,10 @@ def test_ddp_two_processes_equal_single_process(tmp_path, no_launch_env):
     while reference.step < STEPS:
         losses.extend(reference.run(LOG_EVERY).loss)
     initial = Trainer(config).weights()
-    ddp_weights = load_weights(run_dir.weights, config)
+    split_weights = load_weights(run_dir.weights, config)
     assert normalized_error(reference.weights(), initial) > 1e-2, "training should move the weights"
-    print(f"DDP vs single process: weights {normalized_error(ddp_weights, reference.weights()):.3e}")
-    assert normalized_error(ddp_weights, reference.weights()) <= TOLERANCE
+    print(f"tutorial over 2 processes vs one: weights {normalized_error(split_weights, reference.weights()):.3e}")
+    assert normalized_error(split_weights, reference.weights()) <= TOLERANCE
 
     checkpoint, expected = load_checkpoint(run_dir.checkpoint, config), reference.checkpoint()
     assert checkpoint.step == STEPS
@@ -79,6 +79,33 @@ def test_ddp_two_processes_equal_single_process(tmp_path, no_launch_env):
     logged = np.array([value for _, metric, value in rows if metric == "loss"])
     windows = np.asarray(losses).reshape(-1, LOG_EVERY).mean(axis=1)
     np.testing.assert_allclose(logged, windows, rtol=TOLERANCE)
+
+
+RL2_STEPS = 30
+RL2_ARGS = ["--task", "bandit", "--backend", "torch", "--dtype", "float64", "--horizon", "10", "--hidden-size", "8",
+            "--batch-size", "16", "--steps", str(RL2_STEPS), "--learning-rate", "0.01", "--entropy-final", "0",
+            "--log-every", "10", "--eval-every", str(RL2_STEPS), "--eval-tasks", "8", "--checkpoint-every",
+            str(RL2_STEPS), "--no-progress", "--no-figures", "--summary-tasks", "0"]
+
+
+def test_rl2_two_processes_equal_single_process(tmp_path, no_launch_env):
+    """The RL² agent under torchrun: each rank plays its 8 of the 16 episodes (its own sampled actions), the loss,
+    the episode-reward metric and the gradients are averaged; the run equals one process's to rounding."""
+    from torch_impl.rl2 import make_trainer
+
+    out = tmp_path / "rl2"
+    code, output, _ = torchrun(["-m", "cogmeta", "train", *RL2_ARGS, "--out", str(out)], nproc=2, timeout=300)
+    assert code == 0, output
+    run_dir = RunDir.at(out)
+    config = RunConfig.load(run_dir.config)
+    reference = make_trainer(config)
+    rewards = np.concatenate([reference.run(10).aux["reward"] for _ in range(RL2_STEPS // 10)])
+    assert normalized_error(reference.weights(), make_trainer(config).weights()) > 1e-2, "training should move the weights"
+    error = normalized_error(load_weights(run_dir.weights, config), reference.weights())
+    print(f"RL² over 2 processes vs one: weights {error:.3e}")
+    assert error <= TOLERANCE
+    logged = np.array([value for _, metric, value in read_metrics(run_dir.metrics) if metric == "reward"])
+    np.testing.assert_allclose(logged, rewards.reshape(-1, 10).mean(axis=1), rtol=TOLERANCE)
 
 
 def test_configs_that_differ_between_ranks_fail_in_every_rank(no_launch_env):

@@ -24,7 +24,7 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                                  "uses its fused nn.GRU/nn.LSTM kernels"},
     "linear.py": {"*": "JAX only: a dense layer holding torch's (out, in) weight layout; PyTorch has nn.Linear"},
     "launch.py": {"AUTO_SPLIT_FROM": "JAX splits a CPU run's batch over its host devices by default; PyTorch's twin "
-                                     "is DDP under torchrun, started by the user",
+                                     "is data parallelism under torchrun, started by the user",
                   "auto_devices": "as AUTO_SPLIT_FROM"},
     "engine.py": {"CALIBRATION_STEPS": "JAX's auto times its three strategies on short copies of the members; "
                                        "PyTorch's auto is a fixed rule (vmap for several members)"},
@@ -39,13 +39,13 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
         "TEARDOWN_TIMEOUT_S": "PyTorch's gloo teardown can deadlock (pytorch/pytorch#56297): a watchdog limit; JAX has "
                               "no process group to tear down",
         "process_group_backend": "PyTorch picks a collective library (gloo/nccl) per process group; XLA picks its own",
-        "BATCH_AXIS": "JAX names mesh axes; PyTorch's DDP has one process per device and no mesh",
+        "BATCH_AXIS": "JAX names mesh axes; PyTorch has one process per device and no mesh",
         "SEED_AXIS": "as BATCH_AXIS",
         "make_device_mesh": "JAX: a jax.sharding.Mesh over devices (PyTorch: one process per device)",
         "task_mesh": "JAX: the mesh of the task-batch axis", "seed_mesh": "JAX: the mesh of the seed axis",
         "place": "JAX: global arrays placed with a NamedSharding (PyTorch ranks hold plain local tensors)",
         "local": "JAX: this host's replica of a global array",
-        "data_parallel_loss_and_grad": "JAX: the shard_map + pmean step; PyTorch's DDP all-reduces inside backward",
+        "task_specs": "JAX: the PartitionSpec of each batch leaf (PyTorch ranks slice their shard, take_shard)",
         "shard_leading_axis": "JAX: seed-axis sharding of stacked runs (vmap over devices); PyTorch has no equivalent",
         "vmap_over_seeds": "as shard_leading_axis"},
     "weights.py": {"canonical_to_state": "NNX state <-> canonical dict (torch uses load_state_dict)",
@@ -84,6 +84,12 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
                                                       "devices (PyTorch trains them as one stacked model)"},
     ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine",
                                   "devices": "as Engine"},
+    ("distributed.py", "data_parallel_loss_and_grad"): {
+        "mesh": "JAX: the device mesh whose shard_map slices the batch and pmeans the gradient",
+        "axis": "JAX: the mesh axis of the tasks",
+        "model": "PyTorch: this rank's module, differentiated in place (JAX's loss takes the params)",
+        "first": "PyTorch: this rank's tasks first:last of the global batch (one process per device)",
+        "last": "as first", "device": "PyTorch: where this rank's shard and model live (cuda:LOCAL_RANK or cpu)"},
     ("trainer.py", "make_train_step"): {"model": "PyTorch: the nn.Module the step updates in place (JAX's step takes "
                                                      "the params as an argument)"},
     ("trainer.py", "make_train_on_batches"): {"model": "as make_train_step"},

@@ -9,6 +9,7 @@ import torch
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint, StepMetrics
+from cogmeta.distributed import OBSERVATION_TASK_AXIS
 from cogmeta.weights import validate_weights
 from torch_impl.heads import predictive_params
 from torch_impl.model import MetaLearner, sequence_nll
@@ -39,6 +40,8 @@ class MetaLearnerObjective:
     """The tutorial workload (``torch_impl.trainer.Objective``): the mean NLL of :class:`MetaLearner` on the
     task's batches, batch k of run ``seed`` drawn from ``step_generator(seed, k)`` on the CPU, then moved to
     ``config.torch.device``."""
+
+    batch_axes = OBSERVATION_TASK_AXIS  # the task axis of each batch leaf (data-parallel trainers split it)
 
     def __init__(self, config: RunConfig):
         self.config, self.train = config, config.train

@@ -1,14 +1,19 @@
-"""Data-parallel PyTorch training: DistributedDataParallel in processes started by ``torchrun``.
+"""Data-parallel PyTorch training: one process per device, started by ``torchrun``.
 
 PyTorch scales out with one process per device (``torchrun --nproc-per-node=N``); each process holds
-a full replica, trains on its slice of the global batch and DDP all-reduces (averages) the gradients
-during ``backward``. cogmeta keeps the global batch identical to a single-process run: every rank
-draws the batch of step k from the run's ``(seed, k)`` generator exactly as one process would and keeps
-its tasks ``[r B/W, (r + 1) B/W)`` (``cogmeta.distributed.shard_bounds``), so
+a full replica, trains on its slice of the global batch and all-reduces (averages) the gradients.
+cogmeta keeps the global batch identical to a single-process run: every rank draws the batch of step k
+from the run's ``(seed, k)`` generator exactly as one process would and keeps its tasks
+``[r B/W, (r + 1) B/W)`` (``cogmeta.distributed.shard_bounds``, along each batch leaf's task axis), so
 
-    grad = (1/W) sum_r grad(mean NLL of shard r) = grad(mean NLL of the global batch)
+    grad = (1/W) sum_r grad(mean loss of shard r) = grad(mean loss of the global batch)
 
 up to summation order. Clipping and Adam then act on identical gradients in every rank.
+
+The gradients are all-reduced after ``backward`` as one flat buffer (:func:`data_parallel_loss_and_grad`),
+not by ``DistributedDataParallel``'s hooks during it: DDP expects one forward of its wrapper per backward,
+while RL²'s agent is called once per trial; the explicit average works for every objective that declares
+its batch's task axes and mirrors the JAX twin's ``pmean`` (docs/framework-differences.md).
 
 Backends: ``gloo`` on CPU, ``nccl`` on CUDA (model on ``cuda:LOCAL_RANK``). Start-up and every
 collective time out after ``timeout_s`` seconds, so a missing peer fails instead of hanging. Only
@@ -22,30 +27,28 @@ import faulthandler
 import gc
 import math
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from cogmeta.config import RunConfig
-from cogmeta.contract import Checkpoint, StepMetrics
+from cogmeta.contract import Checkpoint
 from cogmeta.distributed import (
     TORCHRUN_VARIABLES,
     RendezvousError,
     config_digest,
     launch_env,
     shard_bounds,
+    take_shard,
 )
 from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
-from torch_impl.backend import MetaLearnerObjective, native_batch
-from torch_impl.heads import nll
+from torch_impl.backend import MetaLearnerObjective
 from torch_impl.numerics import configure
-from torch_impl.optim import AdamState, learning_rate
-from torch_impl.samplers import model_inputs
-from torch_impl.trainer import Trainer, clip_and_update_in_place
+from torch_impl.optim import AdamState
+from torch_impl.trainer import Trainer, make_run_steps
 
 #: Seconds the end-of-run teardown may take before the process is ended (see ``DataParallelTrainer.close``).
 TEARDOWN_TIMEOUT_S = 60.0
@@ -133,8 +136,42 @@ def require_same_config(config: RunConfig) -> None:
     require_same_digests(digests)
 
 
+def data_parallel_loss_and_grad(objective, model: torch.nn.Module, first: int, last: int, device: torch.device) -> Callable:
+    """``loss_and_grad(batch, step, member) -> (global mean loss, aux, gradient)`` of this rank's tasks
+    ``first:last`` of the global batch (the ``loss_and_grad`` of ``torch_impl.trainer.make_train_step``).
+
+    Every leaf of the batch is cut along its task axis (``objective.batch_axes``, ``cogmeta.distributed.take_shard``)
+    and moved to ``device``; ``objective.loss`` and ``backward`` run on the shard; one all-reduce (sum, then / W:
+    gloo has no average) turns loss and aux into the global means, a second one the gradients (one flat buffer).
+    The loss is averaged *before* ``backward``, so every rank sees the same value and takes the same branch
+    (a rank that skipped the gradient all-reduce alone would leave the others waiting).
+    """
+    params = dict(model.named_parameters())
+    world = dist.get_world_size()
+
+    def loss_and_grad(batch, step, member):
+        for param in params.values():
+            param.grad = None
+        loss, aux = objective.loss(model, _to(take_shard(batch, objective.batch_axes, first, last), device), step, member)
+        scalars = torch.stack([loss.detach(), *(value.detach().to(loss.dtype) for value in aux.values())])
+        dist.all_reduce(scalars)
+        scalars = scalars / world
+        total, aux = scalars[0], dict(zip(aux, scalars[1:]))
+        if not math.isfinite(float(total)):
+            return total, aux, {name: None for name in params}
+        loss.backward()
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params.values()])
+        dist.all_reduce(flat)
+        flat = flat / world
+        grads = dict(zip(params, (piece.view_as(p) for piece, p in zip(flat.split([p.numel() for p in params.values()]),
+                                                                         params.values()))))
+        return total, aux, grads
+
+    return loss_and_grad
+
+
 class DataParallelTrainer(Trainer):
-    """:class:`torch_impl.trainer.Trainer` (tutorial objective) as one DDP rank: same steps, same global batches.
+    """:class:`torch_impl.trainer.Trainer` as one rank of a ``torchrun`` job: same steps, same global batches.
 
     Every ``torchrun`` process builds it with the same config; it joins the job
     (:func:`initialize_from_env`) and checks the configs (:func:`require_same_config`). Only rank 0
@@ -145,10 +182,12 @@ class DataParallelTrainer(Trainer):
         checkpoint: resume state (every process loads the same file).
         devices: the number of devices, one per process (default: torchrun's process count, which it must equal).
         timeout_s: seconds to wait for the other processes at start-up and in each collective.
+        objective: what to train, built from ``config`` (default: the tutorial's ``MetaLearnerObjective``); it
+            declares the task axis of each batch leaf (``batch_axes``), and its loss is a mean over tasks.
     """
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
-                 timeout_s: float | None = None):
+                 timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective):
         env = launch_env()
         if env is None:
             raise ValueError("DataParallelTrainer needs a torchrun launch (RANK, WORLD_SIZE, MASTER_ADDR, ... unset); "
@@ -162,8 +201,8 @@ class DataParallelTrainer(Trainer):
         self.env = env
         self.first, self.last = shard_bounds(config.train.batch_size, env.rank, env.world_size, "processes")
         configure(config.torch.threads)
-        super().__init__(MetaLearnerObjective(config), checkpoint, steps_per_call=config.train.log_every)
-        self.config, self.dtype = config, self.objective.dtype
+        super().__init__(objective(config), checkpoint, steps_per_call=config.train.log_every)
+        self.config = config
         initialize_from_env(timeout_s=timeout_s)
         require_same_config(config)
         self.device = torch.device(f"cuda:{env.local_rank}" if dist.get_backend() == "nccl" else "cpu")
@@ -171,19 +210,16 @@ class DataParallelTrainer(Trainer):
             torch.cuda.set_device(self.device)
             self.model.to(self.device)  # in place: the same Parameter objects
             self.opt_state = AdamState(*(_to(x, self.device) for x in self.opt_state))
-        # DDP broadcasts rank 0's parameters; every rank built or loaded the same ones anyway.
-        self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # Every rank built or loaded the same parameters (same config, same seed, same checkpoint).
+        loss_and_grad = data_parallel_loss_and_grad(self.objective, self.model, self.first, self.last, self.device)
+        self._run = make_run_steps(self.objective, self.model, self.chunk_size, self.member, loss_and_grad)
 
     def close(self) -> None:
         """Leave the process group (the training driver calls this at the end, also after an error).
 
-        Order matters (seen once in the first few gloo runs here: rank 1 hung forever at exit). Freeing
-        the DDP wrapper from Python drops its reducer *with the GIL held*; if that is the process group's
-        last reference, ``~ProcessGroupGloo`` joins a gloo worker thread that is still destroying the last
-        collective's work object and needs the GIL for that: a deadlock (pytorch/pytorch#56297). So: meet
-        the other ranks, drop the wrapper while the group registry still holds the group, give the gloo
-        threads a moment with the GIL released, then destroy the group. ``faulthandler``'s watchdog (a C
-        thread that needs no GIL) ends the process with a traceback if teardown still blocks.
+        The ranks meet first, so none destroys the group while another still waits in a collective;
+        ``faulthandler``'s watchdog (a C thread that needs no GIL) ends the process with a traceback if
+        teardown still blocks (gloo's teardown has deadlocked before: pytorch/pytorch#56297).
         """
         faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT_S, exit=True)
         try:
@@ -192,7 +228,6 @@ class DataParallelTrainer(Trainer):
                     dist.barrier()
                 except RuntimeError:  # a peer already failed: still release what this rank holds
                     pass
-            self.ddp = None
             gc.collect()
             time.sleep(0.05)  # releases the GIL so gloo's threads can finish destroying finished work
             shutdown()
@@ -207,39 +242,6 @@ class DataParallelTrainer(Trainer):
     def devices(self) -> int:
         return self.env.world_size
 
-    def run(self, count: int) -> StepMetrics:
-        """Up to ``count`` updates; all ranks stop together before a non-finite update."""
-        losses, norms, rates = [], [], []
-        for _ in range(count):
-            observations = native_batch(self.config, self.step, self.dtype)[:, self.first:self.last].to(self.device)
-            loss, norm, rate = self._train_step(observations)
-            losses.append(loss), norms.append(norm), rates.append(rate)
-            if not (np.isfinite(loss) and np.isfinite(norm)):
-                break
-            self.step += 1
-        return StepMetrics(np.asarray(losses), np.asarray(norms), np.asarray(rates))
-
-    def _train_step(self, observations: torch.Tensor) -> tuple[float, float, float]:
-        """``torch_impl.trainer.make_train_step``'s step on this rank's tasks ``[T, B/W, 1]`` with DDP's gradient averaging.
-
-        The loss is all-reduced *before* the finiteness test so that every rank takes the same branch
-        (a rank that skipped ``backward`` alone would leave the others waiting in DDP's all-reduce).
-        """
-        train = self.config.train
-        lr = float(learning_rate(self.step, train))
-        for param in self.model.parameters():
-            param.grad = None
-        local = nll(self.model.family, self.ddp(model_inputs(observations)), observations).mean()
-        total = local.detach().clone()
-        dist.all_reduce(total)  # gloo has no AVG: sum, then divide
-        value = float(total) / self.env.world_size
-        if not math.isfinite(value):
-            return value, math.nan, lr
-        local.backward()
-        norm = clip_and_update_in_place(dict(self.model.named_parameters()), {n: p.grad for n, p in self.model.named_parameters()},
-                                        self.opt_state, lr, train)
-        return value, norm, lr
-
     def predictive(self, observations: np.ndarray) -> dict[str, np.ndarray]:
         if self.device.type == "cpu":
             return super().predictive(observations)
@@ -251,7 +253,9 @@ class DataParallelTrainer(Trainer):
 
 
 def _to(value, device: torch.device):
-    """A tensor, or a dict of tensors, on ``device``."""
+    """A tensor, or a dict or NamedTuple of tensors, on ``device``."""
     if isinstance(value, dict):
         return {name: tensor.to(device) for name, tensor in value.items()}
+    if isinstance(value, tuple):
+        return type(value)(*(tensor.to(device) for tensor in value))
     return value.to(device)

@@ -35,7 +35,7 @@ from torch import nn
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
-from cogmeta.tasks.bandit import BanditBatch
+from cogmeta.tasks.bandit import EPISODE_AXES, BanditBatch
 from cogmeta.weights import validate_weights
 from torch_impl.bandit import from_numpy, sample_action, sample_episodes, step
 from torch_impl.numerics import configure, resolve_device, resolve_dtype
@@ -216,6 +216,8 @@ class RL2Objective:
     episodes, the batch of step k of run ``seed`` drawn from ``step_generator(seed, k)`` on the CPU, then
     moved to ``config.torch.device``; the entropy weight annealed by ``config.rl`` (:func:`entropy_weight`)."""
 
+    batch_axes = EPISODE_AXES  # the task axis of each batch leaf (data-parallel trainers split it)
+
     def __init__(self, config: RunConfig):
         self.config, self.train = config, config.train
         self.dtype = resolve_dtype(config.train.dtype)
@@ -244,12 +246,13 @@ class RL2Objective:
         return _as_numpy(played)
 
 
-def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
+def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None) -> Trainer:
     """The one trainer on :class:`RL2Objective` (``config.train.log_every`` steps per call) at
-    ``config.torch.threads`` threads, resumed from ``checkpoint`` (either framework's) if given."""
-    configure(config.torch.threads)
-    objective = RL2Objective(config)
-    return Trainer(objective, checkpoint, steps_per_call=config.train.log_every, device=objective.device)
+    ``config.torch.threads`` threads, resumed from ``checkpoint`` (either framework's) if given; under ``torchrun``
+    one rank of a data-parallel run whose episodes are split over the processes (``torch_impl.launch.make_trainer``)."""
+    from torch_impl.launch import make_trainer as launch_trainer
+
+    return launch_trainer(config, checkpoint, devices, objective=RL2Objective)
 
 
 def play(config: RunConfig, weights: Mapping[str, np.ndarray], batch: BanditBatch, greedy: bool = False) -> dict[str, np.ndarray]:

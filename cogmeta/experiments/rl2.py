@@ -60,17 +60,15 @@ def backend_module(backend: str):
 
 
 class RL2Workload:
-    """The run-folder loop's hooks (``cogmeta.training.Workload``): the backend's RL² trainer on one device,
+    """The run-folder loop's hooks (``cogmeta.training.Workload``): the backend's RL² trainer (its episodes split
+    over devices as the tutorial's batch is: ``--devices N``, JAX's default split over a CPU's cores, ``torchrun``),
     the mean expected total reward ``sum_t p_{a_t}`` of the policy on fixed held-out bandits, and the
     figures of ``cogmeta.bandit_evaluation``."""
 
     metric = "heldout_reward"
 
     def make_trainer(self, config: RunConfig, checkpoint, devices: int | None, backend: str):
-        if devices not in (None, 1):
-            raise ValueError(f"the rl2 family trains on one device (got --devices {devices}); train seeds or "
-                             f"conditions side by side with `cogmeta sweep` or `cogmeta train --seeds N` instead")
-        return backend_module(backend).make_trainer(config, checkpoint)
+        return backend_module(backend).make_trainer(config, checkpoint, devices)
 
     def held_out(self, config: RunConfig, backend: str) -> Callable[[Any], float]:
         return lambda trainer: self.score_weights(config, trainer.weights(), backend, config.train.eval_tasks)

@@ -50,6 +50,11 @@ class BanditBatch(NamedTuple):
     action_uniform: Any
 
 
+#: The axis of each :class:`BanditBatch` field that indexes the B episodes: what a data-parallel trainer splits
+#: (``cogmeta.distributed.take_shard``; the A2C loss is a mean over episodes, so equal shards average to it).
+EPISODE_AXES = BanditBatch(probabilities=0, reward_uniform=1, action_uniform=1)
+
+
 def expected_best(batch: BanditBatch) -> np.ndarray:
     """``max_i p_i``, the expected reward per trial of an oracle that knows p: ``[B]``."""
     return np.max(np.asarray(batch.probabilities), axis=-1)

@@ -10,11 +10,13 @@ retrains RUN's config on one device and compares (for the multi-host test). All 
 - seed axis: a population of runs vmapped over seeds, seed axis sharded over 8 devices, vs
   each run alone on one device; the sweep engine's member function (``jax_impl.engine``) with its
   seed axis sharded over 8 devices vs the engine's unsharded ``vmap`` program;
-- bad input: the errors raised for an indivisible batch and for too many devices.
+- bad input: the errors raised for an indivisible batch and for too many devices;
+- RL²: the A2C training with its episodes split over 2 and 8 devices vs one device (also the CLI's ``--devices 2``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -211,8 +213,6 @@ def compare_run(run: Path) -> None:
 def auto_split(out: Path, results: dict) -> None:
     """``cogmeta train`` without ``--devices`` on 8 CPU devices: the batch is split by ``jax_impl.launch.auto_devices``
     (shares of at least 16 tasks: batch 32 -> 2 devices) and the run equals the single-device trainer."""
-    import dataclasses
-
     from jax_impl.launch import auto_devices, make_trainer
 
     args = list(CLI_ARGS)
@@ -229,6 +229,36 @@ def auto_split(out: Path, results: dict) -> None:
     results["auto_split_error"] = normalized_error(load_weights(RunDir.at(out / "auto").weights, config), single.weights())
 
 
+def rl2_episode_split(out: Path, results: dict) -> None:
+    """The RL² agent's A2C training with its episodes split over 2 and 8 devices (``jax_impl.rl2.make_trainer``)
+    vs one device: same bandits, same sampled actions, the entropy weight annealed by step; the CLI run with
+    ``--devices 2`` (the rl2 workload's path) and the default split of a 32-episode batch over 2 devices."""
+    from jax_impl.rl2 import make_trainer as rl2_trainer
+
+    steps = 30
+    args = ["train", "--task", "bandit", "--backend", "jax", "--dtype", "float64", "--horizon", "10",
+            "--hidden-size", "8", "--batch-size", "16", "--steps", str(steps), "--steps-per-call", "10",
+            "--learning-rate", "0.01", "--entropy-final", "0", "--log-every", "10", "--eval-every", str(steps),
+            "--eval-tasks", "8", "--checkpoint-every", str(steps), "--no-progress", "--no-figures",
+            "--summary-tasks", "0"]
+    code = cli_main(args + ["--devices", "2", "--out", str(out / "rl2-two")])
+    assert code == 0, f"cogmeta train --task bandit --devices 2 exited with {code}"
+    config = RunConfig.load(RunDir.at(out / "rl2-two").config)
+    single = rl2_trainer(config, devices=1)
+    rewards = np.concatenate([single.run(10).aux["reward"] for _ in range(steps // 10)])
+    reference = single.weights()
+    results["rl2_moved"] = normalized_error(reference, rl2_trainer(config, devices=1).weights())
+    errors = {"2 (cli)": normalized_error(load_weights(RunDir.at(out / "rl2-two").weights, config), reference)}
+    for devices in (2, 8):
+        split = rl2_trainer(config, devices=devices)
+        split_rewards = np.concatenate([split.run(10).aux["reward"] for _ in range(steps // 10)])
+        errors[str(devices)] = normalized_error(split.weights(), reference)
+        errors[f"{devices} rewards"] = float(np.max(np.abs(split_rewards - rewards)))
+    results["rl2_split"] = errors
+    wide = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=32))
+    results["rl2_auto_devices"] = getattr(rl2_trainer(wide), "devices", 1)
+
+
 def main() -> None:
     if sys.argv[1] == "compare":
         compare_run(Path(sys.argv[2]))
@@ -241,6 +271,7 @@ def main() -> None:
     seed_axis(config, results)
     engine_member_devices(config, results)
     bad_input(config, results)
+    rl2_episode_split(out, results)
     print("RESULTS " + json.dumps(results))
 
 

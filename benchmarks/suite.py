@@ -15,8 +15,9 @@ T trials (``*_impl.rl2.RL2Objective``; the environment, the rollout with its sam
 in one program in JAX, a Python loop over trials in PyTorch):
 
 - JAX: ``jax_impl.engine`` (sampling, forward, backward, clipping, Adam all inside one ``lax.scan`` of K
-  steps per call). S = 1 uses the single-member program (what ``cogmeta train`` runs); S > 1 each seed
-  strategy (``map``, ``vmap``). Compile time is measured ahead of time (``jit(...).lower().compile()``):
+  steps per call). S = 1 uses the single-member program on one device (``loop``) and, where ``cogmeta train``
+  would split the batch over the host devices (``jax_impl.launch.auto_devices``), that program too
+  (``split:2dev``); S > 1 each seed strategy (``map``, ``vmap``, and over every device ``map:2dev``, ``vmap:2dev``). Compile time is measured ahead of time (``jit(...).lower().compile()``):
   cold, then again after ``jax.clear_caches()`` from the persistent compilation cache (warm). Recompiles
   during the timed calls are counted with ``jax.monitoring`` (must be 0).
 - PyTorch: the library's trainer step (``nn.GRU``/``nn.LSTM`` fused kernels, ``torch_impl.optim``'s Adam,
@@ -109,7 +110,9 @@ def update_flops(cell: str, hidden: int, batch: int, length: int, task: str = "g
 
 class JaxPoint:
     """The JAX engine at one point and strategy, compiled ahead of time; ``devices`` > 1 splits the members over
-    that many host devices (``jax_impl.engine``: one per CPU core)."""
+    that many host devices (``jax_impl.engine``: one per CPU core). Strategy ``split`` is one run's program with
+    its batch split over ``devices`` host devices (``jax_impl.distributed.DataParallelTrainer``: what
+    ``cogmeta train`` runs on a CPU by default, ``jax_impl.launch.auto_devices``)."""
 
     def __init__(self, config: RunConfig, members: int, strategy: str, devices: int = 1):
         import jax
@@ -118,12 +121,20 @@ class JaxPoint:
         from jax_impl.engine import Engine
         from jax_impl.trainer import stack_members
 
-        self.engine = Engine(config, strategy, devices=devices)
+        self.engine = Engine(config, "loop" if strategy == "split" else strategy, devices=devices)
         self.engine.devices = self.engine.resolve_devices(members)
         self.chunk = self.engine.chunk
-        self.members = 1 if strategy == "loop" else members  # members per timed call
+        self.members = 1 if strategy in ("loop", "split") else members  # members per timed call
         params, opt_state = self.engine.init(range(members))
-        if strategy == "loop":  # the single-run program; S sequential runs take S of its calls
+        if strategy == "split":
+            from jax_impl.distributed import DataParallelTrainer, data_parallel_loss_and_grad
+            from jax_impl.trainer import make_run_steps
+
+            trainer = DataParallelTrainer(config, devices=devices, objective=type(self.engine.objective))
+            function = make_run_steps(trainer.objective, self.chunk, trainer.member,
+                                      data_parallel_loss_and_grad(trainer.objective, trainer.mesh))
+            self.args = (trainer.params, trainer.opt_state, jnp.asarray(0), jnp.asarray(self.chunk))
+        elif strategy == "loop":  # the single-run program; S sequential runs take S of its calls
             params, opt_state = jax.tree.map(lambda x: x[0], (params, opt_state))
             function = self.engine._member
             self.args = (params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk), self.engine.objective.member(0))
@@ -230,6 +241,12 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
     devices = len(jax.local_devices())
     if members > 1 and devices > 1 and not accelerator and members % devices == 0:  # the members over every core
         jax_points |= {f"{s}:{devices}dev": JaxPoint(config, members, s, devices) for s in ("map", "vmap")}
+    if members == 1 and not accelerator:  # one run as `cogmeta train` runs it: its batch over the cores if enough
+        from jax_impl.launch import auto_devices
+
+        split = auto_devices(config)
+        if split > 1:
+            jax_points[f"split:{split}dev"] = JaxPoint(config, 1, "split", split)
     torch_members = 1 if accelerator else members
     device = torch_device(accelerator)
     torch_config = dataclasses.replace(config, torch=TorchOptions(device=device, cuda_graphs=device != "cpu"))
@@ -379,8 +396,9 @@ def write_results(out: Path, preset: str, rows: list[dict], environment: dict) -
              "; ".join(f"{k}: {v}" for k, v in environment.items()), "",
              "Member-updates/s (S members x optimizer updates per second), medians of interleaved repeats. "
              "Measured on a shared machine: see `load` (1-minute load average before the point). JAX impl "
-             "`map:2dev`/`vmap:2dev`: the members split over 2 host devices, one per core (the other rows use one "
-             "core; % SGEMM peak is of one core's).", "",
+             "`map:2dev`/`vmap:2dev`: the members split over 2 host devices, one per core; `split:2dev`: one run's batch "
+             "split over them, as `cogmeta train` runs it by default (the other rows use one core; PyTorch's best of "
+             "its thread counts; % SGEMM peak is of one core's).", "",
              "| task | cell | H | B | T | S | JAX upd/s | JAX impl | best torch upd/s | torch impl | JAX / best torch | "
              "JAX / torch sequential | JAX seed program / JAX sequential | JAX all cores / one device | JAX GFLOP/s | "
              "% SGEMM peak | compile cold / warm (s) | recompiles | load |",

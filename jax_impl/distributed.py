@@ -36,6 +36,7 @@ from typing import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -186,13 +187,16 @@ def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -
 
     Each device evaluates ``objective.loss`` and its gradient on its ``B / devices`` tasks (every leaf cut along
     its task axis, ``objective.batch_axes``); ``pmean`` (one all-reduce) turns loss, aux and gradient into the
-    global mean, replicated (``P()``) on every device. The objective's loss and aux must be means over the task
+    global mean, replicated (``P()``) on every device (one flat buffer: one collective per step). The objective's loss and aux must be means over the task
     axis (the tutorial's NLL and RL²'s A2C loss are), so that equal shards average to the single-device values.
     """
     local_loss_and_grad = jax.value_and_grad(objective.loss, has_aux=True)
 
     def average(params, batch, step, member):
-        return jax.lax.pmean(local_loss_and_grad(params, batch, step, member), axis)
+        # One all-reduce of one flat buffer, as the PyTorch twin does: XLA:CPU runs a pmean per leaf as its own
+        # rendezvous of the devices (measured: RL²'s 12 leaves took 3.2 ms of a 8.6 ms step, one buffer ~0.3 ms).
+        flat, unravel = ravel_pytree(local_loss_and_grad(params, batch, step, member))
+        return unravel(jax.lax.pmean(flat, axis))
 
     specs = task_specs(objective.batch_axes, axis)
     # check_vma=False: the recurrent scan starts from a zero (device-invariant) state and produces

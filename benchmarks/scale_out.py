@@ -3,7 +3,7 @@
 - JAX: ``jax_impl.distributed.DataParallelTrainer`` on a mesh of 1, 2, 4 and 8 devices, and the plain
   single-device ``Trainer`` (no mesh), in one subprocess that sees ``--devices-max`` devices (on a CPU:
   ``JAX_NUM_CPU_DEVICES`` simulated devices);
-- PyTorch: the single-process ``Trainer`` and DistributedDataParallel with 2 processes
+- PyTorch: the single-process ``Trainer`` and its data-parallel trainer with 2 processes
   (``torchrun --nproc-per-node=2 -m cogmeta train``, gloo on CPU), timed by the command's own report.
 
 On a CPU, simulated devices share the machine's cores: these numbers check that the machinery runs
@@ -133,7 +133,7 @@ def _figure(rows: list[dict], path: Path) -> None:
             ax.axhline(r["updates_per_s"], color="C0", ls=":", label="JAX Trainer, no mesh")
     torch_rows = [r for r in rows if r["backend"] == "torch"]
     ax.plot([r["devices"] for r in torch_rows], [r["updates_per_s"] for r in torch_rows], "s-", color="C1",
-            label="PyTorch DDP (gloo, torchrun processes)")
+            label="PyTorch data parallel (gloo, torchrun processes)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("devices (JAX) / processes (PyTorch)")
     ax.set_ylabel("updates / s (GRU-64, 128 tasks per batch)")

@@ -11,7 +11,7 @@ worker then applies the same clipped Adam update, so parameters stay identical a
 equal to single-process training up to the rounding of the summation order.
 
 Both backends use these helpers: ``jax_impl/distributed.py`` (a device mesh over the task-batch axis)
-and ``torch_impl/distributed.py`` (DistributedDataParallel started by ``torchrun``).
+and ``torch_impl/distributed.py`` (one process per device, started by ``torchrun``).
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ losses, metrics and gradients:
 
     L = pmean_d( mean_{i in shard d} loss_i ),   g = pmean_d( grad of the shard-d mean )
 
-(= the single-device loss and gradient for equal shards): one all-reduce of the gradients per step,
-the collective DistributedDataParallel runs. Clipping and Adam then run replicated, so every device
-holds the same parameters.
+(= the single-device loss and gradient for equal shards): one all-reduce per step of one flat buffer
+holding loss, metrics and gradients, as the PyTorch twin's ranks do. Clipping and Adam then run
+replicated, so every device holds the same parameters.
 
 Seed axis (independent runs, no collectives). ``jax.jit(jax.vmap(fn))`` over inputs whose leading axis
 is sharded ``P("seeds")`` (an Auto mesh axis) gives each device its own seeds; :func:`vmap_over_seeds`

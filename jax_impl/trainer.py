@@ -51,6 +51,9 @@ class Objective(Protocol):
 
     Attributes:
         train: the update rule, schedule and run length (``cogmeta.config.TrainConfig``).
+        batch_axes: optional; the task axis of each leaf of the batch (an int, or a NamedTuple of ints matching
+            the batch), for objectives whose loss and metrics are means over tasks. Declaring it lets the
+            data-parallel trainer (``distributed.py``) split a run's batch over devices or processes.
     """
 
     train: TrainConfig

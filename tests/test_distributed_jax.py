@@ -68,6 +68,10 @@ def test_rl2_episodes_split_over_devices_equal_one_device(results, devices):
         assert results["rl2_split"][f"{devices} rewards"] <= TOLERANCE
 
 
+def test_rl2_run_over_devices_resumes_bit_for_bit(results):
+    assert results["rl2_split"]["2 resumed"] == 0.0
+
+
 def test_rl2_runs_split_their_episodes_by_default(results):
     assert results["rl2_auto_devices"] == 2  # 32 episodes: 16 per device
 

@@ -254,6 +254,14 @@ def rl2_episode_split(out: Path, results: dict) -> None:
         split_rewards = np.concatenate([split.run(10).aux["reward"] for _ in range(steps // 10)])
         errors[str(devices)] = normalized_error(split.weights(), reference)
         errors[f"{devices} rewards"] = float(np.max(np.abs(split_rewards - rewards)))
+        if devices == 2:  # interrupted after one call and resumed from its checkpoint: the same bits
+            first = rl2_trainer(config, devices=2)
+            first.run(10)
+            resumed = rl2_trainer(config, first.checkpoint(), devices=2)
+            while resumed.step < steps:
+                resumed.run(10)
+            errors["2 resumed"] = max(float(np.max(np.abs(resumed.weights()[k] - split.weights()[k])))
+                                      for k in reference)
     results["rl2_split"] = errors
     wide = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=32))
     results["rl2_auto_devices"] = getattr(rl2_trainer(wide), "devices", 1)

@@ -542,3 +542,27 @@ def test_sample_size_bars_over_five_repeats():
     assert s[1]["1"] > s[1]["2-4"] > s[1]["21-48"], repeated.table()
     assert 0.8 < s[1]["1"] < 1.2 and s[1]["21-48"] < 0.6, repeated.table()
     assert s[8]["all"] > s[1]["all"], repeated.table()
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_population_draws_its_initial_weights_as_each_participant_alone(dtype):
+    """``AmortizedObjective.init_many`` (one compiled vmap from COMPILED_INIT_FROM participants on) gives every
+    participant exactly the weights that ``init`` (its module built eagerly) gives it alone."""
+    import jax
+
+    from jax_impl.amortized import COMPILED_INIT_FROM, AmortizedObjective
+
+    seeds = [3 * s + 7 for s in range(COMPILED_INIT_FROM)]
+    steps = 4
+    inputs, log_odds = np.zeros((len(seeds), steps, 6)), np.zeros((len(seeds), steps))
+    with jax.enable_x64(dtype == "float64"):
+        objective = AmortizedObjective(inputs, log_odds, hidden=3, learning_rate=0.05, dtype=dtype, seeds=seeds)
+        many = objective.init_many(seeds)
+        for s in (0, 1, len(seeds) // 2, len(seeds) - 1):
+            alone = objective.init(seeds[s])
+            for stacked, single in zip(jax.tree.leaves(many), jax.tree.leaves(alone), strict=True):
+                assert np.asarray(stacked).dtype == np.dtype(dtype)
+                np.testing.assert_array_equal(np.asarray(stacked)[s], np.asarray(single))
+        distinct = np.asarray(jax.tree.leaves(many)[0])
+        assert not np.array_equal(distinct[0], distinct[1]), "participants must draw their own weights"

@@ -65,6 +65,9 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                                     "compiles for every new S; torch.stack compiles nothing"},
     "backend.py": {"CudaGraphTrainer": "PyTorch only: the one trainer with its step captured in a CUDA graph "
                                        "(static_step.py); JAX compiles whole chunks of steps already"},
+    "amortized.py": {"COMPILED_INIT_FROM": "JAX draws a large population's initial weights in one compiled vmap "
+                                           "(Flax builds modules eagerly at ~5 ms each); PyTorch builds one stacked "
+                                           "model"},
     "seq2seq.py": {"to_tensors": "numpy episode -> torch tensors", "to_arrays": "numpy episode -> jax arrays",
                    "Embedding": "an embedding holding torch's layout (flax's nnx.Embed differs)",
                    "dropout_masks": "JAX draws dropout masks functionally from a key"},

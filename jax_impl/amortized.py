@@ -58,13 +58,13 @@ from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from jax_impl.engine import Engine
 from jax_impl.linear import Linear
 from jax_impl.numerics import configure, resolve_dtype
-from jax_impl.trainer import Trainer, default_member, stack_on_host
+from jax_impl.trainer import Trainer, compiled_init, default_member, init_runs
 from jax_impl.urn_samplers import sample_queries, seed_key
 from jax_impl.weights import canonical_to_state
 
-#: Fresh participants from which :meth:`AmortizedObjective.init_many` draws them in one compiled program rather
-#: than building each module eagerly (~5 ms each against a ~0.9 s compilation, or a cache load in the command).
-COMPILED_INIT_FROM = 64
+#: Participants from which a population's initial weights are drawn in one compiled program (the participant's
+#: module compiles in ~0.9 s and builds eagerly in ~5 ms: break-even near 180 on a first run).
+COMPILED_INIT_FROM = 128
 
 
 class RBF(nnx.Module):
@@ -188,18 +188,14 @@ class AmortizedObjective:
         return params if self.weights is None else canonical_to_state(params, {n: w[s] for n, w in self.weights.items()})
 
     def init_many(self, seeds: Sequence[int]) -> nnx.State:
-        """The participants' initial parameters stacked ``[S, ...]``, bit for bit :meth:`init` of each.
-
-        From :data:`COMPILED_INIT_FROM` fresh participants on, one compiled program draws them all (``jit`` of a
-        ``vmap`` over the seeds' keys): Flax builds a module eagerly in ~5 ms, so 400 participants took 2.0 s
-        one by one and 1.6 ms in the compiled draw (its compilation ~0.9 s, once per process and architecture,
-        or a load from the command's compilation cache). Fewer, or given weights, are built one by one.
-        """
-        indices = [self.index(seed) for seed in seeds]
-        in_range = all(0 <= int(seed) < 2**31 for seed in seeds)  # the compiled draw takes int32 seeds
-        if self.weights is not None or len(indices) < COMPILED_INIT_FROM or not in_range:
-            return stack_on_host([self.init(seed) for seed in seeds])
-        return _compiled_init(self.hidden, self.train.dtype)(jnp.asarray([int(seed) for seed in seeds], jnp.int32))
+        """The participants' initial parameters stacked ``[S, ...]``, bit for bit :meth:`init` of each: given weights
+        one by one, fresh ones from :data:`COMPILED_INIT_FROM` participants on in one compiled program
+        (``jax_impl.trainer.init_runs``; 400 participants: 2.0 s one by one, 1.6 ms compiled after a ~0.9 s
+        compilation, so the studies' populations of 260 and 400 gain even on a first run)."""
+        for seed in seeds:
+            self.index(seed)
+        compiled = None if self.weights is not None else (lambda: _compiled_init(self.hidden, self.train.dtype))
+        return init_runs(seeds, self.init, compiled, COMPILED_INIT_FROM)
 
     def member(self, seed: int, learning_rate: float | None = None) -> dict:
         """``{seed, learning_rate, inputs [K, 6], log_odds [K]}``: the participant and its query stream."""
@@ -296,13 +292,8 @@ def predict_log_odds(weights: Mapping[str, np.ndarray], inputs: np.ndarray, dtyp
 
 @functools.lru_cache(maxsize=8)
 def _compiled_init(hidden: int, dtype: str):
-    """``seeds [S] (int32) -> nnx.State [S, ...]``: fresh participants drawn from ``nnx.Rngs(jax.random.key(seed))``,
-    as ``nnx.Rngs(seed)`` draws them eagerly (same key, same draws; tested bit for bit)."""
-
-    def draw(seed):
-        return nnx.split(AmortizedPosterior(hidden, rngs=nnx.Rngs(jax.random.key(seed)), dtype=resolve_dtype(dtype)))[1]
-
-    return jax.jit(jax.vmap(draw))
+    """Fresh participants of ``hidden`` units drawn in one compiled program (``jax_impl.trainer.compiled_init``)."""
+    return compiled_init(lambda rngs: AmortizedPosterior(hidden, rngs=rngs, dtype=resolve_dtype(dtype)))
 
 
 @functools.lru_cache(maxsize=8)

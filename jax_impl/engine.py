@@ -194,8 +194,10 @@ class Engine:
 
     # ------------------------------------------------------------------ host side
     def init(self, seeds: Sequence[int]) -> tuple:
-        """Stacked ``(params [S, ...], opt_state [S, ...])``: member s initialised as a run with seed s."""
-        params = stack_on_host([self.objective.init(int(seed)) for seed in seeds])
+        """Stacked ``(params [S, ...], opt_state [S, ...])``: member s initialised as a run with seed s (in one compiled
+        draw for many members when the objective has ``init_many``: ``jax_impl.trainer.init_runs``)."""
+        init_many = getattr(self.objective, "init_many", None)
+        params = stack_on_host([self.objective.init(int(seed)) for seed in seeds]) if init_many is None else init_many(seeds)
         return params, jax.vmap(init_adam)(params)
 
     def call(self, params, opt_state, start: int, counts, members, strategy: str | None = None):

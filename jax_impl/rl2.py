@@ -48,7 +48,7 @@ from jax_impl.linear import Linear
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.recurrent import CORES
 from jax_impl.samplers import step_key
-from jax_impl.trainer import Trainer, default_member
+from jax_impl.trainer import Trainer, compiled_init, default_member, init_runs
 from jax_impl.weights import abstract_split, canonical_to_state, model_to_canonical
 
 
@@ -218,6 +218,11 @@ class RL2Objective:
     def init(self, seed: int):
         return nnx.split(build_model(self.config, seed))[1]
 
+    def init_many(self, seeds) -> nnx.State:
+        """Runs ``seeds``' initial parameters stacked ``[S, ...]``, bit for bit :meth:`init` of each (one compiled
+        draw for many: ``jax_impl.trainer.init_runs``)."""
+        return init_runs(seeds, self.init, lambda: _compiled_init(self.config))
+
     def member(self, seed: int, learning_rate: float | None = None) -> dict:
         return default_member(self.train, seed, learning_rate)
 
@@ -266,6 +271,13 @@ def play(config: RunConfig, weights: Mapping[str, np.ndarray], batch: BanditBatc
 def _graphdef(config: RunConfig):
     """The agent's structure (no weights drawn); ``loss`` merges it with the parameters."""
     return _abstract_split(config)[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_init(config: RunConfig):
+    """Fresh agents of ``config`` drawn in one compiled program (``jax_impl.trainer.compiled_init``)."""
+    dtype = resolve_dtype(config.train.dtype)
+    return compiled_init(lambda rngs: RL2Agent(config, dtype, rngs=rngs))
 
 
 def _abstract_split(config: RunConfig):

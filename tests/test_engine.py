@@ -150,3 +150,38 @@ def test_bad_arguments_say_what_to_do(monkeypatch):
         train_members(small_config(), [1], strategy="map", progress=False)
     with pytest.raises(ValueError, match="compile=True is available with the 'loop' strategy only"):
         TorchEngine(small_config(), "vmap", compile=True).train([1], progress=False)
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("family", ["meta_learner", "rl2"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_engine_draws_many_members_as_each_run_alone(family, cell, dtype, monkeypatch):
+    """From COMPILED_INIT_FROM members on (lowered to 8 here), the engine draws their initial weights in one compiled
+    program (``init_many``); every member's weights are bit for bit those of a run with its seed (built eagerly)."""
+    import jax_impl.trainer
+    from jax_impl.engine import Engine
+
+    monkeypatch.setattr(jax_impl.trainer, "COMPILED_INIT_FROM", 8)
+    config = small_config(dtype, cell=cell)
+    if family == "rl2":
+        from cogmeta.config import RLConfig
+        from cogmeta.tasks.bandit import BernoulliBanditTask
+
+        config = dataclasses.replace(config, task=BernoulliBanditTask(horizon=5), rl=RLConfig(),
+                                     model=dataclasses.replace(config.model, family="rl2"))
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, num_layers=2))
+    engine = Engine(config, "vmap")
+    eager = engine.objective.init
+    built = []
+    monkeypatch.setattr(engine.objective, "init", lambda seed: built.append(seed) or eager(seed))
+    seeds = [2 * s + 1 for s in range(9)]
+    params, _ = engine.init(seeds)
+    assert built == [], "9 members >= 8: the compiled draw, not one module at a time"
+    for index in (0, 1, len(seeds) - 1):
+        alone = eager(seeds[index])
+        for stacked, single in zip(jax.tree.leaves(params), jax.tree.leaves(alone), strict=True):
+            assert np.asarray(stacked).dtype == np.asarray(single).dtype
+            np.testing.assert_array_equal(np.asarray(stacked)[index], np.asarray(single))
+    first = np.asarray(jax.tree.leaves(params)[0])
+    assert not np.array_equal(first[0], first[1]), "members must draw their own weights"

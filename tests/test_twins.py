@@ -61,13 +61,15 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                                        "CUDA-graph step, static_step.py); JAX has no in-place state",
                    "stack_outputs": "PyTorch reads each step's values back and stacks them on the host; JAX's "
                                     "lax.scan stacks them",
+                   "COMPILED_INIT_FROM": "JAX draws many runs' initial weights in one compiled vmap (Flax builds "
+                                         "modules eagerly at 4-5 ms each); PyTorch's modules build in a fraction of that",
+                   "compiled_init": "as COMPILED_INIT_FROM", "init_runs": "as COMPILED_INIT_FROM",
                    "stack_on_host": "JAX: numpy stacks S pytrees without compiling the concatenation that jnp.stack "
                                     "compiles for every new S; torch.stack compiles nothing"},
     "backend.py": {"CudaGraphTrainer": "PyTorch only: the one trainer with its step captured in a CUDA graph "
                                        "(static_step.py); JAX compiles whole chunks of steps already"},
     "amortized.py": {"COMPILED_INIT_FROM": "JAX draws a large population's initial weights in one compiled vmap "
-                                           "(Flax builds modules eagerly at ~5 ms each); PyTorch builds one stacked "
-                                           "model"},
+                                           "(jax_impl.trainer.init_runs); PyTorch builds one stacked model"},
     "seq2seq.py": {"to_tensors": "numpy episode -> torch tensors", "to_arrays": "numpy episode -> jax arrays",
                    "Embedding": "an embedding holding torch's layout (flax's nnx.Embed differs)",
                    "dropout_masks": "JAX draws dropout masks functionally from a key"},

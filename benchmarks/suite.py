@@ -125,20 +125,18 @@ class JaxPoint:
         self.engine.devices = self.engine.resolve_devices(members)
         self.chunk = self.engine.chunk
         self.members = 1 if strategy in ("loop", "split") else members  # members per timed call
-        params, opt_state = self.engine.init(range(members))
-        if strategy == "split":
-            from jax_impl.distributed import DataParallelTrainer, data_parallel_loss_and_grad
-            from jax_impl.trainer import make_run_steps
+        if strategy == "split":  # the data-parallel trainer's own program (its chunk is config.jax.steps_per_call)
+            from jax_impl.distributed import DataParallelTrainer
 
             trainer = DataParallelTrainer(config, devices=devices, objective=type(self.engine.objective))
-            function = make_run_steps(trainer.objective, self.chunk, trainer.member,
-                                      data_parallel_loss_and_grad(trainer.objective, trainer.mesh))
-            self.args = (trainer.params, trainer.opt_state, jnp.asarray(0), jnp.asarray(self.chunk))
+            function = trainer.program
+            self.args = (trainer.params, trainer.opt_state, jnp.asarray(0), jnp.asarray(trainer.chunk_size))
         elif strategy == "loop":  # the single-run program; S sequential runs take S of its calls
-            params, opt_state = jax.tree.map(lambda x: x[0], (params, opt_state))
+            params, opt_state = jax.tree.map(lambda x: x[0], self.engine.init(range(members)))
             function = self.engine._member
             self.args = (params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk), self.engine.objective.member(0))
         else:
+            params, opt_state = self.engine.init(range(members))
             function = self.engine._program(strategy) if devices > 1 else self.engine.run_members
             self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32),
                          stack_members([self.engine.objective.member(s) for s in range(members)]))

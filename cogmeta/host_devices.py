@@ -6,7 +6,8 @@ intra-op thread does not help at these sizes; docs/performance.md). JAX can inst
 (``JAX_NUM_CPU_DEVICES``), each executing its part of a sharded program on its own thread. The sweep
 engine (``jax_impl.engine.Engine``) splits its members over every local device, so with one device per
 core, S members train in one compiled program on all cores (2.0-2.6x on the 2-core VM for 16 members,
-docs/performance.md). A single run uses the first device only and is unchanged.
+docs/performance.md). A single run splits its batch over them when each gets enough tasks
+(``jax_impl.launch.auto_devices``).
 
 The ``cogmeta`` command sets ``JAX_NUM_CPU_DEVICES`` to the number of CPUs the process may use
 (``os.sched_getaffinity``) before JAX is imported, through JAX's own environment variable, so library code

@@ -186,9 +186,10 @@ def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -
     ``mesh`` (the ``loss_and_grad`` of ``jax_impl.trainer.make_train_step``).
 
     Each device evaluates ``objective.loss`` and its gradient on its ``B / devices`` tasks (every leaf cut along
-    its task axis, ``objective.batch_axes``); ``pmean`` (one all-reduce) turns loss, aux and gradient into the
-    global mean, replicated (``P()``) on every device (one flat buffer: one collective per step). The objective's loss and aux must be means over the task
-    axis (the tutorial's NLL and RL²'s A2C loss are), so that equal shards average to the single-device values.
+    its task axis, ``objective.batch_axes``); ``pmean`` of one flat buffer (one collective per step) turns loss,
+    aux and gradient into the global mean, replicated (``P()``) on every device. The objective's loss and aux
+    must be means over the task axis (the tutorial's NLL and RL²'s A2C loss are), so that equal shards average
+    to the single-device values.
     """
     local_loss_and_grad = jax.value_and_grad(objective.loss, has_aux=True)
 
@@ -201,7 +202,7 @@ def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -
     specs = task_specs(objective.batch_axes, axis)
     # check_vma=False: the recurrent scan starts from a zero (device-invariant) state and produces
     # per-device values, which the varying-axis type check rejects. With it off, the gradient is
-    # taken per device (no collective is differentiated) and averaged explicitly, as DDP does.
+    # taken per device (no collective is differentiated) and averaged explicitly, as the PyTorch twin does.
     per_device = jax.shard_map(average, mesh=mesh, in_specs=(P(), specs, P(), P()), out_specs=(P(), P()),
                                check_vma=False)
     split = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda x: isinstance(x, P))
@@ -244,10 +245,11 @@ class DataParallelTrainer(Trainer):
         replicated = NamedSharding(self.mesh, P())
         self.params, self.opt_state = place((self.params, self.opt_state), replicated)
         loss_and_grad = data_parallel_loss_and_grad(self.objective, self.mesh)
-        compiled = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad)
+        #: the jitted ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])`` of a call
+        self.program = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad)
 
         def run(params, opt_state, start, count):
-            params, opt_state, outputs = compiled(params, opt_state, start, count)
+            params, opt_state, outputs = self.program(params, opt_state, start, count)
             return params, opt_state, local(outputs)
 
         self._run = run

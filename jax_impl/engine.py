@@ -62,7 +62,7 @@ from jax_impl.backend import MetaLearnerObjective
 from jax_impl.distributed import SEED_AXIS, seed_mesh
 from jax_impl.numerics import configure
 from jax_impl.optim import init_adam
-from jax_impl.trainer import Objective, StepOutputs, make_member_chunk, stack_members, stack_on_host
+from jax_impl.trainer import Objective, StepOutputs, init_runs, make_member_chunk, stack_members, stack_on_host
 from jax_impl.weights import state_to_canonical
 
 STRATEGIES = ("auto", "vmap", "map", "loop")
@@ -197,7 +197,7 @@ class Engine:
         """Stacked ``(params [S, ...], opt_state [S, ...])``: member s initialised as a run with seed s (in one compiled
         draw for many members when the objective has ``init_many``: ``jax_impl.trainer.init_runs``)."""
         init_many = getattr(self.objective, "init_many", None)
-        params = stack_on_host([self.objective.init(int(seed)) for seed in seeds]) if init_many is None else init_many(seeds)
+        params = init_runs(seeds, self.objective.init) if init_many is None else init_many(seeds)
         return params, jax.vmap(init_adam)(params)
 
     def call(self, params, opt_state, start: int, counts, members, strategy: str | None = None):

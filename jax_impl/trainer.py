@@ -55,6 +55,8 @@ class Objective(Protocol):
         batch_axes: optional; the task axis of each leaf of the batch (an int, or a NamedTuple of ints matching
             the batch), for objectives whose loss and metrics are means over tasks. Declaring it lets the
             data-parallel trainer (``distributed.py``) split a run's batch over devices or processes.
+        init_many: optional; ``seeds -> params [S, ...]``, bit for bit ``init`` of each seed, for objectives that can
+            draw many runs' parameters in one compiled program (:func:`init_runs`); the engine uses it.
     """
 
     train: TrainConfig

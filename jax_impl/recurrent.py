@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_impl.numerics import matmul
-from jax_impl.recurrent_layers import gru_cell, gru_layer, gru_replay, lstm_cell, lstm_layer, lstm_replay, split_gates
+from jax_impl.recurrent_layers import gru_layer, lstm_layer
 
 
 class _Recurrent(nnx.Module):
@@ -72,26 +72,6 @@ class GRU(_Recurrent):
             finals.append(x[-1] if x.shape[0] else state[index])
         return x, jnp.stack(finals)
 
-    def step(self, inputs: jax.Array, state: jax.Array) -> tuple[jax.Array, jax.Array, tuple]:
-        """One step of every layer: ``inputs [B, I]``, ``state [L, B, H]`` -> ``(top layer's h [B, H], new state
-        [L, B, H], record)``; stacked over steps (``lax.scan``), ``record`` is what :meth:`replay` needs."""
-        x, finals, record = inputs, [], []
-        for index in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer(index)
-            x, gates = gru_cell(split_gates(matmul(x, w_ih) + b_ih, 3), state[index], w_hh.T, b_hh)
-            finals.append(x), record.append((x, gates))
-        return x, jnp.stack(finals), tuple(record)
-
-    def replay(self, inputs: jax.Array, state: jax.Array, record: tuple) -> jax.Array:
-        """The top layer's outputs ``[T, B, H]`` over ``inputs [T, B, I]`` from ``state [L, B, H]``, whose steps
-        already ran through :meth:`step` (its ``record``, stacked over T): the recorded outputs, differentiable
-        through the layers' reverse pass (``jax_impl.recurrent_layers.gru_replay``)."""
-        x = inputs
-        for index in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer(index)
-            x = gru_replay(matmul(x, w_ih) + b_ih, state[index], w_hh, b_hh, record[index])
-        return x
-
 
 class LSTM(_Recurrent):
     """Multi-layer LSTM over ``[T, B, I]`` inputs; returns ``([T, B, H] outputs, (h, c))``, each ``[L, B, H]``.
@@ -116,27 +96,6 @@ class LSTM(_Recurrent):
             x, c = lstm_layer(projected, state[0][index], state[1][index], w_hh, b_hh)
             final_h.append(x[-1] if x.shape[0] else state[0][index]), final_c.append(c)
         return x, (jnp.stack(final_h), jnp.stack(final_c))
-
-    def step(self, inputs: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, tuple, tuple]:
-        """One step of every layer: ``inputs [B, I]``, ``(h, c)`` each ``[L, B, H]`` -> ``(top layer's h [B, H],
-        new (h, c), record)``; stacked over steps, ``record`` is what :meth:`replay` needs."""
-        x, hs, cs, record = inputs, [], [], []
-        for index in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer(index)
-            c_previous = state[1][index]
-            x, c, gates = lstm_cell(split_gates(matmul(x, w_ih) + b_ih, 4), state[0][index], c_previous, w_hh.T, b_hh)
-            hs.append(x), cs.append(c), record.append((x, (c_previous, *gates, c)))
-        return x, (jnp.stack(hs), jnp.stack(cs)), tuple(record)
-
-    def replay(self, inputs: jax.Array, state: tuple[jax.Array, jax.Array], record: tuple) -> jax.Array:
-        """The top layer's outputs ``[T, B, H]`` over ``inputs [T, B, I]`` from ``(h, c)``, whose steps already ran
-        through :meth:`step` (its ``record``, stacked over T): the recorded outputs, differentiable through the
-        layers' reverse pass (``jax_impl.recurrent_layers.lstm_replay``)."""
-        x = inputs
-        for index in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer(index)
-            x = lstm_replay(matmul(x, w_ih) + b_ih, state[0][index], state[1][index], w_hh, b_hh, record[index])
-        return x
 
 
 CORES = {"gru": GRU, "lstm": LSTM}

@@ -24,9 +24,8 @@ samples; their probability enters the loss only through ``log pi_t(a_t)``, the R
 baseline V_t in the advantage (the critic is trained by the value term only). The returns G are functions of
 sampled rewards and carry no gradient by construction; the inputs x_t likewise (actions and rewards are data).
 
-The n trials run as one ``lax.scan`` (jit- and grad-traceable) without gradients, recording the core's gates
-(``core.step``); the logits and values of all trials are then formed at once from the recorded states, whose
-gradient is the core's ``replay`` (the layers' hand-written reverse pass, :func:`rollout`).
+The n trials run as one ``lax.scan`` (jit- and grad-traceable); each step calls the sequence core on a
+sequence of length 1, whose custom-VJP layer (``jax_impl.recurrent_layers``) then differentiates it.
 """
 
 from __future__ import annotations
@@ -111,43 +110,32 @@ def trial_times(horizon: int, dtype) -> jax.Array:
 def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False) -> Rollout:
     """Play the B episodes of ``batch`` (arrays in the agent's dtype), all stepped together.
 
-    The trials run once, forward, as one ``lax.scan`` on the agent with its weights' gradients stopped,
-    recording each trial's input and the core's gates (``core.step``). The logits and values returned are
-    then formed from the recorded hidden states of all trials at once, and differentiate through the core's
-    ``replay`` (the layers' hand-written reverse pass, ``jax_impl.recurrent_layers.gru_replay``): the weight
-    gradients come out as single contractions over all n x B trials instead of being formed trial by trial
-    inside the reverse loop of the scan. The maths is autodiff's of the trial loop (tested against it);
-    only the order of float additions differs. ``greedy``: a_t = argmax logits_t (the first index on ties)
-    instead of a draw with ``batch.action_uniform[t]``.
+    One ``lax.scan`` over the n trials (jit-traceable). ``greedy``: a_t = argmax logits_t (the first index
+    on ties) instead of a draw with ``batch.action_uniform[t]``.
     """
     horizon, size, arms = batch.reward_uniform.shape
     dtype = batch.reward_uniform.dtype
     times = trial_times(horizon, dtype)
     next_times = jnp.concatenate([times[1:], jnp.zeros((1,), dtype)])  # the time input of trial t + 1
-    graphdef, params = nnx.split(agent)
-    # the draw and the recorded steps are data: the gradient enters through replay (and log pi_t(a_t) in a2c_loss)
-    frozen = nnx.merge(graphdef, lax.stop_gradient(params))
 
     def trial(carry, scanned):
         state, inputs = carry
         t, next_time, uniform = scanned
-        hidden, state, record = frozen.core.step(inputs, state)
-        logits = frozen.policy(hidden)
+        logits, values, state = agent(inputs, state)
         if greedy:
-            actions = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            actions = jnp.argmax(lax.stop_gradient(logits), axis=-1).astype(jnp.int32)
         else:
-            actions = sample_action(jax.nn.softmax(logits, axis=-1), uniform)
+            # sg(pi_t): the draw is data; the policy's gradient enters through log pi_t(a_t) in a2c_loss
+            actions = sample_action(jax.nn.softmax(lax.stop_gradient(logits), axis=-1), uniform)
         rewards = step(batch, t, actions, validate=False)  # traced: nothing to check
         time = jnp.broadcast_to(next_time, (size, 1))
-        following = jnp.concatenate([jax.nn.one_hot(actions, arms, dtype=dtype), rewards[:, None], time], axis=-1)
-        return (state, following), (inputs, actions, rewards, record)
+        inputs = jnp.concatenate([jax.nn.one_hot(actions, arms, dtype=dtype), rewards[:, None], time], axis=-1)
+        return (state, inputs), (actions, rewards, logits, values)
 
-    initial = agent.initial_state(size, dtype)
-    start = (initial, jnp.zeros((size, arms + 2), dtype))  # t = 0: no action or reward yet
-    _, (inputs, actions, rewards, record) = lax.scan(
+    start = (agent.initial_state(size, dtype), jnp.zeros((size, arms + 2), dtype))  # t = 0: no action or reward yet
+    _, (actions, rewards, logits, values) = lax.scan(
         trial, start, (jnp.arange(horizon, dtype=jnp.int32), next_times, batch.action_uniform))
-    hidden = agent.core.replay(inputs, initial, record)  # [n, B, H]: the recorded states, differentiable
-    return Rollout(actions, rewards, agent.policy(hidden), agent.value(hidden)[..., 0])
+    return Rollout(actions, rewards, logits, values)
 
 
 def discounted_returns(rewards: jax.Array, discount: float) -> jax.Array:

@@ -261,6 +261,13 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
         print(f"time to quality: held-out mean KL {result.until_kl_value:.6f} < {target:g} nats at step "
               f"{result.until_kl_step}, after {result.until_kl_seconds:.2f} s of training and {at_target:.2f} s of "
               f"wall time since the process started ({backend}; run folder written by {process_seconds:.2f} s)")
+        if result.until_kl_parts is not None:
+            parts = result.until_kl_parts
+            rest = result.until_kl_seconds - sum(parts.values())
+            print(f"  of the {result.until_kl_seconds:.2f} s: first training call {parts['first_call']:.2f} s "
+                  f"({'tracing and compiling or loading its program included' if backend == 'jax' else 'warm-up included'}), "
+                  f"later calls {parts['later_calls']:.2f} s, held-out checks {parts['checks']:.2f} s, "
+                  f"logging and checkpoints {max(rest, 0.0):.2f} s")
     elif target is not None:
         print(f"time to quality: the held-out mean KL never fell below {target:g} nats in {result.steps} steps "
               f"(checked every {config.train.until_kl_every}); train longer (--steps, or --resume RUN --steps N) "

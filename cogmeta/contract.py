@@ -216,6 +216,10 @@ class TrainResult:
     until_kl_step: int | None = None
     until_kl_seconds: float | None = None
     until_kl_value: float | None = None
+    #: Where those seconds went: ``{"first_call": s, "later_calls": s, "checks": s}``, the first training call
+    #: (in JAX it traces, lowers and compiles or loads its program), the later calls and the held-out checks
+    #: (the rest is logging and checkpoints).
+    until_kl_parts: dict[str, float] | None = None
 
 
 class NonFiniteLossError(RuntimeError):

@@ -129,6 +129,8 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     total = config.train.steps
     target, check_every = config.train.until_kl, config.train.until_kl_every
     reached: tuple[int, float, float] | None = None  # (step, training seconds, KL) of the first check below target
+    # where the seconds to the target go (printed with it): the first call compiles in JAX
+    parts = {"first_call": 0.0, "later_calls": 0.0, "checks": 0.0}
     logger = _WindowLogger(config.train.log_every, start)
     began = time.perf_counter()
     bar = progress_bar(progress and writer, total, f"train ({backend})", initial=start)
@@ -137,7 +139,9 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
         next_eval = (start // config.train.eval_every + 1) * config.train.eval_every
         next_check = (start // check_every + 1) * check_every if target is not None else math.inf
         if (start == 0 and writer) or target is not None:
+            timed = time.perf_counter()
             kl = held_out(trainer)
+            parts["checks"] += time.perf_counter() - timed
             if start == 0 and writer:
                 log.append([(0, metric, kl)])
             if target is not None and kl < target:
@@ -148,7 +152,9 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
             # call always scans steps_per_call steps and masks the rest, so keep those multiples of it.)
             count = int(min(trainer.chunk_size, total - before, next_eval - before, next_checkpoint - before,
                             next_check - before))
+            timed = time.perf_counter()
             metrics = trainer.run(count)
+            parts["first_call" if before == start else "later_calls"] += time.perf_counter() - timed
             finite = np.isfinite(metrics.loss) & np.isfinite(metrics.grad_norm)
             done = int(np.argmin(finite)) if not finite.all() else len(metrics.loss)
             log.append(logger.add(metrics, done))
@@ -169,7 +175,9 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
             check = trainer.step >= next_check
             if evaluate or check:
                 # Every rank checks (the held-out set is fixed, the model replicated) so that all stop together.
+                timed = time.perf_counter()
                 kl = held_out(trainer) if (check or writer) else math.nan
+                parts["checks"] += time.perf_counter() - timed
                 if check:
                     next_check = (trainer.step // check_every + 1) * check_every
                     if kl < target:
@@ -199,6 +207,7 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     result = TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer)
     if reached is not None:
         result.until_kl_step, result.until_kl_seconds, result.until_kl_value = reached
+        result.until_kl_parts = parts
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 
 import numpy as np
@@ -163,6 +164,15 @@ def test_a_real_run_stops_early_and_is_complete(tmp_path, capsys, backend):
     assert "time to quality: held-out mean KL" in out and "< 0.05 nats at step" in out, out
     step = int(out.split(" nats at step ")[1].split(",")[0])
     assert 0 < step < 3000 and step % 20 == 0
+    # the breakdown of the training seconds: its parts are positive and add up to no more than the total
+    seconds = float(out.split(" s of training")[0].split("after ")[-1])
+    breakdown = re.search(r"of the ([\d.]+) s: first training call ([\d.]+) s .*later calls ([\d.]+) s, held-out "
+                          r"checks ([\d.]+) s, logging and checkpoints ([\d.]+) s", out)
+    assert breakdown is not None, out
+    total, first, later, checks, rest = (float(value) for value in breakdown.groups())
+    # (printed to 0.01 s: a tiny model's checks may round to 0)
+    assert total == seconds and first > 0 and min(later, checks, rest) >= 0
+    assert abs(first + later + checks + rest - total) <= 0.02, out
     config = RunConfig.load(run / "config.json")
     assert config.train.until_kl == 0.05
     if backend == "jax":

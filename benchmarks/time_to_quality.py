@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = re.compile(r"at step (?P<step>\d+), after (?P<training>[\d.]+) s of training and (?P<start>[\d.]+) s of wall time")
 #: the line after it: where the training seconds went (``cogmeta.cli``)
-PARTS = re.compile(r"first training call (?P<first>[\d.]+) s .*later calls (?P<later>[\d.]+) s, held-out checks "
+PARTS = re.compile(r"first training call (?P<first>[\d.]+) s.*later calls (?P<later>[\d.]+) s, held-out checks "
                    r"(?P<checks>[\d.]+) s")
 CONFIGURATIONS = ("torch", "jax cold", "jax warm")
 COLUMNS = ("configuration", "round", "step", "training_s", "first_call_s", "later_calls_s", "checks_s",

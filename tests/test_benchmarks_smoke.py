@@ -78,8 +78,8 @@ def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
     ratio computed from its own pair (the baseline JAX over the baseline PyTorch)."""
     module = _load("time_to_quality")
     names = ("torch", "jax (warm cache)", "torch (baseline)", "jax (baseline)")
-    table = [{"configuration": name, "runs": 3, "step": 300, "training_s": t, "first_call_s": t / 2, "later_calls_s": t / 4,
-              "checks_s": t / 8, "start_to_target_s": 2 * t, "process_s": 4 * t}
+    table = [{"configuration": name, "runs": 3, "step": 300, "training_s": t, "first_call_s": t / 2,
+              "later_calls_s": t / 4, "checks_s": t / 8, "start_to_target_s": 2 * t, "process_s": 4 * t}
              for name, t in zip(names, (2.0, 1.0, 4.0, 3.0))]
     lines = module.markdown(table, _Args(), "env").splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| configuration"))

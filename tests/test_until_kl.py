@@ -166,7 +166,7 @@ def test_a_real_run_stops_early_and_is_complete(tmp_path, capsys, backend):
     assert 0 < step < 3000 and step % 20 == 0
     # the breakdown of the training seconds: its parts are positive and add up to no more than the total
     seconds = float(out.split(" s of training")[0].split("after ")[-1])
-    breakdown = re.search(r"of the ([\d.]+) s: first training call ([\d.]+) s .*later calls ([\d.]+) s, held-out "
+    breakdown = re.search(r"of the ([\d.]+) s: first training call ([\d.]+) s.*later calls ([\d.]+) s, held-out "
                           r"checks ([\d.]+) s, logging and checkpoints ([\d.]+) s", out)
     assert breakdown is not None, out
     total, first, later, checks, rest = (float(value) for value in breakdown.groups())

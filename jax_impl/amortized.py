@@ -194,7 +194,8 @@ class AmortizedObjective:
         compilation, so the studies' populations of 260 and 400 gain even on a first run)."""
         for seed in seeds:
             self.index(seed)
-        compiled = None if self.weights is not None else (lambda: _compiled_init(self.hidden, self.train.dtype))
+        compiled = None if self.weights is not None else (
+            lambda: compiled_init(AmortizedPosterior, self.hidden, dtype=self._dtype()))
         return init_runs(seeds, self.init, compiled, COMPILED_INIT_FROM)
 
     def member(self, seed: int, learning_rate: float | None = None) -> dict:
@@ -288,12 +289,6 @@ def predict_log_odds(weights: Mapping[str, np.ndarray], inputs: np.ndarray, dtyp
         in_x = None if np.ndim(inputs) == 2 else 0
         forward = jax.vmap(lambda p, x: model_log_odds(nnx.merge(graphdef, p)(x)), in_axes=(0, in_x))
         return np.asarray(jax.jit(forward)(params, jnp.asarray(inputs, dt))).astype(np.float64)
-
-
-@functools.lru_cache(maxsize=8)
-def _compiled_init(hidden: int, dtype: str):
-    """Fresh participants of ``hidden`` units drawn in one compiled program (``jax_impl.trainer.compiled_init``)."""
-    return compiled_init(lambda rngs: AmortizedPosterior(hidden, rngs=rngs, dtype=resolve_dtype(dtype)))
 
 
 @functools.lru_cache(maxsize=8)

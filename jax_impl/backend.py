@@ -18,7 +18,13 @@ from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.samplers import model_inputs, sample_batch, step_key
-from jax_impl.trainer import FRAMEWORK, Trainer, compiled_init, default_member, init_runs  # noqa: F401  (FRAMEWORK: the Backend contract)
+from jax_impl.trainer import (  # noqa: F401  (FRAMEWORK: the Backend contract)
+    FRAMEWORK,
+    Trainer,
+    compiled_init,
+    default_member,
+    init_runs,
+)
 from jax_impl.weights import abstract_split, canonical_to_state, model_to_canonical
 
 
@@ -56,7 +62,7 @@ class MetaLearnerObjective:
     def init_many(self, seeds) -> nnx.State:
         """Runs ``seeds``' initial parameters stacked ``[S, ...]``, bit for bit :meth:`init` of each (one compiled
         draw for many: ``jax_impl.trainer.init_runs``)."""
-        return init_runs(seeds, self.init, lambda: _compiled_init(self.config))
+        return init_runs(seeds, self.init, lambda: compiled_init(MetaLearner, self.config, self.dtype))
 
     def member(self, seed: int, learning_rate: float | None = None) -> dict:
         return default_member(self.train, seed, learning_rate)
@@ -87,13 +93,6 @@ def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: 
     params = canonical_to_state(template, weights)
     observations = jnp.asarray(np.asarray(observations), dtype=resolve_dtype(config.train.dtype))
     return predictive_params(config.task.family, _compiled_forward(config)(params, observations))
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_init(config: RunConfig):
-    """Fresh models of ``config`` drawn in one compiled program (``jax_impl.trainer.compiled_init``)."""
-    dtype = resolve_dtype(config.train.dtype)
-    return compiled_init(lambda rngs: MetaLearner(config, dtype, rngs=rngs))
 
 
 def _abstract_split(config: RunConfig):

@@ -221,7 +221,7 @@ class RL2Objective:
     def init_many(self, seeds) -> nnx.State:
         """Runs ``seeds``' initial parameters stacked ``[S, ...]``, bit for bit :meth:`init` of each (one compiled
         draw for many: ``jax_impl.trainer.init_runs``)."""
-        return init_runs(seeds, self.init, lambda: _compiled_init(self.config))
+        return init_runs(seeds, self.init, lambda: compiled_init(RL2Agent, self.config, self.dtype))
 
     def member(self, seed: int, learning_rate: float | None = None) -> dict:
         return default_member(self.train, seed, learning_rate)
@@ -271,13 +271,6 @@ def play(config: RunConfig, weights: Mapping[str, np.ndarray], batch: BanditBatc
 def _graphdef(config: RunConfig):
     """The agent's structure (no weights drawn); ``loss`` merges it with the parameters."""
     return _abstract_split(config)[0]
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_init(config: RunConfig):
-    """Fresh agents of ``config`` drawn in one compiled program (``jax_impl.trainer.compiled_init``)."""
-    dtype = resolve_dtype(config.train.dtype)
-    return compiled_init(lambda rngs: RL2Agent(config, dtype, rngs=rngs))
 
 
 def _abstract_split(config: RunConfig):

@@ -19,6 +19,7 @@ Builders return pure functions of ``(params, opt_state, ...)``; :func:`make_memb
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import jax
@@ -279,11 +280,14 @@ def stack_on_host(trees: Sequence):
 COMPILED_INIT_FROM = 512
 
 
-def compiled_init(build: Callable[[nnx.Rngs], nnx.Module]) -> Callable:
-    """``seeds [S] (int32) -> params [S, ...]``: the parameters of ``build(nnx.Rngs(jax.random.key(seed)))`` for every
-    seed in one jitted ``vmap``. The same key as ``nnx.Rngs(seed)``, hence the same draws as building each module
-    eagerly (tested bit for bit for the tutorial model, RL²'s agent and learning to infer's participant)."""
-    return jax.jit(jax.vmap(lambda seed: nnx.split(build(nnx.Rngs(jax.random.key(seed))))[1]))
+@functools.lru_cache(maxsize=32)
+def compiled_init(module: type[nnx.Module], *args, **kwargs) -> Callable:
+    """``seeds [S] (int32) -> params [S, ...]``: the parameters of ``module(*args, rngs=nnx.Rngs(jax.random.key(seed)),
+    **kwargs)`` for every seed in one jitted ``vmap``, one program per module and (hashable) arguments. The same key
+    as ``nnx.Rngs(seed)``, hence the same draws as building each module eagerly (tested bit for bit for the tutorial
+    model, RL²'s agent and learning to infer's participant)."""
+    build = lambda seed: module(*args, rngs=nnx.Rngs(jax.random.key(seed)), **kwargs)  # noqa: E731
+    return jax.jit(jax.vmap(lambda seed: nnx.split(build(seed))[1]))
 
 
 def init_runs(seeds: Sequence[int], init: Callable[[int], Any], compiled: Callable[[], Callable] | None = None,

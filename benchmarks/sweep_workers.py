@@ -13,6 +13,9 @@ use the cores, each against the same backend on one core (``--workers 1``; JAX w
 - ``2 devices`` (JAX): one process whose engine splits the members over one host device per CPU, what
   ``cogmeta sweep`` does by default (``cogmeta.host_devices``, ``jax_impl.engine``).
 
+``--baseline PATH`` adds the same configurations run from another checkout (``git worktree add PATH REV``) as
+``torch (baseline)`` and ``jax (baseline)``, in the same rounds, for before/after figures from one run.
+
 The configurations take turns, one run of each per round, so that a change in load falls on all of them;
 JAX runs read a compilation cache that an untimed run of each configuration filled first (the
 steady state of a machine that has run the command before; ``cogmeta.compilation_cache``).
@@ -42,7 +45,9 @@ CONFIGURATIONS = (("torch", "1 process", 1, 1), ("torch", "2 processes", 2, 1), 
 
 
 def run_once(backend: str, workers: int, devices: int, scratch: Path, cache: Path, args) -> float:
-    """Seconds of one whole ``cogmeta sweep`` process."""
+    """Seconds of one whole ``cogmeta sweep`` process; a ``(baseline)`` backend runs in ``args.baseline``."""
+    checkout = args.baseline if backend.endswith("(baseline)") else ROOT
+    backend = backend.split(" ")[0]
     environ = {key: value for key, value in os.environ.items() if not key.startswith(("JAX_", "XLA_"))}
     environ["COGMETA_JAX_CACHE"] = str(cache)
     environ["JAX_NUM_CPU_DEVICES"] = str(devices)
@@ -51,7 +56,7 @@ def run_once(backend: str, workers: int, devices: int, scratch: Path, cache: Pat
                "--seeds", str(args.seeds), "--steps", str(args.steps), "--workers", str(workers),
                "--eval-tasks", "200", "--no-progress", "--out", str(out)]
     began = time.perf_counter()
-    done = subprocess.run(command, env=environ, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(command, env=environ, capture_output=True, text=True, cwd=checkout)
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: exit code {done.returncode}\n{done.stderr[-3000:]}")
@@ -65,18 +70,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds")
     parser.add_argument("--backends", default="torch,jax")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="PATH",
+                        help="another checkout whose same configurations run in the same rounds (before/after)")
     args = parser.parse_args(argv)
     cpus = len(os.sched_getaffinity(0))
     if cpus < 2:
         parser.error(f"this process may use {cpus} CPU; the comparison needs 2")
     backends = args.backends.split(",")
-    configurations = [c for c in CONFIGURATIONS if c[0] in backends]
+    if args.baseline is not None:
+        if not (args.baseline / "cogmeta" / "__main__.py").is_file():
+            parser.error(f"--baseline {args.baseline}: not a cogmeta checkout (no cogmeta/__main__.py there)")
+        backends = [name for backend in backends for name in (backend, f"{backend} (baseline)")]
+    configurations = [(backend, *c[1:]) for backend in backends for c in CONFIGURATIONS
+                      if c[0] == backend.split(" ")[0]]
     rows = []
     with tempfile.TemporaryDirectory(prefix="cogmeta-sweep-workers-") as scratch_name:
         scratch = Path(scratch_name)
         cache = scratch / "jax-cache"
         for backend, _, workers, devices in configurations:
-            if backend == "jax":
+            if backend.startswith("jax"):
                 run_once(backend, workers, devices, scratch, cache, args)  # fills the compilation cache, untimed
         for index in range(args.repeats):
             for backend, cores, workers, devices in configurations:
@@ -85,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                        "member_updates_per_s": round(args.seeds * args.steps / seconds, 1)}
                 print(", ".join(f"{key} {row[key]}" for key in COLUMNS), flush=True)
                 rows.append(row)
+    note = (["`(baseline)`: the same command from the checkout given by `--baseline`.", ""]
+            if args.baseline is not None else [])
     lines = [f"# `cogmeta sweep --task gaussian --seeds {args.seeds} --steps {args.steps}` on one core and on two (CPU)", "",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpus} CPUs; load average "
              f"{os.getloadavg()[0]:.2f} at the end; whole processes, medians of {args.repeats} rounds; "
-             f"`python benchmarks/sweep_workers.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             f"`python benchmarks/sweep_workers.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "", *note,
              "| backend | cores used as | seconds | member-updates/s | gain over one core (same rounds) |",
              "|---|---|---|---|---|"]
     for backend in backends:

@@ -117,6 +117,34 @@ def test_torch_vmap_members_equal_single_runs_float64(cell):
             np.testing.assert_allclose(run.weights[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("family", ["meta_learner", "rl2"])
+def test_torch_auto_times_both_strategies_on_copies_and_trains_as_the_chosen_one(family):
+    """``auto`` with several members times ``loop`` and ``vmap`` on copies and keeps the faster; the members then
+    train bit for bit as with that strategy asked for by name (the calibration advanced no model and no stream)."""
+    from torch_impl.engine import Engine
+
+    config = small_config()
+    if family == "rl2":
+        from cogmeta.config import RLConfig
+        from cogmeta.tasks.bandit import BernoulliBanditTask
+
+        config = dataclasses.replace(config, task=BernoulliBanditTask(horizon=5), rl=RLConfig(),
+                                     model=dataclasses.replace(config.model, family="rl2"))
+    engine = Engine(config, "auto")
+    runs = engine.train(SEEDS, RATES, progress=False)
+    assert set(engine.calibration) == {"loop", "vmap"} and all(t > 0 for t in engine.calibration.values())
+    assert engine.strategy == min(engine.calibration, key=engine.calibration.get)
+    named = Engine(config, engine.strategy).train(SEEDS, RATES, progress=False)
+    for run, reference in zip(runs, named, strict=True):
+        assert run.steps == reference.steps == config.train.steps
+        np.testing.assert_array_equal(run.metrics.loss, reference.metrics.loss)
+        for name, value in reference.weights.items():
+            np.testing.assert_array_equal(run.weights[name], value, err_msg=name)
+    one = Engine(config, "auto")
+    one.train(SEEDS[:1], RATES[:1], progress=False)
+    assert one.strategy == "loop" and one.calibration == {}, "one member: the plain trainer, nothing to time"
+
+
 def test_torch_vmap_member_stops_on_nonfinite_loss_like_a_single_run():
     from torch_impl.engine import train_members
 

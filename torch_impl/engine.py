@@ -8,12 +8,19 @@ batches of ``step_generator(seeds[s], k)``), in PyTorch's best CPU configuration
   ``torch_impl.optim`` per member, the members trained one after the other with the library's ``train_step``, at
   ``config.torch.threads`` intra-op threads (1 is fastest for these small models on a 2-core machine).
   ``nn.GRU`` runs the whole sequence in one MKL-DNN kernel.
-- ``vmap`` (``auto`` for several members): ``torch.func.stack_module_state`` + ``torch.func.vmap(grad)``
+- ``vmap``: ``torch.func.stack_module_state`` + ``torch.func.vmap(grad)``
   over the member axis, and the same ``torch_impl.optim`` clipping and Adam ``vmap``-ed over the stacked
   ``[S, ...]`` tensors, with one learning rate, step count and non-finite guard per member (torch.optim
   has one learning rate per parameter group, not one per member; functorch#782). For 16 GRU-64 members
-  it measured 2.6-2.9x the member-updates/s of ``loop`` on CPU (benchmarks/results/suite-cpu.md): one
-  Python step drives all members, and eager per-op overhead dominates at these sizes.
+  at batch 32 it measured 2.6-2.9x the member-updates/s of ``loop`` on CPU (benchmarks/results/suite-cpu.md):
+  one Python step drives all members, and eager per-op overhead dominates at these sizes.
+
+``auto`` trains one member with ``loop``; for several it *measures*, as ``jax_impl.engine`` does: each strategy
+trains copies of the members for :data:`CALIBRATION_STEPS` steps (after one untimed step) and the fastest is kept
+(:attr:`Engine.calibration`); the copies are dropped, so the members' training is the same under either. Which
+one wins depends on the sizes: at the README's batch of 128 tasks ``nn.GRU``'s fused kernel amortises the
+per-op overhead that ``vmap`` shares, and ``loop`` won for 4 GRU-64 members (354 against 301 member-updates/s,
+AMD VM, 2026-12-07), which is what each of two sweep worker processes trains (docs/performance.md).
 
 ``Engine(config, strategy, compile=True)`` (opt-in, ``loop`` only) wraps each model in ``torch.compile``: its compile time is
 tens of seconds for RNN models and ``nn.GRU`` graph-breaks (pytorch#91439), so it is never the default.
@@ -23,7 +30,9 @@ This engine trains on the CPU. One run on CUDA, with its step captured in a CUDA
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -47,11 +56,15 @@ from torch_impl.trainer import Objective, make_train_step, stack_members, stack_
 from torch_impl.weights import model_to_canonical
 
 STRATEGIES = ("auto", "loop", "vmap")
+#: Steps of the timed calls with which ``auto`` compares the strategies (``jax_impl.engine`` times as many): the
+#: per-step cost that decides is visible in a few steps, and a short sweep should not pay more than a second for it.
+CALIBRATION_STEPS = 20
 
 
 def choose_strategy(strategy: str, members: int = 2) -> str:
-    """Resolve ``auto``: ``loop`` for one member (the plain trainer), ``vmap`` for several (``Engine`` asks for
-    ``loop`` whatever was requested when the objective says ``vmappable = False``)."""
+    """Resolve ``auto`` without measuring: ``loop`` for one member (the plain trainer), ``vmap`` for several
+    (``Engine`` measures instead when there are several members, and asks for ``loop`` whatever was requested
+    when the objective says ``vmappable = False``)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown seed strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if strategy != "auto":
@@ -100,6 +113,7 @@ class Engine:
         self.requested = strategy
         self.strategy = choose_strategy(strategy)
         self.compile = compile
+        self.calibration: dict[str, float] = {}  # seconds per step of each strategy tried by ``auto``
 
     def train(self, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,
               progress: bool = True, members: Sequence[dict] | None = None, models: Sequence | None = None,
@@ -127,23 +141,47 @@ class Engine:
         self.strategy = choose_strategy(self.requested if vmappable else "loop", len(seeds))
         if self.compile and self.strategy != "loop":
             raise ValueError("compile=True is available with the 'loop' strategy only")
+        if self.requested == "auto" and vmappable and len(seeds) > 1 and not self.compile and self._vmap_applies():
+            self.calibrate(models, members)
         bar = progress_bar(progress, train.steps * (len(seeds) if self.strategy == "loop" else 1),
                            f"{label} (torch, {len(seeds)} members, {self.strategy})")
         try:
-            if self.strategy == "loop":
-                return [self._train_one(model, member, bar) for model, member in zip(models, members)]
-            return self._train_vmapped(models, members, bar)
+            return self._train(self.strategy, models, members, bar)
         finally:
             if bar is not None:
                 bar.close()
 
-    def _train_one(self, model, member: dict, bar) -> MemberRun:
+    def calibrate(self, models: Sequence, members: Sequence[dict]) -> str:
+        """Time :data:`CALIBRATION_STEPS` steps of ``loop`` and ``vmap`` on copies of the members (after one untimed
+        step each) and keep and return the faster; the members' models are not advanced."""
+        steps = min(self.train_config.steps, CALIBRATION_STEPS)
+        for strategy in ("loop", "vmap"):
+            self._train(strategy, [copy.deepcopy(model) for model in models], members, None, 1)
+            copies = [copy.deepcopy(model) for model in models]
+            began = time.perf_counter()
+            self._train(strategy, copies, members, None, steps)
+            self.calibration[strategy] = (time.perf_counter() - began) / steps
+        self.strategy = min(self.calibration, key=self.calibration.get)
+        return self.strategy
+
+    def _vmap_applies(self) -> bool:
+        train = self.train_config
+        return train.optimizer == "adam" and train.clip_norm is not None
+
+    def _train(self, strategy: str, models: Sequence, members: Sequence[dict], bar, steps: int | None = None):
+        """Every member for ``steps`` steps (default ``train.steps``) with ``strategy``."""
+        steps = self.train_config.steps if steps is None else steps
+        if strategy == "loop":
+            return [self._train_one(model, member, bar, steps) for model, member in zip(models, members)]
+        return self._train_vmapped(list(models), list(members), bar, steps)
+
+    def _train_one(self, model, member: dict, bar, steps: int) -> MemberRun:
         """One member with the one trainer's step (``torch_impl.trainer.make_train_step``)."""
         runner = torch.compile(model) if self.compile else model
         state = init_adam(runner.named_parameters())  # names as the step sees them (compiled: "_orig_mod." + name)
         train_step = make_train_step(self.objective, runner)
         outputs = []
-        for step in range(self.train_config.steps):
+        for step in range(steps):
             outputs.append(train_step(state, self.objective.sample(step, member), step, member))
             if bar is not None:
                 bar.update(1)
@@ -155,7 +193,7 @@ class Engine:
         return MemberRun(member["seed"], member["learning_rate"], model_to_canonical(model), metrics,
                          len(outputs) - int(stopped), stopped)
 
-    def _train_vmapped(self, models: list, members: list[dict], bar) -> list[MemberRun]:
+    def _train_vmapped(self, models: list, members: list[dict], bar, steps: int) -> list[MemberRun]:
         """All members at once: ``vmap(grad)`` over stacked parameters, then ``torch_impl.optim``'s
         ``clip_by_global_norm`` and ``adam_step`` ``vmap``-ed over the members (member s at step k: its own
         gradient norm, learning rate lr_s(k), Adam count and non-finite guard)."""
@@ -181,7 +219,7 @@ class Engine:
         history: dict[str, list] = {"loss": [], "grad_norm": [], "learning_rate": []}
         aux_history: dict[str, list] = {}
         done = np.zeros(count, int)
-        for step in range(train.steps):
+        for step in range(steps):
             batch = tree_map(lambda *parts: torch.stack(parts), *[objective.sample(step, m) for m in members])
             grads, (losses, aux) = grads_and_losses(params, buffers, batch, step, stacked_members)
             grads, norms = clip(grads)

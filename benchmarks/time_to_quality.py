@@ -1,14 +1,20 @@
 """Time to quality of the README's main command, PyTorch against JAX, whole processes, interleaved, in one run.
 
     python benchmarks/time_to_quality.py                  # -> benchmarks/results/time-to-quality-cpu.{md,csv}
-    python benchmarks/time_to_quality.py --repeats 5 --batch-size 64 --out /tmp/bench
+    python benchmarks/time_to_quality.py --repeats 5 --seeds 3 --batch-size 64 --out /tmp/bench
 
 Each measurement starts ``cogmeta train --task gaussian --until-kl 0.001 --backend B`` as a fresh process,
 as a user does, and reads the line it prints (``training.py``): the step at which the held-out mean
 KL(Bayes || model) first fell below 0.001 nats, the seconds of training to that check (compilation
 included) and the seconds since the process started; the whole process (start-up, training, run folder
-and figures) is timed from here. Three configurations take turns, one run of each per round, so that a
-change in the machine's load falls on all of them:
+and figures) is timed from here. Three configurations take turns, one run of each per round and seed, so that a
+change in the machine's load falls on all of them.
+
+Every configuration runs seeds ``0 .. --seeds - 1`` (``--seed``): the step at which one run first passes the
+target depends on its seed's initial weights and task stream, and the two frameworks draw different ones for
+the same seed (measured at the default recipe, checked every 100 steps: PyTorch seeds 0-4 at steps 600, 1000,
+300, 200, 400; JAX at 300, 400, 300, 400, 400), so a single seed compares luck as much as speed. The table
+gives medians over all runs of a configuration (seeds and rounds) and the range of the steps.
 
 - ``torch``: PyTorch at 1 thread (``--threads 1``; a second thread is slower at this size, measured in
   docs/performance.md);
@@ -17,7 +23,7 @@ change in the machine's load falls on all of them:
 - ``jax warm``: JAX with the cache a previous run of the same command filled (one untimed run fills it):
   every later run (``cogmeta.compilation_cache``).
 
-``--baseline PATH`` adds ``torch (baseline)`` and ``jax (baseline)``: the same command run from another
+``--baseline PATH`` adds ``torch (baseline)`` and ``jax warm (baseline)`` (its own warm cache): the same command run from another
 checkout (``git worktree add PATH REV``), in the same rounds, for before/after figures from one run.
 
 XLA runs at one thread like PyTorch (``XLA_FLAGS`` as in ``benchmarks/suite.py``). Medians over the
@@ -44,15 +50,15 @@ REPORT = re.compile(r"at step (?P<step>\d+), after (?P<training>[\d.]+) s of tra
 PARTS = re.compile(r"first training call (?P<first>[\d.]+) s.*later calls (?P<later>[\d.]+) s, held-out checks "
                    r"(?P<checks>[\d.]+) s")
 CONFIGURATIONS = ("torch", "jax cold", "jax warm")
-COLUMNS = ("configuration", "round", "step", "training_s", "first_call_s", "later_calls_s", "checks_s",
+COLUMNS = ("configuration", "round", "seed", "step", "training_s", "first_call_s", "later_calls_s", "checks_s",
            "start_to_target_s", "process_s")
 MEASURES = ("step", "training_s", "first_call_s", "later_calls_s", "checks_s", "start_to_target_s", "process_s")
 
 
-def command(backend: str, out: Path, args) -> list[str]:
+def command(backend: str, out: Path, seed: int, args) -> list[str]:
     """The measured ``cogmeta train`` command line."""
     line = [sys.executable, "-m", "cogmeta", "train", "--task", "gaussian", "--until-kl", str(args.target),
-            "--backend", backend, "--out", str(out), "--no-progress"]
+            "--backend", backend, "--seed", str(seed), "--out", str(out), "--no-progress"]
     if args.batch_size is not None:
         line += ["--batch-size", str(args.batch_size)]
     if backend == "torch":
@@ -62,7 +68,7 @@ def command(backend: str, out: Path, args) -> list[str]:
     return line
 
 
-def run_once(configuration: str, scratch: Path, warm_cache: Path, args) -> dict:
+def run_once(configuration: str, seed: int, scratch: Path, warm_cache: Path, args) -> dict:
     """One whole process of ``configuration``; its figures from the printed line and the parent's clock.
 
     A ``(baseline)`` configuration runs in ``args.baseline`` (``python -m`` imports the checkout it starts in).
@@ -74,11 +80,13 @@ def run_once(configuration: str, scratch: Path, warm_cache: Path, args) -> dict:
         environ["COGMETA_JAX_CACHE"] = tempfile.mkdtemp(dir=scratch, prefix="cold-cache-")
     elif configuration == "jax warm":
         environ["COGMETA_JAX_CACHE"] = str(warm_cache)
+    elif configuration == "jax warm (baseline)":
+        environ["COGMETA_JAX_CACHE"] = str(warm_cache.with_name(warm_cache.name + "-baseline"))
     else:
         environ["COGMETA_JAX_CACHE"] = "off"
     out = Path(tempfile.mkdtemp(dir=scratch, prefix="run-")) / "run"
     began = time.perf_counter()
-    done = subprocess.run(command(configuration.split()[0], out, args), env=environ, capture_output=True, text=True,
+    done = subprocess.run(command(configuration.split()[0], out, seed, args), env=environ, capture_output=True, text=True,
                           cwd=args.baseline if baseline else ROOT)
     process = time.perf_counter() - began
     match, parts = REPORT.search(done.stdout), PARTS.search(done.stdout)
@@ -94,11 +102,12 @@ def run_once(configuration: str, scratch: Path, warm_cache: Path, args) -> dict:
 
 
 def summarise(rows: list[dict], configurations) -> list[dict]:
-    """Medians per configuration."""
+    """Medians per configuration (over its seeds and rounds) and the range of its steps."""
     table = []
     for configuration in configurations:
         mine = [row for row in rows if row["configuration"] == configuration]
-        table.append({"configuration": configuration, "runs": len(mine),
+        steps = [row["step"] for row in mine]
+        table.append({"configuration": configuration, "runs": len(mine), "steps": f"{min(steps)}-{max(steps)}",
                       **{key: statistics.median(row[key] for row in mine) for key in MEASURES}})
     return table
 
@@ -110,11 +119,11 @@ def markdown(table: list[dict], args, environment: str) -> str:
     lines = [f"# Time to quality: `cogmeta train --task gaussian --until-kl {args.target}`"
              f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}", "",
              f"{environment}", "", *baseline_note,
-             "| configuration | runs | step | training s | of which first call s | later calls s | held-out checks s "
+             "| configuration | runs | step (range) | training s | of which first call s | later calls s | held-out checks s "
              "| process start to target s | whole process s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in table:
-        lines.append(f"| {row['configuration']} | {row['runs']} | {row['step']:.0f} | {row['training_s']:.2f} | "
+        lines.append(f"| {row['configuration']} | {row['runs']} | {row['step']:.0f} ({row['steps']}) | {row['training_s']:.2f} | "
                      f"{row['first_call_s']:.2f} | {row['later_calls_s']:.2f} | {row['checks_s']:.2f} | "
                      f"{row['start_to_target_s']:.2f} | {row['process_s']:.2f} |")
     for jax_name in [name for name in by_name if name.startswith("jax")]:
@@ -123,7 +132,7 @@ def markdown(table: list[dict], args, environment: str) -> str:
                  for key in ("training_s", "start_to_target_s", "process_s")}
         lines.append(f"| ratio {jax_name} / {torch_name} (same run) | | | {ratio['training_s']:.2f} | | | | "
                      f"{ratio['start_to_target_s']:.2f} | {ratio['process_s']:.2f} |")
-    lines += ["", "Medians over the rounds; each round runs every configuration once, one after another "
+    lines += ["", f"Medians over seeds 0-{args.seeds - 1} and the rounds; each round runs every configuration once per seed, one after another "
               "(`benchmarks/time_to_quality.py`). The training seconds split as `cogmeta train` prints them: the "
               "first training call (in JAX: tracing the program, lowering it and compiling it or loading it from the "
               "persistent cache, then its steps), the later calls and the held-out checks."]
@@ -133,6 +142,7 @@ def markdown(table: list[dict], args, environment: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="rounds (one run of each configuration per round)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 of every configuration in every round")
     parser.add_argument("--target", type=float, default=1e-3, help="held-out mean KL target, nats")
     parser.add_argument("--batch-size", type=int, default=None, help="override the default recipe's batch size")
     parser.add_argument("--no-figures", action="store_true", help="pass --no-figures to every run")
@@ -140,22 +150,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the command run from this checkout (e.g. a git worktree of the previous commit)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    configurations = CONFIGURATIONS + (("torch (baseline)", "jax (baseline)") if args.baseline else ())
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    configurations = CONFIGURATIONS + (("torch (baseline)", "jax warm (baseline)") if args.baseline else ())
+    if args.repeats < 1 or args.seeds < 1:
+        parser.error(f"--repeats and --seeds must be >= 1, got {args.repeats} and {args.seeds}")
     suffix = "" if args.batch_size is None else f"-b{args.batch_size}"
     rows = []
     with tempfile.TemporaryDirectory(prefix="cogmeta-ttq-") as scratch_name:
         scratch = Path(scratch_name)
         warm_cache = scratch / "warm-cache"
-        # JAX writes the warm cache in an untimed run of the same command.
-        saved = run_once("jax warm", scratch, warm_cache, args)
-        print(f"filled the warm cache (that run: {saved['start_to_target_s']:.2f} s to target)", flush=True)
+        # JAX writes the warm cache in untimed runs of the same commands (every seed: a checkout from before
+        # 2026-12-07 compiled one program per seed).
+        for seed in range(args.seeds):
+            for configuration in [name for name in configurations if name.startswith("jax warm")]:
+                saved = run_once(configuration, seed, scratch, warm_cache, args)
+                print(f"filled the warm cache: {configuration}, seed {seed} ({saved['start_to_target_s']:.2f} s to "
+                      f"target)", flush=True)
         for index in range(args.repeats):
-            for configuration in configurations:
-                row = {"configuration": configuration, "round": index, **run_once(configuration, scratch, warm_cache, args)}
-                print(", ".join(f"{key} {row[key]}" for key in COLUMNS), flush=True)
-                rows.append(row)
+            for seed in range(args.seeds):
+                for configuration in configurations:
+                    row = {"configuration": configuration, "round": index, "seed": seed,
+                           **run_once(configuration, seed, scratch, warm_cache, args)}
+                    print(", ".join(f"{key} {row[key]}" for key in COLUMNS), flush=True)
+                    rows.append(row)
     import platform
 
     environment = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "

@@ -69,8 +69,9 @@ def test_time_to_quality_reads_the_line_cogmeta_train_prints(tmp_path, capsys):
     assert 0 <= float(match["training"]) <= float(match["start"])
     parts = _load("time_to_quality").PARTS.search(out)  # no training call before the target: only the check
     assert parts is not None and float(parts["first"]) == 0 == float(parts["later"]) and float(parts["checks"]) >= 0
-    command = _load("time_to_quality").command("torch", tmp_path / "out", _Args())
+    command = _load("time_to_quality").command("torch", tmp_path / "out", 3, _Args())
     assert command[3:6] == ["train", "--task", "gaussian"] and "--until-kl" in command and "--threads" in command
+    assert command[command.index("--seed") + 1] == "3"
 
 
 def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
@@ -78,7 +79,7 @@ def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
     ratio computed from its own pair (the baseline JAX over the baseline PyTorch)."""
     module = _load("time_to_quality")
     names = ("torch", "jax (warm cache)", "torch (baseline)", "jax (baseline)")
-    table = [{"configuration": name, "runs": 3, "step": 300, "training_s": t, "first_call_s": t / 2,
+    table = [{"configuration": name, "runs": 3, "step": 300, "steps": "200-400", "training_s": t, "first_call_s": t / 2,
               "later_calls_s": t / 4, "checks_s": t / 8, "start_to_target_s": 2 * t, "process_s": 4 * t}
              for name, t in zip(names, (2.0, 1.0, 4.0, 3.0))]
     lines = module.markdown(table, _Args(), "env").splitlines()
@@ -88,8 +89,17 @@ def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
     assert [row.split(" | ")[0][2:] for row in rows[1:5]] == list(names)
     assert "| ratio jax (warm cache) / torch (same run) | | | 0.50 | | | | 0.50 | 0.50 |" in lines
     assert "| ratio jax (baseline) / torch (baseline) (same run) | | | 0.75 | | | | 0.75 | 0.75 |" in lines
-    assert "| jax (warm cache) | 3 | 300 | 1.00 | 0.50 | 0.25 | 0.12 | 2.00 | 4.00 |" in lines
+    assert "| jax (warm cache) | 3 | 300 (200-400) | 1.00 | 0.50 | 0.25 | 0.12 | 2.00 | 4.00 |" in lines
+
+
+def test_time_to_quality_summary_pools_seeds_and_rounds():
+    """Medians over every run of a configuration (all seeds, all rounds) and the range of the steps."""
+    module = _load("time_to_quality")
+    rows = [{"configuration": "torch", "round": r, "seed": seed, "step": step, **{key: float(step) for key in module.MEASURES[1:]}}
+            for r in range(2) for seed, step in enumerate((600, 200, 400))]
+    (row,) = module.summarise(rows, ("torch",))
+    assert row["runs"] == 6 and row["steps"] == "200-600" and row["step"] == 400 and row["training_s"] == 400.0
 
 
 class _Args:
-    target, batch_size, no_figures = 1e-3, None, False
+    target, batch_size, no_figures, seeds = 1e-3, None, False, 5

@@ -61,6 +61,8 @@ def command(backend: str, out: Path, seed: int, args) -> list[str]:
             "--backend", backend, "--seed", str(seed), "--out", str(out), "--no-progress"]
     if args.batch_size is not None:
         line += ["--batch-size", str(args.batch_size)]
+    if args.learning_rate is not None:
+        line += ["--learning-rate", str(args.learning_rate)]
     if backend == "torch":
         line += ["--threads", "1"]
     if args.no_figures:
@@ -117,7 +119,8 @@ def markdown(table: list[dict], args, environment: str) -> str:
     baseline_note = (["`(baseline)`: the same command from the checkout given by `--baseline`.", ""]
                      if "torch (baseline)" in by_name else [])
     lines = [f"# Time to quality: `cogmeta train --task gaussian --until-kl {args.target}`"
-             f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}", "",
+             f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}"
+             f"{'' if args.learning_rate is None else f' --learning-rate {args.learning_rate:g}'}", "",
              f"{environment}", "", *baseline_note,
              "| configuration | runs | step (range) | training s | of which first call s | later calls s | held-out checks s "
              "| process start to target s | whole process s |",
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 of every configuration in every round")
     parser.add_argument("--target", type=float, default=1e-3, help="held-out mean KL target, nats")
     parser.add_argument("--batch-size", type=int, default=None, help="override the default recipe's batch size")
+    parser.add_argument("--learning-rate", type=float, default=None, help="override the default recipe's peak rate")
     parser.add_argument("--no-figures", action="store_true", help="pass --no-figures to every run")
     parser.add_argument("--baseline", type=Path, default=None, metavar="PATH",
                         help="also time the command run from this checkout (e.g. a git worktree of the previous commit)")
@@ -153,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     configurations = CONFIGURATIONS + (("torch (baseline)", "jax warm (baseline)") if args.baseline else ())
     if args.repeats < 1 or args.seeds < 1:
         parser.error(f"--repeats and --seeds must be >= 1, got {args.repeats} and {args.seeds}")
-    suffix = "" if args.batch_size is None else f"-b{args.batch_size}"
+    suffix = ("" if args.batch_size is None else f"-b{args.batch_size}") + (
+        "" if args.learning_rate is None else f"-lr{args.learning_rate:g}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="cogmeta-ttq-") as scratch_name:
         scratch = Path(scratch_name)

@@ -102,4 +102,4 @@ def test_time_to_quality_summary_pools_seeds_and_rounds():
 
 
 class _Args:
-    target, batch_size, no_figures, seeds = 1e-3, None, False, 5
+    target, batch_size, learning_rate, no_figures, seeds = 1e-3, None, None, False, 5

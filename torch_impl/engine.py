@@ -141,7 +141,7 @@ class Engine:
         self.strategy = choose_strategy(self.requested if vmappable else "loop", len(seeds))
         if self.compile and self.strategy != "loop":
             raise ValueError("compile=True is available with the 'loop' strategy only")
-        if self.requested == "auto" and vmappable and len(seeds) > 1 and not self.compile and self._vmap_applies():
+        if self.requested == "auto" and self.strategy == "vmap" and self._vmap_applies():  # several vmappable members
             self.calibrate(models, members)
         bar = progress_bar(progress, train.steps * (len(seeds) if self.strategy == "loop" else 1),
                            f"{label} (torch, {len(seeds)} members, {self.strategy})")
@@ -156,8 +156,8 @@ class Engine:
         step each) and keep and return the faster; the members' models are not advanced."""
         steps = min(self.train_config.steps, CALIBRATION_STEPS)
         for strategy in ("loop", "vmap"):
-            self._train(strategy, [copy.deepcopy(model) for model in models], members, None, 1)
             copies = [copy.deepcopy(model) for model in models]
+            self._train(strategy, copies, members, None, 1)  # untimed: first-call allocations (and imports)
             began = time.perf_counter()
             self._train(strategy, copies, members, None, steps)
             self.calibration[strategy] = (time.perf_counter() - began) / steps

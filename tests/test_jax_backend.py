@@ -205,6 +205,28 @@ def test_predict_matches_numpy_reference(cell, task):
         np.testing.assert_allclose(predicted[name], expected[name], rtol=1e-12, atol=1e-14)
 
 
+def test_predictions_of_every_batch_size_share_one_compiled_program_and_match_a_single_call():
+    """JAX only (PyTorch compiles nothing): the 16 tasks of the figures, the 1,000 of a held-out check and the
+    2,500 of a summary run through one program, padded to pieces of ``_FORWARD_TASKS``, with the outputs of one
+    call on all tasks at once up to float32 rounding (XLA's CPU matmul for 16 rows is another kernel than for
+    1,000, and rounds differently: 1-2 ulp measured)."""
+    config = _config(GAUSSIAN, "gru", layers=1, hidden=8, dtype="float32")
+    weights = random_weights(parameter_shapes(config), seed=3, dtype=np.float32)
+    forward = backend._compiled_forward(config)
+    params = backend.canonical_to_state(backend._abstract_split(config)[1], weights)
+    samples = {tasks: GAUSSIAN.sample(np.random.default_rng(tasks), tasks).observations for tasks in (16, 1_000, 2_500)}
+    whole = {tasks: backend.predictive_params("gaussian", forward(params, jnp.asarray(observations, jnp.float32)))
+             for tasks, observations in samples.items()}
+    forward.clear_cache()  # the references compiled a program per size
+    for tasks, observations in samples.items():
+        predicted = backend.predict(config, weights, observations)
+        for name in whole[tasks]:
+            np.testing.assert_allclose(predicted[name], whole[tasks][name], rtol=2e-6, atol=1e-7)
+    assert forward._cache_size() == 1, "a batch size compiled a program besides the shared one"
+    with pytest.raises(ValueError, match=r"\[T, B, 1\]"):
+        backend.predict(config, weights, np.zeros((7, 3)))
+
+
 def test_predict_refuses_weights_that_do_not_fit():
     config = _config()
     weights = random_weights(parameter_shapes(config), seed=0, dtype=np.float32)

@@ -264,9 +264,9 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
         if result.until_kl_parts is not None:
             parts = result.until_kl_parts
             rest = result.until_kl_seconds - sum(parts.values())
-            compiled = " (tracing and compiling or loading its program included)" if backend == "jax" else ""
-            print(f"  of the {result.until_kl_seconds:.2f} s: first training call {parts['first_call']:.2f} s"
-                  f"{compiled}, later calls {parts['later_calls']:.2f} s, held-out checks {parts['checks']:.2f} s, "
+            drawn = " (the model drawn while its first program compiled)" if backend == "jax" else ""
+            print(f"  of the {result.until_kl_seconds:.2f} s: building the trainer {parts['trainer']:.2f} s{drawn}, "
+                  f"first training call {parts['first_call']:.2f} s, later calls {parts['later_calls']:.2f} s, held-out checks {parts['checks']:.2f} s, "
                   f"logging and checkpoints {max(rest, 0.0):.2f} s")
     elif target is not None:
         print(f"time to quality: the held-out mean KL never fell below {target:g} nats in {result.steps} steps "

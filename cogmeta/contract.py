@@ -212,13 +212,14 @@ class TrainResult:
     #: False in the ranks/processes of a data-parallel run that do not write the run folder.
     is_writer: bool = True
     #: With ``train.until_kl``: the step whose held-out check first fell below the target (``None``: never),
-    #: the training seconds to that check (from the start of the loop, compilation included) and its KL.
+    #: the training seconds to that check (from the start of building the trainer, compilation included) and its KL.
     until_kl_step: int | None = None
     until_kl_seconds: float | None = None
     until_kl_value: float | None = None
-    #: Where those seconds went: ``{"first_call": s, "later_calls": s, "checks": s}``, the first training call
-    #: (in JAX it traces, lowers and compiles or loads its program), the later calls and the held-out checks
-    #: (the rest is logging and checkpoints).
+    #: Where those seconds went: ``{"trainer": s, "first_call": s, "later_calls": s, "checks": s}``: building the
+    #: trainer (the model drawn; JAX compiles its first program meanwhile, ``compile_ahead``), the first training
+    #: call (in JAX it traces, lowers and compiles or loads its program, unless that was done ahead), the later
+    #: calls and the held-out checks (the rest is logging and checkpoints).
     until_kl_parts: dict[str, float] | None = None
 
 

@@ -78,12 +78,16 @@ def train(
             raise FileNotFoundError(f"cannot resume: {run.checkpoint} does not exist (the run's final weights do)")
     elif run.config.exists():
         _refuse_existing_run(run)
+    # The clock of the run (and of its time to quality) starts here: JAX compiles its first training program
+    # while the trainer draws the model (``compile_ahead``), so building the trainer is part of training.
+    began = time.perf_counter()
     # Built before anything is written: in a data-parallel run this is where the workers meet (and
     # agree on the config), so no worker sees files that another one has just created.
     trainer = workload.make_trainer(config, checkpoint, devices, backend)
+    built = time.perf_counter() - began
     try:
         with _writer_lock(run, trainer, resume):
-            return _train_loop(config, run, backend, trainer, checkpoint, progress, figures, workload)
+            return _train_loop(config, run, backend, trainer, checkpoint, progress, figures, workload, began, built)
     finally:
         close = getattr(trainer, "close", None)
         if close is not None:
@@ -110,7 +114,7 @@ def _refuse_existing_run(run: RunDir):
 
 
 def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoint, progress: bool,
-                figures: bool, workload: "Workload") -> TrainResult:
+                figures: bool, workload: "Workload", began: float, built: float) -> TrainResult:
     writer = getattr(trainer, "is_writer", True)  # data-parallel runs: only rank / process 0 writes
     start = checkpoint.step if checkpoint else 0
     if writer:
@@ -129,10 +133,9 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     total = config.train.steps
     target, check_every = config.train.until_kl, config.train.until_kl_every
     reached: tuple[int, float, float] | None = None  # (step, training seconds, KL) of the first check below target
-    # where the seconds to the target go (printed with it): the first call compiles in JAX
-    parts = {"first_call": 0.0, "later_calls": 0.0, "checks": 0.0}
+    # where the seconds to the target go (printed with it): JAX compiles while the trainer is built, or in its first call
+    parts = {"trainer": built, "first_call": 0.0, "later_calls": 0.0, "checks": 0.0}
     logger = _WindowLogger(config.train.log_every, start)
-    began = time.perf_counter()
     bar = progress_bar(progress and writer, total, f"train ({backend})", initial=start)
     try:
         next_checkpoint = (start // config.train.checkpoint_every + 1) * config.train.checkpoint_every

@@ -230,20 +230,25 @@ class DataParallelTrainer(Trainer):
         timeout_s: seconds to wait for the other hosts at start-up.
         objective: what to train, built from ``config`` (default: the tutorial's ``MetaLearnerObjective``); it
             declares the task axis of each batch leaf (``batch_axes``), and its loss is a mean over tasks.
+        compile_ahead: compile the first call's program while the model is drawn (``Trainer``).
     """
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
-                 timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective):
+                 timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective,
+                 compile_ahead: bool = False):
         initialize_from_env(timeout_s=timeout_s)
         configure(dtype=config.train.dtype)  # before the objective resolves its dtype (float64 needs 64-bit mode)
         devices = len(jax.devices()) if devices is None else devices
         require_divisible(config.train.batch_size, devices, "devices")
         self.mesh = task_mesh(devices)
-        super().__init__(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
+        self.replicated = NamedSharding(self.mesh, P())
+        super().__init__(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call,
+                         compile_ahead=compile_ahead)
         self.config = config
         require_same_config(config)
-        replicated = NamedSharding(self.mesh, P())
-        self.params, self.opt_state = place((self.params, self.opt_state), replicated)
+        self.params, self.opt_state = place((self.params, self.opt_state), self.replicated)
+
+    def _make_run(self):
         loss_and_grad = data_parallel_loss_and_grad(self.objective, self.mesh)
         #: the jitted ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])`` of a call
         self.program = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad)
@@ -252,7 +257,12 @@ class DataParallelTrainer(Trainer):
             params, opt_state, outputs = self.program(params, opt_state, start, count)
             return params, opt_state, local(outputs)
 
-        self._run = run
+        run.lower = self.program.lower
+        return run
+
+    def _abstract_state(self, params):
+        replicate = lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=self.replicated)  # noqa: E731
+        return jax.tree.map(replicate, super()._abstract_state(params))
 
     @property
     def devices(self) -> int:

@@ -53,9 +53,10 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
     multihost = initialize_from_env()
     if devices is None and not multihost:
         devices = auto_devices(config)
+    # its next act is a training call: compile that program while the model is drawn (``Trainer``)
     if devices == 1 and not multihost:
-        return Trainer(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
-    return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective)
+        return Trainer(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call, compile_ahead=True)
+    return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective, compile_ahead=True)
 
 
 __all__ = ["AUTO_SPLIT_FROM", "auto_devices", "make_trainer"]

@@ -87,6 +87,7 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
                                                       "devices (PyTorch trains them as one stacked model)"},
     ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine",
                                   "devices": "as Engine"},
+    ("distributed.py", "DataParallelTrainer"): {"compile_ahead": "as trainer.py's Trainer"},
     ("distributed.py", "data_parallel_loss_and_grad"): {
         "mesh": "JAX: the device mesh whose shard_map slices the batch and pmeans the gradient",
         "axis": "JAX: the mesh axis of the tasks",
@@ -99,7 +100,9 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
     ("trainer.py", "make_member_chunk"): {"model": "as make_train_step"},
     ("trainer.py", "make_run_steps"): {"model": "as make_train_step"},
     ("trainer.py", "Trainer"): {"device": "PyTorch places the model and its batches on a device by name; JAX uses its "
-                                          "default device"},
+                                          "default device",
+                                "compile_ahead": "JAX: compile the first call's program on a thread while the model "
+                                                 "is drawn (PyTorch compiles nothing)"},
     ("seq2seq.py", "build_model"): {"seed": "JAX's init needs an explicit seed (nnx.Rngs); PyTorch's reads the "
                                             "global RNG that its trainer seeds"},
 }

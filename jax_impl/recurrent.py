@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_impl.linear import uniform_init
 from jax_impl.numerics import matmul
 from jax_impl.recurrent_layers import gru_layer, lstm_layer
 
@@ -46,7 +47,7 @@ class _Recurrent(nnx.Module):
                 (f"bias_ih_l{layer}", (rows,)),
                 (f"bias_hh_l{layer}", (rows,)),
             ):
-                value = jax.random.uniform(rngs.params(), shape, dtype, -bound, bound)
+                value = uniform_init(rngs.params(), shape, dtype, bound)
                 setattr(self, name, nnx.Param(value))
 
     def layer(self, index: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:

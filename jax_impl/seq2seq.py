@@ -43,7 +43,7 @@ from jax import lax
 from cogmeta.contract import Checkpoint
 from cogmeta.tasks.scan_episodes import EpisodeArrays, stack_episodes
 from cogmeta.vocabulary import EOS_ID, PAD_ID, SOS_ID
-from jax_impl.linear import Linear
+from jax_impl.linear import Linear, uniform_init
 from jax_impl.numerics import HIGHEST, configure, matmul, resolve_dtype
 from jax_impl.recurrent import LSTM
 from jax_impl.recurrent_layers import masked_lstm_layer
@@ -88,7 +88,7 @@ class BiLSTM(nnx.Module):
                     (f"bias_ih_l{layer}{suffix}", (rows,)),
                     (f"bias_hh_l{layer}{suffix}", (rows,)),
                 ):
-                    setattr(self, name, nnx.Param(jax.random.uniform(rngs.params(), shape, dtype, -bound, bound)))
+                    setattr(self, name, nnx.Param(uniform_init(rngs.params(), shape, dtype, bound)))
 
     def _weights(self, layer: int, suffix: str):
         return tuple(getattr(self, f"{kind}_l{layer}{suffix}")[...]

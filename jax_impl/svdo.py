@@ -32,6 +32,7 @@ from cogmeta.sparse_variational import (
     PRUNE_THRESHOLD,
     WEIGHT_EPS,
 )
+from jax_impl.linear import uniform_init
 from jax_impl.numerics import matmul
 
 
@@ -41,9 +42,9 @@ class LinearSVDO(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = nnx.Param(jax.random.uniform(rngs.params(), (out_features, in_features), dtype, -bound, bound))
+        self.weight = nnx.Param(uniform_init(rngs.params(), (out_features, in_features), dtype, bound))
         self.log_sigma = nnx.Param(jnp.full((out_features, in_features), LOG_SIGMA_INIT, dtype))
-        self.bias = nnx.Param(jax.random.uniform(rngs.params(), (out_features,), dtype, -bound, bound))
+        self.bias = nnx.Param(uniform_init(rngs.params(), (out_features,), dtype, bound))
 
     def log_alpha(self) -> jax.Array:
         """``(out, in)`` clamped log alpha."""

@@ -191,6 +191,32 @@ def test_init_is_torch_default_uniform(reference_run):
     assert not np.array_equal(other["core.weight_ih_l0"], weights["core.weight_ih_l0"])
 
 
+def test_eager_uniform_init_is_jax_random_uniform_from_one_program_per_dtype():
+    """``jax_impl.linear.uniform_init`` (every uniform initialiser of the JAX models) gives the bits of
+    ``jax.random.uniform(key, shape, dtype, -bound, bound)``, eagerly, under ``jit`` and above its block size, while
+    eager draws of every shape up to ``UNIFORM_INIT_COUNT`` numbers share one compiled program."""
+    from jax_impl.linear import UNIFORM_INIT_COUNT, _uniform_program, uniform_init
+
+    shapes = [(1,), (7, 3), (192, 64), (3, 5, 2), (UNIFORM_INIT_COUNT,), (UNIFORM_INIT_COUNT + 1,)]
+    for dtype, bound in ((jnp.float32, 0.125), (jnp.float64, 1 / math.sqrt(3))):
+        with jax.enable_x64(dtype == jnp.float64):
+            _uniform_program.cache_clear()
+            for index, shape in enumerate(shapes):
+                key = jax.random.key(index)
+                want = np.asarray(jax.random.uniform(key, shape, dtype, -bound, bound))
+                got = uniform_init(key, shape, dtype, bound)
+                assert got.shape == shape and got.dtype == dtype
+                np.testing.assert_array_equal(np.asarray(got), want)
+                traced = jax.jit(lambda k, shape=shape: uniform_init(k, shape, dtype, bound))(key)
+                np.testing.assert_array_equal(np.asarray(traced), want)
+            # one program for the five shapes up to the block size, one for the next power of two
+            assert _uniform_program.cache_info().currsize == 2
+            assert _uniform_program(UNIFORM_INIT_COUNT, jnp.dtype(dtype))._cache_size() == 1
+    legacy = jax.random.PRNGKey(0)  # a raw uint32 key: drawn by jax.random.uniform itself
+    np.testing.assert_array_equal(np.asarray(uniform_init(legacy, (4,), jnp.float32, 1.0)),
+                                  np.asarray(jax.random.uniform(legacy, (4,), jnp.float32, -1.0, 1.0)))
+
+
 @pytest.mark.parametrize("cell, task", [("gru", GAUSSIAN), ("lstm", COIN)], ids=["gru-gaussian", "lstm-coin"])
 def test_predict_matches_numpy_reference(cell, task):
     config = _config(task, cell, layers=2, hidden=3, dtype="float64")

@@ -6,7 +6,6 @@ import functools
 from typing import Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -123,7 +122,7 @@ def _forward(config: RunConfig, params, observations: np.ndarray) -> np.ndarray:
     padded = np.zeros((length, -(-tasks // _FORWARD_TASKS) * _FORWARD_TASKS, width), observations.dtype)
     padded[:, :tasks] = observations  # cast on the host: ``jnp.asarray(x, dtype)`` compiles a conversion per shape
     forward = _compiled_forward(config)
-    pieces = [forward(params, jnp.asarray(padded[:, start:start + _FORWARD_TASKS]))
+    pieces = [forward(params, jax.device_put(padded[:, start:start + _FORWARD_TASKS]))  # jnp.asarray would compile
               for start in range(0, padded.shape[1], _FORWARD_TASKS)]
     return np.concatenate([np.asarray(piece) for piece in pieces], axis=1)[:, :tasks]
 

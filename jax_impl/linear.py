@@ -51,7 +51,9 @@ def uniform_init(key: jax.Array, shape: tuple[int, ...], dtype, bound: float) ->
     size = math.prod(shape)
     count = max(UNIFORM_INIT_COUNT, 1 << max(size - 1, 0).bit_length())
     drawn = _uniform_program(count, jnp.dtype(dtype))(key, -bound, bound)
-    return jnp.asarray(np.asarray(drawn)[:size].reshape(shape))  # sliced on the host: slicing on the device compiles
+    # sliced on the host and put back with device_put: slicing on the device, or jnp.asarray of a numpy array (it
+    # stages the value), compiles a program per shape
+    return jax.device_put(np.asarray(drawn)[:size].reshape(shape))
 
 
 def _prefix_stable(key: jax.Array) -> bool:

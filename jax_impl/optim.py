@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from cogmeta.config import TrainConfig
@@ -61,9 +62,15 @@ class AdamState(NamedTuple):
 
 
 def init_adam(params) -> AdamState:
-    """Zero moments shaped like ``params`` and a zero count."""
-    zeros = optax.tree.zeros_like
-    return AdamState(jnp.zeros([], jnp.int32), zeros(params), zeros(params))
+    """Zero moments shaped like ``params`` and a zero count.
+
+    Outside a trace the zeros are made on the host and put on the device: ``jnp.zeros_like`` runs a compiled
+    broadcast per parameter shape (five for the GRU-64 meta-learner, ~0.03 s each cold)."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params)):
+        zeros = optax.tree.zeros_like
+        return AdamState(jnp.zeros([], jnp.int32), zeros(params), zeros(params))
+    host = lambda tree: jax.tree.map(lambda p: jax.device_put(np.zeros(p.shape, p.dtype)), tree)  # noqa: E731
+    return AdamState(jax.device_put(np.zeros([], np.int32)), host(params), host(params))
 
 
 def clip_by_global_norm(grads, max_norm: float, eps: float = CLIP_EPS):

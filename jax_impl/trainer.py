@@ -225,7 +225,9 @@ class Trainer:
             except Exception:  # noqa: BLE001 (an objective whose init or batches do not trace: the first call compiles)
                 logging.getLogger(__name__).debug("compiling ahead failed; the first call compiles", exc_info=True)
 
-        thread = threading.Thread(target=compile_program, name="cogmeta-compile-ahead", daemon=True)
+        # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside XLA's compiler while
+        # the interpreter finalizes aborts the process (SIGABRT; a trainer built and never run).
+        thread = threading.Thread(target=compile_program, name="cogmeta-compile-ahead", daemon=False)
         thread.start()
         return thread
 

@@ -95,3 +95,25 @@ def test_an_objective_that_cannot_compile_ahead_still_trains():
     trainer = Trainer(Untraceable(config), steps_per_call=20, compile_ahead=True)
     metrics = trainer.run(20)
     assert Untraceable.calls == 2 and np.isfinite(metrics.loss).all() and len(metrics.loss) == 20
+
+
+def test_a_process_that_never_runs_its_trainer_exits_cleanly():
+    """The compiling thread is waited for at exit: a daemon thread still inside XLA's compiler while the interpreter
+    finalizes aborted the process (SIGABRT, seen in a worker that built trainers only to inspect them)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TrainConfig
+        from jax_impl.backend import MetaLearnerObjective
+        from jax_impl.trainer import Trainer
+        config = RunConfig(model=ModelConfig(hidden_size=48), train=TrainConfig(batch_size=16),
+                           jax=JaxOptions(steps_per_call=50))
+        trainer = Trainer(MetaLearnerObjective(config), steps_per_call=50, compile_ahead=True)
+        print("built", trainer._compiling.is_alive())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "JAX_COMPILATION_CACHE_DIR": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("built")

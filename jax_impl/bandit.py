@@ -102,8 +102,9 @@ def sample_episodes(task, key: jax.Array, batch_size: int, dtype=jnp.float32) ->
 
 
 def from_numpy(batch: BanditBatch, dtype) -> BanditBatch:
-    """A numpy :class:`BanditBatch` as JAX arrays of ``dtype`` (float64 needs 64-bit mode)."""
-    return BanditBatch(*(jnp.asarray(np.asarray(value), dtype) for value in batch))
+    """A numpy :class:`BanditBatch` as JAX arrays of ``dtype`` (float64 needs 64-bit mode), cast on the host
+    (``jnp.asarray(x, dtype)`` compiles a conversion for every new shape)."""
+    return BanditBatch(*(jax.device_put(np.asarray(value, dtype=np.dtype(dtype))) for value in batch))
 
 
 def _concrete(value):

@@ -232,6 +232,33 @@ def test_greedy_play_takes_the_first_arm_on_ties():
             np.testing.assert_allclose(played["probabilities"], 1 / ARMS, rtol=1e-15)
 
 
+@pytest.mark.jax
+def test_jax_play_of_every_batch_size_shares_one_program_and_matches_one_call():
+    """JAX only (PyTorch compiles nothing): 3, 1,000 and 2,500 episodes are played in padded pieces of 1,000 by one
+    compiled rollout, and give what one call on all of them gives (float64: the same to rounding)."""
+    jax, bandit, rl2 = _jax()
+    config = make_config()
+    weights = rl2.init_weights(config, seed=1)
+    with jax.enable_x64(True):
+        params = rl2.canonical_to_state(rl2._abstract_split(config)[1], weights)
+        program = rl2._compiled_play(config, False)
+        batches = {size: config.task.sample(np.random.default_rng(size), size) for size in (3, 1_000, 2_500)}
+        whole = {size: rl2._as_numpy(program(params, bandit.from_numpy(batch, np.float64)))
+                 for size, batch in batches.items()}
+        program.clear_cache()  # the references compiled a program per size
+        for size, batch in batches.items():
+            played = rl2.play(config, weights, batch)
+            for name, value in whole[size].items():
+                assert played[name].shape == value.shape, name
+                np.testing.assert_allclose(played[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
+            np.testing.assert_array_equal(played["actions"], whole[size]["actions"])
+        assert program._cache_size() == 1, "a batch size compiled a rollout besides the shared one"
+        empty = config.task.sample(np.random.default_rng(0), 2)
+        empty = type(empty)(empty.probabilities[:0], empty.reward_uniform[:, :0], empty.action_uniform[:, :0])
+        with pytest.raises(ValueError, match="no episodes"):
+            rl2.play(config, weights, empty)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("task", [BernoulliBanditTask(arms=ARMS, horizon=HORIZON), DependentBanditTask(horizon=HORIZON)],
                          ids=["bandit", "dependent_bandit"])

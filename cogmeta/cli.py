@@ -266,7 +266,8 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
             rest = result.until_kl_seconds - sum(parts.values())
             drawn = " (the model drawn while its first program compiled)" if backend == "jax" else ""
             print(f"  of the {result.until_kl_seconds:.2f} s: building the trainer {parts['trainer']:.2f} s{drawn}, "
-                  f"first training call {parts['first_call']:.2f} s, later calls {parts['later_calls']:.2f} s, held-out checks {parts['checks']:.2f} s, "
+                  f"first training call {parts['first_call']:.2f} s, later calls {parts['later_calls']:.2f} s, "
+                  f"held-out checks {parts['checks']:.2f} s, "
                   f"logging and checkpoints {max(rest, 0.0):.2f} s")
     elif target is not None:
         print(f"time to quality: the held-out mean KL never fell below {target:g} nats in {result.steps} steps "

@@ -135,7 +135,7 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     total = config.train.steps
     target, check_every = config.train.until_kl, config.train.until_kl_every
     reached: tuple[int, float, float] | None = None  # (step, training seconds, KL) of the first check below target
-    # where the seconds to the target go (printed with it): JAX compiles while the trainer is built, or in its first call
+    # where the seconds to the target go (printed with it): JAX compiles while building the trainer or in its first call
     parts = {"trainer": built, "first_call": 0.0, "later_calls": 0.0, "checks": 0.0}
     logger = _WindowLogger(config.train.log_every, start)
     bar = progress_bar(progress and writer, total, f"train ({backend})", initial=start)

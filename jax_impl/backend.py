@@ -16,6 +16,7 @@ from cogmeta.weights import validate_weights
 from jax_impl.heads import predictive_params
 from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
+from jax_impl.pieces import in_pieces
 from jax_impl.samplers import model_inputs, sample_batch, step_key
 from jax_impl.trainer import (  # noqa: F401  (FRAMEWORK: the Backend contract)
     FRAMEWORK,
@@ -104,27 +105,20 @@ def _graphdef(config: RunConfig):
     return _abstract_split(config)[0]
 
 
-#: Tasks per call of the compiled forward. Every prediction pads its task axis to a multiple of this and runs in
-#: pieces of it, so one program serves the held-out checks (1,000 tasks by default), the figures (16), the summary
-#: (2,000) and evaluation chunks (5,000): a new batch size would trace and compile a program of its own (measured
-#: cold on the 2-core VM: 0.20-0.23 s each, three of them in a ``cogmeta train --until-kl`` run).
+#: Tasks per call of the compiled forward (``jax_impl.pieces.in_pieces``): one program serves the held-out checks
+#: (1,000 tasks by default), the figures (16), the summary (2,000) and evaluation chunks (5,000); each size compiled
+#: its own before (measured cold on the 2-core VM: 0.20-0.23 s each, three of them in a ``cogmeta train --until-kl``).
 _FORWARD_TASKS = 1_000
 
 
 def _forward(config: RunConfig, params, observations: np.ndarray) -> np.ndarray:
-    """Raw model outputs ``[T, B, O]`` (numpy) of ``params`` on observations ``[T, B, 1]``, computed
-    :data:`_FORWARD_TASKS` tasks per compiled call (the last piece padded with zeros, whose outputs are dropped:
-    each task's outputs depend on its own observations only)."""
-    observations = np.asarray(observations, dtype=np.dtype(resolve_dtype(config.train.dtype)))
+    """Raw model outputs ``[T, B, O]`` (numpy) of ``params`` on observations ``[T, B, 1]``, :data:`_FORWARD_TASKS`
+    tasks per compiled call (each task's outputs depend on its own observations only)."""
+    observations = np.asarray(observations, dtype=np.dtype(resolve_dtype(config.train.dtype)))  # cast on the host
     if observations.ndim != 3 or observations.shape[-1] != 1:
         raise ValueError(f"observations must have shape [T, B, 1] (time-major), got {observations.shape}")
-    length, tasks, width = observations.shape
-    padded = np.zeros((length, -(-tasks // _FORWARD_TASKS) * _FORWARD_TASKS, width), observations.dtype)
-    padded[:, :tasks] = observations  # cast on the host: ``jnp.asarray(x, dtype)`` compiles a conversion per shape
     forward = _compiled_forward(config)
-    pieces = [forward(params, jax.device_put(padded[:, start:start + _FORWARD_TASKS]))  # jnp.asarray would compile
-              for start in range(0, padded.shape[1], _FORWARD_TASKS)]
-    return np.concatenate([np.asarray(piece) for piece in pieces], axis=1)[:, :tasks]
+    return in_pieces(lambda piece: forward(params, piece), observations, 1, _FORWARD_TASKS, name="tasks")
 
 
 @functools.lru_cache(maxsize=16)

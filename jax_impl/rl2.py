@@ -46,6 +46,7 @@ from cogmeta.weights import validate_weights
 from jax_impl.bandit import from_numpy, sample_action, sample_episodes, step
 from jax_impl.linear import Linear
 from jax_impl.numerics import configure, resolve_dtype
+from jax_impl.pieces import in_pieces
 from jax_impl.recurrent import CORES
 from jax_impl.samplers import step_key
 from jax_impl.trainer import Trainer, compiled_init, default_member, init_runs
@@ -265,36 +266,15 @@ def play(config: RunConfig, weights: Mapping[str, np.ndarray], batch: BanditBatc
     _, template = _abstract_split(config)
     params = canonical_to_state(template, weights)
     program = _compiled_play(config, greedy)
-    episodes = int(np.shape(batch.probabilities)[EPISODE_AXES.probabilities])
-    if episodes < 1:
-        raise ValueError("the batch holds no episodes; play at least one bandit")
-    padded = _pad_episodes(batch, -(-episodes // _PLAY_EPISODES) * _PLAY_EPISODES)
-    pieces = [_as_numpy(program(params, from_numpy(_episodes(padded, start, start + _PLAY_EPISODES), dtype)))
-              for start in range(0, episodes, _PLAY_EPISODES)]
-    # every output is time-major [n, B, ...]: the episodes are its axis 1
-    return {name: np.concatenate([piece[name] for piece in pieces], axis=1)[:, :episodes] for name in pieces[0]}
+    batch = BanditBatch(*(np.asarray(value, dtype=np.dtype(dtype)) for value in batch))  # cast on the host
+    return _as_numpy(in_pieces(lambda piece: program(params, piece), batch, EPISODE_AXES, _PLAY_EPISODES,
+                               name="episodes"))  # outputs are time-major [n, B, ...]: episodes on axis 1
 
 
-#: Episodes per call of the compiled rollout in :func:`play`. Every batch pads its episodes to a multiple of this
-#: (repeating its last episode) and plays pieces of it, so one program serves the held-out checks (1,000 bandits by
-#: default) and the summary (10,000 in chunks of 5,000): measured cold, each size compiled its own (0.26-0.96 s).
+#: Episodes per call of the compiled rollout in :func:`play` (``jax_impl.pieces.in_pieces``): one program serves
+#: the held-out checks (1,000 bandits by default) and the summary (10,000 in chunks of 5,000); each size compiled
+#: its own before (0.26-0.96 s cold).
 _PLAY_EPISODES = 1_000
-
-
-def _pad_episodes(batch: BanditBatch, episodes: int) -> BanditBatch:
-    """``batch`` with its episodes (:data:`EPISODE_AXES`) padded to ``episodes`` by repeating the last one (valid
-    bandits whose play is dropped: an episode's play depends on its own noise only)."""
-    def pad(value, axis):
-        value = np.asarray(value)
-        widths = [(0, 0)] * value.ndim
-        widths[axis] = (0, episodes - value.shape[axis])
-        return np.pad(value, widths, mode="edge")
-
-    return BanditBatch(*(pad(value, axis) for value, axis in zip(batch, EPISODE_AXES)))
-
-
-def _episodes(batch: BanditBatch, start: int, stop: int) -> BanditBatch:
-    return BanditBatch(*(np.take(value, np.arange(start, stop), axis=axis) for value, axis in zip(batch, EPISODE_AXES)))
 
 
 @functools.lru_cache(maxsize=16)

@@ -125,12 +125,14 @@ class JaxPoint:
         self.engine.devices = self.engine.resolve_devices(members)
         self.chunk = self.engine.chunk
         self.members = 1 if strategy in ("loop", "split") else members  # members per timed call
+        member = ()
         if strategy == "split":  # the data-parallel trainer's own program (its chunk is config.jax.steps_per_call)
             from jax_impl.distributed import DataParallelTrainer
 
             trainer = DataParallelTrainer(config, devices=devices, objective=type(self.engine.objective))
             function = trainer.program
             self.args = (trainer.params, trainer.opt_state, jnp.asarray(0), jnp.asarray(trainer.chunk_size))
+            member = (trainer.member,)  # its compiled program takes the member as a last argument
         elif strategy == "loop":  # the single-run program; S sequential runs take S of its calls
             params, opt_state = jax.tree.map(lambda x: x[0], self.engine.init(range(members)))
             function = self.engine._member
@@ -140,17 +142,19 @@ class JaxPoint:
             function = self.engine._program(strategy) if devices > 1 else self.engine.run_members
             self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32),
                          stack_members([self.engine.objective.member(s) for s in range(members)]))
+        # the trainer's program lowers itself, adding its member as an argument (``make_run_steps``)
+        lower = function.lower if hasattr(function, "lower") else jax.jit(function).lower
         began = time.perf_counter()
-        lowered = jax.jit(function).lower(*self.args)
-        self.compiled = lowered.compile()
+        self.compiled = lower(*self.args).compile()
         self.cold_compile_s = time.perf_counter() - began
         jax.clear_caches()
         began = time.perf_counter()
-        jax.jit(function).lower(*self.args).compile()
+        lower(*self.args).compile()
         self.warm_compile_s = time.perf_counter() - began
         memory = self.compiled.memory_analysis()
         self.memory_bytes = None if memory is None else int(memory.temp_size_in_bytes + memory.argument_size_in_bytes
                                                             + memory.output_size_in_bytes)
+        self.call_args = self.args + member
         self.run()  # first call: allocation
 
     def run(self) -> float:
@@ -158,7 +162,7 @@ class JaxPoint:
         import jax
 
         began = time.perf_counter()
-        jax.block_until_ready(self.compiled(*self.args))
+        jax.block_until_ready(self.compiled(*self.call_args))
         return time.perf_counter() - began
 
 

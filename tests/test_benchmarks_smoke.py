@@ -105,3 +105,12 @@ def test_time_to_quality_summary_pools_seeds_and_rounds():
 
 class _Args:
     target, batch_size, learning_rate, no_figures, seeds = 1e-3, None, None, False, 5
+
+
+def test_suite_times_one_run_with_its_batch_split_as_cogmeta_train_runs_it():
+    """The ``split`` point times the data-parallel trainer's own program, whose member is a last argument it adds
+    when it lowers (calling the compiled program without it failed with a pytree mismatch)."""
+    suite = _load("suite")
+    point = suite.JaxPoint(suite.point_config("gru", 8, 4, 7, 5), 1, "split", devices=1)
+    assert len(point.call_args) == len(point.args) + 1
+    assert point.run() > 0

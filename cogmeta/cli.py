@@ -253,7 +253,7 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
         importlib.import_module(config.family.reports).report_training(result, config, backend, eval_tasks)
         return
     process_seconds = _process_seconds()  # train() has just returned
-    print(f"trained {result.steps} steps in {result.seconds:.1f} s with {backend}; final loss {result.final_loss:.5f} "
+    print(f"trained {result.steps} steps in {result.seconds:.2f} s with {backend}; final loss {result.final_loss:.5f} "
           f"(Bayes floor {float(config.task.expected_nll().mean()):.5f})")
     target = config.train.until_kl
     if target is not None and result.until_kl_step is not None:

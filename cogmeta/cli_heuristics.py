@@ -140,7 +140,7 @@ def _require_fits(base, betas, backend: str, conditions: int, seeds: int, eval_t
 def report_training(result, config, backend: str, eval_tasks: int) -> None:
     """What ``cogmeta train`` prints after a bounded_gru run: time, final loss and, unless ``eval_tasks`` is 0,
     the evaluation table on that many held-out tasks."""
-    print(f"trained {result.steps} steps in {result.seconds:.1f} s with {backend}; final loss (NLL + w KL) "
+    print(f"trained {result.steps} steps in {result.seconds:.2f} s with {backend}; final loss (NLL + w KL) "
           f"{result.final_loss:.4f}")
     if eval_tasks > 1:
         report_evaluation(result.run_dir, backend, eval_tasks, figures=False)

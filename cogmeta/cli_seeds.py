@@ -36,7 +36,7 @@ def train_seeds(config: RunConfig, out: Path, backend: str, seeds: int, count: i
         result = train(run_config, out / f"seed-{seed}", backend, progress=progress, figures=figures)
         scores = driver.score_run(result.run_dir, backend, count) if count > 0 else {}
         rows.append((seed, scores))
-        print(f"seed {seed}: trained {result.steps} steps in {result.seconds:.1f} s with {backend}; "
+        print(f"seed {seed}: trained {result.steps} steps in {result.seconds:.2f} s with {backend}; "
               + (", ".join(f"{name} {value:.6g}" for name, value in scores.items()) or "not scored (--summary-tasks 0)"))
     names = sorted({name for _, scores in rows for name in scores})
     lines = [",".join(["seed", *names])]

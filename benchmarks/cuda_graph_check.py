@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cogmeta import GaussianMeanTask, ModelConfig, RunConfig, TorchOptions, TrainConfig  # noqa: E402
+from cogmeta.cli_options import integer  # noqa: E402
 from cogmeta.io import atomic_write_text  # noqa: E402
 
 BOUNDS = {"float64": 1e-10, "float32": 1e-4}
@@ -65,7 +66,7 @@ def _normalized(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for cuda-graph-check.csv")
-    parser.add_argument("--steps", type=int, default=500, help="updates per variant")
+    parser.add_argument("--steps", type=integer(1), default=500, help="updates per variant")
     args = parser.parse_args(argv)
     import torch
 

@@ -48,6 +48,7 @@ from cogmeta.baselines.exact_bayes import (
     ExactPredictive,
     posterior_predictive,
 )
+from cogmeta.cli_options import integer
 from cogmeta.experiments.heuristics import HEURISTICS, cell_metrics, eval_batch
 from cogmeta.tasks.paired_comparison import CONDITIONS, PairedComparisonTask
 
@@ -78,10 +79,10 @@ def scores(prob, targets):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=1000, help="held-out tasks per condition (heuristics default: 1000)")
-    parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="prior samples M")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tasks", type=integer(1), default=1000, help="held-out tasks per condition (heuristics default: 1000)")
+    parser.add_argument("--num-samples", type=integer(1), default=DEFAULT_NUM_SAMPLES, help="prior samples M")
+    parser.add_argument("--seed", type=integer(0), default=0, help="seed of the prior samples")
+    parser.add_argument("--threads", type=integer(1), default=2)
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)

@@ -41,6 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cogmeta.cli_options import integer  # noqa: E402
+
 
 class HeuristicsPoint:
     """Stage 1 of the heuristics grid: conditions x seeds members for ``steps`` steps per timed call."""
@@ -186,11 +188,9 @@ def write(out: Path, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", choices=list(POINTS), default=list(POINTS))
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed calls per backend (>= 1)")
+    parser.add_argument("--repeats", type=integer(1), default=5, help="interleaved timed calls per backend (>= 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     from cogmeta.host_devices import enable_for_command as enable_host_devices
 
     enable_host_devices()  # one JAX device per CPU, as the study commands have (before JAX is imported)

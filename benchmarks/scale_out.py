@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cogmeta.cli_options import integer  # noqa: E402
+
 #: Batch divisible by 8 devices; sizes of the tutorial recipe scaled down so a point takes seconds.
 CONFIG_ARGS = ["--task", "gaussian", "--hidden-size", "64", "--batch-size", "128", "--dtype", "float32"]
 
@@ -88,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--figure", type=Path, default=None, help="figure path (default: OUT/scale_out.png)")
-    parser.add_argument("--steps", type=int, default=100, help="updates per timed call")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--devices-max", type=int, default=8)
+    parser.add_argument("--steps", type=integer(1), default=100, help="updates per timed call")
+    parser.add_argument("--repeats", type=integer(1), default=3)
+    parser.add_argument("--devices-max", type=integer(1), default=8)
     parser.add_argument("--jax-child", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     devices = [n for n in (1, 2, 4, 8, 16) if n <= args.devices_max]

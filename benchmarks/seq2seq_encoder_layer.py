@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cogmeta.cli_options import integer
 from jax_impl.numerics import matmul
 from jax_impl.recurrent_layers import lstm_layer
 from jax_impl.seq2seq import _lstm_direction
@@ -25,10 +26,10 @@ from jax_impl.seq2seq import _lstm_direction
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2000)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--length", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=11)
+    parser.add_argument("--repeats", type=integer(5), default=2000, help="timed calls, in 5 rounds (>= 5)")
+    parser.add_argument("--hidden", type=integer(1), default=64)
+    parser.add_argument("--length", type=integer(1), default=5)
+    parser.add_argument("--batch", type=integer(1), default=11)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     t, b, h = args.length, args.batch, args.hidden

@@ -56,6 +56,7 @@ from cogmeta import (  # noqa: E402
     TorchOptions,
     TrainConfig,
 )
+from cogmeta.cli_options import integer  # noqa: E402
 
 #: ("cell", H, B, T, S) points. "cpu" is the committed matrix; "full" is docs/performance.md's CPU matrix.
 PRESETS = {
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved timed calls per implementation")
+    parser.add_argument("--repeats", type=integer(1), default=7, help="interleaved timed calls per implementation")
     parser.add_argument("--torch-threads", default="1,2", help="comma-separated torch thread counts to try")
     parser.add_argument("--points", type=parse_points, default=None, metavar="CELL,H,B,T,S[;...]",
                         help="measure these points instead of the preset's, e.g. 'lstm,128,32,64,1;gru,64,32,7,16'")

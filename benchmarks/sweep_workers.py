@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cogmeta.cli_options import integer
+
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("backend", "cores", "round", "seconds", "member_updates_per_s")
 #: (backend, how the cores are used, --workers, JAX devices per process): one core, then the ways to use two.
@@ -65,9 +67,9 @@ def run_once(backend: str, workers: int, devices: int, scratch: Path, cache: Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=8, help="members of each sweep")
-    parser.add_argument("--steps", type=int, default=1000, help="optimizer steps of each member")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds")
+    parser.add_argument("--seeds", type=integer(1), default=8, help="members of each sweep")
+    parser.add_argument("--steps", type=integer(1), default=1000, help="optimizer steps of each member")
+    parser.add_argument("--repeats", type=integer(1), default=3, help="rounds")
     parser.add_argument("--backends", default="torch,jax")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--baseline", type=Path, default=None, metavar="PATH",

@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cogmeta.cli_options import integer
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = re.compile(r"at step (?P<step>\d+), after (?P<training>[\d.]+) s of training and (?P<start>[\d.]+) s of wall time")
 #: the line after it: where the training seconds went (``cogmeta.cli``)
@@ -150,10 +152,10 @@ def markdown(table: list[dict], args, environment: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds (one run of each configuration per round)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 of every configuration in every round")
+    parser.add_argument("--repeats", type=integer(1), default=3, help="rounds (one run of each configuration per round)")
+    parser.add_argument("--seeds", type=integer(1), default=5, help="seeds 0 .. N-1 of every configuration in every round")
     parser.add_argument("--target", type=float, default=1e-3, help="held-out mean KL target, nats")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the default recipe's batch size")
+    parser.add_argument("--batch-size", type=integer(1), default=None, help="override the default recipe's batch size")
     parser.add_argument("--learning-rate", type=float, default=None, help="override the default recipe's peak rate")
     parser.add_argument("--no-figures", action="store_true", help="pass --no-figures to every run")
     parser.add_argument("--baseline", type=Path, default=None, metavar="PATH",
@@ -161,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     configurations = CONFIGURATIONS + (("torch (baseline)", "jax warm (baseline)") if args.baseline else ())
-    if args.repeats < 1 or args.seeds < 1:
-        parser.error(f"--repeats and --seeds must be >= 1, got {args.repeats} and {args.seeds}")
     suffix = ("" if args.batch_size is None else f"-b{args.batch_size}") + (
         "" if args.learning_rate is None else f"-lr{args.learning_rate:g}")
     rows = []

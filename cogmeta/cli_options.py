@@ -58,6 +58,8 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
             value = int(number)
         if low is None and high is not None and value > high:
             raise argparse.ArgumentTypeError(f"must be a whole number of at most {high}, got {text!r}")
+        if high is None and low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {low}, got {text!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be a whole number in {_words(low, high)}, got {text!r}")
         return value

@@ -252,7 +252,8 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
             jax_points[f"split:{split}dev"] = JaxPoint(config, 1, "split", split)
     torch_members = 1 if accelerator else members
     device = torch_device(accelerator)
-    torch_config = dataclasses.replace(config, torch=TorchOptions(device=device, cuda_graphs=device != "cpu"))
+    graphs = device != "cpu" and config.family.cuda_graphs  # the RL² step has no captured form: eager on CUDA
+    torch_config = dataclasses.replace(config, torch=TorchOptions(device=device, cuda_graphs=graphs))
     torch_points = {f"loop/{t}t": TorchPoint(torch_config, torch_members, t, "loop") for t in torch_threads}
     if members > 1 and not accelerator:
         torch_points[f"vmap/{torch_threads[0]}t"] = TorchPoint(config, members, torch_threads[0], "vmap")

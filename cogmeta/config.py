@@ -165,7 +165,8 @@ class TorchOptions:
             are sampled on the CPU with torch's generator, then copied).
         cuda_graphs: capture the whole training step (forward, backward, clipping, Adam) in one CUDA
             graph and replay it, with no host synchronisation between updates
-            (``torch_impl.static_step``); needs a CUDA device.
+            (``torch_impl.static_step``); needs a CUDA device and a family that has the captured step
+            (``ModelFamily.cuda_graphs``: the tutorial's meta-learner).
     """
 
     threads: int = 1
@@ -321,6 +322,13 @@ class RunConfig:
                              f"{', '.join(sorted(family.tasks()))}, not {type(self.task).__name__}"
                              + (f" (task {name!r} belongs to another family: set model.family / --family)"
                                 if isinstance(name, str) else ""))
+        if self.torch.cuda_graphs and not family.cuda_graphs:
+            from cogmeta.families import MODEL_FAMILIES
+
+            capturable = ", ".join(f.name for f in MODEL_FAMILIES.values() if f.cuda_graphs)
+            raise ValueError(f"TorchOptions.cuda_graphs: the {family.name} family's PyTorch step has no CUDA-graph form "
+                             f"(only {capturable}'s has); it trains eagerly on the GPU with --torch-device cuda (leave "
+                             f"--cuda-graphs out)")
         family.check(self)
 
     @property

@@ -43,6 +43,8 @@ class ModelFamily:
         evaluate_tasks: held-out tasks of ``cogmeta evaluate RUN`` by default.
         reports: module whose ``report_training(result, config, backend, tasks)`` and ``report_evaluation(run,
             backend, tasks, seed, figures)`` print the family's tables (None: the predictive KL of ``cogmeta.cli``).
+        cuda_graphs: its PyTorch training step can be captured as one CUDA graph (``TorchOptions.cuda_graphs``,
+            ``torch_impl.static_step``: the tutorial's); a config of any other family that asks for it is refused.
         engine_members: the backends' engines train several of its runs together (``*_impl/engine.objective_for``);
             otherwise ``cogmeta sweep`` trains its members one after another through the run-folder loop.
         fixed_length: its runs draw their whole training stream from the seed and ``train.steps`` when they
@@ -67,6 +69,7 @@ class ModelFamily:
     reports: str | None = None
     fixed_length: bool = False
     engine_members: bool = False
+    cuda_graphs: bool = False
 
     def tasks(self) -> Mapping[str, type]:
         return self.task_registry()
@@ -191,6 +194,7 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
         default_preset="tutorial-gaussian",
         check=_check_meta_learner,
         engine_members=True,
+        cuda_graphs=True,
     ),
     "seq2seq": ModelFamily(
         name="seq2seq",

@@ -153,6 +153,22 @@ def test_config_is_frozen():
         RunConfig().task = CoinTask()
 
 
+@pytest.mark.parametrize("name", ["rl2-bandit", "seq2seq-me-cpu", "heuristics-ranking", "l2i-eu-id"])
+def test_cuda_graphs_are_refused_for_families_without_a_captured_step(name):
+    """Only the tutorial's PyTorch step has a CUDA-graph form; the others ignored the option silently before, in
+    a config built in code as in a config.json."""
+    from cogmeta.presets import preset
+
+    config = preset(name)
+    graphs = TorchOptions(device="cuda", cuda_graphs=True)
+    with pytest.raises(ValueError, match=f"the {config.model.family} family's PyTorch step has no CUDA-graph form"):
+        dataclasses.replace(config, torch=graphs)
+    data = config.to_dict() | {"torch": dataclasses.asdict(graphs)}
+    with pytest.raises(ValueError, match="leave --cuda-graphs out"):
+        RunConfig.from_dict(data)
+    assert dataclasses.replace(RunConfig(), torch=graphs).torch.cuda_graphs  # the tutorial's family has it
+
+
 def test_loading_a_missing_config_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         RunConfig.load(tmp_path / "nope.json")

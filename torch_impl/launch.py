@@ -31,8 +31,8 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
                 f"`torchrun --standalone --nproc-per-node={devices} -m cogmeta train --backend torch ...` "
                 f"(--devices is then optional)"
             )
-        if objective is MetaLearnerObjective:
-            return make_tutorial_trainer(config, checkpoint)  # its CUDA-graph form when the config asks for it
+        if config.torch.cuda_graphs:  # RunConfig allows it only for the tutorial's family, whose step has that form
+            return make_tutorial_trainer(config, checkpoint)
         configure(config.torch.threads)
         built = objective(config)
         return Trainer(built, checkpoint, steps_per_call=config.train.log_every, device=built.device)

@@ -264,7 +264,7 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
         if result.until_kl_parts is not None:
             parts = result.until_kl_parts
             rest = result.until_kl_seconds - sum(parts.values())
-            drawn = " (the model drawn while its first program compiled)" if backend == "jax" else ""
+            drawn = " (its first program compiling on a thread from here on)" if backend == "jax" else ""
             print(f"  of the {result.until_kl_seconds:.2f} s: building the trainer {parts['trainer']:.2f} s{drawn}, "
                   f"first training call {parts['first_call']:.2f} s, later calls {parts['later_calls']:.2f} s, "
                   f"held-out checks {parts['checks']:.2f} s, "

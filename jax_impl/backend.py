@@ -14,6 +14,7 @@ from cogmeta.contract import Checkpoint
 from cogmeta.distributed import OBSERVATION_TASK_AXIS
 from cogmeta.weights import validate_weights
 from jax_impl.heads import predictive_params
+from jax_impl.host_random import initial_rngs
 from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.pieces import in_pieces
@@ -31,7 +32,7 @@ from jax_impl.weights import abstract_split, canonical_to_state, model_to_canoni
 def build_model(config: RunConfig, seed: int | None = None) -> MetaLearner:
     """A freshly initialised model (torch-matched init distributions, JAX random numbers)."""
     configure(dtype=config.train.dtype)
-    rngs = nnx.Rngs(config.train.seed if seed is None else seed)
+    rngs = initial_rngs(config.train.seed if seed is None else seed)  # drawn on the host: no program to compile
     return MetaLearner(config, resolve_dtype(config.train.dtype), rngs=rngs)
 
 

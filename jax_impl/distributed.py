@@ -230,7 +230,7 @@ class DataParallelTrainer(Trainer):
         timeout_s: seconds to wait for the other hosts at start-up.
         objective: what to train, built from ``config`` (default: the tutorial's ``MetaLearnerObjective``); it
             declares the task axis of each batch leaf (``batch_axes``), and its loss is a mean over tasks.
-        compile_ahead: compile the first call's program while the model is drawn (``Trainer``).
+        compile_ahead: compile the first call's program on a thread while the run is set up (``Trainer``).
     """
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,

@@ -53,7 +53,7 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
     multihost = initialize_from_env()
     if devices is None and not multihost:
         devices = auto_devices(config)
-    # its next act is a training call: compile that program while the model is drawn (``Trainer``)
+    # its next act is a training call: compile that program on a thread while the run is set up (``Trainer``)
     if devices == 1 and not multihost:
         return Trainer(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call, compile_ahead=True)
     return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective, compile_ahead=True)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax_impl.host_random import HostKey, symmetric_uniform
 from jax_impl.numerics import matmul
 
 
@@ -44,8 +45,11 @@ def uniform_init(key: jax.Array, shape: tuple[int, ...], dtype, bound: float) ->
     with the bounds as arguments, and keeps the first ``prod(shape)``: with partitionable threefry (JAX's
     default) number i of a draw depends on the key and i only, so the prefix, reshaped row-major, is the draw of
     ``shape`` (0.30-0.34 s for the same model). Under a trace, where nothing compiles per shape, and for a PRNG
-    whose draws are not prefix-stable, it is ``jax.random.uniform`` itself.
+    whose draws are not prefix-stable, it is ``jax.random.uniform`` itself. A :class:`jax_impl.host_random.HostKey`
+    (a model built with ``HostRngs``) is drawn on the host in numpy, the same bits without any program.
     """
+    if isinstance(key, HostKey):
+        return jax.device_put(symmetric_uniform(key.data, shape, jnp.dtype(dtype), bound))
     if isinstance(key, jax.core.Tracer) or not _prefix_stable(key):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
     size = math.prod(shape)

@@ -44,6 +44,7 @@ from cogmeta.contract import Checkpoint
 from cogmeta.tasks.bandit import EPISODE_AXES, BanditBatch
 from cogmeta.weights import validate_weights
 from jax_impl.bandit import from_numpy, sample_action, sample_episodes, step
+from jax_impl.host_random import initial_rngs
 from jax_impl.linear import Linear
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.pieces import in_pieces
@@ -190,7 +191,7 @@ def entropy_weight(config: RunConfig, step) -> jax.Array | float:
 def build_model(config: RunConfig, seed: int | None = None) -> RL2Agent:
     """A freshly initialised agent (torch-matched init distributions, JAX random numbers)."""
     configure(dtype=config.train.dtype)
-    rngs = nnx.Rngs(config.train.seed if seed is None else seed)
+    rngs = initial_rngs(config.train.seed if seed is None else seed)  # drawn on the host: no program to compile
     return RL2Agent(config, resolve_dtype(config.train.dtype), rngs=rngs)
 
 

@@ -180,12 +180,12 @@ class Trainer:
             optimizer moments and the step count (which also sets the schedule and the batch stream).
         seed: the run's seed (default ``objective.train.seed``).
         steps_per_call: optimizer steps per compiled ``lax.scan`` call of :meth:`run`.
-        compile_ahead: compile :meth:`run`'s program on a background thread while the model is drawn (for a
-            trainer whose next act is :meth:`run`: ``jax_impl.launch.make_trainer``). XLA compiles one program at a
+        compile_ahead: compile :meth:`run`'s program on a background thread from the trainer's construction on (for
+            a trainer whose next act is :meth:`run`: ``jax_impl.launch.make_trainer``). XLA compiles one program at a
             time in a process, so what overlaps the training program's compilation (GRU-64: 1.5-1.8 s cold on the
             2-core VM) is the Python half of the setting up: drawing the model, writing the run folder, tracing
             the first held-out check (measured in process, cold, first 100 steps: 2.25-2.34 s without, 2.04-2.15 s
-            with). The first :meth:`run` waits for the thread and then finds the program compiled. Any failure
+            with, when drawing the model still ran JAX programs). The first :meth:`run` waits for the thread and then finds the program compiled. Any failure
             there only means the first call compiles, as without it.
     """
 

@@ -56,14 +56,16 @@ from cogmeta.experiments.amortized_spec import (
 )
 from cogmeta.tasks.urn import UrnQueries, UrnQueryDistribution
 from jax_impl.engine import Engine
+from jax_impl.host_random import initial_rngs
 from jax_impl.linear import Linear
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.trainer import Trainer, compiled_init, default_member, init_runs
 from jax_impl.urn_samplers import sample_queries, seed_key
 from jax_impl.weights import canonical_to_state
 
-#: Participants from which a population's initial weights are drawn in one compiled program (the participant's
-#: module compiles in ~0.9 s and builds eagerly in ~5 ms: break-even near 180 on a first run).
+#: Participants from which a population's initial weights are drawn in one compiled program (400 participants:
+#: 0.56-0.62 s one by one, drawn on the host; compiled 0.67 s on a machine's first run, 0.14-0.15 s from the
+#: compilation cache: break-even near 100 with a warm cache).
 COMPILED_INIT_FROM = 128
 
 
@@ -184,14 +186,14 @@ class AmortizedObjective:
     def init(self, seed: int) -> nnx.State:
         """Participant ``seed``'s initial parameters."""
         s = self.index(seed)
-        _, params = nnx.split(AmortizedPosterior(self.hidden, rngs=nnx.Rngs(int(seed)), dtype=self._dtype()))
+        _, params = nnx.split(AmortizedPosterior(self.hidden, rngs=initial_rngs(int(seed)), dtype=self._dtype()))
         return params if self.weights is None else canonical_to_state(params, {n: w[s] for n, w in self.weights.items()})
 
     def init_many(self, seeds: Sequence[int]) -> nnx.State:
         """The participants' initial parameters stacked ``[S, ...]``, bit for bit :meth:`init` of each: given weights
         one by one, fresh ones from :data:`COMPILED_INIT_FROM` participants on in one compiled program
-        (``jax_impl.trainer.init_runs``; 400 participants: 2.0 s one by one, 1.6 ms compiled after a ~0.9 s
-        compilation, so the studies' populations of 260 and 400 gain even on a first run)."""
+        (``jax_impl.trainer.init_runs``; 400 participants: ~0.6 s one by one, 0.15 s compiled with a warm
+        compilation cache, 0.67 s on a machine's first run)."""
         for seed in seeds:
             self.index(seed)
         compiled = None if self.weights is not None else (

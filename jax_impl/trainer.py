@@ -325,10 +325,10 @@ def stack_on_host(trees: Sequence):
 
 
 #: Runs from which :func:`init_runs` draws fresh parameters in one compiled program (objectives may pass their own
-#: threshold). Flax builds a module eagerly in 4-5 ms (the tutorial GRU-64 3.8 ms, RL²'s agent 5.0 ms: 256 engine
-#: members 1.7-1.9 s), while the compiled draw costs a trace and a compilation per member count (GRU-64: 1.7-2.0 s
-#: cold, 0.3-0.4 s from the ``cogmeta`` command's compilation cache) and then milliseconds: from ~450 members it
-#: wins even on a first run.
+#: threshold). A module built one by one, its weights drawn on the host (``jax_impl.host_random``), takes 2-3 ms
+#: (the tutorial GRU-64 2.3 ms, RL²'s agent 2.8 ms: 256 engine members 0.6-0.7 s), while the compiled draw costs a
+#: trace and a compilation per member count (GRU-64: 1.7-2.0 s cold, 0.3-0.4 s from the ``cogmeta`` command's
+#: compilation cache) and then milliseconds: break-even near 150 members with a warm cache, ~800 on a first run.
 COMPILED_INIT_FROM = 512
 
 

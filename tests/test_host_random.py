@@ -134,3 +134,13 @@ def test_uniform_init_draws_a_host_key_on_the_host():
     got = uniform_init(HostKey(_data(key)), (30, 7), jnp.float32, 0.2)
     assert isinstance(got, jax.Array) and got.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(got), np.asarray(jax.random.uniform(key, (30, 7), jnp.float32, -0.2, 0.2)))
+
+
+def test_a_learning_to_infer_participant_built_on_the_host_equals_flaxs():
+    from jax_impl.amortized import AmortizedPosterior
+
+    for hidden, seed in ((1, 0), (4, 17)):
+        ours = model_to_canonical(AmortizedPosterior(hidden, rngs=initial_rngs(seed)))
+        theirs = model_to_canonical(AmortizedPosterior(hidden, rngs=nnx.Rngs(seed)))
+        for name in theirs:
+            np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)

@@ -23,6 +23,8 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
     "recurrent_layers.py": {"*": "JAX only: GRU/LSTM layers with a hand-written reverse pass (custom VJP); PyTorch "
                                  "uses its fused nn.GRU/nn.LSTM kernels"},
     "linear.py": {"*": "JAX only: a dense layer holding torch's (out, in) weight layout; PyTorch has nn.Linear"},
+    "host_random.py": {"*": "JAX only: JAX's threefry keys and uniform draws computed in numpy, so that drawing a "
+                             "model runs no compiled program; torch fills its tensors in place"},
     "pieces.py": {"*": "JAX only: a batch in pieces of one size, so that jit compiles one program for every batch "
                        "size; PyTorch's eager calls take any size"},
     "launch.py": {"AUTO_SPLIT_FROM": "JAX splits a CPU run's batch over its host devices by default; PyTorch's twin "

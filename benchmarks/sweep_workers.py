@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import statistics
 import subprocess
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 
 from cogmeta.cli_options import integer
+from cogmeta.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("backend", "cores", "round", "seconds", "member_updates_per_s")
@@ -118,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"{statistics.median(r['member_updates_per_s'] for r in these):.0f} | {gain} |")
     report = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "sweep-workers-cpu.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (args.out / "sweep-workers-cpu.md").write_text(report)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(args.out / "sweep-workers-cpu.csv", table.getvalue())  # written, then renamed
+    atomic_write_text(args.out / "sweep-workers-cpu.md", report)
     print(report)
     return 0
 

@@ -47,6 +47,7 @@ from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
 from jax_impl.backend import MetaLearnerObjective
 from jax_impl.numerics import configure
+from jax_impl.samplers import draws_in_loops
 from jax_impl.trainer import FRAMEWORK, Trainer, make_run_steps
 from jax_impl.weights import state_to_canonical
 
@@ -215,6 +216,24 @@ def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -
     return loss_and_grad
 
 
+def sample_on_every_device(objective, mesh: Mesh) -> Callable | None:
+    """``(step, member) -> batch``: ``objective.sample`` drawn whole on every device of ``mesh`` and typed
+    replicated (``P()``), for a task whose draw loops (:func:`jax_impl.samplers.draws_in_loops`); None otherwise.
+
+    The step slices its batch to the devices' shards (:func:`data_parallel_loss_and_grad`), and XLA then
+    partitions the draw itself: every device draws only its own tasks, which for normal and uniform noise
+    costs nothing extra. A rejection loop partitioned that way tests "has every element accepted?" with an
+    all-reduce in each iteration: RL²'s Beta arms drew with four such collectives per update (measured on the
+    2-core VM, two-armed preset, 64 episodes over 2 devices: 3.76 ms per update, against 2.99 ms drawing the
+    whole batch on each device). Inside ``shard_map`` nothing is partitioned, so each device draws the same
+    whole batch, the global one, and the slice that follows moves no data.
+    """
+    task = getattr(getattr(objective, "config", None), "task", None)
+    if task is None or not draws_in_loops(task, objective.train.batch_size):
+        return None
+    return jax.shard_map(objective.sample, mesh=mesh, in_specs=(P(), P()), out_specs=P(), check_vma=False)
+
+
 class DataParallelTrainer(Trainer):
     """:class:`jax_impl.trainer.Trainer` with the task batch of every step split over ``devices`` devices.
 
@@ -251,7 +270,8 @@ class DataParallelTrainer(Trainer):
     def _make_run(self):
         loss_and_grad = data_parallel_loss_and_grad(self.objective, self.mesh)
         #: the jitted ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])`` of a call
-        self.program = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad)
+        self.program = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad,
+                                      sample_on_every_device(self.objective, self.mesh))
 
         def run(params, opt_state, start, count):
             params, opt_state, outputs = self.program(params, opt_state, start, count)

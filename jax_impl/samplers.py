@@ -39,6 +39,19 @@ def draw_noise(spec: Mapping[str, NoiseSpec], key: jax.Array, dtype=jnp.float32)
     return noise
 
 
+#: Noise kinds that JAX draws with a data-dependent loop: ``jax.random.gamma`` is Marsaglia and Tsang's rejection
+#: sampler, a ``while`` loop that runs until every element of the array has accepted.
+LOOPED_KINDS = frozenset({"gamma"})
+
+
+def draws_in_loops(task: Task, batch_size: int = 1) -> bool:
+    """Whether drawing a batch of ``task`` runs a data-dependent loop (a noise kind in :data:`LOOPED_KINDS`).
+
+    Such a draw should not be partitioned over devices: each iteration's "all accepted?" test would become a
+    collective (``jax_impl.distributed``)."""
+    return any(item.kind in LOOPED_KINDS for item in task.noise_spec(batch_size).values())
+
+
 #: task name -> its jax transform; every task registered in ``cogmeta.contract.TASKS`` needs one.
 TRANSFORMS: dict[str, Callable] = {}
 

@@ -124,21 +124,25 @@ def make_train_on_batches(objective: Objective, loss_and_grad: Callable | None =
     return run
 
 
-def make_member_chunk(objective: Objective, chunk: int, loss_and_grad: Callable | None = None) -> Callable:
+def make_member_chunk(objective: Objective, chunk: int, loss_and_grad: Callable | None = None,
+                      sample: Callable | None = None) -> Callable:
     """Un-jitted ``run(params, opt_state, start, count, member) -> (params, opt_state, StepOutputs [chunk])``.
 
     One call runs ``chunk`` scan iterations; iteration i trains on ``objective.sample(start + i, member)``
     if i < count and no earlier loss in the call was non-finite. Masking instead of a shorter scan keeps
     one compiled program for every call (outputs past the stop are computed but not applied; the caller
-    slices them off). ``member`` is traced, so ``jax_impl.engine`` maps this over many members.
+    slices them off). ``member`` is traced, so ``jax_impl.engine`` maps this over many members. ``sample``
+    replaces ``objective.sample`` with a function of the same batches (``jax_impl.distributed`` passes one that
+    draws them on every device).
     """
     step_fn = make_train_step(objective, loss_and_grad)
+    sample = objective.sample if sample is None else sample
 
     def run(params, opt_state, start, count, member):
         def body(carry, index):
             params, opt_state, alive = carry
             step = start + index
-            new_params, new_opt_state, outputs = step_fn(params, opt_state, objective.sample(step, member), step, member)
+            new_params, new_opt_state, outputs = step_fn(params, opt_state, sample(step, member), step, member)
             active = alive & (index < count)
             params = _select(active, new_params, params)
             opt_state = _select(active, new_opt_state, opt_state)
@@ -152,16 +156,17 @@ def make_member_chunk(objective: Objective, chunk: int, loss_and_grad: Callable 
     return run
 
 
-def make_run_steps(objective: Objective, chunk: int, member: dict, loss_and_grad: Callable | None = None) -> Callable:
+def make_run_steps(objective: Objective, chunk: int, member: dict, loss_and_grad: Callable | None = None,
+                   sample: Callable | None = None) -> Callable:
     """``run(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])``: one member's
-    :func:`make_member_chunk` (see there), jitted.
+    :func:`make_member_chunk` (see there, also for ``loss_and_grad`` and ``sample``), jitted.
 
     The member (seed, learning rate, ...) is an argument of the compiled program, not a constant in it, so runs
     of every seed and learning rate share one program: a second seed loads the first one's executable from
     the persistent compilation cache instead of compiling again (measured: the first call of a ``cogmeta train
     --until-kl`` run of a new seed took 2.2-2.4 s with the seed baked in, 0.5-0.6 s as an argument).
     """
-    program = jax.jit(make_member_chunk(objective, chunk, loss_and_grad))
+    program = jax.jit(make_member_chunk(objective, chunk, loss_and_grad, sample))
 
     def run(params, opt_state, start, count):
         return program(params, opt_state, start, count, member)

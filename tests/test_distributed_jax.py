@@ -68,6 +68,13 @@ def test_rl2_episodes_split_over_devices_equal_one_device(results, devices):
         assert results["rl2_split"][f"{devices} rewards"] <= TOLERANCE
 
 
+def test_a_split_step_has_one_collective(results):
+    """The gradient's all-reduce only: RL²'s Beta arms (rejection-sampled, ``jax.random.gamma``) are drawn whole on
+    every device, since a draw partitioned over the devices tests its loop's condition with an all-reduce in every
+    iteration (jax_impl.distributed.sample_on_every_device); the tutorial's normal noise is partitioned freely."""
+    assert results["split_collectives"] == {"rl2": ["all-reduce"], "tutorial": ["all-reduce"]}
+
+
 def test_rl2_run_over_devices_resumes_bit_for_bit(results):
     assert results["rl2_split"]["2 resumed"] == 0.0
 

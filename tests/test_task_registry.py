@@ -80,3 +80,20 @@ def test_jax_says_which_transform_is_missing(unported_task):
     with pytest.raises(ValueError, match=r"task 'unported' has no jax transform; write one in jax_impl/samplers\.py "
                                          r"with @register_transform\('unported'\)"):
         samplers.sample_batch(unported_task, jax.random.key(0), 2)
+
+
+def test_draws_in_loops_names_exactly_the_tasks_whose_jax_draw_rejects():
+    """``jax_impl.samplers.draws_in_loops`` (which the data-parallel trainer reads to keep such a draw whole on every
+    device) against the traced draw itself: True exactly where the jaxpr holds the gamma rejection sampler."""
+    jax = pytest.importorskip("jax")
+    import jax_impl.bandit  # noqa: F401  (registers the bandit transforms)
+    from cogmeta.tasks.bandit import BernoulliBanditTask, DependentBanditTask
+    from jax_impl.samplers import draws_in_loops, sample_batch
+
+    tasks = [cls() for cls in contract.TASKS.values()] + [BernoulliBanditTask(), DependentBanditTask()]
+    found = {}
+    for task in tasks:
+        jaxpr = str(jax.make_jaxpr(lambda key, task=task: sample_batch(task, key, 4))(jax.random.key(0)))
+        assert draws_in_loops(task, 4) == ("random_gamma" in jaxpr), task.name
+        found[task.name] = draws_in_loops(task, 4)
+    assert found["bandit"] and found["coin"] and not found["gaussian"] and not found["dependent_bandit"]

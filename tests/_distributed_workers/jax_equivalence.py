@@ -12,12 +12,14 @@ retrains RUN's config on one device and compares (for the multi-host test). All 
   seed axis sharded over 8 devices vs the engine's unsharded ``vmap`` program;
 - bad input: the errors raised for an indivisible batch and for too many devices;
 - RL²: the A2C training with its episodes split over 2 and 8 devices vs one device (also the CLI's ``--devices 2``).
+- collectives: the compiled 2-device step of RL² and of the tutorial holds the gradient's all-reduce and no other.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -229,7 +231,18 @@ def auto_split(out: Path, results: dict) -> None:
     results["auto_split_error"] = normalized_error(load_weights(RunDir.at(out / "auto").weights, config), single.weights())
 
 
-def rl2_episode_split(out: Path, results: dict) -> None:
+COLLECTIVE = re.compile(r"\b(all-reduce|all-gather|collective-permute|all-to-all|reduce-scatter)(-start)?\(")
+
+
+def collectives(trainer: DataParallelTrainer) -> list[str]:
+    """The collective operations of ``trainer``'s compiled training program (the ops of XLA's optimized HLO)."""
+    import jax.numpy as jnp
+
+    lowered = trainer.program.lower(trainer.params, trainer.opt_state, jnp.asarray(0), jnp.asarray(trainer.chunk_size))
+    return [match.group(1) for match in COLLECTIVE.finditer(lowered.compile().as_text())]
+
+
+def rl2_episode_split(out: Path, results: dict, tutorial_config: RunConfig) -> None:
     """The RL² agent's A2C training with its episodes split over 2 and 8 devices (``jax_impl.rl2.make_trainer``)
     vs one device: same bandits, same sampled actions, the entropy weight annealed by step; the CLI run with
     ``--devices 2`` (the rl2 workload's path) and the default split of a 32-episode batch over 2 devices."""
@@ -263,6 +276,8 @@ def rl2_episode_split(out: Path, results: dict) -> None:
             errors["2 resumed"] = max(float(np.max(np.abs(resumed.weights()[k] - split.weights()[k])))
                                       for k in reference)
     results["rl2_split"] = errors
+    results["split_collectives"] = {"rl2": collectives(rl2_trainer(config, devices=2)),
+                                    "tutorial": collectives(DataParallelTrainer(tutorial_config, devices=2))}
     wide = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=32))
     results["rl2_auto_devices"] = getattr(rl2_trainer(wide), "devices", 1)
 
@@ -279,7 +294,7 @@ def main() -> None:
     seed_axis(config, results)
     engine_member_devices(config, results)
     bad_input(config, results)
-    rl2_episode_split(out, results)
+    rl2_episode_split(out, results, config)
     print("RESULTS " + json.dumps(results))
 
 

@@ -31,7 +31,10 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                                      "is data parallelism under torchrun, started by the user",
                   "auto_devices": "as AUTO_SPLIT_FROM"},
     "samplers.py": {"step_generator": "PyTorch's RNG is a stateful torch.Generator per step",
-                    "step_key": "JAX's RNG is a functional key folded with the step"},
+                    "step_key": "JAX's RNG is a functional key folded with the step",
+                    "LOOPED_KINDS": "JAX: noise kinds drawn by a data-dependent loop, which XLA must not partition "
+                                    "over devices (distributed.sample_on_every_device); torch ranks never partition",
+                    "draws_in_loops": "as LOOPED_KINDS"},
     "urn_samplers.py": {"seed_generator": "PyTorch's RNG is a stateful torch.Generator",
                         "seed_key": "JAX's RNG is a functional key"},
     "numerics.py": {"resolve_device": "PyTorch places tensors on a device by name; JAX uses its default device",
@@ -49,7 +52,9 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
         "local": "JAX: this host's replica of a global array",
         "task_specs": "JAX: the PartitionSpec of each batch leaf (PyTorch ranks slice their shard, take_shard)",
         "shard_leading_axis": "JAX: seed-axis sharding of stacked runs (vmap over devices); PyTorch has no equivalent",
-        "vmap_over_seeds": "as shard_leading_axis"},
+        "vmap_over_seeds": "as shard_leading_axis",
+        "sample_on_every_device": "JAX: a rejection-sampled batch drawn whole on every device instead of partitioned "
+                                  "by XLA (every PyTorch rank draws the whole batch already)"},
     "weights.py": {"canonical_to_state": "NNX state <-> canonical dict (torch uses load_state_dict)",
                    "state_to_canonical": "NNX state <-> canonical dict (torch uses state_dict)",
                    "abstract_split": "NNX: a module's structure without drawing its weights (nnx.eval_shape); "
@@ -101,8 +106,10 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
     ("trainer.py", "make_train_step"): {"model": "PyTorch: the nn.Module the step updates in place (JAX's step takes "
                                                      "the params as an argument)"},
     ("trainer.py", "make_train_on_batches"): {"model": "as make_train_step"},
-    ("trainer.py", "make_member_chunk"): {"model": "as make_train_step"},
-    ("trainer.py", "make_run_steps"): {"model": "as make_train_step"},
+    ("trainer.py", "make_member_chunk"): {"model": "as make_train_step",
+                                          "sample": "JAX: the data-parallel trainer's draw of a rejection-sampled "
+                                                    "batch whole on every device (distributed.sample_on_every_device)"},
+    ("trainer.py", "make_run_steps"): {"model": "as make_train_step", "sample": "as make_member_chunk"},
     ("trainer.py", "Trainer"): {"device": "PyTorch places the model and its batches on a device by name; JAX uses its "
                                           "default device",
                                 "compile_ahead": "JAX: compile the first call's program on a thread while the model "

@@ -16,9 +16,9 @@ losses, metrics and gradients:
 holding loss, metrics and gradients, as the PyTorch twin's ranks do. Clipping and Adam then run
 replicated, so every device holds the same parameters.
 
-Seed axis (independent runs, no collectives). ``jax.jit(jax.vmap(fn))`` over inputs whose leading axis
-is sharded ``P("seeds")`` (an Auto mesh axis) gives each device its own seeds; :func:`vmap_over_seeds`
-wraps any function, e.g. the sweep engine's member (``jax_impl.training.make_member_chunk``).
+Seed axis (independent runs, no collectives). :func:`vmap_over_seeds` vmaps any function over inputs whose
+leading axis is sharded ``P("seeds")``, inside a ``shard_map`` so that each device runs its own seeds as a
+program of its own (the sweep engine does the same with its members, ``jax_impl.engine``).
 
 Several hosts: call :func:`initialize` (``jax.distributed.initialize``) or :func:`initialize_from_env` first in every
 process; ``jax.devices()`` then lists every host's devices and the same code runs unchanged. Arrays are
@@ -31,6 +31,7 @@ APIs: ``jax.make_mesh``, ``NamedSharding``, ``jax.shard_map`` (no ``pmap``, no
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Callable, Mapping, Sequence
 
@@ -320,20 +321,36 @@ def shard_leading_axis(tree, mesh: Mesh, axis: str = SEED_AXIS):
 
 
 def vmap_over_seeds(fn: Callable, mesh: Mesh, in_axes: int | Sequence | None = 0, axis: str = SEED_AXIS) -> Callable:
-    """``jax.jit(jax.vmap(fn, in_axes))`` whose mapped axis lives on ``mesh``: each device runs its own seeds.
+    """``jax.vmap(fn, in_axes)`` with the mapped axis split over ``mesh``: each device vmaps its own seeds.
 
-    Arguments mapped by ``in_axes`` (leading axis 0) are placed with :func:`shard_leading_axis`;
-    unmapped ones (``None``) are replicated. Outputs keep the seed axis sharded (``P(axis)``). The
-    seeds are independent, so XLA inserts no collectives.
+    Arguments mapped by ``in_axes`` (leading axis 0) are placed with :func:`shard_leading_axis`; unmapped ones
+    (``None``) are replicated. Outputs keep the seed axis sharded (``P(axis)``). The vmapped function runs inside a
+    ``jax.shard_map``, one program per device on its own seeds, so no collective can appear. (``jax.jit`` of the
+    vmap on the sharded inputs lets XLA partition the vmapped program instead, and a vmapped data-dependent loop,
+    such as ``jax.random.gamma``'s rejection sampler, runs until every seed's loop has ended: partitioned, it asks
+    all devices with an all-reduce in every iteration, four for one draw of RL²'s bandits.)
     """
-    mapped = jax.jit(jax.vmap(fn, in_axes=in_axes), out_shardings=NamedSharding(mesh, P(axis)))
+
+    @functools.lru_cache(maxsize=None)
+    def program(axes: tuple) -> Callable:
+        specs = tuple(P(axis) if a == 0 else P() for a in axes)
+        return jax.jit(jax.shard_map(jax.vmap(fn, in_axes=axes), mesh=mesh, in_specs=specs, out_specs=P(axis),
+                                     check_vma=False))
+
+    def placed(args) -> tuple[Callable, list]:
+        axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+        if len(axes) != len(args) or any(a not in (0, None) for a in axes):
+            raise ValueError(f"in_axes must be 0 or None per argument ({len(args)} arguments), got {in_axes}")
+        return program(axes), [shard_leading_axis(arg, mesh, axis) if a == 0 else place(arg, NamedSharding(mesh, P()))
+                                for arg, a in zip(args, axes)]
 
     def run(*args):
-        axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
-        if any(a not in (0, None) for a in axes):
-            raise ValueError(f"in_axes must be 0 or None per argument, got {in_axes}")
-        placed = [shard_leading_axis(arg, mesh, axis) if a == 0 else place(arg, NamedSharding(mesh, P()))
-                  for arg, a in zip(args, axes)]
-        return mapped(*placed)
+        function, arrays = placed(args)
+        return function(*arrays)
 
+    def lower(*args):
+        function, arrays = placed(args)
+        return function.lower(*arrays)
+
+    run.lower = lower  # the compiled program's HLO, for inspection (tests count its collectives)
     return run

@@ -75,6 +75,14 @@ def test_a_split_step_has_one_collective(results):
     assert results["split_collectives"] == {"rl2": ["all-reduce"], "tutorial": ["all-reduce"]}
 
 
+def test_seed_axis_program_has_no_collective(results):
+    """``vmap_over_seeds`` of a rejection-sampled draw (RL²'s Beta arms) over 8 devices: no collective (jit of the vmap
+    let XLA partition the vmapped gamma loop, with an all-reduce per iteration), and each seed's draw bit for bit as
+    drawn alone (one seed per device here)."""
+    assert results["seed_axis_collectives"] == []
+    assert results["seed_axis_draws"] == 0.0
+
+
 def test_rl2_run_over_devices_resumes_bit_for_bit(results):
     assert results["rl2_split"]["2 resumed"] == 0.0
 

@@ -55,6 +55,8 @@ from tests._distributed_workers.settings import (  # noqa: E402
 )
 
 CLI_ARGS = JAX_CLI_ARGS
+#: A collective operation of XLA's optimized HLO text.
+COLLECTIVE = re.compile(r"\b(all-reduce|all-gather|collective-permute|all-to-all|reduce-scatter)(-start)?\(")
 
 
 def normalized_error(a: dict, b: dict) -> float:
@@ -141,6 +143,20 @@ def seed_axis(config: RunConfig, results: dict) -> None:
     stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *inits)
     opt_states = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *[init_adam(p) for p in inits])
     results["seed_axis"], results["seed_devices"] = {}, {}
+    from cogmeta.tasks.bandit import BernoulliBanditTask
+    from jax_impl.bandit import sample_episodes
+    from jax_impl.samplers import step_key
+
+    bandits = BernoulliBanditTask()  # Beta arms: a rejection loop per draw, vmapped over the seeds
+
+    def draw(seed):
+        return sample_episodes(bandits, step_key(seed, 0), 16).probabilities
+
+    drawn = vmap_over_seeds(draw, seed_mesh(8))
+    lowered = drawn.lower(np.arange(8)).compile().as_text()
+    results["seed_axis_collectives"] = [match.group(1) for match in COLLECTIVE.finditer(lowered)]
+    drawn_alone = np.stack([np.asarray(jax.jit(draw)(seed)) for seed in range(8)])  # each seed's own program
+    results["seed_axis_draws"] = float(np.max(np.abs(np.asarray(drawn(np.arange(8))) - drawn_alone)))
     for devices in (8,):
         run = vmap_over_seeds(single, seed_mesh(devices), in_axes=(0, 0, 0, None))
         params, _, _ = run(stacked, opt_states, batches, 0)
@@ -229,9 +245,6 @@ def auto_split(out: Path, results: dict) -> None:
     while single.step < STEPS:
         single.run(STEPS_PER_CALL)
     results["auto_split_error"] = normalized_error(load_weights(RunDir.at(out / "auto").weights, config), single.weights())
-
-
-COLLECTIVE = re.compile(r"\b(all-reduce|all-gather|collective-permute|all-to-all|reduce-scatter)(-start)?\(")
 
 
 def collectives(trainer: DataParallelTrainer) -> list[str]:

@@ -225,8 +225,8 @@ def sample_on_every_device(objective, mesh: Mesh) -> Callable | None:
     partitions the draw itself: every device draws only its own tasks, which for normal and uniform noise
     costs nothing extra. A rejection loop partitioned that way tests "has every element accepted?" with an
     all-reduce in each iteration: RL²'s Beta arms drew with four such collectives per update (measured on the
-    2-core VM, two-armed preset, 64 episodes over 2 devices: 3.76 ms per update, against 2.99 ms drawing the
-    whole batch on each device). Inside ``shard_map`` nothing is partitioned, so each device draws the same
+    2-core VM, two-armed preset, 64 episodes over 2 devices: 4.15 ms per update, against 3.35 ms drawing the
+    whole batch on each device; benchmarks/results/rl2-split-draw-before-after-cpu.log). Inside ``shard_map`` nothing is partitioned, so each device draws the same
     whole batch, the global one, and the slice that follows moves no data.
     """
     task = getattr(getattr(objective, "config", None), "task", None)

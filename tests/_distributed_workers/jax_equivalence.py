@@ -153,8 +153,7 @@ def seed_axis(config: RunConfig, results: dict) -> None:
         return sample_episodes(bandits, step_key(seed, 0), 16).probabilities
 
     drawn = vmap_over_seeds(draw, seed_mesh(8))
-    lowered = drawn.lower(np.arange(8)).compile().as_text()
-    results["seed_axis_collectives"] = [match.group(1) for match in COLLECTIVE.finditer(lowered)]
+    results["seed_axis_collectives"] = collectives(drawn.lower(np.arange(8)))
     drawn_alone = np.stack([np.asarray(jax.jit(draw)(seed)) for seed in range(8)])  # each seed's own program
     results["seed_axis_draws"] = float(np.max(np.abs(np.asarray(drawn(np.arange(8))) - drawn_alone)))
     for devices in (8,):
@@ -247,12 +246,15 @@ def auto_split(out: Path, results: dict) -> None:
     results["auto_split_error"] = normalized_error(load_weights(RunDir.at(out / "auto").weights, config), single.weights())
 
 
-def collectives(trainer: DataParallelTrainer) -> list[str]:
-    """The collective operations of ``trainer``'s compiled training program (the ops of XLA's optimized HLO)."""
-    import jax.numpy as jnp
-
-    lowered = trainer.program.lower(trainer.params, trainer.opt_state, jnp.asarray(0), jnp.asarray(trainer.chunk_size))
+def collectives(lowered) -> list[str]:
+    """The collective operations of a lowered program once compiled (the ops of XLA's optimized HLO)."""
     return [match.group(1) for match in COLLECTIVE.finditer(lowered.compile().as_text())]
+
+
+def training_collectives(trainer: DataParallelTrainer) -> list[str]:
+    """:func:`collectives` of ``trainer``'s training program."""
+    start, count = jax.numpy.asarray(0), jax.numpy.asarray(trainer.chunk_size)  # as Trainer.run passes them
+    return collectives(trainer.program.lower(trainer.params, trainer.opt_state, start, count))
 
 
 def rl2_episode_split(out: Path, results: dict, tutorial_config: RunConfig) -> None:
@@ -289,8 +291,8 @@ def rl2_episode_split(out: Path, results: dict, tutorial_config: RunConfig) -> N
             errors["2 resumed"] = max(float(np.max(np.abs(resumed.weights()[k] - split.weights()[k])))
                                       for k in reference)
     results["rl2_split"] = errors
-    results["split_collectives"] = {"rl2": collectives(rl2_trainer(config, devices=2)),
-                                    "tutorial": collectives(DataParallelTrainer(tutorial_config, devices=2))}
+    results["split_collectives"] = {"rl2": training_collectives(rl2_trainer(config, devices=2)),
+                                    "tutorial": training_collectives(DataParallelTrainer(tutorial_config, devices=2))}
     wide = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=32))
     results["rl2_auto_devices"] = getattr(rl2_trainer(wide), "devices", 1)
 

@@ -141,6 +141,10 @@ class Engine:
         self.requested_devices = devices
         self.devices = 1  # resolved per call of train (it depends on the member count)
         self._member = make_member_chunk(objective, self.chunk)
+        # members traced under jax.vmap (``vmap``, and ``map`` with ``map_batch``) may train an arrangement of the
+        # same maths that batches better (``Objective.for_vmap``: RL²'s taped trial loop)
+        for_vmap = getattr(objective, "for_vmap", None)
+        self._vmapped_member = self._member if for_vmap is None else make_member_chunk(for_vmap(), self.chunk)
         self._programs: dict[str, Callable] = {}
 
     # ------------------------------------------------------------------ pure core
@@ -154,7 +158,9 @@ class Engine:
         return self._run_members(self.strategy, params, opt_state, start, counts, members)
 
     def _run_members(self, strategy, params, opt_state, start, counts, members):
-        member = lambda p, o, c, m: self._member(p, o, start, c, m)  # noqa: E731
+        vmapped = strategy == "vmap" or self.map_batch is not None
+        chunk = self._vmapped_member if vmapped else self._member
+        member = lambda p, o, c, m: chunk(p, o, start, c, m)  # noqa: E731
         if strategy == "vmap":
             return jax.vmap(member)(params, opt_state, counts, members)
         return jax.lax.map(lambda xs: member(*xs), (params, opt_state, counts, members), batch_size=self.map_batch)

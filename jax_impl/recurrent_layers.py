@@ -61,19 +61,28 @@ def split_gates(projected: jax.Array, count: int) -> tuple[jax.Array, ...]:
     return tuple(projected[..., k * hidden : (k + 1) * hidden] for k in range(count))
 
 
+def gru_cell(gi: tuple[jax.Array, ...], h: jax.Array, w_hh_t: jax.Array, b_hh: jax.Array):
+    """One GRU step: ``(h', (r, z, n, gh_n))``, the new state and the gates the reverse pass reads.
+
+    From the step's gate-split input projection ``gi`` (3 x ``[B, H]``, :func:`split_gates`), ``h [B, H]``
+    and the *transposed* recurrent weight ``w_hh_t [H, 3H]``.
+    """
+    hidden = h.shape[-1]
+    gi_r, gi_z, gi_n = gi
+    gh = jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh
+    r = jax.nn.sigmoid(gi_r + gh[..., :hidden])
+    z = jax.nn.sigmoid(gi_z + gh[..., hidden : 2 * hidden])
+    gh_n = gh[..., 2 * hidden :]
+    n = jnp.tanh(gi_n + r * gh_n)
+    return (1 - z) * n + z * h, (r, z, n, gh_n)
+
+
 def _gru_forward(projected, h0, w_hh, b_hh):
-    hidden = h0.shape[-1]
     w_hh_t = w_hh.T  # transposed once, outside the loop (XLA:CPU would re-layout it every step)
 
     def step(h, gi):
-        gi_r, gi_z, gi_n = gi
-        gh = jnp.matmul(h, w_hh_t, precision=HIGHEST) + b_hh
-        r = jax.nn.sigmoid(gi_r + gh[..., :hidden])
-        z = jax.nn.sigmoid(gi_z + gh[..., hidden : 2 * hidden])
-        gh_n = gh[..., 2 * hidden :]
-        n = jnp.tanh(gi_n + r * gh_n)
-        h = (1 - z) * n + z * h
-        return h, (h, r, z, n, gh_n)
+        h, gates = gru_cell(gi, h, w_hh_t, b_hh)
+        return h, (h, *gates)
 
     _, (outputs, r, z, n, gh_n) = lax.scan(step, h0, split_gates(projected, 3))
     return outputs, (r, z, n, gh_n)
@@ -120,6 +129,34 @@ def _gru_bwd(residuals, d_outputs):
 
 
 gru_layer.defvjp(_gru_fwd, _gru_bwd)
+
+
+@jax.custom_vjp
+def gru_replay(projected: jax.Array, h0: jax.Array, w_hh: jax.Array, b_hh: jax.Array, record) -> jax.Array:
+    """:func:`gru_layer` over a sequence whose forward already ran, one :func:`gru_cell` call per step.
+
+    When each input depends on the previous output (RL²: the action drawn from the policy at t is the
+    input at t + 1) the steps cannot run as one layer call; differentiating each step's cell inside the
+    outer loop then forms the weight gradients trial by trial. Here the steps run without gradients,
+    recording ``record = (outputs [T, B, H], (r, z, n, gh_n) [T, B, H] each)``; this function returns the
+    recorded outputs and its reverse pass is :func:`gru_layer`'s on the recorded gates (the weight gradients
+    as single contractions after the reverse loop). ``projected`` must be the step inputs' projection
+    ``x W_ih^T + b_ih`` (``[T, B, 3H]``; only its cotangent is used). ``record`` gets no gradient.
+    """
+    return record[0]
+
+
+def _gru_replay_fwd(projected, h0, w_hh, b_hh, record):
+    outputs, gates = record
+    return outputs, (outputs, gates, h0, w_hh)
+
+
+def _gru_replay_bwd(residuals, d_outputs):
+    outputs, gates = residuals[:2]
+    return (*_gru_bwd(residuals, d_outputs), jax.tree.map(jnp.zeros_like, (outputs, gates)))
+
+
+gru_replay.defvjp(_gru_replay_fwd, _gru_replay_bwd)
 
 
 # ---------------------------------------------------------------------------------------------- LSTM
@@ -190,6 +227,30 @@ def _lstm_bwd(residuals, cotangents):
 lstm_layer.defvjp(_lstm_fwd, _lstm_bwd)
 
 
+@jax.custom_vjp
+def lstm_replay(projected: jax.Array, h0: jax.Array, c0: jax.Array, w_hh: jax.Array, b_hh: jax.Array,
+                record) -> jax.Array:
+    """:func:`lstm_layer`'s outputs ``[T, B, H]`` over a sequence whose forward already ran step by step
+    (:func:`gru_replay` says why): ``record = (outputs, (c_previous, i, f, g, o, c))``, each ``[T, B, H]``,
+    from :func:`lstm_cell` (``c_previous`` the cell state before the step, ``c`` after it). Its reverse pass
+    is :func:`lstm_layer`'s with no gradient on the final cell state; ``record`` gets no gradient."""
+    return record[0]
+
+
+def _lstm_replay_fwd(projected, h0, c0, w_hh, b_hh, record):
+    outputs, saved = record
+    return outputs, (outputs, list(saved), h0, w_hh)
+
+
+def _lstm_replay_bwd(residuals, d_outputs):
+    outputs, saved, h0, _ = residuals
+    grads = _lstm_bwd(residuals, (d_outputs, jnp.zeros_like(h0)))
+    return (*grads, jax.tree.map(jnp.zeros_like, (outputs, tuple(saved))))
+
+
+lstm_replay.defvjp(_lstm_replay_fwd, _lstm_replay_bwd)
+
+
 # ------------------------------------------------------------------------------------------ masked LSTM
 def _masked_lstm_forward(projected, valid, w_hh, b_hh, reverse):
     w_hh_t = w_hh.T
@@ -257,4 +318,5 @@ def _masked_lstm_bwd(reverse, residuals, cotangents):
 masked_lstm_layer.defvjp(_masked_lstm_fwd, _masked_lstm_bwd)
 
 
-__all__ = ["gru_layer", "lstm_cell", "lstm_layer", "masked_lstm_layer", "split_gates"]
+__all__ = ["gru_cell", "gru_layer", "gru_replay", "lstm_cell", "lstm_layer", "lstm_replay", "masked_lstm_layer",
+           "split_gates"]

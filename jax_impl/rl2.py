@@ -24,8 +24,12 @@ samples; their probability enters the loss only through ``log pi_t(a_t)``, the R
 baseline V_t in the advantage (the critic is trained by the value term only). The returns G are functions of
 sampled rewards and carry no gradient by construction; the inputs x_t likewise (actions and rewards are data).
 
-The n trials run as one ``lax.scan`` (jit- and grad-traceable); each step calls the sequence core on a
-sequence of length 1, whose custom-VJP layer (``jax_impl.recurrent_layers``) then differentiates it.
+The n trials run as one ``lax.scan`` (jit- and grad-traceable), differentiated one of two ways with the same
+maths (:func:`rollout`): ``replay`` (single runs) plays them without gradients, recording the core's gates, and
+differentiates the core's replay of the recording (the layers' hand-written reverse pass: weight gradients as
+one contraction over all n x B trials); ``taped`` lets autodiff tape the trial loop (weight gradients summed
+trial by trial inside its reverse loop), which batches better under ``jax.vmap`` over members
+(:meth:`RL2Objective.for_vmap`).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from cogmeta.weights import validate_weights
 from jax_impl.bandit import from_numpy, sample_action, sample_episodes, step
 from jax_impl.host_random import initial_rngs
 from jax_impl.linear import Linear
-from jax_impl.numerics import configure, resolve_dtype
+from jax_impl.numerics import HIGHEST, configure, resolve_dtype
 from jax_impl.pieces import in_pieces
 from jax_impl.recurrent import CORES
 from jax_impl.samplers import step_key
@@ -109,11 +113,51 @@ def trial_times(horizon: int, dtype) -> jax.Array:
     return jnp.asarray(np.arange(horizon) / horizon, dtype)
 
 
-def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False) -> Rollout:
+def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False, replay: bool = True) -> Rollout:
     """Play the B episodes of ``batch`` (arrays in the agent's dtype), all stepped together.
 
-    One ``lax.scan`` over the n trials (jit-traceable). ``greedy``: a_t = argmax logits_t (the first index
-    on ties) instead of a draw with ``batch.action_uniform[t]``.
+    One ``lax.scan`` over the n trials. ``greedy``: a_t = argmax logits_t (the first index on ties) instead of a
+    draw with ``batch.action_uniform[t]``. Both ways below give autodiff's gradient of the trial loop (tested
+    against it to 1e-12 in float64); only the order of float additions differs.
+
+    ``replay`` (the default): the trials run on the agent with its weights' gradients stopped, recording each
+    trial's input and the core's gates (``core.stepper``); the logits and values returned are formed from the
+    recorded hidden states of all trials at once and differentiate through the core's ``replay``
+    (``jax_impl.recurrent_layers.gru_replay``), so the weight gradients are single contractions over all n x B
+    trials. Not ``replay``: autodiff tapes the loop, each trial's core a length-1 sequence, and sums the weight
+    gradients trial by trial inside the scan's reverse loop: less work per program, but ~35 small kernels per
+    trial in each direction; under ``jax.vmap`` over members it is the faster form (docs/performance.md).
+    """
+    horizon, size, arms = batch.reward_uniform.shape
+    dtype = batch.reward_uniform.dtype
+    initial = agent.initial_state(size, dtype)
+    if not replay:
+        def taped(inputs, state):
+            logits, values, state = agent(inputs, state)
+            return logits, state, values
+
+        actions, rewards, logits, _, values = _play_trials(taped, batch, greedy, initial)
+        return Rollout(actions, rewards, logits, values)
+    graphdef, params = nnx.split(agent)
+    # the draw and the recorded steps are data: the gradient enters through replay (and log pi_t(a_t) in a2c_loss)
+    frozen = nnx.merge(graphdef, lax.stop_gradient(params))
+
+    core_step = frozen.core.stepper()  # weights transposed here, outside the loop
+    policy_t, policy_bias = frozen.policy.weight[...].T, frozen.policy.bias[...]
+
+    def recorded(inputs, state):
+        hidden, state, record = core_step(inputs, state)
+        return jnp.matmul(hidden, policy_t, precision=HIGHEST) + policy_bias, state, record
+
+    actions, rewards, _, inputs, record = _play_trials(recorded, batch, greedy, initial)
+    hidden = agent.core.replay(inputs, initial, record)  # [n, B, H]: the recorded states, differentiable
+    return Rollout(actions, rewards, agent.policy(hidden), agent.value(hidden)[..., 0])
+
+
+def _play_trials(agent_step, batch: BanditBatch, greedy: bool, initial):
+    """The trial scan of :func:`rollout`: ``agent_step(inputs [B, k + 2], state) -> (logits [B, k], state, extra)``.
+
+    Returns ``(actions [n, B], rewards [n, B], logits [n, B, k], inputs [n, B, k + 2], extra stacked over n)``.
     """
     horizon, size, arms = batch.reward_uniform.shape
     dtype = batch.reward_uniform.dtype
@@ -123,7 +167,7 @@ def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False) -> Rollou
     def trial(carry, scanned):
         state, inputs = carry
         t, next_time, uniform = scanned
-        logits, values, state = agent(inputs, state)
+        logits, state, extra = agent_step(inputs, state)
         if greedy:
             actions = jnp.argmax(lax.stop_gradient(logits), axis=-1).astype(jnp.int32)
         else:
@@ -131,13 +175,12 @@ def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False) -> Rollou
             actions = sample_action(jax.nn.softmax(lax.stop_gradient(logits), axis=-1), uniform)
         rewards = step(batch, t, actions, validate=False)  # traced: nothing to check
         time = jnp.broadcast_to(next_time, (size, 1))
-        inputs = jnp.concatenate([jax.nn.one_hot(actions, arms, dtype=dtype), rewards[:, None], time], axis=-1)
-        return (state, inputs), (actions, rewards, logits, values)
+        following = jnp.concatenate([jax.nn.one_hot(actions, arms, dtype=dtype), rewards[:, None], time], axis=-1)
+        return (state, following), (actions, rewards, logits, inputs, extra)
 
-    start = (agent.initial_state(size, dtype), jnp.zeros((size, arms + 2), dtype))  # t = 0: no action or reward yet
-    _, (actions, rewards, logits, values) = lax.scan(
-        trial, start, (jnp.arange(horizon, dtype=jnp.int32), next_times, batch.action_uniform))
-    return Rollout(actions, rewards, logits, values)
+    start = (initial, jnp.zeros((size, arms + 2), dtype))  # t = 0: no action or reward yet
+    _, played = lax.scan(trial, start, (jnp.arange(horizon, dtype=jnp.int32), next_times, batch.action_uniform))
+    return played
 
 
 def discounted_returns(rewards: jax.Array, discount: float) -> jax.Array:
@@ -212,10 +255,17 @@ class RL2Objective:
 
     batch_axes = EPISODE_AXES  # the task axis of each batch leaf (data-parallel trainers split it)
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, replay: bool = True):
         self.config, self.train = config, config.train
+        self.replay = replay  # how the loss differentiates the trial loop (:func:`rollout`)
         self.dtype = resolve_dtype(config.train.dtype)
         self.graphdef = _graphdef(config)
+
+    def for_vmap(self) -> "RL2Objective":
+        """This objective with the taped trial loop (``rollout(replay=False)``), for ``jax.vmap`` over members
+        (``jax_impl.engine``): the replay's passes over whole-episode arrays cost more there than the per-trial
+        work they remove (16 seeds on two CPU devices: 1.5x slower, docs/performance.md)."""
+        return RL2Objective(self.config, replay=False)
 
     def init(self, seed: int):
         return nnx.split(build_model(self.config, seed))[1]
@@ -234,7 +284,7 @@ class RL2Objective:
 
     def loss(self, params, batch: BanditBatch, step, member: dict) -> tuple[jax.Array, dict]:
         rl = self.config.rl
-        played = rollout(nnx.merge(self.graphdef, params), batch)
+        played = rollout(nnx.merge(self.graphdef, params), batch, replay=self.replay)
         return a2c_loss(played, rl.discount, rl.value_weight, entropy_weight(self.config, step))
 
     def play(self, params, batch: BanditBatch, greedy: bool = False) -> dict[str, np.ndarray]:
@@ -295,7 +345,7 @@ def _compiled_play(config: RunConfig, greedy: bool):
     graphdef = _graphdef(config)
 
     def run(params, batch):
-        played = rollout(nnx.merge(graphdef, params), batch, greedy)
+        played = rollout(nnx.merge(graphdef, params), batch, greedy, replay=False)  # no gradient: the plain loop
         return {"actions": played.actions, "rewards": played.rewards,
                 "probabilities": jax.nn.softmax(played.logits, axis=-1), "values": played.values}
 

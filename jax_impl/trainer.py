@@ -60,6 +60,9 @@ class Objective(Protocol):
             data-parallel trainer (``distributed.py``) split a run's batch over devices or processes.
         init_many: optional; ``seeds -> params [S, ...]``, bit for bit ``init`` of each seed, for objectives that can
             draw many runs' parameters in one compiled program (:func:`init_runs`); the engine uses it.
+        for_vmap: optional; ``() -> Objective``, the same objective arranged for tracing under ``jax.vmap`` over
+            members (equal losses and gradients up to the order of float additions); the engine trains vmapped
+            members with it (``jax_impl.rl2``: the taped trial loop instead of the replay).
     """
 
     train: TrainConfig

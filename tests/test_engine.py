@@ -92,6 +92,37 @@ def test_jax_members_equal_single_runs_bitwise_with_every_strategy():
         assert len(runs[2].metrics.loss) == runs[2].steps + 1 and runs[0].steps == config.train.steps
 
 
+@pytest.mark.jax
+@pytest.mark.parametrize("strategy", ["map", "vmap"])
+def test_jax_rl2_members_train_their_single_runs_and_vmap_takes_the_taped_loop(strategy, monkeypatch):
+    """RL² (``Objective.for_vmap``): members under ``map`` run the single run's program (the replayed trial loop)
+    and equal it bit for bit; under ``vmap`` they train the taped trial loop, the same gradients up to the order of
+    float additions (float64: 1e-10 after 6 updates). The rollouts traced say which loop each program holds."""
+    import jax_impl.rl2
+    from cogmeta.config import RLConfig
+    from cogmeta.tasks.bandit import BernoulliBanditTask
+    from jax_impl.engine import Engine
+    from jax_impl.rl2 import make_trainer
+
+    config = small_config("float64")
+    config = dataclasses.replace(config, task=BernoulliBanditTask(horizon=6), rl=RLConfig(),
+                                 model=dataclasses.replace(config.model, family="rl2"))
+    traced, rollout = [], jax_impl.rl2.rollout
+    monkeypatch.setattr(jax_impl.rl2, "rollout", lambda *a, replay=True, **k: traced.append(replay) or rollout(*a, replay=replay, **k))
+    runs = Engine(config, strategy, devices=1).train(SEEDS, RATES, progress=False)
+    assert set(traced) == {strategy == "map"}, "vmap members take the taped loop, map members the replay"
+    for run, seed, rate in zip(runs, SEEDS, RATES):
+        single = make_trainer(member(config, seed, rate), devices=1)
+        while single.step < config.train.steps:
+            single.run(min(single.chunk_size, config.train.steps - single.step))
+        for name, value in single.weights().items():
+            if strategy == "map":
+                np.testing.assert_array_equal(run.weights[name], value, err_msg=name)
+            else:
+                np.testing.assert_allclose(run.weights[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+        assert run.steps == config.train.steps
+
+
 def test_torch_loop_members_equal_single_runs():
     from torch_impl.engine import train_members
 

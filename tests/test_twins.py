@@ -114,6 +114,10 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
                                           "default device",
                                 "compile_ahead": "JAX: compile the first call's program on a thread while the model "
                                                  "is drawn (PyTorch compiles nothing)"},
+    ("rl2.py", "rollout"): {"replay": "JAX: differentiate the trial loop through the core's replay of the recorded "
+                                      "gates (weight gradients as one contraction after the loop) or tape it; PyTorch's "
+                                      "autograd tapes its Python loop"},
+    ("rl2.py", "RL2Objective"): {"replay": "as rollout (the sweep engine's vmap takes the taped loop: for_vmap)"},
     ("seq2seq.py", "build_model"): {"seed": "JAX's init needs an explicit seed (nnx.Rngs); PyTorch's reads the "
                                             "global RNG that its trainer seeds"},
 }

@@ -124,9 +124,10 @@ def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False, replay: b
     trial's input and the core's gates (``core.stepper``); the logits and values returned are formed from the
     recorded hidden states of all trials at once and differentiate through the core's ``replay``
     (``jax_impl.recurrent_layers.gru_replay``), so the weight gradients are single contractions over all n x B
-    trials. Not ``replay``: autodiff tapes the loop, each trial's core a length-1 sequence, and sums the weight
-    gradients trial by trial inside the scan's reverse loop: less work per program, but ~35 small kernels per
-    trial in each direction; under ``jax.vmap`` over members it is the faster form (docs/performance.md).
+    trials. Not ``replay``: autodiff tapes the loop, each trial's core a length-1 sequence, and forms the weight
+    gradients trial by trial inside the scan's reverse loop (~40 small kernels per trial there, against ~15 in the
+    replay's); it records no whole-episode gate arrays, and under ``jax.vmap`` over members it is the faster form
+    (docs/performance.md, framework-differences 8.5).
     """
     horizon, size, arms = batch.reward_uniform.shape
     dtype = batch.reward_uniform.dtype

@@ -217,9 +217,10 @@ def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -
     return loss_and_grad
 
 
-def sample_on_every_device(objective, mesh: Mesh) -> Callable | None:
+def sample_on_every_device(objective, task, mesh: Mesh) -> Callable | None:
     """``(step, member) -> batch``: ``objective.sample`` drawn whole on every device of ``mesh`` and typed
-    replicated (``P()``), for a task whose draw loops (:func:`jax_impl.samplers.draws_in_loops`); None otherwise.
+    replicated (``P()``), when ``task`` (the task spec whose batches ``objective`` draws) has a draw that loops
+    (:func:`jax_impl.samplers.draws_in_loops`); None otherwise.
 
     The step slices its batch to the devices' shards (:func:`data_parallel_loss_and_grad`), and XLA then
     partitions the draw itself: every device draws only its own tasks, which for normal and uniform noise
@@ -229,8 +230,7 @@ def sample_on_every_device(objective, mesh: Mesh) -> Callable | None:
     whole batch on each device; benchmarks/results/rl2-split-draw-before-after-cpu.log). Inside ``shard_map`` nothing is partitioned, so each device draws the same
     whole batch, the global one, and the slice that follows moves no data.
     """
-    task = getattr(getattr(objective, "config", None), "task", None)
-    if task is None or not draws_in_loops(task, objective.train.batch_size):
+    if not draws_in_loops(task, objective.train.batch_size):
         return None
     return jax.shard_map(objective.sample, mesh=mesh, in_specs=(P(), P()), out_specs=P(), check_vma=False)
 
@@ -262,9 +262,9 @@ class DataParallelTrainer(Trainer):
         require_divisible(config.train.batch_size, devices, "devices")
         self.mesh = task_mesh(devices)
         self.replicated = NamedSharding(self.mesh, P())
+        self.config = config  # before the base class builds the program (_make_run reads the task)
         super().__init__(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call,
                          compile_ahead=compile_ahead)
-        self.config = config
         require_same_config(config)
         self.params, self.opt_state = place((self.params, self.opt_state), self.replicated)
 
@@ -272,7 +272,7 @@ class DataParallelTrainer(Trainer):
         loss_and_grad = data_parallel_loss_and_grad(self.objective, self.mesh)
         #: the jitted ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])`` of a call
         self.program = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad,
-                                      sample_on_every_device(self.objective, self.mesh))
+                                      sample_on_every_device(self.objective, self.config.task, self.mesh))
 
         def run(params, opt_state, start, count):
             params, opt_state, outputs = self.program(params, opt_state, start, count)

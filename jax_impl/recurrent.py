@@ -28,7 +28,15 @@ from flax import nnx
 
 from jax_impl.linear import uniform_init
 from jax_impl.numerics import HIGHEST, matmul
-from jax_impl.recurrent_layers import gru_cell, gru_layer, gru_replay, lstm_cell, lstm_layer, lstm_replay, split_gates
+from jax_impl.recurrent_layers import (
+    gru_cell,
+    gru_layer,
+    gru_replay,
+    lstm_cell,
+    lstm_layer,
+    lstm_replay,
+    split_gates,
+)
 
 
 class _Recurrent(nnx.Module):

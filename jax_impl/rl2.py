@@ -27,9 +27,9 @@ sampled rewards and carry no gradient by construction; the inputs x_t likewise (
 The n trials run as one ``lax.scan`` (jit- and grad-traceable), differentiated one of two ways with the same
 maths (:func:`rollout`): ``replay`` (single runs) plays them without gradients, recording the core's gates, and
 differentiates the core's replay of the recording (the layers' hand-written reverse pass: weight gradients as
-one contraction over all n x B trials); ``taped`` lets autodiff tape the trial loop (weight gradients summed
-trial by trial inside its reverse loop), which batches better under ``jax.vmap`` over members
-(:meth:`RL2Objective.for_vmap`).
+one contraction over all n x B trials); ``replay=False`` lets autodiff tape the trial loop (weight gradients
+formed trial by trial inside its reverse loop), which batches better under ``jax.vmap`` over members
+(:meth:`RL2Objective.for_vmap`) and which evaluation (:func:`play`) runs, without gradients.
 """
 
 from __future__ import annotations

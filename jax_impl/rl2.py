@@ -129,9 +129,7 @@ def rollout(agent: RL2Agent, batch: BanditBatch, greedy: bool = False, replay: b
     replay's); it records no whole-episode gate arrays, and under ``jax.vmap`` over members it is the faster form
     (docs/performance.md, framework-differences 8.5).
     """
-    horizon, size, arms = batch.reward_uniform.shape
-    dtype = batch.reward_uniform.dtype
-    initial = agent.initial_state(size, dtype)
+    initial = agent.initial_state(batch.reward_uniform.shape[1], batch.reward_uniform.dtype)
     if not replay:
         def taped(inputs, state):
             logits, values, state = agent(inputs, state)

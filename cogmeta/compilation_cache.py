@@ -18,6 +18,10 @@ configuration behind a caller's back. ``COGMETA_JAX_CACHE`` chooses:
 A ``JAX_COMPILATION_CACHE_DIR`` already in the environment wins (the user configured JAX directly).
 The cache keeps at most :data:`MAX_BYTES` (JAX evicts the least recently used entries) and every
 program, however short its compilation (the eager operations of initialisation add up).
+
+The same folder's ``executables/`` holds the executable store of the training programs
+(``jax_impl.executable_store``: found by a key computed without tracing, so a warm run skips tracing and
+lowering as well); :data:`STORE_VARIABLE` names it, and it is on and off with the cache.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import MutableMapping
 
 #: The environment variable that chooses the cache folder, or ``off``.
 ENVIRONMENT_VARIABLE = "COGMETA_JAX_CACHE"
+#: The environment variable of the executable store's folder (``jax_impl.executable_store`` reads it).
+STORE_VARIABLE = "COGMETA_EXECUTABLE_STORE"
 #: The cache's size limit, bytes (least recently used entries are evicted beyond it).
 MAX_BYTES = 1 << 30
 _OFF = {"off", "0", "false", "no", "none"}
@@ -51,6 +57,7 @@ def enable_for_command(environ: MutableMapping[str, str] = os.environ) -> Path |
     Returns the folder in use, or None: when the cache is off, when the user set ``JAX_COMPILATION_CACHE_DIR``
     (left as it is), or when JAX was imported already (it read its environment then; a process that
     imports JAX itself configures JAX itself, e.g. ``jax.config.update("jax_compilation_cache_dir", ...)``).
+    With the folder it also sets :data:`STORE_VARIABLE` to its ``executables/`` (unless set already).
     """
     if "jax" in sys.modules or "JAX_COMPILATION_CACHE_DIR" in environ:
         return None
@@ -61,7 +68,8 @@ def enable_for_command(environ: MutableMapping[str, str] = os.environ) -> Path |
     environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
     environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(MAX_BYTES))
+    environ.setdefault(STORE_VARIABLE, str(directory / "executables"))
     return directory
 
 
-__all__ = ["ENVIRONMENT_VARIABLE", "MAX_BYTES", "cache_directory", "enable_for_command"]
+__all__ = ["ENVIRONMENT_VARIABLE", "MAX_BYTES", "STORE_VARIABLE", "cache_directory", "enable_for_command"]

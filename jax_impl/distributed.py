@@ -251,11 +251,12 @@ class DataParallelTrainer(Trainer):
         objective: what to train, built from ``config`` (default: the tutorial's ``MetaLearnerObjective``); it
             declares the task axis of each batch leaf (``batch_axes``), and its loss is a mean over tasks.
         compile_ahead: compile the first call's program on a thread while the run is set up (``Trainer``).
+        stored_as: with ``compile_ahead``, the program's description for the executable store (``Trainer``).
     """
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
                  timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective,
-                 compile_ahead: bool = False):
+                 compile_ahead: bool = False, stored_as: Mapping | None = None):
         initialize_from_env(timeout_s=timeout_s)
         configure(dtype=config.train.dtype)  # before the objective resolves its dtype (float64 needs 64-bit mode)
         devices = len(jax.devices()) if devices is None else devices
@@ -264,7 +265,8 @@ class DataParallelTrainer(Trainer):
         self.replicated = NamedSharding(self.mesh, P())
         self.config = config  # before the base class builds the program (_make_run reads the task)
         super().__init__(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call,
-                         compile_ahead=compile_ahead)
+                         compile_ahead=compile_ahead, stored_as=None if stored_as is None else {
+                             **stored_as, "mesh": [str(d) for d in self.mesh.devices.flat]})
         require_same_config(config)
         self.params, self.opt_state = place((self.params, self.opt_state), self.replicated)
 
@@ -278,7 +280,7 @@ class DataParallelTrainer(Trainer):
             params, opt_state, outputs = self.program(params, opt_state, start, count)
             return params, opt_state, local(outputs)
 
-        run.lower = self.program.lower
+        run.lower, run.use = self.program.lower, self.program.use
         return run
 
     def _abstract_state(self, params):

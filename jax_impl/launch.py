@@ -39,6 +39,27 @@ def auto_devices(config: RunConfig) -> int:
     return 1
 
 
+#: ``train`` fields that do not enter the training program: the member's seed and learning rate are its arguments
+#: (``jax_impl.trainer.make_run_steps``), the rest is read on the host between calls. A run that differs from a
+#: stored one only in these loads the stored program (tests/test_executable_store.py lowers both and compares).
+HOST_TRAIN_FIELDS = ("seed", "learning_rate", "log_every", "checkpoint_every", "eval_every", "eval_tasks", "until_kl",
+                     "until_kl_every")
+
+
+def program_description(config: RunConfig, objective: Callable) -> dict | None:
+    """What determines the training program of ``objective(config)`` besides the library's code, for the executable
+    store (``jax_impl.executable_store``): the config less :data:`HOST_TRAIN_FIELDS` and PyTorch's options, and the
+    objective's name.
+    None for an objective from outside the library, whose code the store's key would not cover."""
+    module = getattr(objective, "__module__", "") or ""
+    if not module.startswith("jax_impl."):
+        return None
+    data = config.to_dict()
+    del data["torch"]  # PyTorch's options
+    data["train"] = {name: value for name, value in data["train"].items() if name not in HOST_TRAIN_FIELDS}
+    return {"config": data, "objective": f"{module}.{objective.__qualname__}"}
+
+
 def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None,
                  objective: Callable[[RunConfig], Objective] = MetaLearnerObjective) -> Trainer:
     """The trainer of ``objective(config)`` (default: the tutorial's; RL²'s ``jax_impl.rl2.make_trainer`` passes
@@ -54,9 +75,13 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
     if devices is None and not multihost:
         devices = auto_devices(config)
     # its next act is a training call: compile that program on a thread while the run is set up (``Trainer``)
+    # (from the executable store, where the ``cogmeta`` command turned it on)
+    stored_as = program_description(config, objective)
     if devices == 1 and not multihost:
-        return Trainer(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call, compile_ahead=True)
-    return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective, compile_ahead=True)
+        return Trainer(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call, compile_ahead=True,
+                       stored_as=stored_as)
+    return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective, compile_ahead=True,
+                               stored_as=stored_as)
 
 
-__all__ = ["AUTO_SPLIT_FROM", "auto_devices", "make_trainer"]
+__all__ = ["AUTO_SPLIT_FROM", "HOST_TRAIN_FIELDS", "auto_devices", "make_trainer", "program_description"]

@@ -32,6 +32,7 @@ from flax import nnx
 
 from cogmeta.config import TrainConfig
 from cogmeta.contract import Checkpoint, StepMetrics
+from jax_impl.executable_store import compile_for_store, program_key, store_from_environment
 from jax_impl.optim import AdamState, adam_step, clip_by_global_norm, init_adam, learning_rate
 from jax_impl.weights import canonical_to_state, state_to_canonical
 
@@ -170,12 +171,15 @@ def make_run_steps(objective: Objective, chunk: int, member: dict, loss_and_grad
     --until-kl`` run of a new seed took 2.2-2.4 s with the seed baked in, 0.5-0.6 s as an argument).
     """
     program = jax.jit(make_member_chunk(objective, chunk, loss_and_grad, sample))
+    calls = [program]  # what run() calls: the jitted program, or an executable given to run.use
 
     def run(params, opt_state, start, count):
-        return program(params, opt_state, start, count, member)
+        return calls[0](params, opt_state, start, count, member)
 
     # ``run.lower(...).compile()`` fills the caches that ``run`` then hits (``Trainer(compile_ahead=True)``)
     run.lower = lambda params, opt_state, start, count: program.lower(params, opt_state, start, count, member)
+    # ``run.use(compiled)``: call that executable of ``run.lower``'s program instead (one from the executable store)
+    run.use = lambda compiled: calls.__setitem__(0, compiled)
     return run
 
 
@@ -195,16 +199,27 @@ class Trainer:
             the first held-out check (measured in process, cold, first 100 steps: 2.25-2.34 s without, 2.04-2.15 s
             with, when drawing the model still ran JAX programs). The first :meth:`run` waits for the thread and then finds the program compiled. Any failure
             there only means the first call compiles, as without it.
+        stored_as: with ``compile_ahead``, a JSON-able description that determines the program together with the
+            library's code (for ``launch.make_trainer``: the run's configuration less the member's seed and learning
+            rate): where the ``cogmeta`` command turned on the executable store (``jax_impl.executable_store``), the
+            thread loads the compiled program from it, skipping tracing and lowering (the warm start: 0.3-0.4 s to
+            0.1 s for the README's run), or compiles and stores it. Without it, or with the store off, as before.
     """
 
     def __init__(self, objective: Objective, checkpoint: Checkpoint | None = None, *, seed: int | None = None,
-                 steps_per_call: int = 500, compile_ahead: bool = False):
+                 steps_per_call: int = 500, compile_ahead: bool = False, stored_as: Mapping | None = None):
         self.objective = objective
         self.seed = objective.train.seed if seed is None else int(seed)
         self.member = objective.member(self.seed)
         self.step = 0
         self.chunk_size = steps_per_call
         self._run = self._make_run()
+        store = store_from_environment() if compile_ahead and stored_as is not None else None
+        self._stored = None if store is None else (store, {**stored_as, "trainer": type(self).__qualname__,
+                                                           "steps_per_call": steps_per_call})
+        #: where the first call's program came from: "store" (a stored executable), "stored" (compiled and stored
+        #: now), "compiled" (JAX's caches, ahead of the call) or None (the first call compiles it)
+        self.program_source: str | None = None
         self._compiling = self._compile_ahead() if compile_ahead else None
         self.params = objective.init(self.seed)
         self.opt_state = init_adam(self.params)
@@ -224,13 +239,28 @@ class Trainer:
     def _compile_ahead(self) -> threading.Thread:
         x64 = bool(jax.config.jax_enable_x64)  # ``jax.enable_x64(...)`` contexts are thread-local: carry it over
 
+        def lowered():
+            params, opt_state = self._abstract_state(jax.eval_shape(lambda: self.objective.init(self.seed)))
+            # start and count: int32 scalars as run() passes them (their values are not compiled in)
+            return self._run.lower(params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk_size))
+
         def compile_program():
             try:
                 with jax.enable_x64(x64):
-                    params, opt_state = self._abstract_state(jax.eval_shape(lambda: self.objective.init(self.seed)))
-                    # start and count: int32 scalars as run() passes them (their values are not compiled in)
-                    self._run.lower(params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk_size)).compile()
+                    if self._stored is None:
+                        lowered().compile()
+                        self.program_source = "compiled"
+                        return
+                    store, description = self._stored
+                    key = program_key({**description, "x64": x64})
+                    compiled = store.load(key)
+                    self.program_source = "store"
+                    if compiled is None:
+                        compiled, storable = compile_for_store(lowered())
+                        self.program_source = "stored" if storable and store.save(key, compiled) else "compiled"
+                    self._run.use(compiled)
             except Exception:  # noqa: BLE001 (an objective whose init or batches do not trace: the first call compiles)
+                self.program_source = None
                 logging.getLogger(__name__).debug("compiling ahead failed; the first call compiles", exc_info=True)
 
         # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside XLA's compiler while

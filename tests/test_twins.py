@@ -25,9 +25,13 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
     "linear.py": {"*": "JAX only: a dense layer holding torch's (out, in) weight layout; PyTorch has nn.Linear"},
     "host_random.py": {"*": "JAX only: JAX's threefry keys and uniform draws computed in numpy, so that drawing a "
                              "model runs no compiled program; torch fills its tensors in place"},
+    "executable_store.py": {"*": "JAX only: compiled programs on disk, keyed without tracing (a warm run skips "
+                                 "tracing and lowering); PyTorch compiles nothing"},
     "pieces.py": {"*": "JAX only: a batch in pieces of one size, so that jit compiles one program for every batch "
                        "size; PyTorch's eager calls take any size"},
-    "launch.py": {"AUTO_SPLIT_FROM": "JAX splits a CPU run's batch over its host devices by default; PyTorch's twin "
+    "launch.py": {"HOST_TRAIN_FIELDS": "JAX: the config fields left out of the executable store's key",
+                  "program_description": "as HOST_TRAIN_FIELDS",
+                  "AUTO_SPLIT_FROM": "JAX splits a CPU run's batch over its host devices by default; PyTorch's twin "
                                      "is data parallelism under torchrun, started by the user",
                   "auto_devices": "as AUTO_SPLIT_FROM"},
     "samplers.py": {"step_generator": "PyTorch's RNG is a stateful torch.Generator per step",
@@ -96,7 +100,8 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
                                                       "devices (PyTorch trains them as one stacked model)"},
     ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine",
                                   "devices": "as Engine"},
-    ("distributed.py", "DataParallelTrainer"): {"compile_ahead": "as trainer.py's Trainer"},
+    ("distributed.py", "DataParallelTrainer"): {"compile_ahead": "as trainer.py's Trainer",
+                                                "stored_as": "as trainer.py's Trainer"},
     ("distributed.py", "data_parallel_loss_and_grad"): {
         "mesh": "JAX: the device mesh whose shard_map slices the batch and pmeans the gradient",
         "axis": "JAX: the mesh axis of the tasks",
@@ -113,7 +118,8 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
     ("trainer.py", "Trainer"): {"device": "PyTorch places the model and its batches on a device by name; JAX uses its "
                                           "default device",
                                 "compile_ahead": "JAX: compile the first call's program on a thread while the model "
-                                                 "is drawn (PyTorch compiles nothing)"},
+                                                 "is drawn (PyTorch compiles nothing)",
+                                "stored_as": "JAX: load that program from the executable store (executable_store.py)"},
     ("rl2.py", "rollout"): {"replay": "JAX: differentiate the trial loop through the core's replay of the recorded "
                                       "gates (weight gradients as one contraction after the loop) or tape it; PyTorch's "
                                       "autograd tapes its Python loop"},

@@ -258,5 +258,8 @@ def store_from_environment(environ: Mapping[str, str] = os.environ) -> Executabl
     return ExecutableStore(Path(folder).expanduser())
 
 
+if os.environ.get(ENVIRONMENT_VARIABLE):  # the store is on: hash the library now, at start-up, not in a run's clock
+    library_fingerprint()
+
 __all__ = ["ENVIRONMENT_VARIABLE", "LIBRARY_PACKAGES", "MAGIC", "MAX_BYTES", "SALT_OPTION", "ExecutableStore", "compile_for_store",
            "library_fingerprint", "program_key", "store_from_environment"]

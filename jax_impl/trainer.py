@@ -215,8 +215,11 @@ class Trainer:
         self.chunk_size = steps_per_call
         self._run = self._make_run()
         store = store_from_environment() if compile_ahead and stored_as is not None else None
-        self._stored = None if store is None else (store, {**stored_as, "trainer": type(self).__qualname__,
-                                                           "steps_per_call": steps_per_call})
+        # the key here, not on the thread: ~10 ms of Python, which the thread would take in the slices of the
+        # interpreter lock that drawing the model leaves it (40-70 ms measured)
+        self._stored = None if store is None else (store, program_key({
+            **stored_as, "trainer": type(self).__qualname__, "steps_per_call": steps_per_call,
+            "x64": bool(jax.config.jax_enable_x64)}))
         #: where the first call's program came from: "store" (a stored executable), "stored" (compiled and stored
         #: now), "compiled" (JAX's caches, ahead of the call) or None (the first call compiles it)
         self.program_source: str | None = None
@@ -242,7 +245,7 @@ class Trainer:
         def lowered():
             params, opt_state = self._abstract_state(jax.eval_shape(lambda: self.objective.init(self.seed)))
             # start and count: int32 scalars as run() passes them (their values are not compiled in)
-            return self._run.lower(params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk_size))
+            return self._run.lower(params, opt_state, _step_scalar(0), _step_scalar(self.chunk_size))
 
         def compile_program():
             try:
@@ -251,8 +254,7 @@ class Trainer:
                         lowered().compile()
                         self.program_source = "compiled"
                         return
-                    store, description = self._stored
-                    key = program_key({**description, "x64": x64})
+                    store, key = self._stored
                     compiled = store.load(key)
                     self.program_source = "store"
                     if compiled is None:
@@ -277,7 +279,7 @@ class Trainer:
         if self._compiling is not None:  # wait rather than compile the same program a second time beside it
             self._compiling.join()
             self._compiling = None
-        params, opt_state, outputs = self._run(self.params, self.opt_state, jnp.asarray(self.step), jnp.asarray(count))
+        params, opt_state, outputs = self._run(self.params, self.opt_state, _step_scalar(self.step), _step_scalar(count))
         return self._advance(params, opt_state, outputs, count)
 
     def run_on(self, batches) -> StepMetrics:
@@ -320,11 +322,20 @@ class Trainer:
         self.step = int(checkpoint.step)
 
 
+def _step_scalar(value: int) -> np.ndarray:
+    """A step or step count as :meth:`Trainer.run`'s program takes it (int32; a numpy scalar, which jit transfers
+    without the compiled conversion that ``jnp.asarray`` of a Python int runs the first time)."""
+    return np.asarray(value, np.int32)
+
+
 def default_member(train: TrainConfig, seed: int, learning_rate: float | None = None, **extra) -> dict:
     """``{"seed": int32, "learning_rate": float, **extra}``: a member dict (``learning_rate`` defaults to
     ``train.learning_rate``), in the run's dtype."""
     rate = train.learning_rate if learning_rate is None else learning_rate
-    return {"seed": jnp.asarray(seed, jnp.int32), "learning_rate": jnp.asarray(rate, _dtype(train)), **extra}
+    # device_put of numpy scalars: ``jnp.asarray`` of a Python number runs a compiled conversion per dtype (10-30 ms
+    # each in a fresh process, on the critical path of a run's first call)
+    return {"seed": jax.device_put(np.asarray(seed, np.int32)),
+            "learning_rate": jax.device_put(np.asarray(rate, np.dtype(_dtype(train)))), **extra}
 
 
 def _dtype(train: TrainConfig):

@@ -9,7 +9,10 @@ name, with an install hint when the framework is missing. ``backend`` conforms t
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
+
+from cogmeta.startup_gc import framework_import
 
 BACKENDS = {"torch": ("torch_impl", "torch"), "jax": ("jax_impl", "jax")}
 
@@ -29,8 +32,12 @@ def load_module(name: str, module: str) -> ModuleType:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
     package, extra = BACKENDS[name]
+    qualified = f"{package}.{module}"
     try:
-        return importlib.import_module(f"{package}.{module}")
+        if qualified in sys.modules:
+            return sys.modules[qualified]
+        with framework_import():  # in the ``cogmeta`` command: no full collections over the framework's objects
+            return importlib.import_module(qualified)
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] not in ("torch", "jax", "jaxlib", "flax", "optax"):
             raise

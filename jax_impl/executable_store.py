@@ -59,6 +59,7 @@ import jax
 
 from cogmeta.compilation_cache import STORE_VARIABLE as ENVIRONMENT_VARIABLE
 from cogmeta.io import atomic_write_with
+
 #: The store's size limit, bytes (least recently used entries are removed beyond it).
 MAX_BYTES = 256 << 20
 #: The first bytes of every entry: the format, so that a later layout never reads an older one.

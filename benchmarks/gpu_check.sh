@@ -12,6 +12,8 @@
 #   suite          benchmarks/suite.py --preset gpu-check: seeds 1 -> 2048 in one JAX program, PyTorch on
 #                  CUDA with graphs, larger widths
 #   add-jump       a short JAX run of Lake (2019)'s add-jump paper config, with its episodes per second
+#   executable-store  `cogmeta train --until-kl` twice on a fresh cache: the second run loads its training program
+#                  from the executable store (jax_impl/executable_store.py) and writes the same weights, bit for bit
 # summary.txt lists each stage's exit status and seconds. Python: $PYTHON, else python3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +52,21 @@ stage cuda-graph 60 $PY benchmarks/cuda_graph_check.py --out "$RESULTS" --steps 
 stage suite 180 $PY benchmarks/suite.py --preset gpu-check --repeats 3 --torch-threads 1 --out "$RESULTS"
 stage add-jump 75 $PY -m cogmeta train --preset seq2seq-add-jump-paper --backend jax --steps 500 \
   --summary-tasks 0 --no-progress --out "$SCRATCH/add-jump"
+# XLA's deterministic GPU reductions, so that two processes can be compared bit for bit (the flag is in the key of both)
+stage executable-store 60 bash -c "
+export COGMETA_JAX_CACHE=$SCRATCH/cache XLA_FLAGS=--xla_gpu_deterministic_ops=true
+for run in first second; do
+  $PY -m cogmeta train --task gaussian --backend jax --until-kl 0.001 --no-figures --no-progress --summary-tasks 0 \
+    --out $SCRATCH/store-\$run | grep -A1 'time to quality' || exit 1
+done
+ls -l $SCRATCH/cache/executables
+$PY - <<'EOF'
+import sys
+from safetensors.numpy import load_file
+first, second = (load_file(f'$SCRATCH/store-{run}/weights.safetensors') for run in ('first', 'second'))
+differ = [name for name in first if (first[name] != second[name]).any()]
+print('weights bit for bit the same' if not differ else f'weights differ: {differ}')
+sys.exit(1 if differ else 0)
+EOF"
 rm -rf "$SCRATCH"
 echo "results in $RESULTS"; cat "$RESULTS/summary.txt"

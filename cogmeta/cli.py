@@ -48,6 +48,14 @@ MAX_SEEDS = 1_000
 _IMPORTED = time.perf_counter()  # fallback start of the process where /proc is not available
 
 
+#: What the time-to-quality breakdown says about a JAX run's first training program (``TrainResult.program_source``).
+_PROGRAM_SOURCES = {
+    "store": "; the training program loaded from the executable store",
+    "stored": "; the training program compiled and kept in the executable store",
+    "compiled": "; the training program compiled, or loaded from JAX's cache, ahead of the first call",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; errors the user can fix (bad input, files, memory) are one line and exit code 2.
 
@@ -268,7 +276,7 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
             print(f"  of the {result.until_kl_seconds:.2f} s: building the trainer {parts['trainer']:.2f} s{drawn}, "
                   f"first training call {parts['first_call']:.2f} s, later calls {parts['later_calls']:.2f} s, "
                   f"held-out checks {parts['checks']:.2f} s, "
-                  f"logging and checkpoints {max(rest, 0.0):.2f} s")
+                  f"logging and checkpoints {max(rest, 0.0):.2f} s{_PROGRAM_SOURCES.get(result.program_source, '')}")
     elif target is not None:
         print(f"time to quality: the held-out mean KL never fell below {target:g} nats in {result.steps} steps "
               f"(checked every {config.train.until_kl_every}); train longer (--steps, or --resume RUN --steps N) "

@@ -209,7 +209,8 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     if figures and writer:
         workload.write_figures(run, config, weights, backend)
     final = logger.last_loss
-    result = TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer)
+    result = TrainResult(run.root, trainer.step, final, time.perf_counter() - began, writer,
+                         program_source=getattr(trainer, "program_source", None))
     if reached is not None:
         result.until_kl_step, result.until_kl_seconds, result.until_kl_value = reached
         result.until_kl_parts = parts

@@ -50,7 +50,7 @@ def test_gpu_check_script_is_valid_bash_and_names_its_stages():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
-    for stage in ("parity", "cuda-graph", "suite", "add-jump"):
+    for stage in ("parity", "cuda-graph", "suite", "add-jump", "executable-store"):
         assert f"stage {stage} " in text
     assert "gpu-check" in _load("suite").PRESETS
 

@@ -177,6 +177,10 @@ def test_a_real_run_stops_early_and_is_complete(tmp_path, capsys, backend):
     assert config.train.until_kl == 0.05
     if backend == "jax":
         assert config.jax.steps_per_call == 20, "--until-kl makes each check end a whole compiled call"
+        # no executable store in the test process (conftest: COGMETA_JAX_CACHE=off): compiled ahead of the first call
+        assert "; the training program compiled, or loaded from JAX's cache, ahead of the first call" in out, out
+    else:
+        assert "the training program" not in out, "PyTorch compiles nothing ahead"
     for name in ("weights.safetensors", "checkpoint.safetensors", "metrics.csv", "figures/learning_curve.png",
                  "figures/predictive.png"):
         assert (run / name).is_file(), name

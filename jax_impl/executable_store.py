@@ -76,16 +76,12 @@ def library_fingerprint() -> str:
     """SHA-256 over the relative path and bytes of every file of :data:`LIBRARY_PACKAGES` (8 ms for ~110 files)."""
     digest = hashlib.sha256()
     for package in LIBRARY_PACKAGES:
-        root = Path(sys.modules[package].__file__ if package in sys.modules else _locate(package)).parent
+        root = Path(importlib.import_module(package).__file__).parent  # imported already: a dict lookup
         for path in sorted(root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
                 digest.update(str(path.relative_to(root.parent)).encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _locate(package: str) -> str:
-    return importlib.import_module(package).__file__
 
 
 @functools.lru_cache(maxsize=1)

@@ -198,10 +198,9 @@ def evaluate(config: RunConfig, weights: Mapping[str, np.ndarray], backend: str,
 
 def plot_policies(evaluation: BanditEvaluation, title: str = ""):
     """Two panels over trials: mean expected regret against the better arm, and P(best arm), one line per policy."""
-    from cogmeta.figures import _pyplot
+    from cogmeta.figures import figure_grid
 
-    plt = _pyplot()
-    fig, (ax_regret, ax_best) = plt.subplots(1, 2, figsize=(10.5, 3.8), constrained_layout=True)
+    fig, (ax_regret, ax_best) = figure_grid(1, 2, (10.5, 3.8), suptitle=True)
     for index, score in enumerate(sorted(evaluation.scores, key=lambda s: -s.mean_reward)):
         trials = np.arange(1, len(score.regret_curve) + 1)
         style = dict(lw=2.2, color="k") if score.name == MODEL else dict(lw=1.1, color=f"C{index}")
@@ -219,11 +218,10 @@ def plot_policies(evaluation: BanditEvaluation, title: str = ""):
 
 def plot_training(rows: Sequence[tuple[int, str, float]], optimum: float | None):
     """The A2C loss (window means) and the held-out expected total reward over training, with ``V_0``."""
-    from cogmeta.figures import _pyplot
+    from cogmeta.figures import figure_grid
     from cogmeta.metrics_log import metric_series
 
-    plt = _pyplot()
-    fig, (ax_loss, ax_reward) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig, (ax_loss, ax_reward) = figure_grid(1, 2, (10, 3.6))
     steps, loss = metric_series(rows, "loss")
     ax_loss.plot(steps, loss, lw=1.2)
     ax_loss.set_xlabel("update")

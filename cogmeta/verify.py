@@ -569,10 +569,10 @@ def write_outputs(report: Report, out: str | Path, figure: bool = True) -> list[
 def write_figure(report: Report, path: Path) -> Path:
     """Per-step normalized differences of parameters, loss and gradient norm (log scale), one line per
     device and dtype, with the N-step parameter tolerance of each dtype dashed."""
-    from cogmeta.figures import _pyplot
+    from cogmeta.figures import _pyplot, figure_grid
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    fig, axes = figure_grid(1, 3, (13, 3.8), suptitle=True)
     titles = {"params": "parameters (max over tensors)", "loss": "training loss", "grad_norm": "gradient norm"}
     floor = 1e-18  # exact agreement is drawn here on the log scale
     for ax, (quantity, title) in zip(axes, titles.items()):

@@ -113,11 +113,10 @@ WORKLOAD = AmortizedWorkload()
 
 def plot_training(rows, config: RunConfig):
     """The training KL (window means) and the held-out KL to the exact posterior over the run."""
-    from cogmeta.figures import _pyplot
+    from cogmeta.figures import figure_grid
     from cogmeta.metrics_log import metric_series
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    fig, ax = figure_grid(1, 1, (6, 3.6))
     for name, label, style in (("loss", "training KL (window mean)", {}),
                                ("heldout_kl", "held-out KL", {"marker": "o", "ms": 3})):
         steps, values = metric_series(rows, name)

@@ -142,11 +142,10 @@ WORKLOAD = BoundedWorkload()
 
 def plot_training(rows, config: RunConfig):
     """Left: the training NLL and the held-out NLL; right: the KL term (the description length, nats)."""
-    from cogmeta.figures import _pyplot
+    from cogmeta.figures import figure_grid
     from cogmeta.metrics_log import metric_series
 
-    plt = _pyplot()
-    fig, (ax_nll, ax_kl) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig, (ax_nll, ax_kl) = figure_grid(1, 2, (10, 3.6))
     for name, label, style in (("nll", "training NLL (window mean)", {}),
                                ("heldout_nll", "held-out NLL (pruned model)", {"marker": "o", "ms": 3})):
         steps, values = metric_series(rows, name)

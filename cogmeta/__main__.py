@@ -1,6 +1,5 @@
 """``python -m cogmeta ...`` (and ``torchrun ... -m cogmeta train ...``): the ``cogmeta`` command."""
 
-from cogmeta import shell_probe
 from cogmeta.startup_gc import collector_paused, enable_for_command
 
 with collector_paused():  # the command's modules are start-up state: no full collections over them (startup_gc)
@@ -14,7 +13,6 @@ def run() -> None:
     garbage collector and freezes what it created (``cogmeta.startup_gc``), and does not import IPython only to
     learn that no shell runs (``cogmeta.shell_probe``)."""
     enable_for_command()
-    shell_probe.enable_for_command()
     exit_process(main())
 
 

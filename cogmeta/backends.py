@@ -12,7 +12,6 @@ import importlib
 import sys
 from types import ModuleType
 
-from cogmeta import shell_probe
 from cogmeta.startup_gc import framework_import
 
 BACKENDS = {"torch": ("torch_impl", "torch"), "jax": ("jax_impl", "jax")}
@@ -39,7 +38,7 @@ def load_module(name: str, module: str) -> ModuleType:
             return sys.modules[qualified]
         # in the ``cogmeta`` command: no full collections over the framework's objects, no IPython imported to learn
         # that no shell runs (``cogmeta.startup_gc``, ``cogmeta.shell_probe``)
-        with framework_import(), shell_probe.framework_import():
+        with framework_import():
             return importlib.import_module(qualified)
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] not in ("torch", "jax", "jaxlib", "flax", "optax"):

@@ -6,11 +6,11 @@ importtime``, 2-core VM, 2026-12-07: 215 ms of a ``cogmeta train --backend jax``
 ``cogmeta`` command its answer is always "no shell": a console process started by the command runs no IPython
 shell, and a process that does has IPython imported already.
 
-So while the command imports a framework (:func:`framework_import`, from ``cogmeta.backends.load_module``) and
-IPython is not imported, ``import IPython`` raises ImportError (``sys.modules["IPython"] = None``, Python's way to
+So while the command imports a framework (``cogmeta.startup_gc.framework_import``, from
+``cogmeta.backends.load_module``) and IPython is not imported, ``import IPython`` raises ImportError (``sys.modules["IPython"] = None``, Python's way to
 say a module is absent), which is what such a probe reads as "no shell", the same answer it would get. The entry is
-removed afterwards, so a later ``import IPython`` works as usual. Only in the ``cogmeta`` process
-(:func:`enable_for_command`, from its entry point); a program that imports ``cogmeta`` as a library is left alone.
+removed afterwards, so a later ``import IPython`` works as usual. Only in the ``cogmeta`` process (the entry
+point's ``cogmeta.startup_gc.enable_for_command``); a program that imports ``cogmeta`` as a library is left alone.
 """
 
 from __future__ import annotations
@@ -21,15 +21,6 @@ from typing import Iterator
 
 #: The module that start-up probes import to ask whether a shell runs.
 SHELL_MODULE = "IPython"
-
-_for_command = False
-
-
-def enable_for_command() -> None:
-    """Let :func:`framework_import` hide IPython (the ``cogmeta`` entry point calls this)."""
-    global _for_command
-    _for_command = True
-
 
 @contextlib.contextmanager
 def shell_absent() -> Iterator[None]:
@@ -46,9 +37,4 @@ def shell_absent() -> Iterator[None]:
             del sys.modules[SHELL_MODULE]
 
 
-def framework_import() -> contextlib.AbstractContextManager:
-    """:func:`shell_absent` in the ``cogmeta`` command, nothing elsewhere."""
-    return shell_absent() if _for_command else contextlib.nullcontext()
-
-
-__all__ = ["SHELL_MODULE", "enable_for_command", "framework_import", "shell_absent"]
+__all__ = ["SHELL_MODULE", "shell_absent"]

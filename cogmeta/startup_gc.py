@@ -11,7 +11,8 @@ So the command pauses the collector while it imports its own modules and, on fir
 permanent generation (``gc.freeze``): later collections walk only what the run itself creates. This is what the
 ``gc.freeze`` documentation describes for long-lived start-up state. Objects frozen there are never collected,
 so it happens only at those imports and only in the ``cogmeta`` process (:func:`enable_for_command`, from its
-entry point); a program that imports ``cogmeta`` as a library keeps Python's default behaviour.
+entry point); a program that imports ``cogmeta`` as a library keeps Python's default behaviour. The command's
+framework import also hides IPython from Flax's colour probe (``cogmeta.shell_probe``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import contextlib
 import gc
 from typing import Iterator
 
+from cogmeta.shell_probe import shell_absent
+
 _for_command = False
 
 
 def enable_for_command() -> None:
-    """Let :func:`framework_import` pause and freeze (the ``cogmeta`` entry point calls this)."""
+    """Let :func:`framework_import` pause and freeze, and hide IPython (the ``cogmeta`` entry point calls this)."""
     global _for_command
     _for_command = True
 
@@ -44,9 +47,15 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def framework_import() -> contextlib.AbstractContextManager:
-    """:func:`collector_paused` in the ``cogmeta`` command, nothing elsewhere."""
-    return collector_paused() if _for_command else contextlib.nullcontext()
+@contextlib.contextmanager
+def framework_import() -> Iterator[None]:
+    """In the ``cogmeta`` command, :func:`collector_paused` and ``cogmeta.shell_probe.shell_absent`` (no IPython
+    imported only to learn that no shell runs); nothing elsewhere."""
+    if not _for_command:
+        yield
+        return
+    with collector_paused(), shell_absent():
+        yield
 
 
 __all__ = ["collector_paused", "enable_for_command", "framework_import"]

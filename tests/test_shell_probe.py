@@ -1,20 +1,25 @@
 """``cogmeta.shell_probe``: the ``cogmeta`` command imports a framework with ``import IPython`` failing (no shell runs
-there), and only where IPython is not imported already; a program that imports ``cogmeta`` as a library is left alone."""
+there; ``cogmeta.startup_gc.framework_import``), and only where IPython is not imported already; a program that imports
+``cogmeta`` as a library is left alone."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 import types
 
 import pytest
 
-from cogmeta import backends, shell_probe
+from cogmeta import backends, shell_probe, startup_gc
 
 
 @pytest.fixture
 def library_mode(monkeypatch):
-    monkeypatch.setattr(shell_probe, "_for_command", False)
+    monkeypatch.setattr(startup_gc, "_for_command", False)
+    yield
+    gc.unfreeze()  # the command's import froze what was alive: give it back to the collector for other tests
+    gc.enable()
 
 
 def test_inside_the_shell_module_cannot_be_imported_and_after_it_can(monkeypatch):
@@ -59,6 +64,6 @@ def _shell_module_during_imports(monkeypatch) -> list[object]:
 
 def test_only_the_command_hides_the_shell_module_during_a_framework_import(library_mode, monkeypatch):
     assert _shell_module_during_imports(monkeypatch) == ["not imported"]  # a library user: Python's default
-    shell_probe.enable_for_command()
+    startup_gc.enable_for_command()
     assert _shell_module_during_imports(monkeypatch) == [None]  # None in sys.modules: `import IPython` fails
     assert shell_probe.SHELL_MODULE not in sys.modules

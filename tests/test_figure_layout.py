@@ -72,3 +72,15 @@ def test_the_predictive_figure_labels_fit(name):
     fig.suptitle(f"{name}: meta-learned vs Bayes-optimal predictive (jax, 16 held-out tasks)")
     _assert_labels_fit(fig)
     figures._pyplot().close(fig)
+
+
+@pytest.mark.parametrize("scale", [1e-1, 1e-3, 2e-5])
+def test_the_kl_per_step_labels_fit_at_any_scale(scale):
+    from cogmeta.evaluation import Evaluation
+
+    kl = scale * np.linspace(1.0, 7.0, 7)
+    evaluation = Evaluation(kl=kl, kl_sem=kl / 10, model_nll=np.ones(7), bayes_nll=np.ones(7), expected_nll=np.ones(7),
+                            num_tasks=20_000)
+    fig = figures.plot_kl_per_step(evaluation, label="torch")
+    _assert_labels_fit(fig)
+    figures._pyplot().close(fig)

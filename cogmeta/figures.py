@@ -37,7 +37,7 @@ def _pyplot():
 #: between panels. Fixed, not matplotlib's constrained layout, which measures every text by drawing the figure once
 #: more before saving it: drawing and saving the two figures of every ``cogmeta train`` took 1.02-1.15 s with it and
 #: 0.57-0.71 s without (medians of three alternating rounds, 2-core VM, 2026-12-07), a sixth of a short run's process.
-MARGINS_INCHES = {"left": 1.0, "right": 0.2, "bottom": 0.6, "top": 0.4, "between_columns": 1.0, "between_rows": 0.75}
+MARGINS_INCHES = {"left": 1.0, "right": 0.3, "bottom": 0.6, "top": 0.4, "between_columns": 1.0, "between_rows": 0.75}
 #: Extra room above for a figure title (``suptitle``), inches.
 SUPTITLE_INCHES = 0.35
 

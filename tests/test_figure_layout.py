@@ -84,3 +84,14 @@ def test_the_kl_per_step_labels_fit_at_any_scale(scale):
     fig = figures.plot_kl_per_step(evaluation, label="torch")
     _assert_labels_fit(fig)
     figures._pyplot().close(fig)
+
+
+def test_the_bandit_learning_curve_labels_fit():
+    from cogmeta.bandit_evaluation import plot_training
+
+    updates = np.arange(100, 20_001, 100)
+    rows = [(int(u), "loss", 0.5 - 1e-5 * u) for u in updates] + [(int(u), "heldout_reward", 60 + 4e-4 * u)
+                                                                   for u in updates[::10]]
+    fig = plot_training(rows, 64.92)
+    _assert_labels_fit(fig)
+    figures._pyplot().close(fig)

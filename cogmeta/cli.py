@@ -50,6 +50,8 @@ _IMPORTED = time.perf_counter()  # fallback start of the process where /proc is 
 
 #: What the time-to-quality breakdown says about a JAX run's first training program (``TrainResult.program_source``).
 _PROGRAM_SOURCES = {
+    "prefetched": "; the training program and the held-out forward pass loaded from the executable store during "
+                  "start-up, beside the imports",
     "store": "; the training program loaded from the executable store",
     "stored": "; the training program compiled and kept in the executable store",
     "compiled": "; the training program compiled, or loaded from JAX's cache, ahead of the first call",
@@ -272,7 +274,8 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
         if result.until_kl_parts is not None:
             parts = result.until_kl_parts
             rest = result.until_kl_seconds - sum(parts.values())
-            drawn = " (its first program compiling on a thread from here on)" if backend == "jax" else ""
+            drawn = (" (its first program compiling on a thread from here on)"
+                     if backend == "jax" and result.program_source != "prefetched" else "")
             print(f"  of the {result.until_kl_seconds:.2f} s: building the trainer {parts['trainer']:.2f} s{drawn}, "
                   f"first training call {parts['first_call']:.2f} s, later calls {parts['later_calls']:.2f} s, "
                   f"held-out checks {parts['checks']:.2f} s, "

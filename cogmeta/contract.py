@@ -222,8 +222,9 @@ class TrainResult:
     #: calls and the held-out checks (the rest is logging and checkpoints).
     until_kl_parts: dict[str, float] | None = None
     #: Where a JAX trainer's first training program came from (``jax_impl.trainer.Trainer.program_source``):
-    #: "store" (the executable store), "stored" (compiled and stored now), "compiled" (compiled, or loaded from JAX's
-    #: cache, ahead of the first call); None where nothing was compiled ahead (PyTorch).
+    #: "prefetched" (the executable store, loaded during start-up: ``jax_impl.program_keys``), "store" (the executable
+    #: store), "stored" (compiled and stored now), "compiled" (compiled, or loaded from JAX's cache, ahead of the first
+    #: call); None where nothing was compiled ahead (PyTorch).
     program_source: str | None = None
 
 

@@ -81,6 +81,9 @@ def train(
     # The clock of the run (and of its time to quality) starts here: JAX compiles its first training program
     # while the trainer draws the model (``compile_ahead``), so building the trainer is part of training; importing
     # the framework (0.8-1.1 s of torch, jax and flax) is start-up, as it was before that, so it comes first.
+    prepare = getattr(workload, "prepare", None)
+    if prepare is not None:  # start-up work that needs no model, beside the framework's remaining imports
+        prepare(config, devices, backend)
     load_module(backend, "launch")
     began = time.perf_counter()
     # Built before anything is written: in a data-parallel run this is where the workers meet (and
@@ -244,12 +247,22 @@ class Workload(Protocol):
     def write_figures(self, run: RunDir, config: RunConfig, weights, backend: str) -> None:
         """The run's figures into ``RUN/figures``."""
 
+    # Optional: ``prepare(config, devices, backend)``, called before the backend's trainer module is imported (and
+    # before the run's clock starts), for start-up work that needs no model (:meth:`PredictiveWorkload.prepare`).
+
 
 class PredictiveWorkload:
     """The tutorial meta-learner's: the backend's ``launch.make_trainer`` (one device or data-parallel), the mean
     exact KL(Bayes || model) over t on fixed held-out observations, the learning-curve and predictive figures."""
 
     metric = "heldout_kl"
+
+    def prepare(self, config: RunConfig, devices: int | None, backend: str) -> None:
+        """JAX: start loading the run's two compiled programs from the executable store on a thread, while Flax and
+        the library are still being imported (``jax_impl.program_keys.prefetch``; only in the ``cogmeta`` command,
+        which turns the store on). PyTorch compiles nothing, so it has nothing to load."""
+        if backend == "jax":
+            load_module(backend, "program_keys").prefetch(config, devices)
 
     def make_trainer(self, config: RunConfig, checkpoint, devices: int | None, backend: str):
         return load_module(backend, "launch").make_trainer(config, checkpoint, devices)

@@ -5,11 +5,11 @@ the two can be read side by side. Models are ``flax.nnx`` modules that hold PyTo
 training is a functional core (``nnx.split`` once, pure steps under ``jax.jit`` and ``lax.scan``).
 """
 
-try:
-    import flax  # noqa: F401
-    import jax  # noqa: F401
-    import optax  # noqa: F401
-except ImportError as error:  # pragma: no cover - exercised only without jax
+import importlib.util
+
+# Installed, not imported: importing Flax here (0.2-0.5 s) would come before any module of the package, and
+# ``jax_impl.program_keys`` starts loading a run's programs with JAX alone, while Flax is still being imported.
+if any(importlib.util.find_spec(name) is None for name in ("flax", "jax", "optax")):  # pragma: no cover - without jax
     from cogmeta.backends import missing_framework_error
 
-    raise missing_framework_error("JAX", "jax") from error
+    raise missing_framework_error("JAX", "jax")

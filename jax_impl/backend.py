@@ -13,11 +13,13 @@ from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import OBSERVATION_TASK_AXIS
 from cogmeta.weights import validate_weights
+from jax_impl.executable_store import FlatProgram, compile_for_store, flat_lowering, store_from_environment
 from jax_impl.heads import predictive_params
 from jax_impl.host_random import initial_rngs
 from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
 from jax_impl.pieces import in_pieces
+from jax_impl.program_keys import FORWARD_TASKS, forward_key, placement
 from jax_impl.samplers import model_inputs, sample_batch, step_key
 from jax_impl.trainer import (  # noqa: F401  (FRAMEWORK: the Backend contract)
     FRAMEWORK,
@@ -109,7 +111,7 @@ def _graphdef(config: RunConfig):
 #: Tasks per call of the compiled forward (``jax_impl.pieces.in_pieces``): one program serves the held-out checks
 #: (1,000 tasks by default), the figures (16), the summary (2,000) and evaluation chunks (5,000); each size compiled
 #: its own before (measured cold on the 2-core VM: 0.20-0.23 s each, three of them in a ``cogmeta train --until-kl``).
-_FORWARD_TASKS = 1_000
+_FORWARD_TASKS = FORWARD_TASKS
 
 
 def _forward(config: RunConfig, params, observations: np.ndarray) -> np.ndarray:
@@ -118,8 +120,35 @@ def _forward(config: RunConfig, params, observations: np.ndarray) -> np.ndarray:
     observations = np.asarray(observations, dtype=np.dtype(resolve_dtype(config.train.dtype)))  # cast on the host
     if observations.ndim != 3 or observations.shape[-1] != 1:
         raise ValueError(f"observations must have shape [T, B, 1] (time-major), got {observations.shape}")
-    forward = _compiled_forward(config)
+    forward = _stored_forward(config, params, observations.shape[0], observations.dtype) or _compiled_forward(config)
     return in_pieces(lambda piece: forward(params, piece), observations, 1, _FORWARD_TASKS, name="tasks")
+
+
+#: The stored forward programs this process loaded or compiled, by store key.
+_stored_forwards: dict[str, object] = {}
+
+
+def _stored_forward(config: RunConfig, params, length: int, dtype):
+    """The forward program of :func:`_compiled_forward` for parameters placed as ``params`` are, from the executable
+    store where the ``cogmeta`` command turned it on (compiled and stored on a miss), or None without the store.
+    Found by ``jax_impl.program_keys.forward_key``: a warm run's step-0 check then loads it (5 ms, or nothing when
+    ``program_keys.prefetch`` loaded it during start-up) instead of tracing, lowering and loading it (0.09 s)."""
+    store = store_from_environment()
+    sharding = getattr(jax.tree.leaves(params)[0], "sharding", None)
+    if store is None or sharding is None:
+        return None
+    key = forward_key(config, placement(sharding))
+    if key not in _stored_forwards:
+        compiled = store.load(key)
+        if compiled is None:
+            example = np.zeros((length, _FORWARD_TASKS, 1), dtype)  # the pieces' shape (in_pieces pads to it)
+            lowered, args_tree, out_tree = flat_lowering(_compiled_forward(config), params, example)
+            compiled, storable = compile_for_store(lowered)
+            compiled = FlatProgram(compiled, args_tree, out_tree)
+            if storable:
+                store.save(key, compiled)
+        _stored_forwards[key] = compiled
+    return _stored_forwards[key]
 
 
 @functools.lru_cache(maxsize=16)

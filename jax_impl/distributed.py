@@ -280,7 +280,7 @@ class DataParallelTrainer(Trainer):
             params, opt_state, outputs = self.program(params, opt_state, start, count)
             return params, opt_state, local(outputs)
 
-        run.lower, run.use = self.program.lower, self.program.use
+        run.lower, run.lower_flat, run.use = self.program.lower, self.program.lower_flat, self.program.use
         return run
 
     def _abstract_state(self, params):

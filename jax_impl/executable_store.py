@@ -44,6 +44,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -53,7 +54,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 
@@ -63,7 +64,7 @@ from cogmeta.io import atomic_write_with
 #: The store's size limit, bytes (least recently used entries are removed beyond it).
 MAX_BYTES = 256 << 20
 #: The first bytes of every entry: the format, so that a later layout never reads an older one.
-MAGIC = b"cogmeta-executable-2\n"
+MAGIC = b"cogmeta-executable-3\n"
 #: The packages whose files are part of every key.
 LIBRARY_PACKAGES = ("cogmeta", "jax_impl")
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "ml_dtypes")
@@ -101,13 +102,15 @@ def _host_cpu() -> str:
     return json.dumps(seen, sort_keys=True)
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
-    """Python's and the packages' versions, from the imported modules (importlib.metadata: 6 ms)."""
+    """Python's and the packages' versions, from their installed metadata (2-6 ms, once): without importing them,
+    so that a key can be computed before Flax is imported (``jax_impl.program_keys``)."""
     versions = {"python": sys.version}
     for name in _VERSIONED:
         try:
-            versions[name] = str(importlib.import_module(name).__version__)
-        except (ImportError, AttributeError):
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             versions[name] = "absent"
     return versions
 
@@ -172,6 +175,42 @@ def compile_for_store(lowered) -> tuple["jax.stages.Compiled", bool]:
     return compiled, _hits_by_thread.get(thread, 0) == before
 
 
+class FlatProgram:
+    """A compiled program of flat arguments, called with structured ones: ``program(*args)`` flattens ``args`` (of the
+    structure ``args_tree``), runs ``compiled`` on the leaves and rebuilds its outputs as ``out_tree``.
+
+    Stored programs take and return flat lists of arrays so that their serialized form names no class of the
+    pytrees (Flax's states, the library's named tuples): an entry then loads without importing them, on a thread
+    while the main thread is still importing them (:func:`prefetch`; unpickling a tree of Flax classes there
+    deadlocked on Flax's import lock). The structured trees are pickled beside it and read where the program is used.
+    """
+
+    def __init__(self, compiled, args_tree, out_tree):
+        self.compiled, self.args_tree, self.out_tree = compiled, args_tree, out_tree
+        #: loaded by :func:`prefetch` ahead of its use (what ``cogmeta train`` reports)
+        self.prefetched = False
+
+    def __call__(self, *args):
+        leaves, tree = jax.tree.flatten(args)
+        if tree != self.args_tree:
+            raise TypeError(f"this compiled program takes arguments structured as {self.args_tree}, got {tree}")
+        return jax.tree.unflatten(self.out_tree, self.compiled(*leaves))
+
+
+def flat_lowering(fn, *args) -> tuple["jax.stages.Lowered", Any, Any]:
+    """``(lowered, args_tree, out_tree)``: ``fn(*args)`` lowered as a program of the leaves of ``args`` that returns
+    the leaves of its outputs (for :class:`FlatProgram`); ``args`` may be abstract (``jax.ShapeDtypeStruct``)."""
+    leaves, args_tree = jax.tree.flatten(args)
+    structure = {}
+
+    def flat(*leaves):
+        outputs, structure["out"] = jax.tree.flatten(fn(*jax.tree.unflatten(args_tree, leaves)))
+        return outputs
+
+    lowered = jax.jit(flat).lower(*leaves)
+    return lowered, args_tree, structure["out"]
+
+
 class ExecutableStore:
     """Serialized executables in ``directory``, one file ``<key>.xla`` each, at most ``max_bytes`` in all."""
 
@@ -182,9 +221,31 @@ class ExecutableStore:
     def path(self, key: str) -> Path:
         return self.directory / f"{key}{_SUFFIX}"
 
-    def load(self, key: str):
-        """The executable stored under ``key`` (a ``jax.stages.Compiled``), or None: missing, unreadable, corrupt or
-        not loadable (such an entry is removed)."""
+    def load(self, key: str) -> FlatProgram | None:
+        """The program stored under ``key``, or None: missing, unreadable, corrupt or not loadable (such an entry is
+        removed). A key that :func:`prefetch` started loading waits for that load."""
+        with _prefetch_lock:
+            pending = _prefetched.pop((str(self.directory), key), None)
+        if pending is None:
+            loaded = self._read(key)
+        else:
+            pending.done.wait()
+            loaded = pending.loaded
+        if loaded is None:
+            return None
+        compiled, trees = loaded
+        try:
+            args_tree, out_tree = pickle.loads(trees)  # here, where the pytrees' classes are imported
+        except Exception as error:  # noqa: BLE001 - a miss, and the entry goes
+            self._remove(key, error)
+            return None
+        program = FlatProgram(compiled, args_tree, out_tree)
+        program.prefetched = pending is not None
+        return program
+
+    def _read(self, key: str):
+        """``(the flat program loaded onto its devices, its pickled trees)`` from the entry of ``key``, or None;
+        needs no class of the program's pytrees (:class:`FlatProgram`)."""
         from jax.experimental import serialize_executable
 
         path = self.path(key)
@@ -198,27 +259,35 @@ class ExecutableStore:
             checksum, payload = data[len(MAGIC):len(MAGIC) + 32], data[len(MAGIC) + 32:]
             if hashlib.sha256(payload).digest() != checksum:
                 raise ValueError("checksum mismatch (a torn or corrupted file)")
-            serialized, in_tree, out_tree, device_ids = pickle.loads(payload)
+            serialized, in_tree, out_tree, device_ids, trees = pickle.loads(payload)
             by_id = {device.id: device for device in jax.devices()}
             # the devices it was compiled for, in order: by default it would be loaded onto every device, and a
             # one-device program would then expect one shard per device of the machine
             compiled = serialize_executable.deserialize_and_load(
                 serialized, in_tree, out_tree, execution_devices=[by_id[i] for i in device_ids])
         except Exception as error:  # noqa: BLE001 - every failure is a miss, and the entry goes
-            _log.warning("removing the unusable stored executable %s: %s", path, error)
-            path.unlink(missing_ok=True)
+            self._remove(key, error)
             return None
         os.utime(path)  # recently used: kept by the eviction
-        return compiled
+        return compiled, trees
 
-    def save(self, key: str, compiled) -> bool:
-        """Store ``compiled`` (storable by :func:`compile_for_store`) under ``key``, written then renamed; False
-        (logged) when it cannot be serialized or written. Evicts the least recently used entries past the limit."""
+    def _remove(self, key: str, error: BaseException) -> None:
+        if sys.is_finalizing():  # the interpreter is shutting down under a load: the entry is not at fault
+            return
+        _log.warning("removing the unusable stored executable %s: %s", self.path(key), error)
+        self.path(key).unlink(missing_ok=True)
+
+    def save(self, key: str, program: FlatProgram) -> bool:
+        """Store ``program`` (compiled by :func:`compile_for_store` from a :func:`flat_lowering`) under ``key``,
+        written then renamed; False (logged) when it cannot be serialized or written. Evicts the least recently
+        used entries past the limit."""
         from jax.experimental import serialize_executable
 
         try:
+            compiled = program.compiled
             device_ids = [device.id for device in compiled.runtime_executable().local_devices()]
-            payload = pickle.dumps((*serialize_executable.serialize(compiled), device_ids),
+            trees = pickle.dumps((program.args_tree, program.out_tree), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps((*serialize_executable.serialize(compiled), device_ids, trees),
                                    protocol=pickle.HIGHEST_PROTOCOL)
             data = MAGIC + hashlib.sha256(payload).digest() + payload
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -245,6 +314,55 @@ class ExecutableStore:
             total -= size
 
 
+class _Pending:
+    """One entry that :func:`prefetch` loads: set when done, ``loaded`` None for a miss."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.loaded = None
+
+
+_prefetched: dict[tuple[str, str], _Pending] = {}
+_prefetch_lock = threading.Lock()
+
+
+def prefetch(store: ExecutableStore, keys: list[str], then: Callable[[], None] | None = None) -> threading.Thread | None:
+    """Load the entries of ``keys`` from ``store`` on a thread, in order, ahead of their use: :meth:`ExecutableStore.load`
+    of such a key then waits for (or takes at once) that load instead of reading the file. Deserializing runs in XLA
+    without the interpreter lock, so it overlaps the main thread's imports (``jax_impl.program_keys``). Not a daemon:
+    the interpreter waits for a load still inside XLA at exit (``Trainer._compile_ahead`` says why). ``then`` runs on
+    the same thread after the loads (failures ignored)."""
+    from jax.experimental import serialize_executable  # noqa: F401 - imported here, not by the thread beside imports
+
+    pending = []
+    with _prefetch_lock:
+        for key in keys:
+            slot = (str(store.directory), key)
+            if slot not in _prefetched:
+                _prefetched[slot] = _Pending()
+                pending.append((key, _prefetched[slot]))
+    if not pending:
+        return None
+
+    def load_all() -> None:
+        for key, entry in pending:
+            try:
+                entry.loaded = store._read(key)
+            except Exception:  # noqa: BLE001 - a failed load is a miss: the user of the key compiles
+                _log.debug("prefetching %s failed", key, exc_info=True)
+            finally:
+                entry.done.set()
+        if then is not None:
+            try:
+                then()
+            except Exception:  # noqa: BLE001 - only a head start
+                _log.debug("the work after prefetching failed", exc_info=True)
+
+    thread = threading.Thread(target=load_all, name="cogmeta-prefetch", daemon=False)
+    thread.start()
+    return thread
+
+
 def store_from_environment(environ: Mapping[str, str] = os.environ) -> ExecutableStore | None:
     """The store that the ``cogmeta`` command turned on (``COGMETA_EXECUTABLE_STORE``, set by
     ``cogmeta.compilation_cache.enable_for_command``), or None: off in a process
@@ -258,5 +376,6 @@ def store_from_environment(environ: Mapping[str, str] = os.environ) -> Executabl
 if os.environ.get(ENVIRONMENT_VARIABLE):  # the store is on: hash the library now, at start-up, not in a run's clock
     library_fingerprint()
 
-__all__ = ["ENVIRONMENT_VARIABLE", "LIBRARY_PACKAGES", "MAGIC", "MAX_BYTES", "SALT_OPTION", "ExecutableStore", "compile_for_store",
-           "library_fingerprint", "program_key", "store_from_environment"]
+__all__ = ["ENVIRONMENT_VARIABLE", "LIBRARY_PACKAGES", "MAGIC", "MAX_BYTES", "SALT_OPTION", "ExecutableStore", "FlatProgram",
+           "compile_for_store", "flat_lowering", "library_fingerprint", "prefetch", "program_key",
+           "store_from_environment"]

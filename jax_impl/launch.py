@@ -12,52 +12,20 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax
-
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import require_device_count, under_torchrun
 from jax_impl.backend import MetaLearnerObjective
+from jax_impl.program_keys import AUTO_SPLIT_FROM, HOST_TRAIN_FIELDS, auto_devices, describe
 from jax_impl.trainer import Objective, Trainer
-
-#: Tasks per device from which a single run on a CPU splits its batch over the host devices by default. Measured
-#: on the 2-core VM (the README's GRU-64, T 7, 8,000 steps, whole runs): batch 128 on two devices 1.75-1.8x
-#: faster than on one, batch 32 (16 per device) 1.07x; below that the halves are too small to repay the split.
-AUTO_SPLIT_FROM = 16
-
-
-def auto_devices(config: RunConfig) -> int:
-    """Devices a single run's batch is split over when ``--devices`` is not given: on a CPU, the most host devices
-    (one per core, ``cogmeta.host_devices``) that divide the batch into shares of at least :data:`AUTO_SPLIT_FROM`
-    tasks; 1 on an accelerator (one device per run unless asked) or when no split qualifies."""
-    if jax.default_backend() != "cpu":
-        return 1
-    batch = config.train.batch_size
-    for count in range(len(jax.local_devices()), 1, -1):
-        if batch % count == 0 and batch // count >= AUTO_SPLIT_FROM:
-            return count
-    return 1
-
-
-#: ``train`` fields that do not enter the training program: the member's seed and learning rate are its arguments
-#: (``jax_impl.trainer.make_run_steps``), the rest is read on the host between calls. A run that differs from a
-#: stored one only in these loads the stored program (tests/test_executable_store.py lowers both and compares).
-HOST_TRAIN_FIELDS = ("seed", "learning_rate", "log_every", "checkpoint_every", "eval_every", "eval_tasks", "until_kl",
-                     "until_kl_every")
 
 
 def program_description(config: RunConfig, objective: Callable) -> dict | None:
     """What determines the training program of ``objective(config)`` besides the library's code, for the executable
-    store (``jax_impl.executable_store``): the config less :data:`HOST_TRAIN_FIELDS` and PyTorch's options, and the
-    objective's name.
+    store (``jax_impl.executable_store``): :func:`jax_impl.program_keys.describe` of the objective's qualified name;
     None for an objective from outside the library, whose code the store's key would not cover."""
     module = getattr(objective, "__module__", "") or ""
-    if not module.startswith("jax_impl."):
-        return None
-    data = config.to_dict()
-    del data["torch"]  # PyTorch's options
-    data["train"] = {name: value for name, value in data["train"].items() if name not in HOST_TRAIN_FIELDS}
-    return {"config": data, "objective": f"{module}.{objective.__qualname__}"}
+    return describe(config, f"{module}.{getattr(objective, '__qualname__', '')}")
 
 
 def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, devices: int | None = None,

@@ -32,8 +32,9 @@ from flax import nnx
 
 from cogmeta.config import TrainConfig
 from cogmeta.contract import Checkpoint, StepMetrics
-from jax_impl.executable_store import compile_for_store, program_key, store_from_environment
+from jax_impl.executable_store import FlatProgram, compile_for_store, flat_lowering, store_from_environment
 from jax_impl.optim import AdamState, adam_step, clip_by_global_norm, init_adam, learning_rate
+from jax_impl.program_keys import training_key
 from jax_impl.weights import canonical_to_state, state_to_canonical
 
 FRAMEWORK = "jax"
@@ -178,7 +179,10 @@ def make_run_steps(objective: Objective, chunk: int, member: dict, loss_and_grad
 
     # ``run.lower(...).compile()`` fills the caches that ``run`` then hits (``Trainer(compile_ahead=True)``)
     run.lower = lambda params, opt_state, start, count: program.lower(params, opt_state, start, count, member)
-    # ``run.use(compiled)``: call that executable of ``run.lower``'s program instead (one from the executable store)
+    # ``run.lower_flat(...)``: the same program of flat leaves, as the executable store keeps it (``flat_lowering``)
+    run.lower_flat = lambda params, opt_state, start, count: flat_lowering(program, params, opt_state, start, count,
+                                                                           member)
+    # ``run.use(compiled)``: call that program instead (a ``FlatProgram`` of the executable store)
     run.use = lambda compiled: calls.__setitem__(0, compiled)
     return run
 
@@ -217,11 +221,11 @@ class Trainer:
         store = store_from_environment() if compile_ahead and stored_as is not None else None
         # the key here, not on the thread: ~10 ms of Python, which the thread would take in the slices of the
         # interpreter lock that drawing the model leaves it (40-70 ms measured)
-        self._stored = None if store is None else (store, program_key({
-            **stored_as, "trainer": type(self).__qualname__, "steps_per_call": steps_per_call,
-            "x64": bool(jax.config.jax_enable_x64)}))
-        #: where the first call's program came from: "store" (a stored executable), "stored" (compiled and stored
-        #: now), "compiled" (JAX's caches, ahead of the call) or None (the first call compiles it)
+        self._stored = None if store is None else (store, training_key(stored_as, type(self).__qualname__,
+                                                                       steps_per_call))
+        #: where the first call's program came from: "prefetched" (a stored executable loaded during start-up:
+        #: ``jax_impl.program_keys``), "store" (a stored executable), "stored" (compiled and stored now),
+        #: "compiled" (JAX's caches, ahead of the call) or None (the first call compiles it)
         self.program_source: str | None = None
         self._compiling = self._compile_ahead() if compile_ahead else None
         self.params = objective.init(self.seed)
@@ -242,25 +246,27 @@ class Trainer:
     def _compile_ahead(self) -> threading.Thread:
         x64 = bool(jax.config.jax_enable_x64)  # ``jax.enable_x64(...)`` contexts are thread-local: carry it over
 
-        def lowered():
+        def arguments():
             params, opt_state = self._abstract_state(jax.eval_shape(lambda: self.objective.init(self.seed)))
             # start and count: int32 scalars as run() passes them (their values are not compiled in)
-            return self._run.lower(params, opt_state, _step_scalar(0), _step_scalar(self.chunk_size))
+            return params, opt_state, _step_scalar(0), _step_scalar(self.chunk_size)
 
         def compile_program():
             try:
                 with jax.enable_x64(x64):
                     if self._stored is None:
-                        lowered().compile()
+                        self._run.lower(*arguments()).compile()
                         self.program_source = "compiled"
                         return
                     store, key = self._stored
-                    compiled = store.load(key)
-                    self.program_source = "store"
-                    if compiled is None:
-                        compiled, storable = compile_for_store(lowered())
-                        self.program_source = "stored" if storable and store.save(key, compiled) else "compiled"
-                    self._run.use(compiled)
+                    program = store.load(key)
+                    self.program_source = "prefetched" if getattr(program, "prefetched", False) else "store"
+                    if program is None:
+                        lowered, args_tree, out_tree = self._run.lower_flat(*arguments())
+                        compiled, storable = compile_for_store(lowered)
+                        program = FlatProgram(compiled, args_tree, out_tree)
+                        self.program_source = "stored" if storable and store.save(key, program) else "compiled"
+                    self._run.use(program)
             except Exception:  # noqa: BLE001 (an objective whose init or batches do not trace: the first call compiles)
                 self.program_source = None
                 logging.getLogger(__name__).debug("compiling ahead failed; the first call compiles", exc_info=True)

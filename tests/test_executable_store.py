@@ -10,9 +10,7 @@ serialize into one that runs).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -33,6 +31,8 @@ from jax_impl.backend import MetaLearnerObjective  # noqa: E402
 from jax_impl.launch import HOST_TRAIN_FIELDS, program_description  # noqa: E402
 from jax_impl.rl2 import RL2Objective  # noqa: E402
 from jax_impl.trainer import Trainer  # noqa: E402
+from tests.store_processes import environment as _environment  # noqa: E402
+from tests.store_processes import run as _run  # noqa: E402
 
 pytestmark = pytest.mark.jax
 
@@ -103,14 +103,23 @@ def _square_plus_one():
     return jax.jit(lambda x: x * x + 1.0).lower(jnp.ones(3))
 
 
+def _flat_square_plus_one(storable_too=False):
+    lowered, args_tree, out_tree = executable_store.flat_lowering(lambda x: {"y": x * x + 1.0}, jnp.ones(3))
+    compiled, storable = executable_store.compile_for_store(lowered)
+    program = executable_store.FlatProgram(compiled, args_tree, out_tree)
+    return (program, storable) if storable_too else program
+
+
 def test_an_entry_round_trips_and_a_corrupt_one_is_a_miss(tmp_path):
     store = executable_store.ExecutableStore(tmp_path)
-    compiled, storable = executable_store.compile_for_store(_square_plus_one())
+    compiled, storable = _flat_square_plus_one(storable_too=True)
     assert storable  # this process has no persistent cache (conftest), so the compilation is fresh
     assert store.load("k") is None
     assert store.save("k", compiled)
     loaded = store.load("k")
-    np.testing.assert_array_equal(loaded(jnp.arange(3.0)), [1.0, 2.0, 5.0])
+    np.testing.assert_array_equal(loaded(jnp.arange(3.0))["y"], [1.0, 2.0, 5.0])  # the structured output again
+    with pytest.raises(TypeError, match="structured as"):
+        loaded((jnp.arange(3.0),))
 
     data = bytearray(store.path("k").read_bytes())
     data[-10] ^= 0xFF
@@ -121,7 +130,7 @@ def test_an_entry_round_trips_and_a_corrupt_one_is_a_miss(tmp_path):
 
 
 def test_the_least_recently_used_entries_go_past_the_size_limit(tmp_path):
-    compiled, _ = executable_store.compile_for_store(_square_plus_one())
+    compiled = _flat_square_plus_one()
     probe = executable_store.ExecutableStore(tmp_path / "probe")
     probe.save("x", compiled)
     size = probe.path("x").stat().st_size
@@ -187,25 +196,6 @@ _GUARD = textwrap.dedent("""
     compiled, fresh = executable_store.compile_for_store(lowered)
     print(json.dumps({"served_storable": served, "salted_storable": fresh, "value": float(compiled(jnp.ones(5))[0])}))
 """)
-
-
-def _run(script: str, environ: dict, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", script, *args], env=environ, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _environment(tmp_path, store: bool) -> dict:
-    environ = {key: value for key, value in os.environ.items()
-               if not key.startswith(("JAX_", "COGMETA_", "XLA_"))}
-    environ["COGMETA_JAX_CACHE"] = str(tmp_path / "cache") if store else "off"
-    with pytest.MonkeyPatch.context() as patch:  # what the ``cogmeta`` command does before it imports JAX
-        patch.delitem(sys.modules, "jax")
-        compilation_cache.enable_for_command(environ)
-    assert (compilation_cache.STORE_VARIABLE in environ) == store
-    environ["JAX_NUM_CPU_DEVICES"] = "2"
-    return environ
 
 
 def test_a_stored_program_trains_bit_for_bit_as_a_compiled_one_in_a_fresh_process(tmp_path):

@@ -27,13 +27,12 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                              "model runs no compiled program; torch fills its tensors in place"},
     "executable_store.py": {"*": "JAX only: compiled programs on disk, keyed without tracing (a warm run skips "
                                  "tracing and lowering); PyTorch compiles nothing"},
+    "program_keys.py": {"*": "JAX only: the executable store's keys of a run's programs before Flax is imported, and "
+                             "their load during start-up; PyTorch compiles nothing"},
     "pieces.py": {"*": "JAX only: a batch in pieces of one size, so that jit compiles one program for every batch "
                        "size; PyTorch's eager calls take any size"},
-    "launch.py": {"HOST_TRAIN_FIELDS": "JAX: the config fields left out of the executable store's key",
-                  "program_description": "as HOST_TRAIN_FIELDS",
-                  "AUTO_SPLIT_FROM": "JAX splits a CPU run's batch over its host devices by default; PyTorch's twin "
-                                     "is data parallelism under torchrun, started by the user",
-                  "auto_devices": "as AUTO_SPLIT_FROM"},
+    "launch.py": {"program_description": "JAX: what the executable store's key says of a run's training program "
+                                         "(program_keys.py)"},
     "samplers.py": {"step_generator": "PyTorch's RNG is a stateful torch.Generator per step",
                     "step_key": "JAX's RNG is a functional key folded with the step",
                     "LOOPED_KINDS": "JAX: noise kinds drawn by a data-dependent loop, which XLA must not partition "

@@ -137,11 +137,13 @@ def markdown(table: list[dict], args, environment: str) -> str:
                      f"{row['start_to_target_s']:.2f} | {row['process_s']:.2f} |")
     for jax_name in [name for name in by_name if name.startswith("jax")]:
         torch_name = "torch (baseline)" if jax_name.endswith("(baseline)") else "torch"
+        if torch_name not in by_name:  # --jax-warm-only
+            continue
         ratio = {key: by_name[jax_name][key] / by_name[torch_name][key]
                  for key in ("training_s", "start_to_target_s", "process_s")}
         lines.append(f"| ratio {jax_name} / {torch_name} (same run) | | | {ratio['training_s']:.2f} | | | | | "
                      f"{ratio['start_to_target_s']:.2f} | {ratio['process_s']:.2f} |")
-    lines += ["", f"Medians over seeds 0-{args.seeds - 1} and the rounds; each round runs every configuration once per seed, one after another "
+    lines += ["", f"Medians over seeds 0-{args.seeds - 1} and the rounds; each round runs every configuration once per seed, one after another (in the reverse order in odd rounds) "
               "(`benchmarks/time_to_quality.py`). The training seconds split as `cogmeta train` prints them: building "
               "the trainer (the model drawn; JAX compiles its first program on a thread meanwhile), the first training "
               "call (in JAX: its steps, and tracing, lowering and compiling or loading the program where that was not "
@@ -160,11 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true", help="pass --no-figures to every run")
     parser.add_argument("--baseline", type=Path, default=None, metavar="PATH",
                         help="also time the command run from this checkout (e.g. a git worktree of the previous commit)")
+    parser.add_argument("--jax-warm-only", action="store_true",
+                        help="time only the warm JAX run (and its --baseline): a JAX start-up change measured in "
+                             "many short rounds, without PyTorch's runs or ratios")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    configurations = CONFIGURATIONS + (("torch (baseline)", "jax warm (baseline)") if args.baseline else ())
+    if args.jax_warm_only:
+        configurations = ("jax warm",) + (("jax warm (baseline)",) if args.baseline else ())
+    else:
+        configurations = CONFIGURATIONS + (("torch (baseline)", "jax warm (baseline)") if args.baseline else ())
     suffix = ("" if args.batch_size is None else f"-b{args.batch_size}") + (
-        "" if args.learning_rate is None else f"-lr{args.learning_rate:g}")
+        "" if args.learning_rate is None else f"-lr{args.learning_rate:g}") + ("-jax-warm" if args.jax_warm_only else "")
     rows = []
     with tempfile.TemporaryDirectory(prefix="cogmeta-ttq-") as scratch_name:
         scratch = Path(scratch_name)
@@ -178,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"target)", flush=True)
         for index in range(args.repeats):
             for seed in range(args.seeds):
-                for configuration in configurations:
+                # odd rounds in the reverse order, so that no configuration always runs right after another
+                for configuration in (configurations if index % 2 == 0 else configurations[::-1]):
                     row = {"configuration": configuration, "round": index, "seed": seed,
                            **run_once(configuration, seed, scratch, warm_cache, args)}
                     print(", ".join(f"{key} {row[key]}" for key in COLUMNS), flush=True)

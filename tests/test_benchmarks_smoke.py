@@ -94,6 +94,17 @@ def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
     assert "| jax (warm cache) | 3 | 300 (200-400) | 1.00 | 0.20 | 0.50 | 0.25 | 0.12 | 2.00 | 4.00 |" in lines
 
 
+def test_time_to_quality_table_of_warm_jax_runs_only_has_no_ratios():
+    """``--jax-warm-only`` times no PyTorch run: the table has its rows and no ratio to a missing PyTorch row."""
+    module = _load("time_to_quality")
+    table = [{"configuration": name, "runs": 12, "step": 300, "steps": "300-300", "training_s": t, "trainer_s": 0.03,
+              "first_call_s": 0.1, "later_calls_s": 0.15, "checks_s": 0.05, "start_to_target_s": 3 * t, "process_s": 4 * t}
+             for name, t in (("jax warm", 0.3), ("jax warm (baseline)", 0.4))]
+    lines = module.markdown(table, _Args(), "env").splitlines()
+    assert sum(line.startswith("| jax warm") for line in lines) == 2
+    assert not any(line.startswith("| ratio") for line in lines)
+
+
 def test_time_to_quality_summary_pools_seeds_and_rounds():
     """Medians over every run of a configuration (all seeds, all rounds) and the range of the steps."""
     module = _load("time_to_quality")

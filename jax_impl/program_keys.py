@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceShardin
 from cogmeta.config import RunConfig
 from jax_impl.executable_store import prefetch as prefetch_keys
 from jax_impl.executable_store import program_key, store_from_environment
+from jax_impl.numerics import matmul
 
 #: ``train`` fields that do not enter the training program: the member's seed and learning rate are its arguments
 #: (``jax_impl.trainer.make_run_steps``), the rest is read on the host between calls. A run that differs from a
@@ -131,7 +132,7 @@ def warm_gemm() -> None:
     first call in a process generates its kernels: 25-35 ms of a warm run's first training call (``ONEDNN_VERBOSE=2``;
     every later call 0.01-0.04 ms). One small such product during start-up takes that out of the run."""
     square = np.ones((8, 8), np.float32)
-    jax.jit(lambda a, b: a.T @ b)(square, square).block_until_ready()
+    jax.jit(lambda a, b: matmul(a.T, b))(square, square).block_until_ready()  # a.T @ b.T: the leading axis contracted
 
 
 __all__ = ["AUTO_SPLIT_FROM", "FORWARD_TASKS", "HOST_TRAIN_FIELDS", "TUTORIAL_OBJECTIVE", "auto_devices", "describe",

@@ -13,7 +13,7 @@ from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import OBSERVATION_TASK_AXIS
 from cogmeta.weights import validate_weights
-from jax_impl.executable_store import FlatProgram, compile_for_store, flat_lowering, store_from_environment
+from jax_impl.executable_store import flat_lowering, store_from_environment
 from jax_impl.heads import predictive_params
 from jax_impl.host_random import initial_rngs
 from jax_impl.model import MetaLearner, sequence_nll
@@ -108,20 +108,15 @@ def _graphdef(config: RunConfig):
     return _abstract_split(config)[0]
 
 
-#: Tasks per call of the compiled forward (``jax_impl.pieces.in_pieces``): one program serves the held-out checks
-#: (1,000 tasks by default), the figures (16), the summary (2,000) and evaluation chunks (5,000); each size compiled
-#: its own before (measured cold on the 2-core VM: 0.20-0.23 s each, three of them in a ``cogmeta train --until-kl``).
-_FORWARD_TASKS = FORWARD_TASKS
-
-
 def _forward(config: RunConfig, params, observations: np.ndarray) -> np.ndarray:
-    """Raw model outputs ``[T, B, O]`` (numpy) of ``params`` on observations ``[T, B, 1]``, :data:`_FORWARD_TASKS`
-    tasks per compiled call (each task's outputs depend on its own observations only)."""
+    """Raw model outputs ``[T, B, O]`` (numpy) of ``params`` on observations ``[T, B, 1]``,
+    :data:`jax_impl.program_keys.FORWARD_TASKS` tasks per compiled call (each task's outputs depend on its own
+    observations only)."""
     observations = np.asarray(observations, dtype=np.dtype(resolve_dtype(config.train.dtype)))  # cast on the host
     if observations.ndim != 3 or observations.shape[-1] != 1:
         raise ValueError(f"observations must have shape [T, B, 1] (time-major), got {observations.shape}")
     forward = _stored_forward(config, params, observations.shape[0], observations.dtype) or _compiled_forward(config)
-    return in_pieces(lambda piece: forward(params, piece), observations, 1, _FORWARD_TASKS, name="tasks")
+    return in_pieces(lambda piece: forward(params, piece), observations, 1, FORWARD_TASKS, name="tasks")
 
 
 #: The stored forward programs this process loaded or compiled, by store key.
@@ -139,15 +134,9 @@ def _stored_forward(config: RunConfig, params, length: int, dtype):
         return None
     key = forward_key(config, placement(sharding))
     if key not in _stored_forwards:
-        compiled = store.load(key)
-        if compiled is None:
-            example = np.zeros((length, _FORWARD_TASKS, 1), dtype)  # the pieces' shape (in_pieces pads to it)
-            lowered, args_tree, out_tree = flat_lowering(_compiled_forward(config), params, example)
-            compiled, storable = compile_for_store(lowered)
-            compiled = FlatProgram(compiled, args_tree, out_tree)
-            if storable:
-                store.save(key, compiled)
-        _stored_forwards[key] = compiled
+        example = np.zeros((length, FORWARD_TASKS, 1), dtype)  # the pieces' shape (in_pieces pads to it)
+        _stored_forwards[key], _ = store.load_or_compile(
+            key, lambda: flat_lowering(_compiled_forward(config), params, example))
     return _stored_forwards[key]
 
 

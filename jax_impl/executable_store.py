@@ -243,6 +243,18 @@ class ExecutableStore:
         program.prefetched = pending is not None
         return program
 
+    def load_or_compile(self, key: str, lower: Callable[[], tuple]) -> tuple[FlatProgram, str]:
+        """The program stored under ``key``, else the one ``lower()`` (a :func:`flat_lowering`) gives, compiled by
+        :func:`compile_for_store` and stored; with where it came from: "prefetched" (loaded by :func:`prefetch`),
+        "store", "stored" (compiled and stored now) or "compiled" (compiled, but not storable or not written)."""
+        program = self.load(key)
+        if program is not None:
+            return program, "prefetched" if program.prefetched else "store"
+        lowered, args_tree, out_tree = lower()
+        compiled, storable = compile_for_store(lowered)
+        program = FlatProgram(compiled, args_tree, out_tree)
+        return program, "stored" if storable and self.save(key, program) else "compiled"
+
     def _read(self, key: str):
         """``(the flat program loaded onto its devices, its pickled trees)`` from the entry of ``key``, or None;
         needs no class of the program's pytrees (:class:`FlatProgram`)."""

@@ -32,7 +32,7 @@ from flax import nnx
 
 from cogmeta.config import TrainConfig
 from cogmeta.contract import Checkpoint, StepMetrics
-from jax_impl.executable_store import FlatProgram, compile_for_store, flat_lowering, store_from_environment
+from jax_impl.executable_store import flat_lowering, store_from_environment
 from jax_impl.optim import AdamState, adam_step, clip_by_global_norm, init_adam, learning_rate
 from jax_impl.program_keys import training_key
 from jax_impl.weights import canonical_to_state, state_to_canonical
@@ -259,13 +259,8 @@ class Trainer:
                         self.program_source = "compiled"
                         return
                     store, key = self._stored
-                    program = store.load(key)
-                    self.program_source = "prefetched" if getattr(program, "prefetched", False) else "store"
-                    if program is None:
-                        lowered, args_tree, out_tree = self._run.lower_flat(*arguments())
-                        compiled, storable = compile_for_store(lowered)
-                        program = FlatProgram(compiled, args_tree, out_tree)
-                        self.program_source = "stored" if storable and store.save(key, program) else "compiled"
+                    program, self.program_source = store.load_or_compile(
+                        key, lambda: self._run.lower_flat(*arguments()))
                     self._run.use(program)
             except Exception:  # noqa: BLE001 (an objective whose init or batches do not trace: the first call compiles)
                 self.program_source = None

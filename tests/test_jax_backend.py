@@ -233,7 +233,7 @@ def test_predict_matches_numpy_reference(cell, task):
 
 def test_predictions_of_every_batch_size_share_one_compiled_program_and_match_a_single_call():
     """JAX only (PyTorch compiles nothing): the 16 tasks of the figures, the 1,000 of a held-out check and the
-    2,500 of a summary run through one program, padded to pieces of ``_FORWARD_TASKS``, with the outputs of one
+    2,500 of a summary run through one program, padded to pieces of ``FORWARD_TASKS``, with the outputs of one
     call on all tasks at once up to float32 rounding (XLA's CPU matmul for 16 rows is another kernel than for
     1,000, and rounds differently: 1-2 ulp measured)."""
     config = _config(GAUSSIAN, "gru", layers=1, hidden=8, dtype="float32")

@@ -8,6 +8,8 @@ from typing import Mapping
 import jax
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
@@ -57,7 +59,13 @@ class MetaLearnerObjective:
     def __init__(self, config: RunConfig):
         self.config, self.train = config, config.train
         self.dtype = resolve_dtype(config.train.dtype)
-        self.graphdef = _graphdef(config)
+
+    @functools.cached_property
+    def graphdef(self):
+        """The model's structure, merged with the parameters inside the traced loss. Found on first use: a run whose
+        programs come from the executable store never traces the loss, and finding it (an abstract build of the
+        model) was most of building the trainer of a warm run (0.04-0.07 s on the 2-core VM)."""
+        return _graphdef(self.config)
 
     def init(self, seed: int):
         return nnx.split(build_model(self.config, seed))[1]
@@ -111,39 +119,67 @@ def _graphdef(config: RunConfig):
 def _forward(config: RunConfig, params, observations: np.ndarray) -> np.ndarray:
     """Raw model outputs ``[T, B, O]`` (numpy) of ``params`` on observations ``[T, B, 1]``,
     :data:`jax_impl.program_keys.FORWARD_TASKS` tasks per compiled call (each task's outputs depend on its own
-    observations only)."""
+    observations only), each call's tasks split over the devices that hold the parameters (:func:`_task_split`)."""
     observations = np.asarray(observations, dtype=np.dtype(resolve_dtype(config.train.dtype)))  # cast on the host
     if observations.ndim != 3 or observations.shape[-1] != 1:
         raise ValueError(f"observations must have shape [T, B, 1] (time-major), got {observations.shape}")
-    forward = _stored_forward(config, params, observations.shape[0], observations.dtype) or _compiled_forward(config)
-    return in_pieces(lambda piece: forward(params, piece), observations, 1, FORWARD_TASKS, name="tasks")
+    split = _task_split(params)
+    forward = (_stored_forward(config, params, observations.shape[0], observations.dtype, split)
+               or _compiled_forward(config, split))
+    return in_pieces(lambda piece: forward(params, piece), observations, 1, FORWARD_TASKS, name="tasks", placed=split)
+
+
+def _task_split(params) -> NamedSharding | None:
+    """Where the forward pass puts a piece of observations ``[T, FORWARD_TASKS, 1]``: its tasks split over the mesh
+    whose every device holds a whole copy of ``params`` (a data-parallel run's), when they divide evenly; None (one
+    device) otherwise. Each device then runs its share of the tasks instead of all of them (a data-parallel run
+    replicates its parameters, and a program of replicated inputs computes everything on every device: the
+    held-out check of 1,000 tasks took 8-25 ms on two host devices of the 2-core VM, docs/performance.md)."""
+    sharding = getattr(jax.tree.leaves(params)[0], "sharding", None)
+    if not isinstance(sharding, NamedSharding) or not sharding.is_fully_replicated:
+        return None
+    mesh = sharding.mesh
+    if mesh.size < 2 or FORWARD_TASKS % mesh.size or not all(d.process_index == jax.process_index()
+                                                               for d in mesh.devices.flat):
+        return None
+    return NamedSharding(mesh, P(None, mesh.axis_names))
 
 
 #: The stored forward programs this process loaded or compiled, by store key.
 _stored_forwards: dict[str, object] = {}
 
 
-def _stored_forward(config: RunConfig, params, length: int, dtype):
+def _stored_forward(config: RunConfig, params, length: int, dtype, split: NamedSharding | None):
     """The forward program of :func:`_compiled_forward` for parameters placed as ``params`` are, from the executable
     store where the ``cogmeta`` command turned it on (compiled and stored on a miss), or None without the store.
     Found by ``jax_impl.program_keys.forward_key``: a warm run's step-0 check then loads it (5 ms, or nothing when
-    ``program_keys.prefetch`` loaded it during start-up) instead of tracing, lowering and loading it (0.09 s)."""
+    ``program_keys.prefetch`` loaded it during start-up) instead of tracing, lowering and loading it (0.09 s). The
+    placement of the parameters determines ``split`` (:func:`_task_split`), so it needs no place in the key."""
     store = store_from_environment()
     sharding = getattr(jax.tree.leaves(params)[0], "sharding", None)
     if store is None or sharding is None:
         return None
     key = forward_key(config, placement(sharding))
     if key not in _stored_forwards:
-        example = np.zeros((length, FORWARD_TASKS, 1), dtype)  # the pieces' shape (in_pieces pads to it)
+        # the pieces' shape (in_pieces pads to it) and placement
+        example = jax.ShapeDtypeStruct((length, FORWARD_TASKS, 1), dtype, sharding=split)
         _stored_forwards[key], _ = store.load_or_compile(
-            key, lambda: flat_lowering(_compiled_forward(config), params, example))
+            key, lambda: flat_lowering(_compiled_forward(config, split), params, example))
     return _stored_forwards[key]
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_forward(config: RunConfig):
-    """One jitted ``(params, observations [T, B, 1]) -> model outputs`` per architecture, reused by every
+def _compiled_forward(config: RunConfig, split: NamedSharding | None):
+    """One jitted ``(params, observations [T, B, 1]) -> model outputs`` per architecture and ``split``, reused by every
     ``predict`` call (e.g. evaluation chunks). The inputs are built inside (``model_inputs``): built eagerly,
-    each of their operations would compile on its own for every new batch size."""
+    each of their operations would compile on its own for every new batch size. With ``split``, every device of its
+    mesh runs the model on its own share of the tasks (``shard_map``; a task's outputs depend on its inputs alone)."""
     graphdef = _graphdef(config)
-    return jax.jit(lambda params, observations: nnx.merge(graphdef, params)(model_inputs(observations)))
+
+    def forward(params, observations):
+        return nnx.merge(graphdef, params)(model_inputs(observations))
+
+    if split is not None:
+        forward = jax.shard_map(forward, mesh=split.mesh, in_specs=(P(), split.spec), out_specs=split.spec,
+                                check_vma=False)
+    return jax.jit(forward)

@@ -52,6 +52,15 @@ def test_task_batch_sharding_equals_single_device(results, devices):
     assert results["task_batch"][devices] <= TOLERANCE
 
 
+@pytest.mark.parametrize("devices", ["1", "8"])
+def test_held_out_check_splits_its_tasks_over_the_devices_and_equals_one_device(results, devices):
+    """A data-parallel run's held-out forward pass runs each device on its share of the tasks (not every task on
+    every device), with the one-device predictions of the same weights."""
+    split = results["held_out_split"][devices]
+    assert split["devices"] == int(devices)
+    assert split["error"] <= TOLERANCE
+
+
 def test_a_run_splits_its_batch_over_host_devices_by_default(results):
     """Without --devices, a CPU run splits its batch over the most devices that leave each 16 tasks or more."""
     assert results["auto_devices"] == {"8": 1, "12": 1, "16": 1, "32": 2, "64": 4, "128": 8}

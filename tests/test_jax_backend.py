@@ -238,7 +238,7 @@ def test_predictions_of_every_batch_size_share_one_compiled_program_and_match_a_
     1,000, and rounds differently: 1-2 ulp measured)."""
     config = _config(GAUSSIAN, "gru", layers=1, hidden=8, dtype="float32")
     weights = random_weights(parameter_shapes(config), seed=3, dtype=np.float32)
-    forward = backend._compiled_forward(config)
+    forward = backend._compiled_forward(config, None)  # one device: no split
     params = backend.canonical_to_state(backend._abstract_split(config)[1], weights)
     samples = {tasks: GAUSSIAN.sample(np.random.default_rng(tasks), tasks).observations for tasks in (16, 1_000, 2_500)}
     whole = {tasks: backend.predictive_params("gaussian", forward(params, jnp.asarray(observations, jnp.float32)))

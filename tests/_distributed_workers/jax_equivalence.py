@@ -34,7 +34,8 @@ from cogmeta.cli import main as cli_main  # noqa: E402
 from cogmeta.config import RunConfig  # noqa: E402
 from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.weights import load_weights  # noqa: E402
-from jax_impl.backend import MetaLearnerObjective, build_model  # noqa: E402
+from cogmeta.evaluation import held_out_observations  # noqa: E402
+from jax_impl.backend import MetaLearnerObjective, build_model, predict, _task_split  # noqa: E402
 from jax_impl.backend import make_tutorial_trainer as Trainer  # noqa: E402
 from jax_impl.distributed import (  # noqa: E402
     DataParallelTrainer,
@@ -81,8 +82,20 @@ def task_batch(out: Path, results: dict) -> RunConfig:
         leaf = jax.tree.leaves(trainer.params)[0]
         results["task_batch"][str(devices)] = normalized_error(trainer.weights(), reference)
         results.setdefault("param_devices", {})[str(devices)] = len(leaf.sharding.device_set)
+        held_out_split(config, trainer, results)
     results["reference_changed"] = normalized_error(reference, build_canonical(config))
     return config
+
+
+def held_out_split(config: RunConfig, trainer: DataParallelTrainer, results: dict) -> None:
+    """The held-out forward pass of a data-parallel trainer, its tasks split over the mesh (``backend._task_split``),
+    vs the one-device ``predict`` of the same weights: the devices it used and the largest normalized difference."""
+    observations = held_out_observations(config.task, 1_000, 7)
+    split = _task_split(trainer.params)
+    predicted = trainer.predictive(observations)
+    alone = predict(config, trainer.weights(), observations)
+    results.setdefault("held_out_split", {})[str(trainer.devices)] = {
+        "devices": 1 if split is None else len(split.device_set), "error": normalized_error(predicted, alone)}
 
 
 def build_canonical(config: RunConfig) -> dict:

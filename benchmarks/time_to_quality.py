@@ -2,6 +2,7 @@
 
     python benchmarks/time_to_quality.py                  # -> benchmarks/results/time-to-quality-cpu.{md,csv}
     python benchmarks/time_to_quality.py --repeats 5 --seeds 3 --batch-size 64 --out /tmp/bench
+    python benchmarks/time_to_quality.py --seeds 8 --until-kl-every 25 100   # each framework at its best period
 
 Each measurement starts ``cogmeta train --task gaussian --until-kl 0.001 --backend B`` as a fresh process,
 as a user does, and reads the line it prints (``training.py``): the step at which the held-out mean
@@ -60,10 +61,30 @@ MEASURES = ("step", "training_s", "trainer_s", "first_call_s", "later_calls_s", 
             "process_s")
 
 
-def command(backend: str, out: Path, seed: int, args) -> list[str]:
-    """The measured ``cogmeta train`` command line."""
+#: a configuration's name: the backend, JAX's cache, the check period where given, the baseline checkout
+NAME = re.compile(r"(?P<backend>torch|jax)(?: (?P<cache>cold|warm))?(?: every (?P<every>\d+))?(?P<baseline> \(baseline\))?$")
+
+
+def configurations_of(args) -> tuple[str, ...]:
+    """The measured configurations: PyTorch, cold and warm JAX (``--jax-warm-only``: warm JAX alone), each at every
+    check period of ``--until-kl-every`` (named "... every N"; none given: the command's default), then the
+    ``--baseline`` checkout's PyTorch and warm JAX at the default period."""
+    kinds = ("jax warm",) if args.jax_warm_only else CONFIGURATIONS
+    periods = [f" every {every}" for every in args.until_kl_every] if args.until_kl_every else [""]
+    mine = tuple(f"{kind}{period}" for period in periods for kind in kinds)
+    if not args.baseline:
+        return mine
+    return mine + (("jax warm (baseline)",) if args.jax_warm_only else ("torch (baseline)", "jax warm (baseline)"))
+
+
+def command(configuration: str, out: Path, seed: int, args) -> list[str]:
+    """The measured ``cogmeta train`` command line of ``configuration``."""
+    name = NAME.match(configuration)
+    backend = name["backend"]
     line = [sys.executable, "-m", "cogmeta", "train", "--task", "gaussian", "--until-kl", str(args.target),
             "--backend", backend, "--seed", str(seed), "--out", str(out), "--no-progress"]
+    if name["every"]:
+        line += ["--until-kl-every", name["every"]]
     if args.batch_size is not None:
         line += ["--batch-size", str(args.batch_size)]
     if args.learning_rate is not None:
@@ -80,20 +101,19 @@ def run_once(configuration: str, seed: int, scratch: Path, warm_cache: Path, arg
 
     A ``(baseline)`` configuration runs in ``args.baseline`` (``python -m`` imports the checkout it starts in).
     """
-    baseline = configuration.endswith("(baseline)")
+    name = NAME.match(configuration)
+    baseline = name["baseline"] is not None
     environ = {key: value for key, value in os.environ.items() if not key.startswith("JAX_")}
     environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    if configuration == "jax cold":
+    if name["cache"] == "cold":
         environ["COGMETA_JAX_CACHE"] = tempfile.mkdtemp(dir=scratch, prefix="cold-cache-")
-    elif configuration == "jax warm":
-        environ["COGMETA_JAX_CACHE"] = str(warm_cache)
-    elif configuration == "jax warm (baseline)":
-        environ["COGMETA_JAX_CACHE"] = str(warm_cache.with_name(warm_cache.name + "-baseline"))
+    elif name["cache"] == "warm":
+        environ["COGMETA_JAX_CACHE"] = str(warm_cache.with_name(warm_cache.name + "-baseline") if baseline else warm_cache)
     else:
         environ["COGMETA_JAX_CACHE"] = "off"
     out = Path(tempfile.mkdtemp(dir=scratch, prefix="run-")) / "run"
     began = time.perf_counter()
-    done = subprocess.run(command(configuration.split()[0], out, seed, args), env=environ, capture_output=True, text=True,
+    done = subprocess.run(command(configuration, out, seed, args), env=environ, capture_output=True, text=True,
                           cwd=args.baseline if baseline else ROOT)
     process = time.perf_counter() - began
     match, parts, trainer = REPORT.search(done.stdout), PARTS.search(done.stdout), TRAINER.search(done.stdout)
@@ -135,8 +155,13 @@ def markdown(table: list[dict], args, environment: str) -> str:
         lines.append(f"| {row['configuration']} | {row['runs']} | {row['step']:.0f} ({row['steps']}) | {row['training_s']:.2f} | "
                      f"{row['trainer_s']:.2f} | {row['first_call_s']:.2f} | {row['later_calls_s']:.2f} | {row['checks_s']:.2f} | "
                      f"{row['start_to_target_s']:.2f} | {row['process_s']:.2f} |")
-    for jax_name in [name for name in by_name if name.startswith("jax")]:
-        torch_name = "torch (baseline)" if jax_name.endswith("(baseline)") else "torch"
+    pairs = [(jax_name, re.sub(r"^jax (cold|warm)", "torch", jax_name)) for jax_name in by_name
+             if jax_name.startswith("jax")]
+    if args.until_kl_every and len(args.until_kl_every) > 1:  # each framework at its fastest check period
+        best = {kind: min((name for name in by_name if NAME.match(name)["baseline"] is None and name.startswith(kind)),
+                          key=lambda name: by_name[name]["training_s"]) for kind in ("jax warm", "torch")}
+        pairs.append((best["jax warm"], best["torch"]))
+    for jax_name, torch_name in pairs:
         if torch_name not in by_name:  # --jax-warm-only
             continue
         ratio = {key: by_name[jax_name][key] / by_name[torch_name][key]
@@ -159,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=1e-3, help="held-out mean KL target, nats")
     parser.add_argument("--batch-size", type=integer(1), default=None, help="override the default recipe's batch size")
     parser.add_argument("--learning-rate", type=float, default=None, help="override the default recipe's peak rate")
+    parser.add_argument("--until-kl-every", type=integer(1), nargs="+", default=None, metavar="N",
+                        help="time every configuration at each of these held-out check periods (steps; default: the "
+                             "command's); with several, the table adds the ratio of each framework at its fastest")
     parser.add_argument("--no-figures", action="store_true", help="pass --no-figures to every run")
     parser.add_argument("--baseline", type=Path, default=None, metavar="PATH",
                         help="also time the command run from this checkout (e.g. a git worktree of the previous commit)")
@@ -167,19 +195,20 @@ def main(argv: list[str] | None = None) -> int:
                              "many short rounds, without PyTorch's runs or ratios")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    if args.jax_warm_only:
-        configurations = ("jax warm",) + (("jax warm (baseline)",) if args.baseline else ())
-    else:
-        configurations = CONFIGURATIONS + (("torch (baseline)", "jax warm (baseline)") if args.baseline else ())
+    configurations = configurations_of(args)
     suffix = ("" if args.batch_size is None else f"-b{args.batch_size}") + (
-        "" if args.learning_rate is None else f"-lr{args.learning_rate:g}") + ("-jax-warm" if args.jax_warm_only else "")
+        "" if args.learning_rate is None else f"-lr{args.learning_rate:g}") + (
+        "" if not args.until_kl_every else "-every" + "-".join(map(str, args.until_kl_every))) + (
+        "-jax-warm" if args.jax_warm_only else "")
     rows = []
     with tempfile.TemporaryDirectory(prefix="cogmeta-ttq-") as scratch_name:
         scratch = Path(scratch_name)
         warm_cache = scratch / "warm-cache"
         # JAX writes the warm cache in untimed runs of the same commands: one seed fills it for every seed (the seed
         # is an argument of the compiled programs), but a baseline from before 2026-12-07 compiled one per seed.
-        fills = [("jax warm", 0)] + [("jax warm (baseline)", seed) for seed in range(args.seeds) if args.baseline]
+        fills = [(name, 0) for name in configurations if NAME.match(name)["cache"] == "warm"
+                 and NAME.match(name)["baseline"] is None]
+        fills += [("jax warm (baseline)", seed) for seed in range(args.seeds) if args.baseline]
         for configuration, seed in fills:
             saved = run_once(configuration, seed, scratch, warm_cache, args)
             print(f"filled the warm cache: {configuration}, seed {seed} ({saved['start_to_target_s']:.2f} s to "

@@ -80,7 +80,7 @@ def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
     """The markdown holds one row per configuration, the baseline note above the table, and each JAX/PyTorch
     ratio computed from its own pair (the baseline JAX over the baseline PyTorch)."""
     module = _load("time_to_quality")
-    names = ("torch", "jax (warm cache)", "torch (baseline)", "jax (baseline)")
+    names = ("torch", "jax warm", "torch (baseline)", "jax warm (baseline)")
     table = [{"configuration": name, "runs": 3, "step": 300, "steps": "200-400", "training_s": t, "trainer_s": t / 5,
               "first_call_s": t / 2, "later_calls_s": t / 4, "checks_s": t / 8, "start_to_target_s": 2 * t, "process_s": 4 * t}
              for name, t in zip(names, (2.0, 1.0, 4.0, 3.0))]
@@ -89,9 +89,31 @@ def test_time_to_quality_table_rows_and_ratios_with_a_baseline():
     assert any(line.startswith("`(baseline)`") for line in lines[:header])
     rows = [line for line in lines if line.startswith("| ")]
     assert [row.split(" | ")[0][2:] for row in rows[1:5]] == list(names)
-    assert "| ratio jax (warm cache) / torch (same run) | | | 0.50 | | | | | 0.50 | 0.50 |" in lines
-    assert "| ratio jax (baseline) / torch (baseline) (same run) | | | 0.75 | | | | | 0.75 | 0.75 |" in lines
-    assert "| jax (warm cache) | 3 | 300 (200-400) | 1.00 | 0.20 | 0.50 | 0.25 | 0.12 | 2.00 | 4.00 |" in lines
+    assert "| ratio jax warm / torch (same run) | | | 0.50 | | | | | 0.50 | 0.50 |" in lines
+    assert "| ratio jax warm (baseline) / torch (baseline) (same run) | | | 0.75 | | | | | 0.75 | 0.75 |" in lines
+    assert "| jax warm | 3 | 300 (200-400) | 1.00 | 0.20 | 0.50 | 0.25 | 0.12 | 2.00 | 4.00 |" in lines
+
+
+def test_time_to_quality_at_several_check_periods_pairs_each_period_and_each_framework_at_its_best():
+    """``--until-kl-every 25 100``: every configuration at both periods (the command gets the option), a ratio per
+    period, and one of each framework at its fastest period (here JAX at 100, PyTorch at 25)."""
+    module = _load("time_to_quality")
+    args = _Args()
+    args.until_kl_every = [25, 100]
+    names = module.configurations_of(args)
+    assert names == ("torch every 25", "jax cold every 25", "jax warm every 25", "torch every 100",
+                     "jax cold every 100", "jax warm every 100")
+    command = module.command("jax warm every 25", Path("out"), 0, args)
+    assert command[command.index("--until-kl-every") + 1] == "25" and command[command.index("--backend") + 1] == "jax"
+    assert "--until-kl-every" not in module.command("torch", Path("out"), 0, _Args())
+    seconds = dict(zip(names, (1.0, 3.0, 0.4, 2.0, 3.0, 0.3)))
+    table = [{"configuration": name, "runs": 5, "step": 300, "steps": "200-400", "training_s": t, "trainer_s": 0.0,
+              "first_call_s": t, "later_calls_s": t, "checks_s": t, "start_to_target_s": t, "process_s": t}
+             for name, t in seconds.items()]
+    lines = module.markdown(table, args, "env").splitlines()
+    assert "| ratio jax warm every 25 / torch every 25 (same run) | | | 0.40 | | | | | 0.40 | 0.40 |" in lines
+    assert "| ratio jax warm every 100 / torch every 100 (same run) | | | 0.15 | | | | | 0.15 | 0.15 |" in lines
+    assert "| ratio jax warm every 100 / torch every 25 (same run) | | | 0.30 | | | | | 0.30 | 0.30 |" in lines
 
 
 def test_time_to_quality_table_of_warm_jax_runs_only_has_no_ratios():
@@ -115,7 +137,8 @@ def test_time_to_quality_summary_pools_seeds_and_rounds():
 
 
 class _Args:
-    target, batch_size, learning_rate, no_figures, seeds = 1e-3, None, None, False, 5
+    target, batch_size, learning_rate, no_figures, seeds, until_kl_every = 1e-3, None, None, False, 5, None
+    jax_warm_only, baseline = False, None
 
 
 def test_suite_times_one_run_with_its_batch_split_as_cogmeta_train_runs_it():

@@ -16,7 +16,7 @@ import numpy as np
 
 
 def in_pieces(fn: Callable[[Any], Any], batch, axes, size: int, out_axis: int = 1, name: str = "items",
-              placed: Any = None):
+              placed: jax.sharding.Sharding | None = None):
     """``fn``'s outputs on ``batch``, computed ``size`` items per call.
 
     Args:
@@ -28,8 +28,8 @@ def in_pieces(fn: Callable[[Any], Any], batch, axes, size: int, out_axis: int = 
         size: items per call.
         out_axis: the item axis of every output.
         name: what the items are, for the error on an empty batch.
-        placed: where each piece's leaves go (a ``jax.sharding.Sharding`` for every leaf, or a pytree of them
-            matching ``batch``); None: the default device, uncommitted.
+        placed: where every leaf of a piece goes (e.g. its items split over a mesh); None: the default device,
+            uncommitted.
 
     Returns:
         ``fn``'s outputs as numpy arrays, concatenated over the pieces and cut to the batch's items. The padding
@@ -49,13 +49,11 @@ def in_pieces(fn: Callable[[Any], Any], batch, axes, size: int, out_axis: int = 
 
     padded = [pad(leaf, axis) for leaf, axis in zip(leaves, leaf_axes)]
     treedef = jax.tree.structure(batch)
-    places = [placed] * len(leaves) if placed is None or isinstance(placed, jax.sharding.Sharding) else (
-        treedef.flatten_up_to(placed))
     outputs = []
     for start in range(0, count, size):
         # device_put, not jnp.asarray: jax 0.10 stages an ndarray given to jnp.asarray through a program per shape
-        piece = [jax.device_put(np.take(leaf, np.arange(start, start + size), axis=axis), where)
-                 for leaf, axis, where in zip(padded, leaf_axes, places)]
+        piece = [jax.device_put(np.take(leaf, np.arange(start, start + size), axis=axis), placed)
+                 for leaf, axis in zip(padded, leaf_axes)]
         outputs.append(jax.tree.map(np.asarray, fn(jax.tree.unflatten(treedef, piece))))
     keep = (slice(None),) * out_axis + (slice(0, count),)
     return jax.tree.map(lambda *parts: np.concatenate(parts, axis=out_axis)[keep], *outputs)

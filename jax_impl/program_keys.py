@@ -22,7 +22,7 @@ from typing import Mapping
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
+from jax.sharding import AxisType, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from cogmeta.config import RunConfig
 from jax_impl.executable_store import prefetch as prefetch_keys
@@ -104,13 +104,22 @@ def planned_keys(config: RunConfig, devices: int | None, steps_per_call: int) ->
     thread loads that one beside the check)."""
     devices = auto_devices(config) if devices is None else devices
     description = describe(config, TUTORIAL_OBJECTIVE)
+    where = run_placement(devices)
     if devices == 1:
-        where = placement(SingleDeviceSharding(jax.devices()[0]))
-        return [forward_key(config, where), training_key(description, "Trainer", steps_per_call)]
-    mesh = jax.devices()[:devices]  # jax_impl.distributed.task_mesh: the first devices, in this order
-    where = placement(NamedSharding(Mesh(np.array(mesh), ("tasks",)), PartitionSpec()))
-    return [forward_key(config, where), training_key({**description, "mesh": [str(device) for device in mesh]},
-                                                     "DataParallelTrainer", steps_per_call)]
+        return [forward_key(config, placement(where)), training_key(description, "Trainer", steps_per_call)]
+    mesh = [str(device) for device in where.mesh.devices.flat]
+    return [forward_key(config, placement(where)), training_key({**description, "mesh": mesh}, "DataParallelTrainer",
+                                                                steps_per_call)]
+
+
+def run_placement(devices: int):
+    """Where a single run on ``devices`` devices keeps its parameters (``jax_impl.launch.make_trainer``): the first
+    device, or replicated over the 1-D mesh of the first ``devices`` devices that ``jax_impl.distributed.task_mesh``
+    builds (axis "tasks", explicit)."""
+    if devices == 1:
+        return SingleDeviceSharding(jax.devices()[0])
+    mesh = jax.make_mesh((devices,), ("tasks",), axis_types=(AxisType.Explicit,), devices=jax.devices()[:devices])
+    return NamedSharding(mesh, PartitionSpec())
 
 
 def prefetch(config: RunConfig, devices: int | None, environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -139,4 +148,4 @@ def warm_gemm() -> None:
 
 
 __all__ = ["AUTO_SPLIT_FROM", "FORWARD_TASKS", "HOST_TRAIN_FIELDS", "TUTORIAL_OBJECTIVE", "auto_devices", "describe",
-           "forward_key", "placement", "planned_keys", "prefetch", "training_key", "warm_gemm"]
+           "forward_key", "placement", "planned_keys", "prefetch", "run_placement", "training_key", "warm_gemm"]

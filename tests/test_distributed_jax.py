@@ -61,6 +61,18 @@ def test_held_out_check_splits_its_tasks_over_the_devices_and_equals_one_device(
     assert split["error"] <= TOLERANCE
 
 
+def test_predict_splits_its_tasks_over_the_devices_a_run_would_use_and_equals_one_device(results):
+    """``predict`` of canonical weights (the summary, the figures, ``cogmeta evaluate``) runs on the devices that a run
+    of the config splits its batch over (batch 32 on 8 devices: 2, as ``auto_devices`` gives), with one device's
+    predictions: the program of that run's held-out checks."""
+    assert results["auto_devices"]["32"] == 2
+    for devices in ("1", "8"):
+        split = results["held_out_split"][devices]
+        assert split["predict_devices"] == 2
+        assert split["predict_error"] <= TOLERANCE
+        assert split["predict_placement_is_a_runs"]  # program_keys.run_placement builds distributed.task_mesh's mesh
+
+
 def test_a_run_splits_its_batch_over_host_devices_by_default(results):
     """Without --devices, a CPU run splits its batch over the most devices that leave each 16 tasks or more."""
     assert results["auto_devices"] == {"8": 1, "12": 1, "16": 1, "32": 2, "64": 4, "128": 8}

@@ -35,7 +35,15 @@ from cogmeta.config import RunConfig  # noqa: E402
 from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.weights import load_weights  # noqa: E402
 from cogmeta.evaluation import held_out_observations  # noqa: E402
-from jax_impl.backend import MetaLearnerObjective, build_model, predict, _task_split  # noqa: E402
+from jax_impl.backend import (  # noqa: E402
+    MetaLearnerObjective,
+    _forward,
+    _on_run_devices,
+    _task_split,
+    build_model,
+    predict,
+    predictive_params,
+)
 from jax_impl.backend import make_tutorial_trainer as Trainer  # noqa: E402
 from jax_impl.distributed import (  # noqa: E402
     DataParallelTrainer,
@@ -93,9 +101,17 @@ def held_out_split(config: RunConfig, trainer: DataParallelTrainer, results: dic
     observations = held_out_observations(config.task, 1_000, 7)
     split = _task_split(trainer.params)
     predicted = trainer.predictive(observations)
-    alone = predict(config, trainer.weights(), observations)
+    one_device = jax.device_put(jax.tree.map(np.asarray, trainer.params), jax.devices()[0])
+    alone = predictive_params(config.task.family, _forward(config, one_device, observations))
+    # ``predict`` of canonical weights places them on the devices a run of the config would split its batch over:
+    # for batch 32 on 8 devices, 2 (shares of at least 16 tasks)
+    wide = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=32))
+    summary = _task_split(_on_run_devices(wide, one_device))
     results.setdefault("held_out_split", {})[str(trainer.devices)] = {
-        "devices": 1 if split is None else len(split.device_set), "error": normalized_error(predicted, alone)}
+        "devices": 1 if split is None else len(split.device_set), "error": normalized_error(predicted, alone),
+        "predict_devices": 1 if summary is None else len(summary.device_set),
+        "predict_error": normalized_error(predict(wide, trainer.weights(), observations), alone),
+        "predict_placement_is_a_runs": summary is None or summary.mesh == task_mesh(2)}
 
 
 def build_canonical(config: RunConfig) -> dict:

@@ -160,7 +160,8 @@ def markdown(table: list[dict], args, environment: str) -> str:
     if args.until_kl_every and len(args.until_kl_every) > 1:  # each framework at its fastest check period
         best = {kind: min((name for name in by_name if NAME.match(name)["baseline"] is None and name.startswith(kind)),
                           key=lambda name: by_name[name]["training_s"]) for kind in ("jax warm", "torch")}
-        pairs.append((best["jax warm"], best["torch"]))
+        if (best["jax warm"], best["torch"]) not in pairs:  # both fastest at the same period: that row says it
+            pairs.append((best["jax warm"], best["torch"]))
     for jax_name, torch_name in pairs:
         if torch_name not in by_name:  # --jax-warm-only
             continue

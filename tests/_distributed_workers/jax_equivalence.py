@@ -90,7 +90,7 @@ def task_batch(out: Path, results: dict) -> RunConfig:
         leaf = jax.tree.leaves(trainer.params)[0]
         results["task_batch"][str(devices)] = normalized_error(trainer.weights(), reference)
         results.setdefault("param_devices", {})[str(devices)] = len(leaf.sharding.device_set)
-        held_out_split(config, trainer, results)
+    held_out_split(config, trainer, results)  # the 8-device trainer's
     results["reference_changed"] = normalized_error(reference, build_canonical(config))
     return config
 

@@ -48,12 +48,11 @@ from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
 from jax_impl.backend import MetaLearnerObjective
 from jax_impl.numerics import configure
+from jax_impl.program_keys import BATCH_AXIS, make_device_mesh, task_mesh  # noqa: F401 (this module's API)
 from jax_impl.samplers import draws_in_loops
 from jax_impl.trainer import FRAMEWORK, Trainer, make_run_steps
 from jax_impl.weights import state_to_canonical
 
-#: Mesh axis of the task batch (data parallelism within one run).
-BATCH_AXIS = "tasks"
 #: Mesh axis of independent runs (seeds or hyperparameters of a sweep).
 SEED_AXIS = "seeds"
 
@@ -126,24 +125,6 @@ def require_same_config(config: RunConfig) -> None:
     digest = np.frombuffer(bytes.fromhex(config_digest(config)), dtype=np.uint8)
     gathered = np.asarray(multihost_utils.process_allgather(digest))
     require_same_digests([bytes(row).hex() for row in gathered.reshape(jax.process_count(), -1)])
-
-
-def make_device_mesh(devices: int, axis: str, axis_type: AxisType = AxisType.Explicit) -> Mesh:
-    """A 1-D mesh over the first ``devices`` devices (of all hosts), axis name ``axis``."""
-    available = jax.devices()
-    if not 1 <= devices <= len(available):
-        platform = available[0].platform
-        hint = (" On a CPU, simulate devices for correctness checks by setting JAX_NUM_CPU_DEVICES="
-                f"{devices} before Python starts (`cogmeta train --devices {devices}` does this itself)."
-                if platform == "cpu" else "")
-        raise ValueError(f"--devices {devices} asks for {devices} device(s) but JAX sees {len(available)} "
-                         f"({platform}); use 1 <= devices <= {len(available)}.{hint}")
-    return jax.make_mesh((devices,), (axis,), axis_types=(axis_type,), devices=available[:devices])
-
-
-def task_mesh(devices: int) -> Mesh:
-    """Mesh for data parallelism over the task batch (axis :data:`BATCH_AXIS`)."""
-    return make_device_mesh(devices, BATCH_AXIS)
 
 
 def seed_mesh(devices: int) -> Mesh:

@@ -22,7 +22,7 @@ from typing import Mapping
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec, SingleDeviceSharding
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from cogmeta.config import RunConfig
 from jax_impl.executable_store import prefetch as prefetch_keys
@@ -38,6 +38,8 @@ HOST_TRAIN_FIELDS = ("seed", "learning_rate", "log_every", "checkpoint_every", "
 #: on the 2-core VM (the README's GRU-64, T 7, 8,000 steps, whole runs): batch 128 on two devices 1.75-1.8x
 #: faster than on one, batch 32 (16 per device) 1.07x; below that the halves are too small to repay the split.
 AUTO_SPLIT_FROM = 16
+#: Mesh axis of the task batch (data parallelism within one run: ``jax_impl.distributed``).
+BATCH_AXIS = "tasks"
 #: The tutorial meta-learner's objective (``jax_impl.backend.MetaLearnerObjective``), named here without importing it.
 TUTORIAL_OBJECTIVE = "jax_impl.backend.MetaLearnerObjective"
 #: Tasks per call of the compiled forward pass (``jax_impl.backend``, through ``jax_impl.pieces.in_pieces``): one
@@ -114,12 +116,29 @@ def planned_keys(config: RunConfig, devices: int | None, steps_per_call: int) ->
 
 def run_placement(devices: int):
     """Where a single run on ``devices`` devices keeps its parameters (``jax_impl.launch.make_trainer``): the first
-    device, or replicated over the 1-D mesh of the first ``devices`` devices that ``jax_impl.distributed.task_mesh``
-    builds (axis "tasks", explicit)."""
+    device, or replicated over :func:`task_mesh`."""
     if devices == 1:
         return SingleDeviceSharding(jax.devices()[0])
-    mesh = jax.make_mesh((devices,), ("tasks",), axis_types=(AxisType.Explicit,), devices=jax.devices()[:devices])
-    return NamedSharding(mesh, PartitionSpec())
+    return NamedSharding(task_mesh(devices), PartitionSpec())
+
+
+def make_device_mesh(devices: int, axis: str, axis_type: AxisType = AxisType.Explicit) -> Mesh:
+    """A 1-D mesh over the first ``devices`` devices (of all hosts), axis name ``axis``."""
+    available = jax.devices()
+    if not 1 <= devices <= len(available):
+        platform = available[0].platform
+        hint = (" On a CPU, simulate devices for correctness checks by setting JAX_NUM_CPU_DEVICES="
+                f"{devices} before Python starts (`cogmeta train --devices {devices}` does this itself)."
+                if platform == "cpu" else "")
+        raise ValueError(f"--devices {devices} asks for {devices} device(s) but JAX sees {len(available)} "
+                         f"({platform}); use 1 <= devices <= {len(available)}.{hint}")
+    return jax.make_mesh((devices,), (axis,), axis_types=(axis_type,), devices=available[:devices])
+
+
+def task_mesh(devices: int) -> Mesh:
+    """Mesh for data parallelism over the task batch (axis :data:`BATCH_AXIS`): a run's parameters are replicated
+    over it (:func:`run_placement`), its batch split (``jax_impl.distributed``)."""
+    return make_device_mesh(devices, BATCH_AXIS)
 
 
 def prefetch(config: RunConfig, devices: int | None, environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -147,5 +166,6 @@ def warm_gemm() -> None:
     jax.jit(lambda a, b: matmul(a.T, b))(square, square).block_until_ready()  # a.T @ b.T: the leading axis contracted
 
 
-__all__ = ["AUTO_SPLIT_FROM", "FORWARD_TASKS", "HOST_TRAIN_FIELDS", "TUTORIAL_OBJECTIVE", "auto_devices", "describe",
-           "forward_key", "placement", "planned_keys", "prefetch", "run_placement", "training_key", "warm_gemm"]
+__all__ = ["AUTO_SPLIT_FROM", "BATCH_AXIS", "FORWARD_TASKS", "HOST_TRAIN_FIELDS", "TUTORIAL_OBJECTIVE", "auto_devices",
+           "describe", "forward_key", "make_device_mesh", "placement", "planned_keys", "prefetch", "run_placement",
+           "task_mesh", "training_key", "warm_gemm"]

@@ -47,10 +47,8 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
         "TEARDOWN_TIMEOUT_S": "PyTorch's gloo teardown can deadlock (pytorch/pytorch#56297): a watchdog limit; JAX has "
                               "no process group to tear down",
         "process_group_backend": "PyTorch picks a collective library (gloo/nccl) per process group; XLA picks its own",
-        "BATCH_AXIS": "JAX names mesh axes; PyTorch has one process per device and no mesh",
-        "SEED_AXIS": "as BATCH_AXIS",
-        "make_device_mesh": "JAX: a jax.sharding.Mesh over devices (PyTorch: one process per device)",
-        "task_mesh": "JAX: the mesh of the task-batch axis", "seed_mesh": "JAX: the mesh of the seed axis",
+        "SEED_AXIS": "JAX names mesh axes; PyTorch has one process per device and no mesh",
+        "seed_mesh": "JAX: the mesh of the seed axis",
         "place": "JAX: global arrays placed with a NamedSharding (PyTorch ranks hold plain local tensors)",
         "local": "JAX: this host's replica of a global array",
         "task_specs": "JAX: the PartitionSpec of each batch leaf (PyTorch ranks slice their shard, take_shard)",

@@ -21,7 +21,6 @@ Frameworks are imported only when a backend is used, so ``cogmeta --help`` works
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import importlib
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cogmeta.backends import BACKENDS
-from cogmeta.cli_config import add_config_options, base_config, config_from_args, resumed_config
+from cogmeta.cli_config import add_config_options, config_from_args, resumed_config
 from cogmeta.cli_distributed import add_devices_argument, prepare_devices
 from cogmeta.cli_experiment import StudyParser
 from cogmeta.cli_heuristics import add_parser as add_heuristics_parser
@@ -184,14 +183,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _resume(args, train)
-    if args.steps_per_call is None and args.until_kl is not None:
-        # every check ends a whole call (a period beyond the run's end would only make the calls longer)
-        base = base_config(args)
-        every, steps = args.until_kl_every or base.train.until_kl_every, args.steps or base.train.steps
-        config = config_from_args(args, dataclasses.replace(base, jax=dataclasses.replace(
-            base.jax, steps_per_call=min(every, steps))))
-    else:
-        config = config_from_args(args)
+    config = config_from_args(args)
     if args.steps_per_call is not None and args.steps_per_call > config.train.steps:
         raise ValueError(f"argument --steps-per-call {args.steps_per_call}: more than the run's {config.train.steps} "
                          f"steps (--steps); give at most {config.train.steps}")
@@ -278,7 +270,7 @@ def _report(result, config: RunConfig, backend: str, eval_tasks: int) -> None:
                      if backend == "jax" and result.program_source != "prefetched" else "")
             print(f"  of the {result.until_kl_seconds:.2f} s: building the trainer {parts['trainer']:.2f} s{drawn}, "
                   f"first training call {parts['first_call']:.2f} s, later calls {parts['later_calls']:.2f} s, "
-                  f"held-out checks {parts['checks']:.2f} s, "
+                  f"held-out checks {parts['checks']:.2f} s (the one at the start; the others ran inside the calls), "
                   f"logging and checkpoints {max(rest, 0.0):.2f} s{_PROGRAM_SOURCES.get(result.program_source, '')}")
     elif target is not None:
         print(f"time to quality: the held-out mean KL never fell below {target:g} nats in {result.steps} steps "

@@ -101,10 +101,11 @@ class TrainConfig:
         until_kl: stop as soon as the held-out mean KL(Bayes || model) is below this target (nats), ending the
             run as usual (weights, checkpoint, metrics, figures); ``None`` trains all ``steps``.
         until_kl_every: steps between the held-out checks of ``until_kl`` (on the ``eval_tasks`` set; logged as
-            ``heldout_kl``). 100 balances the check's cost (one held-out pass costs 2-5 optimizer steps at the
-            default size, so 2-5% of the time) against the steps trained past the target (half a period on
-            average); in JAX keep it a multiple of ``jax.steps_per_call`` (``cogmeta train --until-kl`` sets
-            ``--steps-per-call`` to it unless given).
+            ``heldout_kl``): a check follows every step whose count is a multiple of it, run by the trainer between
+            its steps, in JAX inside the compiled call (``cogmeta.held_out_check``). One check costs 2-5 optimizer
+            steps at the default size; the steps trained past the target are half a period on average, and near
+            the target the KL moves from check to check by more than the target, so finer checks stop sooner
+            (docs/performance.md, "The checks inside the training call").
     """
 
     steps: int = 8_000

@@ -136,16 +136,16 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
     held_out = workload.held_out(config, backend)
     metric = workload.metric
     total = config.train.steps
-    target, check_every = config.train.until_kl, config.train.until_kl_every
+    target = config.train.until_kl
     reached: tuple[int, float, float] | None = None  # (step, training seconds, KL) of the first check below target
-    # where the seconds to the target go (printed with it): JAX compiles while building the trainer or in its first call
+    # where the seconds to the target go (printed with it): JAX compiles while building the trainer or in its first
+    # call; the checks of until_kl run inside the calls (Trainer.run_checked), "checks" is the step-0 one
     parts = {"trainer": built, "first_call": 0.0, "later_calls": 0.0, "checks": 0.0}
     logger = _WindowLogger(config.train.log_every, start)
     bar = progress_bar(progress and writer, total, f"train ({backend})", initial=start)
     try:
         next_checkpoint = (start // config.train.checkpoint_every + 1) * config.train.checkpoint_every
         next_eval = (start // config.train.eval_every + 1) * config.train.eval_every
-        next_check = (start // check_every + 1) * check_every if target is not None else math.inf
         if (start == 0 and writer) or target is not None:
             timed = time.perf_counter()
             kl = held_out(trainer)
@@ -156,16 +156,20 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
                 reached = (start, time.perf_counter() - began, kl)
         while trainer.step < total and reached is None:
             before = trainer.step
-            # Stop at the next evaluation, KL check or checkpoint so that they happen at exact multiples. (A JAX
-            # call always scans steps_per_call steps and masks the rest, so keep those multiples of it.)
-            count = int(min(trainer.chunk_size, total - before, next_eval - before, next_checkpoint - before,
-                            next_check - before))
+            # Stop at the next evaluation or checkpoint so that they happen at exact multiples. (A JAX call always
+            # scans steps_per_call steps and masks the rest, so keep those multiples of it.)
+            count = int(min(trainer.chunk_size, total - before, next_eval - before, next_checkpoint - before))
             timed = time.perf_counter()
-            metrics = trainer.run(count)
+            metrics, checks = (trainer.run(count), []) if target is None else trainer.run_checked(count)
             parts["first_call" if before == start else "later_calls"] += time.perf_counter() - timed
             finite = np.isfinite(metrics.loss) & np.isfinite(metrics.grad_norm)
             done = int(np.argmin(finite)) if not finite.all() else len(metrics.loss)
-            log.append(logger.add(metrics, done))
+            rows = logger.add(metrics, done)
+            for step, kl in checks:  # every check is a row of the held-out score; the first below target ends the run
+                rows.append((step, metric, kl))
+                if kl < target and reached is None:
+                    reached = (step, time.perf_counter() - began, kl)
+            log.append(sorted(rows, key=lambda row: row[0]))
             if bar is not None:
                 bar.update(done)
                 if done:
@@ -179,23 +183,12 @@ def _train_loop(config: RunConfig, run: RunDir, backend: str, trainer, checkpoin
                     f"good state (step {trainer.step}) was saved to {run.checkpoint}. Try a lower learning_rate or "
                     f"clip_norm, or float64."
                 )
-            evaluate = trainer.step >= next_eval or trainer.step >= total
-            check = trainer.step >= next_check
-            if evaluate or check:
-                # Every rank checks (the held-out set is fixed, the model replicated) so that all stop together.
-                timed = time.perf_counter()
-                kl = held_out(trainer) if (check or writer) else math.nan
-                parts["checks"] += time.perf_counter() - timed
-                if check:
-                    next_check = (trainer.step // check_every + 1) * check_every
-                    if kl < target:
-                        reached = (trainer.step, time.perf_counter() - began, kl)
-                        evaluate = True  # the run ends here: log the KL row and write a checkpoint
-                if evaluate:
-                    log.append(logger.flush())
-                    next_eval = (trainer.step // config.train.eval_every + 1) * config.train.eval_every
-                if writer:
-                    log.append([(trainer.step, metric, kl)])
+            if trainer.step >= next_eval or trainer.step >= total or reached is not None:
+                log.append(logger.flush())
+                checked = bool(checks) and checks[-1][0] == trainer.step  # a check of this step is logged already
+                if writer and not checked:
+                    log.append([(trainer.step, metric, held_out(trainer))])
+                next_eval = (trainer.step // config.train.eval_every + 1) * config.train.eval_every
             if trainer.step >= next_checkpoint or trainer.step >= total or reached is not None:
                 if writer:
                     _save_checkpoint(run, trainer, config, log)

@@ -13,10 +13,11 @@ from jax.sharding import PartitionSpec as P
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
+from cogmeta.held_out_check import HeldOutCheck
 from cogmeta.distributed import OBSERVATION_TASK_AXIS
 from cogmeta.weights import validate_weights
 from jax_impl.executable_store import flat_lowering, store_from_environment
-from jax_impl.heads import predictive_params
+from jax_impl.heads import mean_kl, predictive_params
 from jax_impl.host_random import initial_rngs
 from jax_impl.model import MetaLearner, sequence_nll
 from jax_impl.numerics import configure, resolve_dtype
@@ -85,14 +86,23 @@ class MetaLearnerObjective:
     def loss(self, params, observations, step, member):
         return sequence_nll(nnx.merge(self.graphdef, params), model_inputs(observations), observations), {}
 
+    def held_out_kl(self, params, held_out: dict) -> jax.Array:
+        """Mean exact KL(Bayes || model) of ``params`` on ``held_out = {"observations": [T, N, 1], "exact": {name:
+        [T, N]}}`` (``jax_impl.trainer.held_out_arrays``; ``jax_impl.heads.mean_kl``), traced inside the training call
+        (``jax_impl.trainer.make_checked_chunk``)."""
+        raw = nnx.merge(self.graphdef, params)(model_inputs(held_out["observations"]))
+        return mean_kl(self.config.task.family, raw, held_out["exact"])
+
     def predictive(self, params, observations: np.ndarray) -> dict[str, np.ndarray]:
         """Predictive parameters ``[T, B]`` of ``params`` on numpy observations ``[T, B, 1]``."""
         return predictive_params(self.config.task.family, _forward(self.config, params, observations))
 
 
 def make_tutorial_trainer(config: RunConfig, checkpoint: Checkpoint | None = None) -> Trainer:
-    """The one trainer on :class:`MetaLearnerObjective`, ``config.jax.steps_per_call`` steps per compiled call."""
-    return Trainer(MetaLearnerObjective(config), checkpoint, steps_per_call=config.jax.steps_per_call)
+    """The one trainer on :class:`MetaLearnerObjective`, ``config.jax.steps_per_call`` steps per compiled call (with
+    the held-out check of ``train.until_kl`` inside them, where one is set)."""
+    return Trainer(MetaLearnerObjective(config), checkpoint, steps_per_call=config.jax.steps_per_call,
+                   until=HeldOutCheck.of(config))
 
 
 def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray) -> dict[str, np.ndarray]:

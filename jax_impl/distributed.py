@@ -46,6 +46,7 @@ from cogmeta.contract import Checkpoint
 from cogmeta.distributed import config_digest, require_divisible
 from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
+from cogmeta.held_out_check import HeldOutCheck
 from jax_impl.backend import MetaLearnerObjective
 from jax_impl.numerics import configure
 from jax_impl.program_keys import BATCH_AXIS, make_device_mesh, task_mesh  # noqa: F401 (this module's API)
@@ -198,6 +199,19 @@ def data_parallel_loss_and_grad(objective, mesh: Mesh, axis: str = BATCH_AXIS) -
     return loss_and_grad
 
 
+def data_parallel_check(objective, mesh: Mesh, axis: str = BATCH_AXIS) -> Callable:
+    """``(params, held_out) -> mean held-out KL`` with the held-out tasks split over ``mesh`` (every leaf of
+    ``held_out`` along its axis 1, ``P(None, axis)``): each device scores its ``N / devices`` tasks
+    (``objective.held_out_kl``, a mean over them) and ``pmean`` averages the equal shares. Replicated, every device
+    would score every task (docs/framework-differences.md: a program of replicated inputs runs everything
+    everywhere)."""
+
+    def share(params, held_out):
+        return jax.lax.pmean(objective.held_out_kl(params, held_out), axis)
+
+    return jax.shard_map(share, mesh=mesh, in_specs=(P(), P(None, axis)), out_specs=P(), check_vma=False)
+
+
 def sample_on_every_device(objective, task, mesh: Mesh) -> Callable | None:
     """``(step, member) -> batch``: ``objective.sample`` drawn whole on every device of ``mesh`` and typed
     replicated (``P()``), when ``task`` (the task spec whose batches ``objective`` draws) has a draw that loops
@@ -233,11 +247,13 @@ class DataParallelTrainer(Trainer):
             declares the task axis of each batch leaf (``batch_axes``), and its loss is a mean over tasks.
         compile_ahead: compile the first call's program on a thread while the run is set up (``Trainer``).
         stored_as: with ``compile_ahead``, the program's description for the executable store (``Trainer``).
+        until: the held-out check of ``train.until_kl`` run inside the call (``Trainer``); its tasks split over the
+            devices where they divide evenly (:func:`data_parallel_check`).
     """
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
                  timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective,
-                 compile_ahead: bool = False, stored_as: Mapping | None = None):
+                 compile_ahead: bool = False, stored_as: Mapping | None = None, until: HeldOutCheck | None = None):
         initialize_from_env(timeout_s=timeout_s)
         configure(dtype=config.train.dtype)  # before the objective resolves its dtype (float64 needs 64-bit mode)
         devices = len(jax.devices()) if devices is None else devices
@@ -247,26 +263,45 @@ class DataParallelTrainer(Trainer):
         self.config = config  # before the base class builds the program (_make_run reads the task)
         super().__init__(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call,
                          compile_ahead=compile_ahead, stored_as=None if stored_as is None else {
-                             **stored_as, "mesh": [str(d) for d in self.mesh.devices.flat]})
+                             **stored_as, "mesh": [str(d) for d in self.mesh.devices.flat]}, until=until)
         require_same_config(config)
         self.params, self.opt_state = place((self.params, self.opt_state), self.replicated)
 
-    def _make_run(self):
+    def _make_run(self, checked: bool = False):
         loss_and_grad = data_parallel_loss_and_grad(self.objective, self.mesh)
-        #: the jitted ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])`` of a call
-        self.program = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad,
-                                      sample_on_every_device(self.objective, self.config.task, self.mesh))
+        check = None
+        if checked:
+            split = self._splits_held_out()
+            check = (self.until.every, data_parallel_check(self.objective, self.mesh) if split
+                     else self.objective.held_out_kl)
+        program = make_run_steps(self.objective, self.chunk_size, self.member, loss_and_grad,
+                                 sample_on_every_device(self.objective, self.config.task, self.mesh), checked=check)
+        if not checked:
+            #: the jitted ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])`` of a call
+            self.program = program
 
-        def run(params, opt_state, start, count):
-            params, opt_state, outputs = self.program(params, opt_state, start, count)
-            return params, opt_state, local(outputs)
+        def run(params, opt_state, *args):
+            params, opt_state, *outputs = program(params, opt_state, *args)
+            return params, opt_state, *local(tuple(outputs))
 
-        run.lower, run.lower_flat, run.use = self.program.lower, self.program.lower_flat, self.program.use
+        run.lower, run.lower_flat, run.use = program.lower, program.lower_flat, program.use
         return run
+
+    def _splits_held_out(self) -> bool:
+        """Whether the held-out check splits its tasks over the devices: when they divide evenly."""
+        return self.until.observations.shape[1] % self.mesh.size == 0
+
+    def _put_held_out(self, held_out: dict):
+        return place(held_out, NamedSharding(self.mesh, P(None, BATCH_AXIS) if self._splits_held_out() else P()))
 
     def _abstract_state(self, params):
         replicate = lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=self.replicated)  # noqa: E731
         return jax.tree.map(replicate, super()._abstract_state(params))
+
+    def _abstract_held_out(self) -> tuple:
+        target, held_out = self._held_out
+        return jax.ShapeDtypeStruct(target.shape, target.dtype), jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), held_out)
 
     @property
     def devices(self) -> int:

@@ -15,6 +15,7 @@ from typing import Callable
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import require_device_count, under_torchrun
+from cogmeta.held_out_check import HeldOutCheck
 from jax_impl.backend import MetaLearnerObjective
 from jax_impl.program_keys import AUTO_SPLIT_FROM, HOST_TRAIN_FIELDS, auto_devices, describe
 from jax_impl.trainer import Objective, Trainer
@@ -45,11 +46,12 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
     # its next act is a training call: compile that program on a thread while the run is set up (``Trainer``)
     # (from the executable store, where the ``cogmeta`` command turned it on)
     stored_as = program_description(config, objective)
+    until = HeldOutCheck.of(config)  # train.until_kl's check, inside the training calls
     if devices == 1 and not multihost:
         return Trainer(objective(config), checkpoint, steps_per_call=config.jax.steps_per_call, compile_ahead=True,
-                       stored_as=stored_as)
+                       stored_as=stored_as, until=until)
     return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective, compile_ahead=True,
-                               stored_as=stored_as)
+                               stored_as=stored_as, until=until)
 
 
 __all__ = ["AUTO_SPLIT_FROM", "HOST_TRAIN_FIELDS", "auto_devices", "make_trainer", "program_description"]

@@ -30,8 +30,9 @@ from jax_impl.executable_store import program_key, store_from_environment
 from jax_impl.numerics import matmul
 
 #: ``train`` fields that do not enter the training program: the member's seed and learning rate are its arguments
-#: (``jax_impl.trainer.make_run_steps``), the rest is read on the host between calls. A run that differs from a
-#: stored one only in these loads the stored program (tests/test_executable_store.py lowers both and compares).
+#: (``jax_impl.trainer.make_run_steps``), the rest is read on the host between calls, except what the held-out check
+#: of ``until_kl`` compiles in (its period and the held-out set's size: :func:`describe` adds them). A run that differs
+#: from a stored one only in these loads the stored program (tests/test_executable_store.py lowers both and compares).
 HOST_TRAIN_FIELDS = ("seed", "learning_rate", "log_every", "checkpoint_every", "eval_every", "eval_tasks", "until_kl",
                      "until_kl_every")
 #: Tasks per device from which a single run on a CPU splits its batch over the host devices by default. Measured
@@ -64,14 +65,18 @@ def auto_devices(config: RunConfig) -> int:
 
 def describe(config: RunConfig, objective_name: str) -> dict | None:
     """What determines the training program of the objective named ``objective_name`` (``module.QualName``) besides
-    the library's code: the config less :data:`HOST_TRAIN_FIELDS` and PyTorch's options, and the objective's name.
+    the library's code: the config less :data:`HOST_TRAIN_FIELDS` and PyTorch's options, and the objective's name;
+    with ``train.until_kl``, the held-out check inside the program (its period and tasks; the target is an argument).
     None for an objective from outside the library, whose code the store's key would not cover."""
     if not objective_name.startswith("jax_impl."):
         return None
     data = config.to_dict()
     del data["torch"]  # PyTorch's options
     data["train"] = {name: value for name, value in data["train"].items() if name not in HOST_TRAIN_FIELDS}
-    return {"config": data, "objective": objective_name}
+    description = {"config": data, "objective": objective_name}
+    if config.train.until_kl is not None:
+        description["check"] = {"every": config.train.until_kl_every, "tasks": config.train.eval_tasks}
+    return description
 
 
 def training_key(description: Mapping, trainer: str, steps_per_call: int) -> str:

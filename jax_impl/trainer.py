@@ -32,6 +32,7 @@ from flax import nnx
 
 from cogmeta.config import TrainConfig
 from cogmeta.contract import Checkpoint, StepMetrics
+from cogmeta.held_out_check import HeldOutCheck
 from jax_impl.executable_store import flat_lowering, store_from_environment
 from jax_impl.optim import AdamState, adam_step, clip_by_global_norm, init_adam, learning_rate
 from jax_impl.program_keys import training_key
@@ -161,27 +162,88 @@ def make_member_chunk(objective: Objective, chunk: int, loss_and_grad: Callable 
     return run
 
 
+def make_checked_chunk(objective: Objective, chunk: int, every: int, check: Callable,
+                       loss_and_grad: Callable | None = None, sample: Callable | None = None) -> Callable:
+    """Un-jitted ``run(params, opt_state, start, count, member, target, held_out) -> (params, opt_state,
+    StepOutputs [chunk], done, kls [chunk // every + 1])``: :func:`make_member_chunk`'s steps with the held-out check
+    of ``train.until_kl`` (``cogmeta.held_out_check``) after every step whose count is a multiple of ``every``.
+
+    A ``lax.while_loop`` over segments that end at those multiples: each runs the segment's steps (a masked scan
+    of ``every``), then ``check(params, held_out) -> KL`` where the segment ended on a multiple, and the loop ends
+    after ``count`` steps, at the first check below ``target`` or after a segment with a non-finite loss or
+    gradient (no check follows it). ``done``: the steps attempted (the outputs' valid prefix, as ``count`` is for
+    :func:`make_member_chunk`); ``kls``: the checks' KLs in order (NaN past the last). Stopping inside the
+    program is the point: a check that returned to Python cost a call, a transfer and a dispatch each
+    (docs/performance.md, "The checks inside the training call").
+    """
+    segment = make_member_chunk(objective, every, loss_and_grad, sample)
+    most_checks = chunk // every + 1  # the multiples of `every` in (start, start + chunk], whatever the start
+
+    def run(params, opt_state, start, count, member, target, held_out):
+        shapes = jax.eval_shape(lambda: segment(params, opt_state, start, count, member)[2])
+        # one segment past `chunk`: a segment's outputs are written whole at its offset, also where it ends the call
+        buffers = jax.tree.map(lambda leaf: _filled(leaf, (chunk + every,) + leaf.shape[1:], 0), shapes)
+        nan = _filled(shapes.loss, (), jnp.nan)
+
+        def body(state):
+            done, params, opt_state, outputs, kls, checked, _ = state
+            step = start + done
+            length = jnp.minimum(every - step % every, count - done)
+            params, opt_state, new = segment(params, opt_state, step, length, member)
+            outputs = jax.tree.map(lambda buffer, part: jax.lax.dynamic_update_slice_in_dim(buffer, part, done, 0),
+                                   outputs, new)
+            valid = jnp.arange(every) < length
+            finite = jnp.all(~valid | (jnp.isfinite(new.loss) & jnp.isfinite(new.grad_norm)))
+            due = finite & ((step + length) % every == 0)
+            kl = jax.lax.cond(due, lambda p: check(p, held_out).astype(nan.dtype), lambda p: nan, params)
+            kls = jax.lax.dynamic_update_index_in_dim(kls, jnp.where(due, kl, kls[checked]), checked, 0)
+            return done + length, params, opt_state, outputs, kls, checked + due, ~finite | (due & (kl < target))
+
+        def pending(state):
+            return (state[0] < count) & ~state[-1]
+
+        state = (jnp.zeros((), jnp.int32), params, opt_state, buffers, _filled(shapes.loss, (most_checks,), jnp.nan),
+                 jnp.zeros((), jnp.int32), jnp.asarray(False))
+        done, params, opt_state, outputs, kls, _, _ = jax.lax.while_loop(pending, body, state)
+        return params, opt_state, jax.tree.map(lambda buffer: buffer[:chunk], outputs), done, kls
+
+    return run
+
+
+def _filled(like: jax.ShapeDtypeStruct, shape: tuple, value) -> jax.Array:
+    """An array of ``shape`` full of ``value``, of ``like``'s dtype and mesh (a data-parallel trainer's values are
+    typed by the mesh of its explicit axes, and a loop's carry or an update must match it)."""
+    sharding = getattr(like, "sharding", None)
+    mesh = isinstance(sharding, jax.sharding.NamedSharding)
+    return jax.lax.full(shape, value, like.dtype, sharding=jax.sharding.NamedSharding(sharding.mesh, jax.P()) if mesh
+                        else None)
+
+
 def make_run_steps(objective: Objective, chunk: int, member: dict, loss_and_grad: Callable | None = None,
-                   sample: Callable | None = None) -> Callable:
+                   sample: Callable | None = None, checked: tuple[int, Callable] | None = None) -> Callable:
     """``run(params, opt_state, start, count) -> (params, opt_state, StepOutputs [chunk])``: one member's
-    :func:`make_member_chunk` (see there, also for ``loss_and_grad`` and ``sample``), jitted.
+    :func:`make_member_chunk` (see there, also for ``loss_and_grad`` and ``sample``), jitted. With
+    ``checked = (every, check)``: :func:`make_checked_chunk`'s ``run(params, opt_state, start, count, target,
+    held_out) -> (params, opt_state, StepOutputs [chunk], done, kls)``.
 
     The member (seed, learning rate, ...) is an argument of the compiled program, not a constant in it, so runs
     of every seed and learning rate share one program: a second seed loads the first one's executable from
     the persistent compilation cache instead of compiling again (measured: the first call of a ``cogmeta train
     --until-kl`` run of a new seed took 2.2-2.4 s with the seed baked in, 0.5-0.6 s as an argument).
     """
-    program = jax.jit(make_member_chunk(objective, chunk, loss_and_grad, sample))
+    program = jax.jit(make_member_chunk(objective, chunk, loss_and_grad, sample) if checked is None
+                      else make_checked_chunk(objective, chunk, *checked, loss_and_grad, sample))
     calls = [program]  # what run() calls: the jitted program, or an executable given to run.use
 
-    def run(params, opt_state, start, count):
-        return calls[0](params, opt_state, start, count, member)
+    def run(params, opt_state, start, count, *held_out):
+        return calls[0](params, opt_state, start, count, member, *held_out)
 
     # ``run.lower(...).compile()`` fills the caches that ``run`` then hits (``Trainer(compile_ahead=True)``)
-    run.lower = lambda params, opt_state, start, count: program.lower(params, opt_state, start, count, member)
+    run.lower = lambda params, opt_state, start, count, *held_out: program.lower(params, opt_state, start, count,
+                                                                                  member, *held_out)
     # ``run.lower_flat(...)``: the same program of flat leaves, as the executable store keeps it (``flat_lowering``)
-    run.lower_flat = lambda params, opt_state, start, count: flat_lowering(program, params, opt_state, start, count,
-                                                                           member)
+    run.lower_flat = lambda params, opt_state, start, count, *held_out: flat_lowering(
+        program, params, opt_state, start, count, member, *held_out)
     # ``run.use(compiled)``: call that program instead (a ``FlatProgram`` of the executable store)
     run.use = lambda compiled: calls.__setitem__(0, compiled)
     return run
@@ -208,16 +270,26 @@ class Trainer:
             rate): where the ``cogmeta`` command turned on the executable store (``jax_impl.executable_store``), the
             thread loads the compiled program from it, skipping tracing and lowering (the warm start: 0.3-0.4 s to
             0.1 s for the README's run), or compiles and stores it. Without it, or with the store off, as before.
+        until: the held-out check of ``train.until_kl`` (``cogmeta.held_out_check.HeldOutCheck``) that
+            :meth:`run_checked` runs inside its compiled call (objectives with ``held_out_kl``); ``compile_ahead``
+            then prepares that program.
     """
 
     def __init__(self, objective: Objective, checkpoint: Checkpoint | None = None, *, seed: int | None = None,
-                 steps_per_call: int = 500, compile_ahead: bool = False, stored_as: Mapping | None = None):
+                 steps_per_call: int = 500, compile_ahead: bool = False, stored_as: Mapping | None = None,
+                 until: HeldOutCheck | None = None):
         self.objective = objective
         self.seed = objective.train.seed if seed is None else int(seed)
         self.member = objective.member(self.seed)
         self.step = 0
         self.chunk_size = steps_per_call
+        self.until = until
+        if until is not None and not hasattr(objective, "held_out_kl"):
+            raise ValueError(f"{type(objective).__name__} has no held-out KL to check (train.until_kl is for the "
+                             f"tutorial's meta-learner); leave until_kl unset")
         self._run = self._make_run()
+        self._run_checked = None if until is None else self._make_run(checked=True)
+        self._held_out = None if until is None else self._place_held_out(until)
         store = store_from_environment() if compile_ahead and stored_as is not None else None
         # the key here, not on the thread: ~10 ms of Python, which the thread would take in the slices of the
         # interpreter lock that drawing the model leaves it (40-70 ms measured)
@@ -234,34 +306,54 @@ class Trainer:
             self._restore(checkpoint)
         self._run_on = make_train_on_batches(objective)
 
-    def _make_run(self) -> Callable:
-        """:meth:`run`'s ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs)``, with ``.lower``."""
-        return make_run_steps(self.objective, self.chunk_size, self.member)
+    def _make_run(self, checked: bool = False) -> Callable:
+        """:meth:`run`'s ``(params, opt_state, start, count) -> (params, opt_state, StepOutputs)``, with ``.lower``;
+        ``checked``: :meth:`run_checked`'s (``make_run_steps``' ``checked``)."""
+        check = (self.until.every, self.objective.held_out_kl) if checked else None
+        return make_run_steps(self.objective, self.chunk_size, self.member, checked=check)
+
+    def _place_held_out(self, until: HeldOutCheck) -> tuple:
+        """``(target, held_out)`` as :meth:`run_checked`'s program takes them (:func:`held_out_arrays`), the held-out
+        set on the device (once)."""
+        target, held_out = held_out_arrays(until, _dtype(self.objective.train))
+        return target, self._put_held_out(held_out)
+
+    def _put_held_out(self, held_out: dict):
+        """The held-out set's numpy arrays where the check reads them (the data-parallel trainer splits them)."""
+        return jax.device_put(held_out)
 
     def _abstract_state(self, params):
         """The abstract ``(params, opt_state)`` that :meth:`run` will pass (the data-parallel trainer adds their
         placement)."""
         return params, jax.eval_shape(init_adam, params)
 
+    def _abstract_held_out(self) -> tuple:
+        """The abstract ``(target, held_out)`` that :meth:`run_checked` will pass (the data-parallel trainer adds
+        their placement)."""
+        return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), self._held_out)
+
     def _compile_ahead(self) -> threading.Thread:
         x64 = bool(jax.config.jax_enable_x64)  # ``jax.enable_x64(...)`` contexts are thread-local: carry it over
+
+        first = self._run if self._run_checked is None else self._run_checked  # what the first call will run
 
         def arguments():
             params, opt_state = self._abstract_state(jax.eval_shape(lambda: self.objective.init(self.seed)))
             # start and count: int32 scalars as run() passes them (their values are not compiled in)
-            return params, opt_state, _step_scalar(0), _step_scalar(self.chunk_size)
+            held_out = () if self._run_checked is None else self._abstract_held_out()
+            return params, opt_state, _step_scalar(0), _step_scalar(self.chunk_size), *held_out
 
         def compile_program():
             try:
                 with jax.enable_x64(x64):
                     if self._stored is None:
-                        self._run.lower(*arguments()).compile()
+                        first.lower(*arguments()).compile()
                         self.program_source = "compiled"
                         return
                     store, key = self._stored
                     program, self.program_source = store.load_or_compile(
-                        key, lambda: self._run.lower_flat(*arguments()))
-                    self._run.use(program)
+                        key, lambda: first.lower_flat(*arguments()))
+                    first.use(program)
             except Exception:  # noqa: BLE001 (an objective whose init or batches do not trace: the first call compiles)
                 self.program_source = None
                 logging.getLogger(__name__).debug("compiling ahead failed; the first call compiles", exc_info=True)
@@ -282,6 +374,26 @@ class Trainer:
             self._compiling = None
         params, opt_state, outputs = self._run(self.params, self.opt_state, _step_scalar(self.step), _step_scalar(count))
         return self._advance(params, opt_state, outputs, count)
+
+    def run_checked(self, count: int) -> tuple[StepMetrics, list[tuple[int, float]]]:
+        """Up to ``count`` updates with the held-out check of :attr:`until` after every step whose count is a
+        multiple of ``until.every``, in one compiled call (:func:`make_checked_chunk`) that ends at the first check
+        below ``until.target`` or before applying a non-finite update: the metrics of the steps attempted and
+        ``(step, KL)`` of every check made, in order."""
+        if self.until is None:
+            raise ValueError("this trainer has no held-out check: build it with until=HeldOutCheck.of(config), for a "
+                             "config with train.until_kl")
+        if not 0 <= count <= self.chunk_size:
+            raise ValueError(f"count must lie in [0, {self.chunk_size}] (the trainer's steps_per_call, one compiled call), got {count}")
+        if self._compiling is not None:
+            self._compiling.join()
+            self._compiling = None
+        start = self.step
+        params, opt_state, outputs, done, kls = self._run_checked(self.params, self.opt_state, _step_scalar(start),
+                                                                  _step_scalar(count), *self._held_out)
+        metrics = self._advance(params, opt_state, outputs, int(done))
+        steps = self.until.check_steps(start, self.step - start)
+        return metrics, list(zip(steps, np.asarray(kls)[:len(steps)].tolist()))
 
     def run_on(self, batches) -> StepMetrics:
         """One update per given batch (a pytree with a leading axis, e.g. stacked episodes), in one compiled
@@ -321,6 +433,15 @@ class Trainer:
             exp_avg_sq=canonical_to_state(adam.exp_avg_sq, checkpoint.exp_avg_sq),
         )
         self.step = int(checkpoint.step)
+
+
+def held_out_arrays(until: HeldOutCheck, dtype) -> tuple[np.ndarray, dict]:
+    """``(target, held_out)`` of ``until`` in ``dtype`` (numpy): a scalar and
+    ``{"observations": [T, N, 1], "exact": {name: [T, N]}}`` (every leaf's task axis is axis 1)."""
+    dtype = np.dtype(dtype)
+    held_out = {"observations": until.observations.astype(dtype),
+                "exact": {name: np.asarray(value, dtype) for name, value in until.exact.items()}}
+    return np.asarray(until.target, dtype), held_out
 
 
 def _step_scalar(value: int) -> np.ndarray:
@@ -409,5 +530,5 @@ def stack_members(members: list[Mapping]) -> dict:
 
 
 __all__ = ["COMPILED_INIT_FROM", "FRAMEWORK", "Objective", "StepOutputs", "Trainer", "compiled_init", "default_member",
-           "init_runs", "make_member_chunk", "make_run_steps",
+           "held_out_arrays", "init_runs", "make_checked_chunk", "make_member_chunk", "make_run_steps",
            "make_train_on_batches", "make_train_step", "stack_members", "stack_on_host"]

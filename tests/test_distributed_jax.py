@@ -60,6 +60,14 @@ def test_held_out_check_splits_its_tasks_over_the_devices_and_equals_one_device(
     assert split["error"] <= TOLERANCE
 
 
+def test_checks_inside_the_training_call_split_their_tasks_and_equal_one_device(results):
+    """``run_checked`` of an 8-device trainer scores its held-out tasks split over the devices inside the compiled
+    call (``distributed.data_parallel_check``): the same checks, at the same steps, as one device's."""
+    checked = results["checked_split"]
+    assert checked["steps"] == checked["expected"] and checked["same_steps"]
+    assert checked["error"] <= TOLERANCE
+
+
 def test_predict_splits_its_tasks_over_the_devices_a_run_would_use_and_equals_one_device(results):
     """``predict`` of canonical weights (the summary, the figures, ``cogmeta evaluate``) runs on the devices that a run
     of the config splits its batch over (batch 32 on 8 devices: 2, as ``auto_devices`` gives), with one device's

@@ -24,6 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from cogmeta import compilation_cache  # noqa: E402
 from cogmeta.config import JaxOptions, ModelConfig, RunConfig, TorchOptions, TrainConfig  # noqa: E402
+from cogmeta.held_out_check import HeldOutCheck  # noqa: E402
 from cogmeta.presets import preset  # noqa: E402
 from cogmeta.tasks import GaussianMeanTask  # noqa: E402
 from jax_impl import executable_store  # noqa: E402
@@ -73,9 +74,33 @@ def test_the_fields_left_out_of_the_key_do_not_enter_the_program(objective, conf
     assert _lowered_text(objective, config(steps=41)) != reference
 
 
+def _checked_lowered_text(config: RunConfig) -> str:
+    """The lowered training call with the held-out check of ``config.train.until_kl`` inside (``run_checked``'s)."""
+    trainer = Trainer(MetaLearnerObjective(config), steps_per_call=config.jax.steps_per_call,
+                      until=HeldOutCheck.of(config))
+    params, opt_state = trainer._abstract_state(jax.eval_shape(lambda: trainer.objective.init(trainer.seed)))
+    return trainer._run_checked.lower(params, opt_state, jnp.asarray(0), jnp.asarray(trainer.chunk_size),
+                                      *trainer._abstract_held_out()).as_text()
+
+
+def test_a_checked_program_holds_the_check_period_and_the_held_out_size_and_its_key_names_them():
+    """With ``until_kl``, the training call holds the held-out check: its period and the held-out set's size enter
+    the program and the description (the key); the target is an argument, and the other host fields stay out."""
+    checked = lambda **train: _tutorial(**{"until_kl": 0.01, **train})  # noqa: E731
+    reference, base = _checked_lowered_text(checked()), program_description(checked(), MetaLearnerObjective)
+    assert base != program_description(_tutorial(), MetaLearnerObjective), "the check is part of the description"
+    for name, value in {**_OTHER_VALUES, "until_kl": 0.02}.items():
+        config = checked(**{name: value})
+        kept = name not in ("until_kl_every", "eval_tasks")
+        assert (_checked_lowered_text(config) == reference) == kept, f"train.{name}"
+        assert (program_description(config, MetaLearnerObjective) == base) == kept, f"train.{name}"
+
+
 def test_the_description_leaves_out_host_fields_and_pytorch_options_only():
     base = program_description(_tutorial(), MetaLearnerObjective)
     for name, value in _OTHER_VALUES.items():
+        if name == "until_kl":  # a target puts the check into the program (the test above)
+            continue
         assert program_description(_tutorial(**{name: value}), MetaLearnerObjective) == base
     torch_only = dataclasses.replace(_tutorial(), torch=TorchOptions(threads=2))
     assert program_description(torch_only, MetaLearnerObjective) == base

@@ -48,6 +48,8 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                               "no process group to tear down",
         "process_group_backend": "PyTorch picks a collective library (gloo/nccl) per process group; XLA picks its own",
         "SEED_AXIS": "JAX names mesh axes; PyTorch has one process per device and no mesh",
+        "data_parallel_check": "JAX: the held-out check's tasks split over the mesh inside the training call; "
+                               "PyTorch's ranks each score the whole held-out set between steps",
         "seed_mesh": "JAX: the mesh of the seed axis",
         "place": "JAX: global arrays placed with a NamedSharding (PyTorch ranks hold plain local tensors)",
         "local": "JAX: this host's replica of a global array",
@@ -73,7 +75,11 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                                          "modules eagerly at 4-5 ms each); PyTorch's modules build in a fraction of that",
                    "compiled_init": "as COMPILED_INIT_FROM", "init_runs": "as COMPILED_INIT_FROM",
                    "stack_on_host": "JAX: numpy stacks S pytrees without compiling the concatenation that jnp.stack "
-                                    "compiles for every new S; torch.stack compiles nothing"},
+                                    "compiles for every new S; torch.stack compiles nothing",
+                   "make_checked_chunk": "JAX: the held-out checks of until_kl compiled into the training call (a "
+                                         "lax.while_loop that stops at the target); PyTorch's Trainer.run_checked "
+                                         "checks between its own run calls, so the CUDA-graph and torchrun trainers "
+                                         "check through theirs"},
     "backend.py": {"CudaGraphTrainer": "PyTorch only: the one trainer with its step captured in a CUDA graph "
                                        "(static_step.py); JAX compiles whole chunks of steps already"},
     "amortized.py": {"COMPILED_INIT_FROM": "JAX draws a large population's initial weights in one compiled vmap "
@@ -111,7 +117,8 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
     ("trainer.py", "make_member_chunk"): {"model": "as make_train_step",
                                           "sample": "JAX: the data-parallel trainer's draw of a rejection-sampled "
                                                     "batch whole on every device (distributed.sample_on_every_device)"},
-    ("trainer.py", "make_run_steps"): {"model": "as make_train_step", "sample": "as make_member_chunk"},
+    ("trainer.py", "make_run_steps"): {"model": "as make_train_step", "sample": "as make_member_chunk",
+                                       "checked": "JAX: the held-out check compiled in (make_checked_chunk)"},
     ("trainer.py", "Trainer"): {"device": "PyTorch places the model and its batches on a device by name; JAX uses its "
                                           "default device",
                                 "compile_ahead": "JAX: compile the first call's program on a thread while the model "

@@ -9,9 +9,10 @@ import torch
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint, StepMetrics
+from cogmeta.held_out_check import HeldOutCheck
 from cogmeta.distributed import OBSERVATION_TASK_AXIS
 from cogmeta.weights import validate_weights
-from torch_impl.heads import predictive_params
+from torch_impl.heads import mean_kl, predictive_params
 from torch_impl.model import MetaLearner, sequence_nll
 from torch_impl.numerics import configure, resolve_device, resolve_dtype
 from torch_impl.samplers import model_inputs, sample_batch, step_generator
@@ -62,6 +63,14 @@ class MetaLearnerObjective:
     def loss(self, model: MetaLearner, observations: torch.Tensor, step: int, member: dict):
         return sequence_nll(model, model_inputs(observations), observations), {}
 
+    def held_out_kl(self, model: MetaLearner, held_out: dict) -> torch.Tensor:
+        """Mean exact KL(Bayes || model) of ``model`` on ``held_out = {"observations": [T, N, 1], "exact": {name:
+        [T, N]}}`` (``torch_impl.trainer.held_out_arrays``; ``torch_impl.heads.mean_kl``), between the steps of
+        ``Trainer.run_checked``."""
+        with torch.no_grad():
+            raw = model(model_inputs(held_out["observations"]))
+            return mean_kl(self.config.task.family, raw, held_out["exact"])
+
     def predictive(self, model: MetaLearner, observations: np.ndarray) -> dict[str, np.ndarray]:
         """Predictive parameters ``[T, B]`` of ``model`` on numpy observations ``[T, B, 1]``."""
         with torch.no_grad():
@@ -109,9 +118,9 @@ def make_tutorial_trainer(config: RunConfig, checkpoint: Checkpoint | None = Non
     (:class:`CudaGraphTrainer`)."""
     configure(config.torch.threads)
     objective = MetaLearnerObjective(config)
-    if config.torch.cuda_graphs:
-        return CudaGraphTrainer(objective, checkpoint, steps_per_call=config.train.log_every, device=objective.device)
-    return Trainer(objective, checkpoint, steps_per_call=config.train.log_every, device=objective.device)
+    kind = CudaGraphTrainer if config.torch.cuda_graphs else Trainer
+    return kind(objective, checkpoint, steps_per_call=config.train.log_every, device=objective.device,
+                until=HeldOutCheck.of(config))
 
 
 def predict(config: RunConfig, weights: Mapping[str, np.ndarray], observations: np.ndarray) -> dict[str, np.ndarray]:

@@ -45,6 +45,7 @@ from cogmeta.distributed import (
 )
 from cogmeta.distributed import require_same_config as require_same_digests
 from cogmeta.distributed import timeout_s as default_timeout
+from cogmeta.held_out_check import HeldOutCheck
 from torch_impl.backend import MetaLearnerObjective
 from torch_impl.numerics import configure
 from torch_impl.optim import AdamState
@@ -184,10 +185,13 @@ class DataParallelTrainer(Trainer):
         timeout_s: seconds to wait for the other processes at start-up and in each collective.
         objective: what to train, built from ``config`` (default: the tutorial's ``MetaLearnerObjective``); it
             declares the task axis of each batch leaf (``batch_axes``), and its loss is a mean over tasks.
+        until: the held-out check of ``train.until_kl`` (``Trainer``); every rank scores the whole held-out set
+            (the parameters are the same on every rank), so that all stop at the same check.
     """
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None = None, *, devices: int | None = None,
-                 timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective):
+                 timeout_s: float | None = None, objective: Callable[[RunConfig], object] = MetaLearnerObjective,
+                 until: HeldOutCheck | None = None):
         env = launch_env()
         if env is None:
             raise ValueError("DataParallelTrainer needs a torchrun launch (RANK, WORLD_SIZE, MASTER_ADDR, ... unset); "
@@ -201,7 +205,7 @@ class DataParallelTrainer(Trainer):
         self.env = env
         self.first, self.last = shard_bounds(config.train.batch_size, env.rank, env.world_size, "processes")
         configure(config.torch.threads)
-        super().__init__(objective(config), checkpoint, steps_per_call=config.train.log_every)
+        super().__init__(objective(config), checkpoint, steps_per_call=config.train.log_every, until=until)
         self.config = config
         initialize_from_env(timeout_s=timeout_s)
         require_same_config(config)

@@ -13,6 +13,7 @@ from typing import Callable
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
 from cogmeta.distributed import launch_env, require_device_count
+from cogmeta.held_out_check import HeldOutCheck
 from torch_impl.backend import MetaLearnerObjective, make_tutorial_trainer
 from torch_impl.numerics import configure
 from torch_impl.trainer import Objective, Trainer
@@ -35,10 +36,12 @@ def make_trainer(config: RunConfig, checkpoint: Checkpoint | None = None, device
             return make_tutorial_trainer(config, checkpoint)
         configure(config.torch.threads)
         built = objective(config)
-        return Trainer(built, checkpoint, steps_per_call=config.train.log_every, device=built.device)
+        return Trainer(built, checkpoint, steps_per_call=config.train.log_every, device=built.device,
+                       until=HeldOutCheck.of(config))
     from torch_impl.distributed import DataParallelTrainer
 
-    return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective)  # checks devices against the process count
+    # checks devices against the process count
+    return DataParallelTrainer(config, checkpoint, devices=devices, objective=objective, until=HeldOutCheck.of(config))
 
 
 __all__ = ["make_trainer"]

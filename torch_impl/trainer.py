@@ -28,6 +28,7 @@ from torch import nn
 
 from cogmeta.config import TrainConfig
 from cogmeta.contract import Checkpoint, StepMetrics
+from cogmeta.held_out_check import HeldOutCheck
 from torch_impl.optim import AdamState, adam_step, clip_by_global_norm, init_adam, learning_rate
 from torch_impl.weights import load_canonical, model_to_canonical
 
@@ -148,10 +149,17 @@ class Trainer:
         seed: the run's seed (default ``objective.train.seed``).
         steps_per_call: the steps one :meth:`run` call prefers (progress and logging granularity).
         device: where the model and its batches live.
+        until: the held-out check of ``train.until_kl`` (``cogmeta.held_out_check.HeldOutCheck``) that
+            :meth:`run_checked` runs between its steps (objectives with ``held_out_kl``).
     """
 
     def __init__(self, objective: Objective, checkpoint: Checkpoint | None = None, *, seed: int | None = None,
-                 steps_per_call: int = 500, device: torch.device | str = "cpu"):
+                 steps_per_call: int = 500, device: torch.device | str = "cpu", until: HeldOutCheck | None = None):
+        if until is not None and not hasattr(objective, "held_out_kl"):
+            raise ValueError(f"{type(objective).__name__} has no held-out KL to check (train.until_kl is for the "
+                             f"tutorial's meta-learner); leave until_kl unset")
+        self.until = until
+        self._held_out = None  # (target, held-out tensors) on the model's device, made at the first check
         self.objective = objective
         self.seed = objective.train.seed if seed is None else int(seed)
         self.member = objective.member(self.seed)
@@ -169,6 +177,39 @@ class Trainer:
         """Up to ``count`` updates on the objective's own batches; stops before applying one whose loss or
         gradient is non-finite."""
         return self._advance(self._run(self.opt_state, self.step, count))
+
+    def run_checked(self, count: int) -> tuple[StepMetrics, list[tuple[int, float]]]:
+        """Up to ``count`` updates with the held-out check of :attr:`until` after every step whose count is a
+        multiple of ``until.every``, ending at the first check below ``until.target`` or before applying a
+        non-finite update: the metrics of the steps attempted and ``(step, KL)`` of every check made, in order (the
+        JAX twin runs it all in one compiled call)."""
+        if self.until is None:
+            raise ValueError("this trainer has no held-out check: build it with until=HeldOutCheck.of(config), for a "
+                             "config with train.until_kl")
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        every, parts, checks, done = self.until.every, [], [], 0
+        while done < count:
+            metrics = self.run(min(every - self.step % every, count - done))
+            parts.append(metrics)
+            done += len(metrics.loss)
+            finite = np.isfinite(metrics.loss) & np.isfinite(metrics.grad_norm)
+            if not finite.all():
+                break
+            if self.step % every == 0:
+                checks.append((self.step, self._check()))
+                if checks[-1][1] < self.until.target:
+                    break
+        return _concatenate(parts), checks
+
+    def _check(self) -> float:
+        """The mean held-out KL of the model now (``objective.held_out_kl`` in the run's dtype)."""
+        if self._held_out is None or self._held_out[1]["observations"].device != self.device:
+            dtype = next(self.model.parameters()).dtype
+            target, arrays = held_out_arrays(self.until, dtype)
+            self._held_out = target, {"observations": arrays["observations"].to(self.device),
+                                      "exact": {n: v.to(self.device) for n, v in arrays["exact"].items()}}
+        return float(self.objective.held_out_kl(self.model, self._held_out[1]))
 
     def run_on(self, batches) -> StepMetrics:
         """One update per given batch (e.g. episodes); stops before applying one whose loss or gradient is
@@ -208,6 +249,23 @@ class Trainer:
 
         count = torch.tensor(float(checkpoint.step), dtype=torch.float64, device=self.device)
         self.opt_state = AdamState(count, moments(checkpoint.exp_avg), moments(checkpoint.exp_avg_sq))
+
+
+def held_out_arrays(until: HeldOutCheck, dtype: torch.dtype) -> tuple[float, dict]:
+    """``(target, held_out)`` of ``until`` in ``dtype``: the target and ``{"observations": [T, N, 1], "exact": {name:
+    [T, N]}}`` (every leaf's task axis is axis 1) as CPU tensors."""
+    held_out = {"observations": torch.as_tensor(until.observations, dtype=dtype),
+                "exact": {name: torch.as_tensor(np.asarray(value), dtype=dtype) for name, value in until.exact.items()}}
+    return float(until.target), held_out
+
+
+def _concatenate(parts: list[StepMetrics]) -> StepMetrics:
+    """One :class:`StepMetrics` of consecutive calls' (empty for none)."""
+    if not parts:
+        empty = np.zeros(0)
+        return StepMetrics(empty, empty, empty, {})
+    return StepMetrics(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("loss", "grad_norm", "learning_rate")),
+                       {name: np.concatenate([p.aux[name] for p in parts]) for name in parts[0].aux})
 
 
 def default_member(train: TrainConfig, seed: int, learning_rate: float | None = None, **extra) -> dict:
@@ -279,5 +337,5 @@ def _value_and_grad(objective: Objective, model: nn.Module, params: dict[str, to
 
 
 __all__ = ["FRAMEWORK", "Objective", "StepOutputs", "Trainer", "clip_and_update_in_place", "default_member",
-           "make_member_chunk", "make_run_steps", "make_train_on_batches", "make_train_step", "stack_members",
+           "held_out_arrays", "make_member_chunk", "make_run_steps", "make_train_on_batches", "make_train_step", "stack_members",
            "stack_outputs", "write_adam_state"]

@@ -35,6 +35,7 @@ from cogmeta.config import RunConfig  # noqa: E402
 from cogmeta.runs import RunDir  # noqa: E402
 from cogmeta.weights import load_weights  # noqa: E402
 from cogmeta.evaluation import held_out_observations  # noqa: E402
+from cogmeta.held_out_check import HeldOutCheck  # noqa: E402
 from jax_impl.backend import (  # noqa: E402
     MetaLearnerObjective,
     _forward,
@@ -91,6 +92,7 @@ def task_batch(out: Path, results: dict) -> RunConfig:
         results["task_batch"][str(devices)] = normalized_error(trainer.weights(), reference)
         results.setdefault("param_devices", {})[str(devices)] = len(leaf.sharding.device_set)
     held_out_split(config, trainer, results)  # the 8-device trainer's
+    checked_split(config, results)
     results["reference_changed"] = normalized_error(reference, build_canonical(config))
     return config
 
@@ -112,6 +114,24 @@ def held_out_split(config: RunConfig, trainer: DataParallelTrainer, results: dic
         "predict_devices": 1 if summary is None else len(summary.device_set),
         "predict_error": normalized_error(predict(wide, trainer.weights(), observations), alone),
         "predict_placement_is_a_runs": summary is None or summary.mesh == task_mesh(2)}
+
+
+def checked_split(config: RunConfig, results: dict) -> None:
+    """``run_checked`` of the 8-device trainer, the held-out check's 64 tasks split over the devices inside the
+    training call (``distributed.data_parallel_check``), vs the single-device trainer's: the checks' steps and the
+    largest relative difference of their KLs (the target is never reached: every check of the calls is made)."""
+    every = STEPS_PER_CALL // 2
+    checked = dataclasses.replace(config, train=dataclasses.replace(config.train, until_kl=1e-9, until_kl_every=every,
+                                                                    eval_tasks=64))
+    runs = {}
+    for name, trainer in (("1", Trainer(checked)), ("8", DataParallelTrainer(checked, devices=8,
+                                                                          until=HeldOutCheck.of(checked)))):
+        runs[name] = [check for _ in range(2) for check in trainer.run_checked(STEPS_PER_CALL)[1]]
+    split = runs["8"]
+    results["checked_split"] = {
+        "steps": [step for step, _ in split], "expected": [every * (i + 1) for i in range(2 * STEPS_PER_CALL // every)],
+        "error": max(abs(a - b) / abs(b) for (_, a), (_, b) in zip(split, runs["1"])),
+        "same_steps": [step for step, _ in split] == [step for step, _ in runs["1"]]}
 
 
 def build_canonical(config: RunConfig) -> dict:

@@ -173,8 +173,10 @@ def markdown(table: list[dict], args, environment: str) -> str:
               "(`benchmarks/time_to_quality.py`). The training seconds split as `cogmeta train` prints them: building "
               "the trainer (the model drawn; JAX compiles its first program on a thread meanwhile), the first training "
               "call (in JAX: its steps, and tracing, lowering and compiling or loading the program where that was not "
-              "done ahead), the later calls and the held-out checks. A baseline from before 2026-12-07 started its "
-              "training clock after building the trainer and prints no such part (nan)."]
+              "done ahead), the later calls and the held-out checks made outside the calls (since 2026-12-07's "
+              "seventh session the step-0 check only: the others run inside the calls, `Trainer.run_checked`). A "
+              "baseline from before 2026-12-07 started its training clock after building the trainer and prints no "
+              "such part (nan)."]
     return "\n".join(lines) + "\n"
 
 

@@ -399,7 +399,7 @@ def test_config_json_is_loaded_strictly(tmp_path, capsys, edit, message):
 
 def test_a_missing_key_error_gives_the_default_to_add(tmp_path):
     path = _write_config(tmp_path, lambda d: d["train"].pop("until_kl_every"))
-    with pytest.raises(ValueError, match='"until_kl_every": 100'):
+    with pytest.raises(ValueError, match='"until_kl_every": 25'):
         RunConfig.load(path)
 
 

@@ -24,7 +24,7 @@ gives medians over all runs of a configuration (seeds and rounds) and the range 
 - ``jax warm``: JAX with the cache a previous run of the same command filled (one untimed run fills it):
   every later run (``cogmeta.compilation_cache``).
 
-``--baseline PATH`` adds ``torch (baseline)`` and ``jax warm (baseline)`` (its own warm cache): the same command run from another
+``--baseline PATH`` adds ``torch (baseline)`` and ``jax warm (baseline)``, at each check period (its own warm cache): the same command run from another
 checkout (``git worktree add PATH REV``), in the same rounds, for before/after figures from one run.
 
 XLA runs at one thread like PyTorch (``XLA_FLAGS`` as in ``benchmarks/suite.py``). Medians over the
@@ -68,13 +68,14 @@ NAME = re.compile(r"(?P<backend>torch|jax)(?: (?P<cache>cold|warm))?(?: every (?
 def configurations_of(args) -> tuple[str, ...]:
     """The measured configurations: PyTorch, cold and warm JAX (``--jax-warm-only``: warm JAX alone), each at every
     check period of ``--until-kl-every`` (named "... every N"; none given: the command's default), then the
-    ``--baseline`` checkout's PyTorch and warm JAX at the default period."""
+    ``--baseline`` checkout's PyTorch and warm JAX at the same periods."""
     kinds = ("jax warm",) if args.jax_warm_only else CONFIGURATIONS
     periods = [f" every {every}" for every in args.until_kl_every] if args.until_kl_every else [""]
     mine = tuple(f"{kind}{period}" for period in periods for kind in kinds)
     if not args.baseline:
         return mine
-    return mine + (("jax warm (baseline)",) if args.jax_warm_only else ("torch (baseline)", "jax warm (baseline)"))
+    theirs = ("jax warm",) if args.jax_warm_only else ("torch", "jax warm")
+    return mine + tuple(f"{kind}{period} (baseline)" for period in periods for kind in theirs)
 
 
 def command(configuration: str, out: Path, seed: int, args) -> list[str]:
@@ -143,7 +144,7 @@ def summarise(rows: list[dict], configurations) -> list[dict]:
 def markdown(table: list[dict], args, environment: str) -> str:
     by_name = {row["configuration"]: row for row in table}
     baseline_note = (["`(baseline)`: the same command from the checkout given by `--baseline`.", ""]
-                     if "torch (baseline)" in by_name else [])
+                     if any(NAME.match(name)["baseline"] for name in by_name) else [])
     lines = [f"# Time to quality: `cogmeta train --task gaussian --until-kl {args.target}`"
              f"{'' if args.batch_size is None else f' --batch-size {args.batch_size}'}"
              f"{'' if args.learning_rate is None else f' --learning-rate {args.learning_rate:g}'}", "",
@@ -158,10 +159,14 @@ def markdown(table: list[dict], args, environment: str) -> str:
     pairs = [(jax_name, re.sub(r"^jax (cold|warm)", "torch", jax_name)) for jax_name in by_name
              if jax_name.startswith("jax")]
     if args.until_kl_every and len(args.until_kl_every) > 1:  # each framework at its fastest check period
-        best = {kind: min((name for name in by_name if NAME.match(name)["baseline"] is None and name.startswith(kind)),
-                          key=lambda name: by_name[name]["training_s"]) for kind in ("jax warm", "torch")}
-        if (best["jax warm"], best["torch"]) not in pairs:  # both fastest at the same period: that row says it
-            pairs.append((best["jax warm"], best["torch"]))
+        for checkout in (None, " (baseline)"):
+            named = {kind: [name for name in by_name if NAME.match(name)["baseline"] == checkout and name.startswith(kind)]
+                     for kind in ("jax warm", "torch")}
+            if not all(named.values()):
+                continue
+            best = {kind: min(names, key=lambda name: by_name[name]["training_s"]) for kind, names in named.items()}
+            if (best["jax warm"], best["torch"]) not in pairs:  # both fastest at the same period: that row says it
+                pairs.append((best["jax warm"], best["torch"]))
     for jax_name, torch_name in pairs:
         if torch_name not in by_name:  # --jax-warm-only
             continue

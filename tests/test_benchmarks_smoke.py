@@ -103,6 +103,11 @@ def test_time_to_quality_at_several_check_periods_pairs_each_period_and_each_fra
     names = module.configurations_of(args)
     assert names == ("torch every 25", "jax cold every 25", "jax warm every 25", "torch every 100",
                      "jax cold every 100", "jax warm every 100")
+    args.baseline = "checkout"  # the baseline at the same periods
+    assert module.configurations_of(args)[len(names):] == (
+        "torch every 25 (baseline)", "jax warm every 25 (baseline)", "torch every 100 (baseline)",
+        "jax warm every 100 (baseline)")
+    args.baseline = None
     command = module.command("jax warm every 25", Path("out"), 0, args)
     assert command[command.index("--until-kl-every") + 1] == "25" and command[command.index("--backend") + 1] == "jax"
     assert "--until-kl-every" not in module.command("torch", Path("out"), 0, _Args())

@@ -13,7 +13,8 @@
 #                  CUDA with graphs, larger widths
 #   add-jump       a short JAX run of Lake (2019)'s add-jump paper config, with its episodes per second
 #   executable-store  `cogmeta train --until-kl` twice on a fresh cache: the second run loads its training program
-#                  from the executable store (jax_impl/executable_store.py) and writes the same weights, bit for bit
+#                  from the executable store (jax_impl/executable_store.py) and writes the same weights, bit for bit;
+#                  its held-out checks run inside the training call on the GPU (a lax.while_loop, Trainer.run_checked)
 # summary.txt lists each stage's exit status and seconds. Python: $PYTHON, else python3.
 set -uo pipefail
 cd "$(dirname "$0")/.."

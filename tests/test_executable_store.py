@@ -193,17 +193,30 @@ _WORKER = textwrap.dedent("""
 
     config = RunConfig(task=GaussianMeanTask(), model=ModelConfig(hidden_size=8),
                        train=TrainConfig(steps=40, batch_size=32, seed=int(sys.argv[1])), jax=JaxOptions(steps_per_call=20))
+    # with a target it never reaches: the call with the held-out checks inside (a check every 10 steps)
+    checked = RunConfig(task=config.task, model=config.model, jax=config.jax, train=TrainConfig(
+        steps=40, batch_size=32, seed=int(sys.argv[1]), until_kl=1e-9, until_kl_every=10, eval_tasks=40))
+
+    def train(trainer, count):
+        if trainer.until is None:
+            return trainer.run(count).loss, []
+        metrics, checks = trainer.run_checked(count)
+        return metrics.loss, [kl for _, kl in checks]
+
     result = {}
     for devices in (1, 2):
-        trainer = make_trainer(config, devices=devices)
-        first = trainer.run(20).loss
-        resumed = make_trainer(config, trainer.checkpoint(), devices=devices)  # a resumed run: the same program
-        losses = np.concatenate([first, trainer.run(20).loss])
-        resumed_losses = resumed.run(20).loss
-        result[devices] = {"source": trainer.program_source, "kind": type(trainer).__name__,
-                           "loss": losses.tolist(), "weights": {k: v.tolist() for k, v in trainer.weights().items()},
-                           "resumed_source": resumed.program_source, "resumed_loss": resumed_losses.tolist(),
-                           "resumed_weights": {k: v.tolist() for k, v in resumed.weights().items()}}
+        for name, run_config in (("", config), (" checked", checked)):
+            trainer = make_trainer(run_config, devices=devices)
+            first, kls = train(trainer, 20)
+            resumed = make_trainer(run_config, trainer.checkpoint(), devices=devices)  # a resumed run: the same program
+            second, more = train(trainer, 20)
+            resumed_losses, _ = train(resumed, 20)
+            result[f"{devices}{name}"] = {
+                "source": trainer.program_source, "kind": type(trainer).__name__,
+                "loss": np.concatenate([first, second]).tolist(), "kls": kls + more,
+                "weights": {k: v.tolist() for k, v in trainer.weights().items()},
+                "resumed_source": resumed.program_source, "resumed_loss": resumed_losses.tolist(),
+                "resumed_weights": {k: v.tolist() for k, v in resumed.weights().items()}}
     print(json.dumps(result))
 """)
 
@@ -227,13 +240,15 @@ def test_a_stored_program_trains_bit_for_bit_as_a_compiled_one_in_a_fresh_proces
     environ = _environment(tmp_path, store=True)
     first = _run(_WORKER, environ, "0")
     entries = sorted((tmp_path / "cache" / "executables").iterdir())
-    assert len(entries) == 2, "one entry per trainer (one device, data-parallel)"
+    assert len(entries) == 4, "one entry per trainer (one device, data-parallel) and per program (checks or none)"
     second = _run(_WORKER, environ, "0")
     another_seed = _run(_WORKER, environ, "1")  # the seed is an argument of the program: the same entry
     unstored = _run(_WORKER, _environment(tmp_path, store=False), "1")
     assert sorted((tmp_path / "cache" / "executables").iterdir()) == entries
-    for devices in ("1", "2"):
-        assert first[devices]["kind"] == ("Trainer" if devices == "1" else "DataParallelTrainer")
+    for devices in ("1", "2", "1 checked", "2 checked"):
+        assert first[devices]["kind"] == ("Trainer" if devices.startswith("1") else "DataParallelTrainer")
+        assert len(first[devices]["kls"]) == (4 if "checked" in devices else 0)  # checks at 10, 20, 30, 40
+        assert second[devices]["kls"] == first[devices]["kls"] and another_seed[devices]["kls"] == unstored[devices]["kls"]
         assert (first[devices]["source"], second[devices]["source"], another_seed[devices]["source"],
                 unstored[devices]["source"]) == ("stored", "store", "store", "compiled")
         assert second[devices]["loss"] == first[devices]["loss"]

@@ -128,7 +128,7 @@ class StepMetrics(NamedTuple):
 class Trainer(Protocol):
     """One training run, the same methods in both frameworks: the one trainer, ``<backend>_impl.trainer.Trainer``.
 
-    ``Trainer(objective, checkpoint=None, seed=None, steps_per_call=...)`` trains any workload's objective
+    ``Trainer(objective, checkpoint=None, seed=None, steps_per_call=..., until=None)`` trains any workload's objective
     (task x model: its batches and loss; ``<backend>_impl.trainer.Objective``); ``step`` counts applied
     updates; ``chunk_size`` is how many steps one ``run`` call prefers (the JAX trainer scans that many
     per compiled call). ``run_on(batches)`` trains on given batches (seq2seq episodes, parity tests).
@@ -142,6 +142,12 @@ class Trainer(Protocol):
 
     def run_on(self, batches: Any) -> StepMetrics:
         """One update per given batch; stops before applying one whose loss or gradient is non-finite."""
+
+    def run_checked(self, count: int) -> tuple[StepMetrics, list[tuple[int, float]]]:
+        """Up to ``count`` updates with the held-out check of ``train.until_kl`` (``cogmeta.held_out_check``,
+        given to the trainer as ``until``) after every multiple of its period, ending at the first check below the
+        target: the metrics of the steps attempted and ``(step, KL)`` of every check made (JAX: inside one
+        compiled call)."""
 
     def weights(self) -> dict[str, np.ndarray]:
         """Canonical (torch ``state_dict`` layout) numpy weights."""

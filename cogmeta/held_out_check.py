@@ -38,14 +38,12 @@ class HeldOutCheck:
         observations: ``[T, N, 1]`` float64, :func:`held_out_set`.
         exact: the exact Bayes predictive of every prefix (``task.posterior_predictive``), float64 ``[T, N]`` each:
             ``mean`` and ``std`` (gaussian) or ``prob`` (bernoulli).
-        family: the predictive's family, ``gaussian`` or ``bernoulli``.
         every: steps between checks; a check follows every step whose count is a multiple of it.
         target: nats; the first check below it ends the run.
     """
 
     observations: np.ndarray
     exact: Mapping[str, np.ndarray]
-    family: str
     every: int
     target: float
 
@@ -55,8 +53,8 @@ class HeldOutCheck:
         if config.train.until_kl is None:
             return None
         observations = held_out_set(config)
-        return cls(observations, config.task.posterior_predictive(observations), config.task.family,
-                   config.train.until_kl_every, float(config.train.until_kl))
+        return cls(observations, config.task.posterior_predictive(observations), config.train.until_kl_every,
+                   float(config.train.until_kl))
 
     def check_steps(self, start: int, done: int) -> list[int]:
         """The steps in ``(start, start + done]`` after which a check runs: the multiples of :attr:`every`."""

@@ -26,6 +26,7 @@ from cogmeta.checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
 from cogmeta.config import RunConfig
 from cogmeta.contract import NonFiniteLossError, StepMetrics, TrainResult
 from cogmeta.evaluation import HELD_OUT_SEED, held_out_observations, score_predictions
+from cogmeta.held_out_check import held_out_set
 from cogmeta.metrics_log import MetricsLog
 from cogmeta.progress import progress_bar
 from cogmeta.runs import RunDir, folder_holder, locked_error
@@ -261,7 +262,7 @@ class PredictiveWorkload:
         return load_module(backend, "launch").make_trainer(config, checkpoint, devices)
 
     def held_out(self, config: RunConfig, backend: str) -> Callable[[Any], float]:
-        observations = held_out_observations(config.task, config.train.eval_tasks, HELD_OUT_SEED + 1)
+        observations = held_out_set(config)
         return lambda trainer: score_predictions(config.task, observations, trainer.predictive(observations)).mean_kl
 
     def score_weights(self, config: RunConfig, weights, backend: str, num_tasks: int) -> float:

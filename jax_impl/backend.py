@@ -13,8 +13,8 @@ from jax.sharding import PartitionSpec as P
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint
-from cogmeta.held_out_check import HeldOutCheck
 from cogmeta.distributed import OBSERVATION_TASK_AXIS
+from cogmeta.held_out_check import HeldOutCheck
 from cogmeta.weights import validate_weights
 from jax_impl.executable_store import flat_lowering, store_from_environment
 from jax_impl.heads import mean_kl, predictive_params

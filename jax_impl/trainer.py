@@ -367,11 +367,7 @@ class Trainer:
     def run(self, count: int) -> StepMetrics:
         """Up to ``count`` updates on the objective's own batches, in one compiled call; stops before applying
         one whose loss or gradient is non-finite."""
-        if not 0 <= count <= self.chunk_size:
-            raise ValueError(f"count must lie in [0, {self.chunk_size}] (the trainer's steps_per_call, one compiled call), got {count}")
-        if self._compiling is not None:  # wait rather than compile the same program a second time beside it
-            self._compiling.join()
-            self._compiling = None
+        self._ready_for(count)
         params, opt_state, outputs = self._run(self.params, self.opt_state, _step_scalar(self.step), _step_scalar(count))
         return self._advance(params, opt_state, outputs, count)
 
@@ -383,17 +379,22 @@ class Trainer:
         if self.until is None:
             raise ValueError("this trainer has no held-out check: build it with until=HeldOutCheck.of(config), for a "
                              "config with train.until_kl")
-        if not 0 <= count <= self.chunk_size:
-            raise ValueError(f"count must lie in [0, {self.chunk_size}] (the trainer's steps_per_call, one compiled call), got {count}")
-        if self._compiling is not None:
-            self._compiling.join()
-            self._compiling = None
+        self._ready_for(count)
         start = self.step
         params, opt_state, outputs, done, kls = self._run_checked(self.params, self.opt_state, _step_scalar(start),
                                                                   _step_scalar(count), *self._held_out)
         metrics = self._advance(params, opt_state, outputs, int(done))
         steps = self.until.check_steps(start, self.step - start)
         return metrics, list(zip(steps, np.asarray(kls)[:len(steps)].tolist()))
+
+    def _ready_for(self, count: int) -> None:
+        """Refuse a ``count`` that one compiled call cannot run; wait for the program compiling ahead (rather than
+        compile the same program a second time beside it)."""
+        if not 0 <= count <= self.chunk_size:
+            raise ValueError(f"count must lie in [0, {self.chunk_size}] (the trainer's steps_per_call, one compiled call), got {count}")
+        if self._compiling is not None:
+            self._compiling.join()
+            self._compiling = None
 
     def run_on(self, batches) -> StepMetrics:
         """One update per given batch (a pytree with a leading axis, e.g. stacked episodes), in one compiled

@@ -159,7 +159,7 @@ class Trainer:
             raise ValueError(f"{type(objective).__name__} has no held-out KL to check (train.until_kl is for the "
                              f"tutorial's meta-learner); leave until_kl unset")
         self.until = until
-        self._held_out = None  # (target, held-out tensors) on the model's device, made at the first check
+        self._held_out = None  # the held-out tensors on the model's device, made at the first check
         self.objective = objective
         self.seed = objective.train.seed if seed is None else int(seed)
         self.member = objective.member(self.seed)
@@ -204,12 +204,11 @@ class Trainer:
 
     def _check(self) -> float:
         """The mean held-out KL of the model now (``objective.held_out_kl`` in the run's dtype)."""
-        if self._held_out is None or self._held_out[1]["observations"].device != self.device:
-            dtype = next(self.model.parameters()).dtype
-            target, arrays = held_out_arrays(self.until, dtype)
-            self._held_out = target, {"observations": arrays["observations"].to(self.device),
-                                      "exact": {n: v.to(self.device) for n, v in arrays["exact"].items()}}
-        return float(self.objective.held_out_kl(self.model, self._held_out[1]))
+        if self._held_out is None or self._held_out["observations"].device != self.device:
+            _, arrays = held_out_arrays(self.until, next(self.model.parameters()).dtype)
+            self._held_out = {"observations": arrays["observations"].to(self.device),
+                              "exact": {n: v.to(self.device) for n, v in arrays["exact"].items()}}
+        return float(self.objective.held_out_kl(self.model, self._held_out))
 
     def run_on(self, batches) -> StepMetrics:
         """One update per given batch (e.g. episodes); stops before applying one whose loss or gradient is

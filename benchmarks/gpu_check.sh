@@ -46,7 +46,9 @@ EOF"
 
 # JAX's float32 matmuls on the GPU: 'highest' is true float32 (TF32 off), 'tensorfloat32' allows TF32
 WORKERS=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist where installed
-stage parity 120 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY -m pytest parity_tests -q -x $WORKERS -p no:cacheprovider
+# the whole suite, not -x: one failure must not hide the others (the bitwise claims are CPU's only since 2026-12-08:
+# parity_tests/_compare.py::assert_bitwise_on_cpu; the 2026-12-04 run needed a second call to see all of its 9 failures)
+stage parity 120 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY -m pytest parity_tests -q $WORKERS -p no:cacheprovider
 stage parity-report-tf32-off 75 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY parity_tests/report.py
 stage parity-report-tf32-on 75 env JAX_DEFAULT_MATMUL_PRECISION=tensorfloat32 $PY parity_tests/report.py
 stage cuda-graph 60 $PY benchmarks/cuda_graph_check.py --out "$RESULTS" --steps 300

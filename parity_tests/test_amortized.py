@@ -39,7 +39,7 @@ from cogmeta.tasks.urn import (
 )
 from jax_impl.weights import state_to_canonical
 from parity_tests._cases import x64
-from parity_tests._compare import assert_all, assert_bitwise, assert_parity
+from parity_tests._compare import assert_all, assert_bitwise, assert_bitwise_on_cpu, assert_parity, jax_platform
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 
@@ -68,8 +68,9 @@ def test_torch_urn_transform_bit_identical(spec, dtype, seed):
         assert_bitwise(f"{spec.name} {name} (torch)", getattr(queries, name).numpy(), getattr(reference, name))
 
 
-def test_jax_urn_transform_bit_identical(spec, dtype, seed):
-    """Eager: every field bit-identical. jit: inputs bit-identical, log-odds within one rounding (FMA)."""
+def test_jax_urn_transform_matches_numpy(spec, dtype, seed):
+    """On CPU: eager, every field bit-identical; jit, inputs bit-identical, log-odds within one rounding (FMA).
+    Elsewhere every field within the forward tolerance (``assert_bitwise_on_cpu`` says why)."""
     noise = _noise(spec, dtype, seed)
     reference = spec.transform(noise)
     with x64(dtype):
@@ -77,9 +78,14 @@ def test_jax_urn_transform_bit_identical(spec, dtype, seed):
         eager = jax.tree.map(np.asarray, jax_samplers.transform(spec, arrays))
         jitted = jax.tree.map(np.asarray, jax.jit(lambda n: jax_samplers.transform(spec, n))(arrays))
     for name in UrnQueries._fields:
-        assert_bitwise(f"{spec.name} {name} (jax eager)", getattr(eager, name), getattr(reference, name))
+        assert_bitwise_on_cpu(f"{spec.name} {name} (jax eager)", getattr(eager, name), getattr(reference, name),
+                              "forward", dtype)
         if name != "log_odds":
-            assert_bitwise(f"{spec.name} {name} (jax jit)", getattr(jitted, name), getattr(reference, name))
+            assert_bitwise_on_cpu(f"{spec.name} {name} (jax jit)", getattr(jitted, name), getattr(reference, name),
+                                  "forward", dtype)
+    if jax_platform() != "cpu":
+        assert_parity(f"{spec.name} log_odds (jax jit)", jitted.log_odds, reference.log_odds, "forward", dtype)
+        return
     # L = logit(p) + n logit(l): a fused multiply-add rounds once, so the difference is <= 1 ulp of the largest term
     n_term = (2 * reference.heads.astype(np.float64) - reference.draws) * logit(reference.likelihood)
     largest = np.maximum.reduce([np.abs(logit(reference.prior)), np.abs(n_term), np.abs(reference.log_odds)])

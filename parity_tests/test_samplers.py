@@ -30,7 +30,7 @@ from cogmeta.tasks import (
     model_inputs,
 )
 from parity_tests._cases import TASK_PARAMETERS, TASKS, x64
-from parity_tests._compare import assert_bitwise
+from parity_tests._compare import assert_bitwise, assert_bitwise_on_cpu
 
 pytestmark = [pytest.mark.parity, pytest.mark.torch, pytest.mark.jax]
 
@@ -59,25 +59,27 @@ def test_torch_transform_bit_identical(task, dtype, seed):
     assert_bitwise(f"{task.name} latent (torch)", batch.latent.numpy(), reference.latent)
 
 
-def test_jax_eager_transform_bit_identical(task, dtype, seed):
+def test_jax_eager_transform_matches_numpy(task, dtype, seed):
+    """Bit for bit on CPU; elsewhere within the forward tolerance (``assert_bitwise_on_cpu`` says why)."""
     noise = _noise(task, dtype, seed)
     reference = task.transform(noise)
     with x64(dtype):
         batch = jax_samplers.transform(task, {name: jnp.asarray(value) for name, value in noise.items()})
         observations, latent = np.asarray(batch.observations), np.asarray(batch.latent)
-    assert_bitwise(f"{task.name} observations (jax eager)", observations, reference.observations)
-    assert_bitwise(f"{task.name} latent (jax eager)", latent, reference.latent)
+    assert_bitwise_on_cpu(f"{task.name} observations (jax eager)", observations, reference.observations, "forward", dtype)
+    assert_bitwise_on_cpu(f"{task.name} latent (jax eager)", latent, reference.latent, "forward", dtype)
 
 
-def test_jax_jit_coin_bit_identical(dtype, seed):
+def test_jax_jit_coin_matches_numpy(dtype, seed):
+    """Bit for bit on CPU; elsewhere within the forward tolerance."""
     task = TASKS["coin"]
     noise = _noise(task, dtype, seed)
     reference = task.transform(noise)
     with x64(dtype):
         batch = jax.jit(lambda noise: jax_samplers.transform(task, noise))(jax.tree.map(jnp.asarray, noise))
         observations, latent = np.asarray(batch.observations), np.asarray(batch.latent)
-    assert_bitwise("coin observations (jax jit)", observations, reference.observations)
-    assert_bitwise("coin latent (jax jit)", latent, reference.latent)
+    assert_bitwise_on_cpu("coin observations (jax jit)", observations, reference.observations, "forward", dtype)
+    assert_bitwise_on_cpu("coin latent (jax jit)", latent, reference.latent, "forward", dtype)
 
 
 def _assert_one_rounding(name: str, got: np.ndarray, product: np.ndarray, addend, unfused: np.ndarray) -> None:

@@ -123,6 +123,7 @@ class JaxPoint:
         from jax_impl.trainer import stack_members
 
         self.engine = Engine(config, "loop" if strategy == "split" else strategy, devices=devices)
+        self.blocks = None  # members per vmapped block when they do not fit the device at once (Engine.fit_to_memory)
         self.engine.devices = self.engine.resolve_devices(members)
         self.chunk = self.engine.chunk
         self.members = 1 if strategy in ("loop", "split") else members  # members per timed call
@@ -140,9 +141,13 @@ class JaxPoint:
             self.args = (params, opt_state, jnp.asarray(0), jnp.asarray(self.chunk), self.engine.objective.member(0))
         else:
             params, opt_state = self.engine.init(range(members))
+            stacked = stack_members([self.engine.objective.member(s) for s in range(members)])
+            if strategy == "vmap" and devices == 1:  # in blocks where the device's memory asks for it, as a sweep does
+                self.blocks = self.engine.fit_to_memory(params, opt_state, stacked, members)
+                if self.blocks is not None:
+                    self.engine.strategy, self.engine.map_batch = "map", self.blocks
             function = self.engine._program(strategy) if devices > 1 else self.engine.run_members
-            self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32),
-                         stack_members([self.engine.objective.member(s) for s in range(members)]))
+            self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32), stacked)
         # the trainer's program lowers itself, adding its member as an argument (``make_run_steps``)
         lower = function.lower if hasattr(function, "lower") else jax.jit(function).lower
         began = time.perf_counter()
@@ -292,6 +297,7 @@ def measure_point(point, repeats: int, torch_threads: list[int], peak: float, ma
         "jax_cold_compile_s": max(p.cold_compile_s for p in jax_points.values()),
         "jax_warm_compile_s": max(p.warm_compile_s for p in jax_points.values()),
         "jax_recompiles": len(compiles), "jax_compiled_memory_mb": (first.memory_bytes or 0) / 2**20,
+        "jax_vmap_blocks": getattr(jax_points.get("vmap"), "blocks", None),
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load_before": load_before, "load_after": os.getloadavg()[0],
     }

@@ -38,6 +38,15 @@ every strategy. So S members are never trained slower than S
 sequential runs (``loop``) by more than the timing noise. Which one wins depends on the sizes
 (docs/performance.md).
 
+Memory: a vmapped scan keeps every step's residuals for the backward pass of every member at once, so the
+``vmap`` program grows linearly with S (GRU H 64, B 128, T 64: ~27 MiB a member, one 56 GiB buffer at S = 2048,
+out of memory on an H200 on 2026-12-04; docs/performance.md "GPU"). Where one device's memory is known (a GPU's or
+TPU's allocator limit, or ``memory_budget``), a ``vmap`` engine without ``map_batch`` first compiles one member's
+program, reads its footprint from XLA's memory analysis, and, when S members would need more than
+:data:`MEMORY_FRACTION` of the device, trains them as ``map`` over vmapped blocks of as many members as fit
+(:meth:`Engine.fit_to_memory`): the same maths, to rounding (a block's batched products may round otherwise than
+all S members' together: 8e-8 of the weights' scale in float32 after 6 steps, ``tests/test_engine.py``).
+
 The member function :meth:`Engine.run_members` is pure and jittable in
 ``(params [S, ...], opt_state [S, ...], start, counts [S], seeds [S], learning_rates [S])``, so
 ``jax_impl.distributed`` can shard its leading axis over devices.
@@ -70,6 +79,19 @@ STRATEGIES = ("auto", "vmap", "map", "loop")
 #: default, twice per strategy) cost more than a short sweep's training itself (docs/performance.md: 58 s of
 #: a 74 s, 8-member, 1,500-step sweep); the per-step cost that decides is visible in a few steps.
 CALIBRATION_STEPS = 20
+
+
+#: Share of one device's memory that the members' vmapped program may take (the rest: the parameters and Adam state
+#: of the call's input and output, XLA's scratch, the allocator's fragmentation).
+MEMORY_FRACTION = 0.5
+
+
+def device_memory(device=None) -> int | None:
+    """Bytes that ``device``'s allocator may hand out (``memory_stats()["bytes_limit"]``; default: the first local
+    device), or None where JAX does not say (XLA:CPU)."""
+    device = jax.local_devices()[0] if device is None else device
+    stats = device.memory_stats()
+    return None if not stats or "bytes_limit" not in stats else int(stats["bytes_limit"])
 
 
 def choose_strategy(strategy: str, members: int = 2) -> str:
@@ -118,10 +140,13 @@ class Engine:
         map_batch: with ``map``, members vmapped together inside each ``lax.map`` iteration.
         devices: devices the member axis is split over (see the module docstring); None: every local device
             (``jax.local_devices()``), at most one per member. More than JAX sees is an error.
+        memory_budget: bytes of one device that a ``vmap`` program may use before its members are trained in blocks
+            (:meth:`fit_to_memory`); None: :data:`MEMORY_FRACTION` of the device's allocator limit where JAX knows it
+            (GPU, TPU), no limit on CPU.
     """
 
     def __init__(self, objective: Objective | RunConfig, strategy: str = "auto", chunk: int | None = None,
-                 map_batch: int | None = None, devices: int | None = None):
+                 map_batch: int | None = None, devices: int | None = None, memory_budget: int | None = None):
         if isinstance(objective, RunConfig):
             chunk = objective.jax.steps_per_call if chunk is None else chunk
             objective = objective_for(objective)
@@ -135,7 +160,11 @@ class Engine:
             raise ValueError(f"chunk must be >= 1 steps per call, got {self.chunk}")
         if map_batch is not None and map_batch < 1:
             raise ValueError(f"map_batch must be >= 1 members per map iteration, got {map_batch}")
-        self.map_batch = map_batch
+        self.requested_map_batch = self.map_batch = map_batch
+        if memory_budget is not None and (not isinstance(memory_budget, int) or memory_budget < 1):
+            raise ValueError(f"memory_budget must be a positive number of bytes (or None: from the device), got "
+                             f"{memory_budget!r}")
+        self.memory_budget = memory_budget
         if devices is not None and (not isinstance(devices, int) or devices < 1):
             raise ValueError(f"devices must be a positive integer (or None: every local device), got {devices!r}")
         self.requested_devices = devices
@@ -168,7 +197,7 @@ class Engine:
     def _program(self, strategy: str) -> Callable:
         """The jitted program of ``strategy`` on :attr:`devices` devices (``loop`` on one: the single-member
         chunk), built once."""
-        key = (strategy, self.devices)
+        key = (strategy, self.devices, self.map_batch)  # the traced map reads map_batch
         if key not in self._programs:
             if self.devices > 1:
                 members = P(SEED_AXIS)
@@ -234,6 +263,31 @@ class Engine:
         self.strategy = min(self.calibration, key=self.calibration.get)
         return self.strategy
 
+    def fit_to_memory(self, params, opt_state, members, count: int) -> int | None:
+        """Members per vmapped block so that ``count`` members of one device fit its memory: None when all of them fit
+        (or nothing is known of the device's memory), else the block, and the engine trains ``map`` over blocks.
+
+        One member's program (the vmapped chunk at S = 1, compiled ahead of time) is measured by XLA's memory
+        analysis: its arguments, outputs and temporaries, ``m`` bytes. S members vmapped need about ``S m`` (the scan's
+        residuals grow with S), so ``block = floor(budget / m)``, where the budget is ``memory_budget`` or
+        :data:`MEMORY_FRACTION` of :func:`device_memory`.
+        """
+        budget = self.memory_budget
+        if budget is None:
+            limit = device_memory()
+            budget = None if limit is None else int(MEMORY_FRACTION * limit)
+        if budget is None:
+            return None
+        one = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype), (params, opt_state, members))
+        counts = jax.ShapeDtypeStruct((1,), jnp.int32)
+        start = jax.ShapeDtypeStruct((), jnp.int32)
+        program = jax.jit(functools.partial(self._run_members, "vmap"))
+        usage = program.lower(one[0], one[1], start, counts, one[2]).compile().memory_analysis()
+        per_member = usage.argument_size_in_bytes + usage.output_size_in_bytes + usage.temp_size_in_bytes
+        block = max(1, budget // max(per_member, 1))
+        self.memory_estimate = {"per_member": int(per_member), "budget": int(budget), "members": count}
+        return None if block >= count else int(block)
+
     def train(self, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,
               progress: bool = True, callback: Callable[[int, StepOutputs], None] | None = None,
               members: Sequence[dict] | None = None, params=None, label: str = "sweep") -> list[MemberRun]:
@@ -268,14 +322,22 @@ class Engine:
             params, opt_state, stacked = jax.device_put(
                 jax.tree.map(lambda x: _pad_members(x, padded), (params, opt_state, stacked)),
                 NamedSharding(seed_mesh(self.devices), P(SEED_AXIS)))
+        self.map_batch = self.requested_map_batch  # a block that an earlier call chose is this call's to choose again
         if self.requested == "auto":
             self.strategy = choose_strategy("auto", count_members)
             if count_members > 1 and jax.default_backend() == "cpu":
                 self.calibrate(params, opt_state, stacked)
+        if self.requested == "vmap":
+            self.strategy = "vmap"
+        if self.strategy == "vmap" and self.map_batch is None and count_members > 1:
+            block = self.fit_to_memory(params, opt_state, stacked, (count_members + padded) // self.devices)
+            if block is not None:
+                self.strategy, self.map_batch = "map", block
         history: list[list[StepOutputs]] = [[] for _ in seeds]
         done = np.zeros(count_members, int)
         where = "" if self.devices == 1 else f" over {self.devices} devices"
-        bar = progress_bar(progress, total, f"{label} (jax, {count_members} members, {self.strategy}{where})")
+        blocks = "" if self.map_batch is None else f" in blocks of {self.map_batch}"
+        bar = progress_bar(progress, total, f"{label} (jax, {count_members} members, {self.strategy}{blocks}{where})")
         step = 0
         while step < total:
             count = min(self.chunk, total - step)
@@ -320,9 +382,9 @@ def _member_of(tree, index):
 
 
 def make_train(config: RunConfig | Objective, strategy: str = "auto", chunk: int | None = None,
-               map_batch: int | None = None, devices: int | None = None) -> Callable:
+               map_batch: int | None = None, devices: int | None = None, memory_budget: int | None = None) -> Callable:
     """``train(seeds, learning_rates=None, progress=True) -> [MemberRun]``, compiled once for all calls."""
-    return Engine(config, strategy, chunk, map_batch, devices).train
+    return Engine(config, strategy, chunk, map_batch, devices, memory_budget).train
 
 
 def train_members(config: RunConfig, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,

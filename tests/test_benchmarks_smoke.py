@@ -153,3 +153,17 @@ def test_suite_times_one_run_with_its_batch_split_as_cogmeta_train_runs_it():
     point = suite.JaxPoint(suite.point_config("gru", 8, 4, 7, 5), 1, "split", devices=1)
     assert len(point.call_args) == len(point.args) + 1
     assert point.run() > 0
+
+
+def test_suite_trains_vmapped_members_in_blocks_where_the_device_memory_asks_for_it(monkeypatch):
+    """As ``cogmeta sweep`` does (``Engine.fit_to_memory``): on a device too small for every member at once, the
+    ``vmap`` point times the members in vmapped blocks (an H200 ran out of memory at 2048 members before)."""
+    suite = _load("suite")
+    import jax_impl.engine as engine
+
+    config = suite.point_config("gru", 8, 4, 7, 5)
+    assert suite.JaxPoint(config, 4, "vmap").blocks is None  # XLA:CPU names no limit: one vmapped program
+    monkeypatch.setattr(engine, "device_memory", lambda device=None: 1)  # not even one member fits: blocks of one
+    point = suite.JaxPoint(config, 4, "vmap")
+    assert point.blocks == 1 and (point.engine.strategy, point.engine.map_batch) == ("map", 1)
+    assert point.run() > 0

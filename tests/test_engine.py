@@ -244,3 +244,55 @@ def test_jax_engine_draws_many_members_as_each_run_alone(family, cell, dtype, mo
             np.testing.assert_array_equal(np.asarray(stacked)[index], np.asarray(single))
     first = np.asarray(jax.tree.leaves(params)[0])
     assert not np.array_equal(first[0], first[1]), "members must draw their own weights"
+
+
+@pytest.mark.jax
+def test_jax_vmap_members_that_do_not_fit_the_memory_budget_train_in_blocks():
+    """One member's footprint from XLA's memory analysis decides the block; the blocks train the same members."""
+    from jax_impl.engine import Engine
+
+    config = small_config("float64")
+    seeds = [1, 2, 3, 4, 5]
+    whole = Engine(config, "vmap", memory_budget=10**12)
+    reference = whole.train(seeds, progress=False)
+    assert (whole.strategy, whole.map_batch) == ("vmap", None)  # everything fits: one vmapped program, as before
+    per_member = whole.memory_estimate["per_member"]
+    assert per_member > 0 and whole.memory_estimate["members"] == len(seeds)
+
+    engine = Engine(config, "vmap", memory_budget=2 * per_member + 1)
+    runs = engine.train(seeds, progress=False)
+    assert (engine.strategy, engine.map_batch) == ("map", 2)
+    for run, expected in zip(runs, reference):
+        assert (run.seed, run.steps) == (expected.seed, expected.steps)
+        for name, value in expected.weights.items():
+            np.testing.assert_allclose(run.weights[name], value, rtol=1e-12, atol=1e-13, err_msg=name)
+    # the next call chooses again: two members fit the same budget, so they are vmapped together
+    engine.train(seeds[:2], progress=False)
+    assert (engine.strategy, engine.map_batch) == ("vmap", None)
+    # a budget below one member's footprint still trains, one member at a time
+    tiny = Engine(config, "vmap", memory_budget=1)
+    tiny.train(seeds[:3], progress=False)
+    assert (tiny.strategy, tiny.map_batch) == ("map", 1)
+
+
+@pytest.mark.jax
+def test_jax_engine_reads_the_devices_memory_limit(monkeypatch):
+    from jax_impl import engine as engine_module
+
+    class Device:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    assert engine_module.device_memory(jax.local_devices()[0]) is None  # XLA:CPU says nothing
+    assert engine_module.device_memory(Device({"bytes_limit": 80 * 2**30, "bytes_in_use": 0})) == 80 * 2**30
+    assert engine_module.device_memory(Device({})) is None
+    # without a budget the engine takes MEMORY_FRACTION of the device's limit
+    monkeypatch.setattr(engine_module, "device_memory", lambda device=None: 4_000_000)
+    engine = engine_module.Engine(small_config(), "vmap")
+    engine.train([1, 2], progress=False)
+    assert engine.memory_estimate["budget"] == int(engine_module.MEMORY_FRACTION * 4_000_000)
+    with pytest.raises(ValueError, match="memory_budget must be a positive number of bytes"):
+        engine_module.Engine(small_config(), "vmap", memory_budget=0)

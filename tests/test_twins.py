@@ -31,6 +31,9 @@ FRAMEWORK_ONLY: dict[str, dict[str, str]] = {
                              "their load during start-up; PyTorch compiles nothing"},
     "pieces.py": {"*": "JAX only: a batch in pieces of one size, so that jit compiles one program for every batch "
                        "size; PyTorch's eager calls take any size"},
+    "engine.py": {"MEMORY_FRACTION": "JAX: the share of a device's memory that vmapped members may take before "
+                                     "they train in blocks (Engine.fit_to_memory); the PyTorch engine runs on the CPU",
+                  "device_memory": "as MEMORY_FRACTION"},
     "launch.py": {"program_description": "JAX: what the executable store's key says of a run's training program "
                                          "(program_keys.py)"},
     "samplers.py": {"step_generator": "PyTorch's RNG is a stateful torch.Generator per step",
@@ -98,11 +101,13 @@ EXTRA_PARAMETERS: dict[tuple[str, str], dict[str, str]] = {
                               "map_batch": "JAX: members vmapped together per lax.map iteration (torch has no map)",
                               "compile": "PyTorch: opt-in torch.compile of the loop members (JAX always compiles)",
                               "devices": "JAX: members split over devices inside one program (one per CPU core from "
-                                         "the command); PyTorch uses the cores with worker processes (sweep --workers)"},
+                                         "the command); PyTorch uses the cores with worker processes (sweep --workers)",
+                              "memory_budget": "JAX: vmapped members trained in blocks that fit a device's memory (GPU, "
+                                               "TPU); the PyTorch engine runs on the CPU"},
     ("amortized.py", "train_population"): {"devices": "as engine.py's Engine: JAX splits the participants over "
                                                       "devices (PyTorch trains them as one stacked model)"},
     ("engine.py", "make_train"): {"chunk": "as Engine", "map_batch": "as Engine", "compile": "as Engine",
-                                  "devices": "as Engine"},
+                                  "devices": "as Engine", "memory_budget": "as Engine"},
     ("distributed.py", "DataParallelTrainer"): {"compile_ahead": "as trainer.py's Trainer",
                                                 "stored_as": "as trainer.py's Trainer"},
     ("distributed.py", "data_parallel_loss_and_grad"): {

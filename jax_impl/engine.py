@@ -41,11 +41,11 @@ sequential runs (``loop``) by more than the timing noise. Which one wins depends
 Memory: a vmapped scan keeps every step's residuals for the backward pass of every member at once, so the
 ``vmap`` program grows linearly with S (GRU H 64, B 128, T 64: ~27 MiB a member, one 56 GiB buffer at S = 2048,
 out of memory on an H200 on 2026-12-04; docs/performance.md "GPU"). Where one device's memory is known (a GPU's or
-TPU's allocator limit, or ``memory_budget``), a ``vmap`` engine without ``map_batch`` first compiles one member's
+TPU's allocator, or ``memory_budget``), a ``vmap`` engine without ``map_batch`` first compiles one member's
 program, reads its footprint from XLA's memory analysis, and, when S members would need more than
-:data:`MEMORY_FRACTION` of the device, trains them as ``map`` over vmapped blocks of as many members as fit
-(:meth:`Engine.fit_to_memory`): the same maths, to rounding (a block's batched products may round otherwise than
-all S members' together: 8e-8 of the weights' scale in float32 after 6 steps, ``tests/test_engine.py``).
+:data:`MEMORY_FRACTION` of the device's free memory, trains them as ``map`` over vmapped blocks of as many
+members as fit (:meth:`Engine.fit_to_memory`): the same maths, to rounding (a block's batched products may round
+otherwise than all S members' together: 8e-8 of the weights' scale in float32 after 6 steps).
 
 The member function :meth:`Engine.run_members` is pure and jittable in
 ``(params [S, ...], opt_state [S, ...], start, counts [S], seeds [S], learning_rates [S])``, so
@@ -81,17 +81,21 @@ STRATEGIES = ("auto", "vmap", "map", "loop")
 CALIBRATION_STEPS = 20
 
 
-#: Share of one device's memory that the members' vmapped program may take (the rest: the parameters and Adam state
-#: of the call's input and output, XLA's scratch, the allocator's fragmentation).
-MEMORY_FRACTION = 0.5
+#: Share of a device's free memory that the members' vmapped program may take. Conservative on purpose: JAX's
+#: allocator does not see what another library in the process holds (the benchmark suite's PyTorch points), the
+#: allocator fragments (an H200 failed to find 56 GiB for one buffer on 2026-12-04), and blocks of a few hundred
+#: members lose nothing once they fill the device (docs/performance.md "GPU": 256 members already level off).
+MEMORY_FRACTION = 0.25
 
 
 def device_memory(device=None) -> int | None:
-    """Bytes that ``device``'s allocator may hand out (``memory_stats()["bytes_limit"]``; default: the first local
-    device), or None where JAX does not say (XLA:CPU)."""
+    """Bytes that ``device``'s allocator can still hand out (``memory_stats()``: ``bytes_limit - bytes_in_use``;
+    default: the first local device), or None where JAX does not say (XLA:CPU)."""
     device = jax.local_devices()[0] if device is None else device
     stats = device.memory_stats()
-    return None if not stats or "bytes_limit" not in stats else int(stats["bytes_limit"])
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return max(0, int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)))
 
 
 def choose_strategy(strategy: str, members: int = 2) -> str:
@@ -141,7 +145,7 @@ class Engine:
         devices: devices the member axis is split over (see the module docstring); None: every local device
             (``jax.local_devices()``), at most one per member. More than JAX sees is an error.
         memory_budget: bytes of one device that a ``vmap`` program may use before its members are trained in blocks
-            (:meth:`fit_to_memory`); None: :data:`MEMORY_FRACTION` of the device's allocator limit where JAX knows it
+            (:meth:`fit_to_memory`); None: :data:`MEMORY_FRACTION` of the device's free memory where JAX knows it
             (GPU, TPU), no limit on CPU.
     """
 

@@ -287,9 +287,10 @@ def test_jax_engine_reads_the_devices_memory_limit(monkeypatch):
             return self.stats
 
     assert engine_module.device_memory(jax.local_devices()[0]) is None  # XLA:CPU says nothing
-    assert engine_module.device_memory(Device({"bytes_limit": 80 * 2**30, "bytes_in_use": 0})) == 80 * 2**30
+    assert engine_module.device_memory(Device({"bytes_limit": 80 * 2**30, "bytes_in_use": 2**30})) == 79 * 2**30
+    assert engine_module.device_memory(Device({"bytes_limit": 80 * 2**30})) == 80 * 2**30
     assert engine_module.device_memory(Device({})) is None
-    # without a budget the engine takes MEMORY_FRACTION of the device's limit
+    # without a budget the engine takes MEMORY_FRACTION of the device's free memory
     monkeypatch.setattr(engine_module, "device_memory", lambda device=None: 4_000_000)
     engine = engine_module.Engine(small_config(), "vmap")
     engine.train([1, 2], progress=False)

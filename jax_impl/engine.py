@@ -169,6 +169,8 @@ class Engine:
             raise ValueError(f"memory_budget must be a positive number of bytes (or None: from the device), got "
                              f"{memory_budget!r}")
         self.memory_budget = memory_budget
+        self.memory_estimate: dict[str, int] = {}  # the last fit_to_memory's footprint, budget and members
+        self._footprints: dict = {}  # one member's bytes per member shape (fit_to_memory)
         if devices is not None and (not isinstance(devices, int) or devices < 1):
             raise ValueError(f"devices must be a positive integer (or None: every local device), got {devices!r}")
         self.requested_devices = devices
@@ -274,7 +276,8 @@ class Engine:
         One member's program (the vmapped chunk at S = 1, compiled ahead of time) is measured by XLA's memory
         analysis: its arguments, outputs and temporaries, ``m`` bytes. S members vmapped need about ``S m`` (the scan's
         residuals grow with S), so ``block = floor(budget / m)``, where the budget is ``memory_budget`` or
-        :data:`MEMORY_FRACTION` of :func:`device_memory`.
+        :data:`MEMORY_FRACTION` of :func:`device_memory`. The measurement costs one compile of the one-member program
+        per engine and member shape (on a GPU 5-12 s at the suite's sizes; JAX's persistent cache keeps it).
         """
         budget = self.memory_budget
         if budget is None:
@@ -283,11 +286,14 @@ class Engine:
         if budget is None:
             return None
         one = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype), (params, opt_state, members))
-        counts = jax.ShapeDtypeStruct((1,), jnp.int32)
-        start = jax.ShapeDtypeStruct((), jnp.int32)
-        program = jax.jit(functools.partial(self._run_members, "vmap"))
-        usage = program.lower(one[0], one[1], start, counts, one[2]).compile().memory_analysis()
-        per_member = usage.argument_size_in_bytes + usage.output_size_in_bytes + usage.temp_size_in_bytes
+        key = (jax.tree.structure(one), tuple((leaf.shape, str(leaf.dtype)) for leaf in jax.tree.leaves(one)))
+        if key not in self._footprints:  # one compile per engine and member shape (an engine may train many calls)
+            counts = jax.ShapeDtypeStruct((1,), jnp.int32)
+            start = jax.ShapeDtypeStruct((), jnp.int32)
+            program = jax.jit(functools.partial(self._run_members, "vmap"))
+            usage = program.lower(one[0], one[1], start, counts, one[2]).compile().memory_analysis()
+            self._footprints[key] = usage.argument_size_in_bytes + usage.output_size_in_bytes + usage.temp_size_in_bytes
+        per_member = self._footprints[key]
         block = max(1, budget // max(per_member, 1))
         self.memory_estimate = {"per_member": int(per_member), "budget": int(budget), "members": count}
         return None if block >= count else int(block)

@@ -269,6 +269,7 @@ def test_jax_vmap_members_that_do_not_fit_the_memory_budget_train_in_blocks():
     # the next call chooses again: two members fit the same budget, so they are vmapped together
     engine.train(seeds[:2], progress=False)
     assert (engine.strategy, engine.map_batch) == ("vmap", None)
+    assert len(engine._footprints) == 1  # one member's program was measured once for both calls
     # a budget below one member's footprint still trains, one member at a time
     tiny = Engine(config, "vmap", memory_budget=1)
     tiny.train(seeds[:3], progress=False)

@@ -144,8 +144,6 @@ class JaxPoint:
             stacked = stack_members([self.engine.objective.member(s) for s in range(members)])
             if strategy == "vmap" and devices == 1:  # in blocks where the device's memory asks for it, as a sweep does
                 self.blocks = self.engine.fit_to_memory(params, opt_state, stacked, members)
-                if self.blocks is not None:
-                    self.engine.strategy, self.engine.map_batch = "map", self.blocks
             function = self.engine._program(strategy) if devices > 1 else self.engine.run_members
             self.args = (params, opt_state, jnp.asarray(0), jnp.full(members, self.chunk, jnp.int32), stacked)
         # the trainer's program lowers itself, adding its member as an argument (``make_run_steps``)

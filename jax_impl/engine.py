@@ -271,7 +271,8 @@ class Engine:
 
     def fit_to_memory(self, params, opt_state, members, count: int) -> int | None:
         """Members per vmapped block so that ``count`` members of one device fit its memory: None when all of them fit
-        (or nothing is known of the device's memory), else the block, and the engine trains ``map`` over blocks.
+        (or nothing is known of the device's memory), else the block, and the engine then trains ``map`` over blocks
+        of it (:attr:`strategy` and :attr:`map_batch` set here).
 
         One member's program (the vmapped chunk at S = 1, compiled ahead of time) is measured by XLA's memory
         analysis: its arguments, outputs and temporaries, ``m`` bytes. S members vmapped need about ``S m`` (the scan's
@@ -296,7 +297,10 @@ class Engine:
         per_member = self._footprints[key]
         block = max(1, budget // max(per_member, 1))
         self.memory_estimate = {"per_member": int(per_member), "budget": int(budget), "members": count}
-        return None if block >= count else int(block)
+        if block >= count:
+            return None
+        self.strategy, self.map_batch = "map", int(block)
+        return self.map_batch
 
     def train(self, seeds: Sequence[int], learning_rates: Sequence[float] | None = None, *,
               progress: bool = True, callback: Callable[[int, StepOutputs], None] | None = None,
@@ -332,17 +336,12 @@ class Engine:
             params, opt_state, stacked = jax.device_put(
                 jax.tree.map(lambda x: _pad_members(x, padded), (params, opt_state, stacked)),
                 NamedSharding(seed_mesh(self.devices), P(SEED_AXIS)))
-        self.map_batch = self.requested_map_batch  # a block that an earlier call chose is this call's to choose again
-        if self.requested == "auto":
-            self.strategy = choose_strategy("auto", count_members)
-            if count_members > 1 and jax.default_backend() == "cpu":
-                self.calibrate(params, opt_state, stacked)
-        if self.requested == "vmap":
-            self.strategy = "vmap"
+        # resolved per call: a block that an earlier call chose (fit_to_memory) is this call's to choose again
+        self.strategy, self.map_batch = choose_strategy(self.requested, count_members), self.requested_map_batch
+        if self.requested == "auto" and count_members > 1 and jax.default_backend() == "cpu":
+            self.calibrate(params, opt_state, stacked)
         if self.strategy == "vmap" and self.map_batch is None and count_members > 1:
-            block = self.fit_to_memory(params, opt_state, stacked, (count_members + padded) // self.devices)
-            if block is not None:
-                self.strategy, self.map_batch = "map", block
+            self.fit_to_memory(params, opt_state, stacked, (count_members + padded) // self.devices)
         history: list[list[StepOutputs]] = [[] for _ in seeds]
         done = np.zeros(count_members, int)
         where = "" if self.devices == 1 else f" over {self.devices} devices"

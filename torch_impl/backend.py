@@ -9,8 +9,8 @@ import torch
 
 from cogmeta.config import RunConfig
 from cogmeta.contract import Checkpoint, StepMetrics
-from cogmeta.held_out_check import HeldOutCheck
 from cogmeta.distributed import OBSERVATION_TASK_AXIS
+from cogmeta.held_out_check import HeldOutCheck
 from cogmeta.weights import validate_weights
 from torch_impl.heads import mean_kl, predictive_params
 from torch_impl.model import MetaLearner, sequence_nll

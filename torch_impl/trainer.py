@@ -204,7 +204,7 @@ class Trainer:
 
     def _check(self) -> float:
         """The mean held-out KL of the model now (``objective.held_out_kl`` in the run's dtype)."""
-        if self._held_out is None or self._held_out["observations"].device != self.device:
+        if self._held_out is None:  # at the first check: a torchrun trainer settles its device after __init__
             _, arrays = held_out_arrays(self.until, next(self.model.parameters()).dtype)
             self._held_out = {"observations": arrays["observations"].to(self.device),
                               "exact": {n: v.to(self.device) for n, v in arrays["exact"].items()}}

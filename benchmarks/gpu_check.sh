@@ -9,9 +9,11 @@
 #   parity         the parity suite with JAX on the GPU (PyTorch stays the CPU reference), TF32 off
 #   parity-report  worst normalized JAX-vs-PyTorch error per layer, TF32 off ('highest') and on
 #   cuda-graph     PyTorch's captured CUDA-graph step vs its eager step on the GPU vs the CPU
-#   suite          benchmarks/suite.py --preset gpu-check: seeds 1 -> 2048 in one JAX program, PyTorch on
-#                  CUDA with graphs, larger widths
-#   add-jump       a short JAX run of Lake (2019)'s add-jump paper config, with its episodes per second
+#   suite          benchmarks/suite.py --preset gpu-check: seeds 1 -> 2048 in one JAX program at the tutorial's
+#                  size (H 32, B 8, T 7) and 1 -> 256 at H 64, B 128, T 64, PyTorch one seed on CUDA with graphs,
+#                  larger widths; its table ends with the GPU goals and the most the device's float32 peak allows
+#   add-jump       a short JAX run of Lake (2019)'s add-jump paper config (100 episodes: its first call compiles for
+#                  about a minute), with its episodes per second
 #   executable-store  `cogmeta train --until-kl` twice on a fresh cache: the second run loads its training program
 #                  from the executable store (jax_impl/executable_store.py) and writes the same weights, bit for bit;
 #                  its held-out checks run inside the training call on the GPU (a lax.while_loop, Trainer.run_checked)
@@ -36,7 +38,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to RESULT
   tail -n 25 "$RESULTS/$name.log"
 }
 
-stage environment 45 bash -c "nvidia-smi; $PY - <<'EOF'
+stage environment 30 bash -c "nvidia-smi; $PY - <<'EOF'
 import platform, jax, torch, flax, optax
 print('python', platform.python_version(), 'torch', torch.__version__, 'jax', jax.__version__, 'flax', flax.__version__,
       'optax', optax.__version__)
@@ -48,12 +50,12 @@ EOF"
 WORKERS=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist where installed
 # the whole suite, not -x: one failure must not hide the others (the bitwise claims are CPU's only since 2026-12-08:
 # parity_tests/_compare.py::assert_bitwise_on_cpu; the 2026-12-04 run needed a second call to see all of its 9 failures)
-stage parity 120 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY -m pytest parity_tests -q $WORKERS -p no:cacheprovider
+stage parity 100 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY -m pytest parity_tests -q $WORKERS -p no:cacheprovider
 stage parity-report-tf32-off 75 env JAX_DEFAULT_MATMUL_PRECISION=highest $PY parity_tests/report.py
 stage parity-report-tf32-on 75 env JAX_DEFAULT_MATMUL_PRECISION=tensorfloat32 $PY parity_tests/report.py
-stage cuda-graph 60 $PY benchmarks/cuda_graph_check.py --out "$RESULTS" --steps 300
-stage suite 180 $PY benchmarks/suite.py --preset gpu-check --repeats 3 --torch-threads 1 --out "$RESULTS"
-stage add-jump 75 $PY -m cogmeta train --preset seq2seq-add-jump-paper --backend jax --steps 500 \
+stage cuda-graph 45 $PY benchmarks/cuda_graph_check.py --out "$RESULTS" --steps 300
+stage suite 240 $PY benchmarks/suite.py --preset gpu-check --repeats 3 --torch-threads 1 --out "$RESULTS"
+stage add-jump 90 $PY -m cogmeta train --preset seq2seq-add-jump-paper --backend jax --steps 100 \
   --summary-tasks 0 --no-progress --out "$SCRATCH/add-jump"
 # XLA's deterministic GPU reductions, so that two processes can be compared bit for bit (the flag is in the key of both)
 stage executable-store 60 bash -c "

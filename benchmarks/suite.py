@@ -3,7 +3,7 @@
     python benchmarks/suite.py                       # the committed CPU matrix -> benchmarks/results/suite-cpu.*
     python benchmarks/suite.py --preset full         # docs/performance.md's whole CPU matrix (hours)
     python benchmarks/suite.py --preset gpu          # on a CUDA machine: larger sizes, seeds up to 2048
-    python benchmarks/suite.py --preset gpu-check    # its 7-point subset (benchmarks/gpu_check.sh)
+    python benchmarks/suite.py --preset gpu-check    # its 9-point subset (benchmarks/gpu_check.sh)
     python benchmarks/suite.py --preset bandit       # the meta-RL points alone (RL² agent, A2C on bandits)
     python benchmarks/suite.py --preset smoke --out /tmp/bench    # CI: one tiny point
     python benchmarks/suite.py --points "lstm,128,32,64,1" --out /tmp/bench   # chosen points -> suite-points.*
@@ -27,8 +27,10 @@ in one program in JAX, a Python loop over trials in PyTorch):
 Repeats of the two frameworks are interleaved and medians reported (IQR in the CSV), so drift of a
 shared machine hits both alike; the load average is recorded before and after every point. Achieved
 GFLOP/s use the analytic count (fwd + bwd per token: GRU 18 H (I + H), LSTM 24 H (I + H); XLA's
-``cost_analysis`` undercounts scans) and are compared with a same-process 1-thread SGEMM (N = 1024).
-Timings are never asserted by tests.
+``cost_analysis`` undercounts scans) and are compared with a same-process 1-thread SGEMM (N = 1024); on a GPU with
+the device's float32 matmul peak (N = 8192, precision highest), and the GPU presets' tables end with the GPU goals
+(seed scaling and aggregate throughput against one PyTorch seed) and the most the device's peak allows at each size
+(:func:`gpu_goal_rows`). Timings are never asserted by tests.
 """
 
 from __future__ import annotations
@@ -71,12 +73,19 @@ PRESETS = {
              for t in (16, 64, 256) for s in (1, 4, 16, 64)],
     "gpu": [(c, h, b, t, s) for c in ("gru", "lstm") for h in (64, 256, 1024) for b in (128, 1024)
             for t in (64, 256) for s in (1, 16, 256, 2048)],
-    # the subset benchmarks/gpu_check.sh runs in its time box: seed scaling 1 -> 2048 at the tutorial
-    # width, then single runs at larger widths (largest memory last, so an out-of-memory loses least)
-    "gpu-check": [("gru", 64, 128, 64, 1), ("gru", 64, 128, 64, 16), ("gru", 64, 128, 64, 256),
-                  ("gru", 256, 128, 64, 1), ("lstm", 256, 128, 64, 1), ("gru", 1024, 1024, 64, 1),
-                  ("gru", 64, 128, 64, 2048)],
+    # the subset benchmarks/gpu_check.sh runs in its time box (each point written as it ends): first the GPU goals'
+    # seed series at the tutorial's size (H 32, B 8, T 7: one seed leaves the device idle, so the goals fit under its
+    # float32 peak; gpu_goal_rows), then H 64, B 128, T 64 from one seed to 256, where they do not (the committed
+    # H200 run), single runs at larger widths, and 2048 members at H 64 last (in vmapped blocks: the largest memory)
+    "gpu-check": [("gru", 32, 8, 7, 1), ("gru", 32, 8, 7, 256), ("gru", 32, 8, 7, 2048),
+                  ("gru", 64, 128, 64, 1), ("gru", 64, 128, 64, 256), ("gru", 256, 128, 64, 1),
+                  ("lstm", 256, 128, 64, 1), ("gru", 1024, 1024, 64, 1), ("gru", 64, 128, 64, 2048)],
 }
+PRESETS["gpu"] = [("gru", 32, 8, 7, s) for s in (1, 16, 256, 2048)] + PRESETS["gpu"]  # the goals' series, the matrix
+#: Issue 16's goals on a GPU: S members in one program train at least SCALING_GOAL x S times one member's
+#: member-updates/s up to SCALING_UP_TO members, and AGGREGATE_MEMBERS members at least AGGREGATE_GOAL times one
+#: PyTorch seed's (after PureJaxRL's ~85 % at 256 seeds and ~520x at 2048: ../shared/references/performance.md, T1).
+SCALING_GOAL, SCALING_UP_TO, AGGREGATE_GOAL, AGGREGATE_MEMBERS = 0.8, 256, 500, 2048
 FLOPS_PER_TOKEN = {"gru": 18, "lstm": 24}  # x H (I + H), forward + backward (docs/performance.md)
 INPUT_SIZE = {"gaussian": 2, "bandit": 4}  # the bandit agent's input: one-hot of 2 arms, reward, time
 TASKS = tuple(INPUT_SIZE)
@@ -230,6 +239,88 @@ def sgemm_peak(n: int = 1024, repeats: int = 5) -> float:
     return best
 
 
+def device_sgemm_peak(n: int = 8192, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of a jitted ``n x n`` matmul at precision ``highest`` on JAX's default device: on a GPU the
+    ceiling of the points' achieved rate (every product of ``jax_impl`` is ``highest``, no TF32: jax_impl.numerics).
+    The CPU matrix compares with :func:`sgemm_peak`, one core's, instead."""
+    import jax
+    import jax.numpy as jnp
+
+    from jax_impl.numerics import HIGHEST
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    dot = jax.jit(lambda x: jnp.matmul(x, x, precision=HIGHEST))
+    dot(a).block_until_ready()
+    best = 0.0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        dot(a).block_until_ready()
+        best = max(best, 2 * n**3 / (time.perf_counter() - began) / 1e9)
+    return best
+
+
+def gpu_goal_rows(rows: list[dict], peak_gflops: float) -> list[dict]:
+    """The GPU goals at every measured point of several members whose size also has a one-member point:
+
+        seed scaling = JAX rate(S) / JAX rate(1),          goal SCALING_GOAL x S   for S <= SCALING_UP_TO
+        aggregate    = JAX rate(S) / PyTorch rate(1 seed),  goal AGGREGATE_GOAL    for S >= AGGREGATE_MEMBERS
+
+    (rates in member-updates/s) with each one's *ceiling*: the most the device's float32 peak allows,
+    ``peak_gflops / update GFLOP`` member-updates/s over the same denominator. A goal above its ceiling cannot be met
+    at that size by any program; where one member already keeps the device busy it is. In GPU mode PyTorch runs one
+    seed at every point, so a row's own PyTorch rate is the one-seed rate."""
+    singles = {_size(r): r for r in rows if r["members"] == 1}
+    goals = []
+    for row in rows:
+        single = singles.get(_size(row))
+        if row["members"] == 1 or single is None:
+            continue
+        members = row["members"]
+        bound = peak_gflops * 1e9 / update_flops(row["cell"], row["hidden"], row["batch"], row["length"],
+                                                 row.get("task", "gaussian"))
+        jax_one, torch_one = single["jax_updates_per_s"], single["torch_updates_per_s"]
+        scaling_goal = SCALING_GOAL * members if members <= SCALING_UP_TO else None
+        aggregate_goal = AGGREGATE_GOAL if members >= AGGREGATE_MEMBERS else None
+        scaling, aggregate = row["jax_updates_per_s"] / jax_one, row["jax_updates_per_s"] / torch_one
+        goals.append({"size": _size(row), "members": members, "jax_updates_per_s": row["jax_updates_per_s"],
+                      "seed_scaling": scaling, "scaling_goal": scaling_goal, "scaling_ceiling": bound / jax_one,
+                      "scaling_met": None if scaling_goal is None else scaling >= scaling_goal,
+                      "aggregate_over_torch_seed": aggregate, "aggregate_goal": aggregate_goal,
+                      "aggregate_ceiling": bound / torch_one,
+                      "aggregate_met": None if aggregate_goal is None else aggregate >= aggregate_goal})
+    return goals
+
+
+def _size(row: dict) -> str:
+    """A point's size without its members: ``"gru H64 B128 T64"`` (``bandit`` first for the RL² agent)."""
+    task = "bandit " if row.get("task", "gaussian") == "bandit" else ""
+    return f"{task}{row['cell']} H{row['hidden']} B{row['batch']} T{row['length']}"
+
+
+def _goal_lines(goals: list[dict], peak_gflops: float) -> list[str]:
+    """The markdown table of :func:`gpu_goal_rows`."""
+    def goal(value, target, ceiling, met):
+        if target is None:
+            return f"{value:.1f}", "-"
+        verdict = "met" if met else ("missed" if target <= ceiling else "beyond the peak")
+        return f"{value:.1f}", f"{target:g}: {verdict}"
+
+    lines = ["", f"## GPU goals (ceilings at the measured float32 matmul peak, {peak_gflops / 1e3:.1f} TFLOP/s)", "",
+             f"Seed scaling: S members' member-updates/s over one member's (goal {SCALING_GOAL:g} S up to S = "
+             f"{SCALING_UP_TO}); aggregate: over one PyTorch seed's (goal {AGGREGATE_GOAL}x at S = {AGGREGATE_MEMBERS}). "
+             "A ceiling is the most that the device's float32 peak allows at that size, over the same one-member rate; "
+             "'beyond the peak' marks a goal above it, which no program can meet at that size.", "",
+             "| size | S | JAX upd/s | seed scaling | goal | ceiling | aggregate x one PyTorch seed | goal | ceiling |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for g in goals:
+        scaling, scaling_goal = goal(g["seed_scaling"], g["scaling_goal"], g["scaling_ceiling"], g["scaling_met"])
+        aggregate, aggregate_goal = goal(g["aggregate_over_torch_seed"], g["aggregate_goal"], g["aggregate_ceiling"],
+                                         g["aggregate_met"])
+        lines.append(f"| {g['size']} | {g['members']} | {g['jax_updates_per_s']:.0f} | {scaling} | {scaling_goal} | "
+                     f"{g['scaling_ceiling']:.0f} | {aggregate} | {aggregate_goal} | {g['aggregate_ceiling']:.0f} |")
+    return lines
+
+
 def measure_point(point, repeats: int, torch_threads: list[int], peak: float, max_chunk: int = 200,
                   accelerator: bool = False) -> dict:
     """One matrix point. ``accelerator``: JAX members only by ``vmap``, and PyTorch as one seed (the
@@ -360,13 +451,16 @@ def _run(args, jax, torch) -> int:
     repeats = 1 if args.preset == "smoke" else args.repeats
     threads = [int(t) for t in args.torch_threads.split(",")]
     accelerator = args.preset.startswith("gpu")
-    peak = sgemm_peak(256 if args.preset == "smoke" else 1024)
-    print(f"measured 1-thread SGEMM peak: {peak:.1f} GFLOP/s", flush=True)
+    # on a GPU the device's own float32 peak (the ceiling of its points); on a CPU one core's (a 1-thread comparison)
+    peak = device_sgemm_peak() if accelerator else sgemm_peak(256 if args.preset == "smoke" else 1024)
+    peak_kind = (f"float32 matmul at precision highest on {jax.devices()[0].device_kind}" if accelerator
+                 else "1-thread SGEMM on the CPU")
+    print(f"measured SGEMM peak ({peak_kind}): {peak:.1f} GFLOP/s", flush=True)
     environment = {
         "cpu": _cpu_model(), "python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
         "jax_backend": jax.default_backend(), "torch_device": torch_device(accelerator), "torch_threads_tried": args.torch_threads,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "affinity": len(os.sched_getaffinity(0)),
-        "sgemm_peak_gflops": round(peak, 1), "repeats": repeats,
+        "sgemm_peak_gflops": round(peak, 1), "sgemm_peak_of": peak_kind, "repeats": repeats,
         "command": "python benchmarks/suite.py " + " ".join(args.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     rows, failed = [], []
@@ -406,7 +500,7 @@ def write_results(out: Path, preset: str, rows: list[dict], environment: dict) -
              "Measured on a shared machine: see `load` (1-minute load average before the point). JAX impl "
              "`map:2dev`/`vmap:2dev`: the members split over 2 host devices, one per core; `split:2dev`: one run's batch "
              "split over them, as `cogmeta train` runs it by default (the other rows use one core; PyTorch's best of "
-             "its thread counts; % SGEMM peak is of one core's).", "",
+             "its thread counts; % SGEMM peak is of the `sgemm_peak_of` above).", "",
              "| task | cell | H | B | T | S | JAX upd/s | JAX impl | best torch upd/s | torch impl | JAX / best torch | "
              "JAX / torch sequential | JAX seed program / JAX sequential | JAX all cores / one device | JAX GFLOP/s | "
              "% SGEMM peak | compile cold / warm (s) | recompiles | load |",
@@ -419,6 +513,8 @@ def write_results(out: Path, preset: str, rows: list[dict], environment: dict) -
                      f"{r['jax_gflops']:.1f} | "
                      f"{100 * r['jax_fraction_of_sgemm_peak']:.0f} | {r['jax_cold_compile_s']:.2f} / {r['jax_warm_compile_s']:.2f} | "
                      f"{r['jax_recompiles']} | {r['load_before']:.1f} |")
+    if environment.get("jax_backend", "cpu") != "cpu":  # the GPU goals and how far the device's peak lets them go
+        table += _goal_lines(gpu_goal_rows(rows, environment["sgemm_peak_gflops"]), environment["sgemm_peak_gflops"])
     atomic_write_text(out / f"suite-{preset}.md", "\n".join(table) + "\n")
     _plot(out / f"suite-{preset}.png", rows)
     print(f"wrote {out}/suite-{preset}.csv, .md and .png")

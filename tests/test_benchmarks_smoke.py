@@ -167,3 +167,62 @@ def test_suite_trains_vmapped_members_in_blocks_where_the_device_memory_asks_for
     point = suite.JaxPoint(config, 4, "vmap")
     assert point.blocks == 1 and (point.engine.strategy, point.engine.map_batch) == ("map", 1)
     assert point.run() > 0
+
+
+def _goal_row(hidden, batch, length, members, jax_rate, torch_rate) -> dict:
+    return {"task": "gaussian", "cell": "gru", "hidden": hidden, "batch": batch, "length": length, "members": members,
+            "jax_updates_per_s": jax_rate, "torch_updates_per_s": torch_rate}
+
+
+def test_gpu_goals_divide_by_one_member_and_say_where_the_device_peak_rules_a_goal_out():
+    """Seed scaling over the size's one-member JAX rate, aggregate over its one-seed PyTorch rate, and each goal's
+    ceiling: the device's float32 peak over the update's FLOPs, over the same denominator."""
+    suite = _load("suite")
+    peak = 67_000.0  # GFLOP/s (an H200's float32 datasheet figure)
+    rows = [_goal_row(32, 8, 7, 1, 1_000.0, 500.0), _goal_row(32, 8, 7, 256, 220_000.0, 510.0),
+            _goal_row(32, 8, 7, 2048, 200_000.0, 480.0),
+            _goal_row(64, 128, 64, 1, 685.0, 1_314.0), _goal_row(64, 128, 64, 256, 12_331.0, 1_392.0),
+            _goal_row(64, 128, 16, 16, 9_000.0, 1_500.0)]  # no one-member point of its size: no goal row
+    goals = {(g["size"], g["members"]): g for g in suite.gpu_goal_rows(rows, peak)}
+    assert sorted(goals) == [("gru H32 B8 T7", 256), ("gru H32 B8 T7", 2048), ("gru H64 B128 T64", 256)]
+
+    tiny = peak * 1e9 / suite.update_flops("gru", 32, 8, 7)  # member-updates/s at the peak
+    g = goals["gru H32 B8 T7", 256]
+    assert g["seed_scaling"] == 220.0 and g["scaling_goal"] == 0.8 * 256 and g["scaling_met"]
+    assert g["scaling_ceiling"] == pytest.approx(tiny / 1_000.0) and g["aggregate_goal"] is None
+    g = goals["gru H32 B8 T7", 2048]
+    assert g["scaling_goal"] is None and g["aggregate_over_torch_seed"] == 400.0 and g["aggregate_goal"] == 500
+    assert not g["aggregate_met"] and g["aggregate_ceiling"] == pytest.approx(tiny / 500.0)
+    assert g["aggregate_ceiling"] > 500  # missed, not ruled out
+    g = goals["gru H64 B128 T64", 256]  # the committed H200 figures: 0.8 S would need more than the peak
+    assert g["scaling_ceiling"] == pytest.approx(peak * 1e9 / suite.update_flops("gru", 64, 128, 64) / 685.0)
+    assert g["scaling_ceiling"] < g["scaling_goal"] and not g["scaling_met"]
+
+    table = "\n".join(suite._goal_lines(suite.gpu_goal_rows(rows, peak), peak))
+    assert "| gru H32 B8 T7 | 256 | 220000 | 220.0 | 204.8: met |" in table
+    assert "| gru H32 B8 T7 | 2048 | 200000 | 200.0 | - |" in table and "| 500: missed |" in table
+    assert "| gru H64 B128 T64 | 256 | 12331 | 18.0 | 204.8: beyond the peak |" in table
+
+
+def test_gpu_check_preset_measures_every_seed_series_from_one_member():
+    """The goals divide by one member's rate: every size with several members has its one-member point, and the
+    tutorial-sized series reaches the goals' member counts."""
+    suite = _load("suite")
+    for preset in ("gpu-check", "gpu"):
+        points = suite.PRESETS[preset]
+        singles = {point[:4] for point in points if point[4] == 1}
+        assert all(point[:4] in singles for point in points if point[4] > 1), preset
+        assert {suite.SCALING_UP_TO, suite.AGGREGATE_MEMBERS} <= {p[4] for p in points if p[:4] == ("gru", 32, 8, 7)}
+
+
+def test_suite_gpu_path_writes_the_goals_table(tmp_path):
+    """The accelerator path (vmapped members, PyTorch as one seed) end to end on the CPU, written as on a GPU."""
+    suite = _load("suite")
+    assert suite.device_sgemm_peak(n=64, repeats=1) > 0
+    rows = [suite.measure_point(("gru", 8, 4, 7, members), 1, [1], peak=1.0, max_chunk=5, accelerator=True)
+            for members in (1, 2)]
+    assert rows[1]["jax_best"] == "vmap" and rows[1]["torch_best"] == "loop/1t"
+    environment = {"jax_backend": "gpu", "sgemm_peak_gflops": 1.0}
+    suite.write_results(tmp_path, "gpu-check", rows, environment)
+    text = (tmp_path / "suite-gpu-check.md").read_text()
+    assert "## GPU goals" in text and "| gru H8 B4 T7 | 2 |" in text

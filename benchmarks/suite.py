@@ -452,8 +452,9 @@ def _run(args, jax, torch) -> int:
     threads = [int(t) for t in args.torch_threads.split(",")]
     accelerator = args.preset.startswith("gpu")
     # on a GPU the device's own float32 peak (the ceiling of its points); on a CPU one core's (a 1-thread comparison)
-    peak = device_sgemm_peak() if accelerator else sgemm_peak(256 if args.preset == "smoke" else 1024)
-    peak_kind = (f"float32 matmul at precision highest on {jax.devices()[0].device_kind}" if accelerator
+    on_device = accelerator and jax.default_backend() != "cpu"
+    peak = device_sgemm_peak() if on_device else sgemm_peak(256 if args.preset == "smoke" else 1024)
+    peak_kind = (f"float32 matmul at precision highest on {jax.devices()[0].device_kind}" if on_device
                  else "1-thread SGEMM on the CPU")
     print(f"measured SGEMM peak ({peak_kind}): {peak:.1f} GFLOP/s", flush=True)
     environment = {
